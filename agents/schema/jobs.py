@@ -1,0 +1,44 @@
+"""Per-job attribution: Slurm jobs and Kubernetes pods. The job id is a tag only here."""
+
+from agents.schema.types import counter, gauge, measurement, rate
+
+JOB_TAGS = ("job", "scheduler", "user")
+
+JOB = measurement(
+    "job",
+    "Resources used by one job or pod on this host, from its cgroup (v1 or v2). scheduler is slurm "
+    "or kubernetes; user is the Slurm user (uid on cgroup v1 paths) or the pod's namespace.",
+    JOB_TAGS,
+    counter("cpu_seconds", "CPU time used by the job's processes.", telegraf="(jobstats) cpu_time",
+            node_exporter="cgroup_cpu_usage_seconds (cgroup_exporter)"),
+    rate("cpu_cores", "Cores kept busy over the interval (cpu_seconds rate).", prometheus=True),
+    gauge("cpus_allocated", "CPUs in the job's cpuset (0 when unknown).", type=int),
+    gauge("memory_bytes", "Memory charged to the cgroup now.", type=int,
+          node_exporter="cgroup_memory_used_bytes (cgroup_exporter)"),
+    gauge("memory_peak_bytes", "Peak memory charged to the cgroup (memory.peak / max_usage_in_bytes).",
+          type=int),
+    gauge("memory_limit_bytes", "Memory limit of the cgroup (0 when unlimited).", type=int),
+    gauge("gpus", "GPUs on which the job has compute processes.", type=int),
+    gauge("processes", "Processes in the job's cgroup.", type=int),
+)
+
+JOB_GPU = measurement(
+    "job_gpu",
+    "A job's share of a GPU, matched through the PIDs NVML reports and /proc/PID/cgroup.",
+    (*JOB_TAGS, "gpu", "uuid"),
+    gauge("memory_used_bytes", "GPU memory used by the job's processes on this GPU.", type=int,
+          dcgm="DCGM_FI_DEV_FB_USED (with job labels)"),
+    gauge("utilization_ratio", "The GPU's utilization while the job runs on it (shared by all jobs on it).",
+          dcgm="DCGM_FI_DEV_GPU_UTIL (with job labels)"),
+)
+
+JOB_PROGRESS = measurement(
+    "job_progress",
+    "Application progress a job reports through the textfile directory "
+    "(fleetwise_job_progress_total{job=...,unit=...} in a *.prom file).",
+    (*JOB_TAGS, "unit"),
+    counter("progress", "Units of work done (samples, steps, tokens), cumulative.", prometheus=False),
+    rate("progress_per_second", "Throughput over the interval."),
+)
+
+MEASUREMENTS = (JOB, JOB_GPU, JOB_PROGRESS)

@@ -1,0 +1,3 @@
+"""fleetwise: the command line over agents, analyzer and dashboard."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,118 @@
+"""The `fleetwise` command. Every subcommand imports what it needs when it runs, so that
+`fleetwise agent` never pulls in pandas, numpy, pyarrow, duckdb, scikit-learn or dash."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_CONFIG = 2
+
+
+def _agent_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("agent", help="run the node agent",
+                       description="Collect node, accelerator, interconnect, storage and job telemetry.")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    p.add_argument("--once", action="store_true", help="collect one sample (two reads, for rates), print it, exit")
+    p.add_argument("--format", choices=("line", "json"), default="line", help="output format for printed points")
+    p.add_argument("--listen", metavar="HOST:PORT", help="serve Prometheus /metrics here (':PORT' = 127.0.0.1)")
+    p.add_argument("--interval", type=float, metavar="SECONDS", help="seconds between collections")
+    p.add_argument("--proc-root", metavar="DIR", help="procfs root (default /proc)")
+    p.add_argument("--sys-root", metavar="DIR", help="sysfs root (default /sys)")
+    p.add_argument("--collectors", metavar="NAMES", help="comma-separated collectors to run")
+    p.set_defaults(run=_run_agent)
+
+
+def _run_agent(args: argparse.Namespace) -> int:
+    from agents.agent_main import run_agent
+
+    overrides = {
+        "listen": args.listen,
+        "interval_seconds": args.interval,
+        "proc_root": args.proc_root,
+        "sys_root": args.sys_root,
+        "collectors": args.collectors.split(",") if args.collectors else None,
+    }
+    return run_agent(args.config, {k: v for k, v in overrides.items() if v is not None},
+                     once=args.once, fmt=args.format)
+
+
+def _config_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="configuration tools")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    check = csub.add_parser("check", help="validate a configuration file (exit 2 when it is bad)")
+    check.add_argument("file")
+    check.set_defaults(run=_run_config_check)
+    show = csub.add_parser("show", help="print the effective configuration (defaults, file, environment)")
+    show.add_argument("file", nargs="?")
+    show.set_defaults(run=_run_config_show)
+
+
+def _run_config_check(args: argparse.Namespace) -> int:
+    from agents.config import load_config
+
+    load_config(args.file)
+    print(f"{args.file}: ok")
+    return 0
+
+
+def _run_config_show(args: argparse.Namespace) -> int:
+    from agents.config import load_config
+
+    print(load_config(args.file).model_dump_json(indent=2))
+    return 0
+
+
+def _docs_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("docs", help="generate reference documentation")
+    dsub = p.add_subparsers(dest="docs_command", required=True)
+    metrics = dsub.add_parser("metrics", help="print docs/metrics.md from the schema")
+    metrics.set_defaults(run=_run_docs_metrics)
+
+
+def _run_docs_metrics(args: argparse.Namespace) -> int:
+    from agents.schema.reference import render_markdown
+
+    sys.stdout.write(render_markdown())
+    return 0
+
+
+def _demo_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the end-to-end demo on the embedded default")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from fleetwise.demo import run_demo
+
+    return run_demo()
+
+
+PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
+    _agent_parser, _config_parser, _docs_parser, _demo_parser,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleetwise", description=__doc__.split("\n")[0])
+    parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in PARSERS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from agents.config import ConfigError
+
+    try:
+        return args.run(args)
+    except ConfigError as e:
+        print(f"fleetwise: config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130

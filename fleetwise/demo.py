@@ -1,0 +1,21 @@
+"""`make demo`: the main job on the embedded default. For now: one agent sample of this machine."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from agents.agent_main import effective_config
+from agents.runner import Agent
+
+
+def run_demo() -> int:
+    agent = Agent(effective_config(None, {"once_pause_seconds": 1.0}))
+    points = agent.collect_once()
+    per_measurement = Counter(p.measurement for p in points)
+    print(f"fleetwise agent on {agent.host}: {len(points)} points")
+    for name, n in sorted(per_measurement.items()):
+        print(f"  {name:<16} {n:>4} series")
+    for p in points:
+        if p.measurement in ("cpu", "memory") and p.tags.get("cpu", "total") == "total":
+            print(f"  {p.to_line()}")
+    return 0

@@ -1,0 +1,101 @@
+"""Real servers for tests: influxd and Prometheus from Debian's packages, started on 127.0.0.1 with
+free ports and temp dirs, and stopped afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import textwrap
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import require_binary
+from tests.helpers import free_port, wait_http
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+    workdir: Path
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def start_again(self) -> None:
+        """Restart with the same arguments and data (outage tests)."""
+        self.stop()
+        log = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.proc.args, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _spawn(args: Sequence[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(list(args), stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+
+
+@contextlib.contextmanager
+def influxd(workdir: Path) -> Iterator[Server]:
+    """InfluxDB 1.x with every bind-address on 127.0.0.1, data in workdir, reporting disabled."""
+    binary = require_binary("influxd")
+    http_port, rpc_port = free_port(), free_port()
+    conf = workdir / "influxdb.conf"
+    conf.write_text(textwrap.dedent(f"""
+        reporting-disabled = true
+        bind-address = "127.0.0.1:{rpc_port}"
+        [meta]
+          dir = "{workdir}/meta"
+        [data]
+          dir = "{workdir}/data"
+          wal-dir = "{workdir}/wal"
+          query-log-enabled = false
+        [http]
+          enabled = true
+          bind-address = "127.0.0.1:{http_port}"
+          log-enabled = false
+        [monitor]
+          store-enabled = false
+        [continuous_queries]
+          enabled = false
+    """))
+    log = workdir / "influxd.log"
+    server = Server(f"http://127.0.0.1:{http_port}", _spawn([binary, "-config", str(conf)], log), workdir, log)
+    try:
+        wait_http(server.url + "/ping", timeout=60, proc=server.proc)
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def prometheus(workdir: Path, targets: Sequence[str], scrape_interval: str = "1s") -> Iterator[Server]:
+    """Prometheus scraping `targets` (HOST:PORT) every scrape_interval, storage in workdir."""
+    binary = require_binary("prometheus")
+    port = free_port()
+    conf = workdir / "prometheus.yml"
+    target_list = ", ".join(f'"{t}"' for t in targets)
+    conf.write_text(textwrap.dedent(f"""
+        global:
+          scrape_interval: {scrape_interval}
+          evaluation_interval: {scrape_interval}
+        scrape_configs:
+          - job_name: fleetwise
+            static_configs:
+              - targets: [{target_list}]
+    """))
+    log = workdir / "prometheus.log"
+    args = [binary, f"--config.file={conf}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}"]
+    server = Server(f"http://127.0.0.1:{port}", _spawn(args, log), workdir, log)
+    try:
+        wait_http(server.url + "/-/ready", timeout=60, proc=server.proc)
+        yield server
+    finally:
+        server.stop()
