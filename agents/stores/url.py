@@ -1,0 +1,72 @@
+"""Store URLs, the one way every command names a store (`--store URL` or [store] url).
+
+- ``embedded:PATH``                                   the embedded Parquet store in directory PATH
+- ``influxdb://[user@]host:port/db[?rp=RP]``          InfluxDB v1 API over HTTP (1.x, 2.x compat, 3.x)
+- ``influxdbs://...``                                 the same over HTTPS (certificates verified)
+- ``influxdb2://host:port/bucket?org=ORG``            the v2 write API (``influxdb2s://`` for HTTPS)
+
+Passwords and tokens are never part of the URL: they come from FLEETWISE_INFLUXDB_PASSWORD /
+FLEETWISE_INFLUXDB_TOKEN or from the files named by FLEETWISE_INFLUXDB_PASSWORD_FILE /
+FLEETWISE_INFLUXDB_TOKEN_FILE, so they never show in argv or in logs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+_DB_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class StoreURLError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    kind: str  # "embedded", "influxdb" (v1 API) or "influxdb2" (v2 write API)
+    path: Path | None = None  # embedded
+    base_url: str = ""  # http(s)://host:port for InfluxDB
+    database: str = ""  # v1 database, or v2 bucket
+    retention_policy: str = ""
+    org: str = ""
+    user: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:  # never contains a secret
+        if self.kind == "embedded":
+            return f"embedded:{self.path}"
+        return f"{self.kind}:{self.base_url}/{self.database}"
+
+
+def parse_store_url(url: str) -> StoreURL:
+    if url.startswith("embedded:"):
+        path = url[len("embedded:"):]
+        if not path:
+            raise StoreURLError("embedded: needs a directory, e.g. embedded:/var/lib/fleetwise/store")
+        return StoreURL(kind="embedded", path=Path(path).expanduser())
+    parts = urlsplit(url)
+    schemes = {"influxdb": ("influxdb", "http"), "influxdbs": ("influxdb", "https"),
+               "influxdb2": ("influxdb2", "http"), "influxdb2s": ("influxdb2", "https")}
+    if parts.scheme not in schemes:
+        raise StoreURLError(
+            f"unknown store URL {url!r}: expected embedded:PATH, influxdb://host:port/db or influxdb2://host:port/bucket"
+        )
+    kind, http_scheme = schemes[parts.scheme]
+    if parts.password:
+        raise StoreURLError("put no password in a store URL; set FLEETWISE_INFLUXDB_PASSWORD(_FILE) instead")
+    if not parts.hostname:
+        raise StoreURLError(f"store URL {url!r} has no host")
+    database = parts.path.strip("/")
+    if not database or not _DB_NAME.match(database):
+        raise StoreURLError(f"store URL {url!r}: database/bucket name must match {_DB_NAME.pattern}")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    port = parts.port or 8086
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if kind == "influxdb2" and not query.get("org"):
+        raise StoreURLError(f"store URL {url!r}: the v2 write API needs ?org=ORG")
+    return StoreURL(kind=kind, base_url=f"{http_scheme}://{host}:{port}", database=database,
+                    retention_policy=query.pop("rp", ""), org=query.pop("org", ""), user=parts.username or "",
+                    params=query)
