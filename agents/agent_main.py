@@ -8,7 +8,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from agents.config import Config, ConfigError, load_config, parse_listen
+from pydantic import ValidationError
+
+from agents.config import Config, ConfigError, first_error, load_config, parse_listen
 from agents.points import InvalidPoint, Point
 from agents.runner import Agent
 
@@ -20,8 +22,9 @@ def effective_config(path: str | None, agent_overrides: dict[str, Any]) -> Confi
         merged = {**config.agent.model_dump(), **agent_overrides}
         try:
             agent = type(config.agent).model_validate(merged)
-        except Exception as e:
-            raise ConfigError("command line", "", str(e).splitlines()[-1].strip() if str(e) else repr(e)) from None
+        except ValidationError as e:
+            key, problem = first_error(e, ("agent",))
+            raise ConfigError("command line", key, problem) from None
         config = config.model_copy(update={"agent": agent})
     return config
 

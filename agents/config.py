@@ -114,13 +114,13 @@ def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
     tree[path[-1]] = value
 
 
-def _first_error(exc: ValidationError, prefix: tuple = ()) -> tuple[str, str]:
+def first_error(exc: ValidationError, prefix: tuple = ()) -> tuple[str, str]:
     err = exc.errors()[0]
     key = ".".join(str(p) for p in (*prefix, *err["loc"]))
-    message = err["msg"]
+    message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         message = "unknown key"
-    elif "input" in err and not isinstance(err["input"], dict | list):
+    elif "input" in err and not isinstance(err["input"], dict | list) and repr(err["input"]) not in message:
         message += f" (got {err['input']!r})"
     return key, message
 
@@ -154,7 +154,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
-        key, message = _first_error(e)
+        key, message = first_error(e)
         raise ConfigError(blame(key), key, message) from None
 
     for name, options in config.collectors.items():
@@ -164,7 +164,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
         try:
             config.collector_options(name)
         except ValidationError as e:
-            key, message = _first_error(e, ("collectors", name))
+            key, message = first_error(e, ("collectors", name))
             raise ConfigError(blame(key), key, message) from None
         if not isinstance(options, dict):
             raise ConfigError(source, f"collectors.{name}", "must be a table")

@@ -33,12 +33,14 @@ class Server:
     def start_again(self) -> None:
         """Restart with the same arguments and data (outage tests)."""
         self.stop()
-        log = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.proc.args, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.proc.args, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _spawn(args: Sequence[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(list(args), stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    # The child keeps its own copy of the descriptor; ours can close at once.
+    with open(log, "wb") as out:
+        return subprocess.Popen(list(args), stdout=out, stderr=subprocess.STDOUT)
 
 
 @contextlib.contextmanager
