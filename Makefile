@@ -32,6 +32,7 @@ bench: system-deps $(STAMP)
 
 docs: $(STAMP)
 	$(VENV)/bin/fleetwise docs metrics > docs/metrics.md
+	$(VENV)/bin/fleetwise docs config > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

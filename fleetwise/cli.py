@@ -70,10 +70,19 @@ def _docs_parser(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="docs_command", required=True)
     metrics = dsub.add_parser("metrics", help="print docs/metrics.md from the schema")
     metrics.set_defaults(run=_run_docs_metrics)
+    config = dsub.add_parser("config", help="print docs/configuration.md from the validation models")
+    config.set_defaults(run=_run_docs_config)
 
 
 def _run_docs_metrics(args: argparse.Namespace) -> int:
     from agents.schema.reference import render_markdown
+
+    sys.stdout.write(render_markdown())
+    return 0
+
+
+def _run_docs_config(args: argparse.Namespace) -> int:
+    from agents.config_reference import render_markdown
 
     sys.stdout.write(render_markdown())
     return 0
