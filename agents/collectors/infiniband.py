@@ -1,0 +1,101 @@
+"""infiniband: HCA port counters from /sys/class/infiniband (InfiniBand and RoCE)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from agents.collectors.base import Collector, Cycle, listdir, read_int, read_text
+from agents.points import FieldValue, Point
+from agents.schema.interconnect import INFINIBAND, INFINIBAND_HW
+
+log = logging.getLogger("fleetwise.collectors.infiniband")
+
+# port_xmit_data / port_rcv_data count octets divided by 4 (IBA spec, PortCounters attribute).
+_WORD_BYTES = 4
+
+# counters/ file -> (field, multiplier)
+_COUNTERS = {
+    "port_xmit_data": ("xmit_bytes", _WORD_BYTES),
+    "port_rcv_data": ("rcv_bytes", _WORD_BYTES),
+    "port_xmit_packets": ("xmit_packets", 1),
+    "port_rcv_packets": ("rcv_packets", 1),
+    "port_xmit_wait": ("xmit_wait", 1),
+    "symbol_error": ("symbol_error", 1),
+    "link_downed": ("link_downed", 1),
+}
+
+_RATE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*Gb/sec")
+
+
+def parse_state(text: str) -> int | None:
+    """'4: ACTIVE' -> 4."""
+    head = text.split(":", 1)[0].strip()
+    return int(head) if head.isdigit() else None
+
+
+def parse_rate(text: str) -> float | None:
+    """'200 Gb/sec (4X HDR)' -> 25e9 bytes per second (the signalling rate the port reports)."""
+    m = _RATE.match(text)
+    return float(m.group(1)) * 1e9 / 8 if m else None
+
+
+def _read_optional(path: Path) -> str | None:
+    try:
+        return read_text(path).strip()
+    except OSError:
+        return None
+
+
+class InfinibandCollector(Collector):
+    name = "infiniband"
+    measurements = (INFINIBAND, INFINIBAND_HW)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._logged_absent = False
+        self._logged_ports: set[tuple[str, str]] = set()
+
+    def collect(self, cycle: Cycle) -> Iterator[Point]:
+        base = self.sys("class", "infiniband")
+        devices = listdir(base)
+        if not devices and not self._logged_absent:
+            self._logged_absent = True
+            log.debug("no InfiniBand devices under %s", base)
+        for device in devices:
+            for port in listdir(base / device / "ports"):
+                yield from self._port(cycle, device, port, base / device / "ports" / port)
+
+    def _port(self, cycle: Cycle, device: str, port: str, path: Path) -> Iterator[Point]:
+        # Every read below is tolerant: one port without a PMA (EINVAL on read) or half
+        # torn down by a driver reload must not cost the other ports their points.
+        fields: dict[str, FieldValue] = {}
+        for file_name, (field, scale) in _COUNTERS.items():
+            value = read_int(path / "counters" / file_name)
+            if value is not None:
+                fields[field] = value * scale
+        if not fields:
+            if (device, port) not in self._logged_ports:
+                self._logged_ports.add((device, port))
+                log.debug("%s port %s has no readable counters; skipped", device, port)
+            return
+        state = _read_optional(path / "state")
+        if state is not None and (n := parse_state(state)) is not None:
+            fields["state"] = n
+        rate_text = _read_optional(path / "rate")
+        if rate_text is not None and (r := parse_rate(rate_text)) is not None:
+            fields["rate_bytes_per_second"] = r
+        link_layer = _read_optional(path / "link_layer")
+        if link_layer:
+            fields["link_layer"] = link_layer
+        for counter, rate_field in (("xmit_bytes", "xmit_bytes_per_second"), ("rcv_bytes", "rcv_bytes_per_second")):
+            if counter in fields:
+                self.add_rate(fields, rate_field, (device, port, counter), fields[counter], cycle)
+        tags = {"device": device, "port": port}
+        yield self.point(INFINIBAND, tags, fields, cycle)
+        for counter in listdir(path / "hw_counters"):
+            value = read_int(path / "hw_counters" / counter)
+            if value is not None:
+                yield self.point(INFINIBAND_HW, {**tags, "counter": counter}, {"value": value}, cycle)

@@ -1,0 +1,91 @@
+"""net: per-interface counters from /proc/net/dev."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agents.collectors.base import Collector, Cycle, read_text
+from agents.points import Point
+from agents.schema.interconnect import NET
+
+log = logging.getLogger("fleetwise.collectors.net")
+
+# Virtual interfaces of containers and overlays: per-pod veths would explode cardinality and
+# double-count traffic already seen on the physical NIC.
+DEFAULT_EXCLUDE = r"^(lo|veth.*|docker\d+|cali.*|flannel.*|cni\d+)$"
+
+# Column order after the colon, as the kernel prints it (net/core/net-procfs.c, dev_seq_printf_stats).
+_COLUMNS = ("rx_bytes", "rx_packets", "rx_errs", "rx_drop", "rx_fifo", "rx_frame", "rx_compressed", "rx_multicast",
+            "tx_bytes", "tx_packets", "tx_errs", "tx_drop", "tx_fifo", "tx_colls", "tx_carrier", "tx_compressed")
+
+
+class NetOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    exclude: str = Field(DEFAULT_EXCLUDE, description="Regex of interface names to leave out.")
+
+    @field_validator("exclude")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+def parse_net_dev(text: str) -> dict[str, dict[str, int]]:
+    """/proc/net/dev -> {interface: {column: value}}.
+
+    The name is split at the first colon, not at whitespace: wide counters leave no space after it
+    ("eth0:123456789012 ..."). Malformed lines are skipped rather than failing the whole file.
+    """
+    out: dict[str, dict[str, int]] = {}
+    for line in text.splitlines()[2:]:
+        name, sep, rest = line.partition(":")
+        if not sep:
+            continue
+        words = rest.split()
+        if len(words) < len(_COLUMNS):
+            continue
+        try:
+            out[name.strip()] = {col: int(w) for col, w in zip(_COLUMNS, words, strict=False)}
+        except ValueError:
+            continue
+    return out
+
+
+class NetCollector(Collector):
+    name = "net"
+    measurements = (NET,)
+    Options = NetOptions
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._exclude = re.compile(self.options.exclude)
+
+    def collect(self, cycle: Cycle) -> Iterator[Point]:
+        try:
+            text = read_text(self.proc("net", "dev"))
+        except FileNotFoundError:
+            log.debug("no %s; net collector has nothing to read", self.proc("net", "dev"))
+            return
+        for iface, c in parse_net_dev(text).items():
+            if self._exclude.match(iface):
+                continue
+            fields = {
+                "rx_bytes": c["rx_bytes"],
+                "tx_bytes": c["tx_bytes"],
+                "rx_packets": c["rx_packets"],
+                "tx_packets": c["tx_packets"],
+                "rx_errors": c["rx_errs"],
+                "tx_errors": c["tx_errs"],
+                "rx_drops": c["rx_drop"],
+                "tx_drops": c["tx_drop"],
+            }
+            self.add_rate(fields, "rx_bytes_per_second", ("rx", iface), c["rx_bytes"], cycle)
+            self.add_rate(fields, "tx_bytes_per_second", ("tx", iface), c["tx_bytes"], cycle)
+            yield self.point(NET, {"interface": iface}, fields, cycle)
