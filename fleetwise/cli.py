@@ -99,8 +99,42 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def _ingest_parser(sub: argparse._SubParsersAction) -> None:
+    from agents.traces import DEFAULT_EPOCH, LOADERS
+
+    p = sub.add_parser("ingest", help="load a public cluster trace into a store",
+                       description="Load a public trace into a store; malformed rows are skipped and counted "
+                                   "(see docs/traces.md). Exit 2 when a file lacks a required column.")
+    p.add_argument("kind", choices=tuple(LOADERS), help="trace format")
+    p.add_argument("path", help="the trace's directory, or one of its files")
+    p.add_argument("--store", metavar="URL", default="embedded:./var/store",
+                   help="embedded:DIR or influxdb://host:port/db (default embedded:./var/store)")
+    p.add_argument("--epoch", metavar="TIME",
+                   help=f"ISO 8601 or Unix seconds that relative trace times count from (default {DEFAULT_EPOCH})")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="format of the printed report")
+    p.set_defaults(run=_run_ingest)
+
+
+def _run_ingest(args: argparse.Namespace) -> int:
+    from agents.stores.url import StoreURLError
+    from agents.traces import TraceFormatError, ingest
+    from agents.traces.sink import open_sink
+
+    try:
+        sink = open_sink(args.store)
+        try:
+            report = ingest(args.kind, args.path, sink, epoch=args.epoch, store=args.store)
+        finally:
+            sink.close()
+    except (TraceFormatError, StoreURLError) as e:
+        print(f"fleetwise: ingest: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    sys.stdout.write(report.to_json() + "\n" if args.format == "json" else report.to_text())
+    return 0
+
+
 PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
-    _agent_parser, _config_parser, _docs_parser, _demo_parser,
+    _agent_parser, _config_parser, _docs_parser, _demo_parser, _ingest_parser,
 )
 
 

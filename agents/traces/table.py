@@ -1,0 +1,145 @@
+"""Reading a trace CSV into text columns, and checking rows column by column with a reason for each skip.
+
+Every cell is read as text first so that a bad value in one row cannot change how the rest of the
+column parses (pandas would otherwise turn a whole column into strings). A row is checked in the
+order the loader asks; the first failed check names the reason it is skipped, so each skipped row is
+counted exactly once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agents.traces.report import FileReport, TraceFormatError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_bytes(path: Path, report: FileReport) -> bytes:
+    """The file's bytes, gunzipped when it is gzip; a truncated or corrupt gzip keeps what decoded.
+
+    The partial last line of a cut-off file is dropped and counted as skipped "truncated": its last
+    value may itself be cut short (0.12 of 0.125) and would be wrong, not just missing.
+    """
+    raw = path.read_bytes()
+    if not raw.startswith(GZIP_MAGIC):
+        return raw
+    out = bytearray()
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+            while chunk := f.read(1 << 20):
+                out += chunk
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        report.warnings.append(f"gzip stream is damaged ({e}); kept the {len(out)} bytes before the damage")
+        cut = out.rfind(b"\n") + 1
+        tail = bytes(out[cut:])
+        del out[cut:]
+        if tail.strip():
+            report.rows_read += 1
+            report.skip("truncated")
+    return bytes(out)
+
+
+def read_csv(path: Path, report: FileReport, required: Sequence[str], *,
+             names: Sequence[str] | None = None) -> pd.DataFrame:
+    """All rows as text (missing cells are ""), columns by name.
+
+    names: the columns of a file without a header. Raises TraceFormatError when a required column is
+    missing. Rows with more fields than the header are skipped as "extra_fields".
+    """
+    import pandas as pd
+
+    data = read_bytes(path, report)
+    if names is not None:
+        first = next((line for line in data.splitlines() if line.strip()), b"")
+        found = first.count(b",") + 1 if first else 0
+        if found < len(names):
+            raise TraceFormatError(f"{path}: has {found} columns, expected {len(names)}; "
+                                   f"missing column {names[found]!r}")
+    extra = 0
+
+    def bad_line(fields: list[str]) -> None:
+        nonlocal extra
+        extra += 1
+        return None  # skip it; counted above
+
+    options = dict(dtype=str, keep_default_na=False, skip_blank_lines=True,
+                   header=None if names is not None else "infer", names=list(names) if names else None)
+    try:
+        df = pd.read_csv(io.BytesIO(data), engine="c", on_bad_lines="error", **options)
+    except pd.errors.EmptyDataError:
+        df = pd.DataFrame({c: pd.Series([], dtype=str) for c in (names or required)})
+    except pd.errors.ParserError:
+        # Only a ragged file pays for the slower parser that can count the rows it skips.
+        extra = 0
+        df = pd.read_csv(io.BytesIO(data), engine="python", on_bad_lines=bad_line, **options)
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise TraceFormatError(f"{path}: missing required column {missing[0]!r}"
+                               + (f" (and {', '.join(map(repr, missing[1:]))})" if missing[1:] else "")
+                               + f"; found {', '.join(map(repr, df.columns))}")
+    unknown = [c for c in df.columns if c not in required]
+    if unknown and names is None:
+        report.warnings.append(f"ignored unknown column(s) {', '.join(map(repr, unknown))}")
+    report.rows_read += len(df) + extra
+    report.skip("extra_fields", extra)
+    # Rows shorter than the header come back as NaN; they are missing values like empty cells.
+    return df.fillna("").reset_index(drop=True)
+
+
+class RowCheck:
+    """Validates a text table column by column, counting each row's first failure."""
+
+    def __init__(self, df: pd.DataFrame, report: FileReport) -> None:
+        self.df = df
+        self.report = report
+        self.ok = df.index == df.index  # all True, aligned with df
+
+    def _fail(self, bad: pd.Series, reason: str) -> None:
+        bad = bad & self.ok
+        self.report.skip(reason, int(bad.sum()))
+        self.ok = self.ok & ~bad
+
+    def text(self, column: str, *, required: bool = True) -> pd.Series:
+        values = self.df[column].str.strip()
+        if required:
+            self._fail(values == "", "missing_value")
+        return values
+
+    def number(self, column: str, *, required: bool = True, integer: bool = False,
+               maximum: float | None = None, over_reason: str = "out_of_range") -> pd.Series:
+        """Numbers as float (NaN where absent and optional); non-finite counts as non_numeric."""
+        import numpy as np
+        import pandas as pd
+
+        text = self.df[column].str.strip()
+        empty = text == ""
+        values = pd.to_numeric(text.where(~empty, None), errors="coerce").astype("float64")
+        if required:
+            self._fail(empty, "missing_value")
+        self._fail(~empty & ~np.isfinite(values), "non_numeric")
+        if integer:
+            self._fail(~empty & (values % 1 != 0), "non_integer")
+        self._fail(~empty & (values < 0), "negative")
+        if maximum is not None:
+            self._fail(~empty & (values > maximum), over_reason)
+        return values
+
+    def unique(self, columns: Sequence[str]) -> None:
+        """Later rows that repeat an earlier valid row's key would overwrite it in InfluxDB: skip them."""
+        dup = self.df[list(columns)].where(self.ok).duplicated(keep="first")
+        self._fail(dup, "duplicate")
+
+    def finish(self) -> pd.Series:
+        """The mask of rows that passed; records them as written."""
+        self.report.rows_written += int(self.ok.sum())
+        return self.ok
