@@ -21,7 +21,7 @@ from agents.schema.storage import DISK
 log = logging.getLogger("fleetwise.collectors.disk")
 
 SECTOR_BYTES = 512  # diskstats counts 512-byte sectors whatever the device's logical block size
-DEFAULT_EXCLUDE = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
+DEFAULT_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 
 
 class DiskOptions(BaseModel):
