@@ -53,7 +53,7 @@ def test_disk_counters_and_default_exclusions(node):
     points = list(DiskCollector(roots(node), "n1").collect(Cycle(T0)))
     assert_schema(points)
     disks = by_tag(points, "device")
-    # Partitions (sda1, nvme0n1p1) and loop devices are out; whole disks, device mapper and md stay.
+    # Partitions (sda1, nvme0n1p1), loop and zram devices are out; whole disks, device mapper and md stay.
     assert sorted(disks) == ["dm-0", "md0", "nvme0n1", "sda"]
     assert disks["sda"] == {
         "read_bytes": 1843200 * 512, "write_bytes": 819200 * 512, "reads": 9210, "writes": 4400,
@@ -116,7 +116,7 @@ def test_diskstats_formats(line):
 def test_disk_exclude_option(node):
     collector = DiskCollector(roots(node), "n1", DiskOptions(exclude=r"^(loop|dm-|md)"))
     assert sorted(by_tag(collector.collect(Cycle(T0)), "device")) == ["nvme0n1", "nvme0n1p1", "nvme0n1p2",
-                                                                      "sda", "sda1"]
+                                                                      "sda", "sda1", "zram0"]
     with pytest.raises(ValueError, match="regular expression"):
         DiskOptions(exclude="(")
 
