@@ -1,0 +1,104 @@
+"""textfile collector: job progress from *.prom files in the node_exporter textfile convention."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import pytest
+
+from agents.collectors.base import Cycle, Roots
+from agents.collectors.textfile import TextfileCollector, TextfileError, TextfileOptions, parse_progress
+from agents.schema import MEASUREMENTS
+from tests.conftest import FIXTURES
+from tests.helpers import collect_twice
+
+try:
+    from tests.schema_check import assert_schema
+except ImportError:  # the shared checker is written by another helper; this is the same rule
+    def assert_schema(points) -> None:
+        for p in points:
+            m = MEASUREMENTS[p.measurement]
+            assert set(p.tags) == set(m.tags), (p.measurement, sorted(p.tags))
+            assert p.fields and set(p.fields) <= set(m.fields), (p.measurement, sorted(p.fields))
+
+POD = "9a8b7c6d-5e4f-4321-9876-0fedcba98765"
+
+
+def collector(directory) -> TextfileCollector:
+    return TextfileCollector(Roots(), "n1", TextfileOptions(directory=directory))
+
+
+def series(points) -> dict[tuple[str, str], dict]:
+    return {(p.tags["job"], p.tags["unit"]): p for p in points}
+
+
+def test_parse_progress_typed_and_untyped():
+    typed = parse_progress('# TYPE fleetwise_job_progress_total counter\n'
+                           'fleetwise_job_progress_total{job="7",unit="steps"} 10\n')
+    assert typed == [({"job": "7", "scheduler": "slurm", "user": "", "unit": "steps"}, 10.0)]
+    untyped = parse_progress('fleetwise_job_progress_total{job="8",unit="steps",scheduler="kubernetes"} 3\n')
+    assert untyped == [({"job": "8", "scheduler": "kubernetes", "user": "", "unit": "steps"}, 3.0)]
+    # No job label: cannot be attributed, dropped. Other metrics are ignored.
+    assert parse_progress('fleetwise_job_progress_total{unit="steps"} 3\nother_total 4\n') == []
+    with pytest.raises(TextfileError):
+        parse_progress('fleetwise_job_progress_total{job="1" 5\n')
+
+
+def test_textfile_reads_good_files_despite_a_malformed_one(caplog):
+    c = collector(FIXTURES / "textfile")
+    with caplog.at_level(logging.WARNING, logger="fleetwise.collectors.textfile"):
+        points = list(c.collect(Cycle(time_ns=1)))
+        list(c.collect(Cycle(time_ns=2)))
+    assert_schema(points)
+    s = series(points)
+    # broken.prom (job 124) is skipped; the temp file train-123.prom.4711 is never read.
+    assert sorted(s) == [("123", "samples"), ("123", "tokens"), (POD, "requests")]
+    assert s[("123", "samples")].fields == {"progress": 51200.0}
+    assert s[("123", "tokens")].fields == {"progress": 26214400.0}
+    assert s[("123", "samples")].tags == {"host": "n1", "job": "123", "scheduler": "slurm", "user": "alice",
+                                          "unit": "samples"}
+    assert s[(POD, "requests")].tags["scheduler"] == "kubernetes"
+    assert s[(POD, "requests")].tags["user"] == ""
+    warnings = [r.getMessage() for r in caplog.records if "broken.prom" in r.getMessage()]
+    assert len(warnings) == 1  # logged once across two rounds
+
+
+def test_progress_rate_from_two_reads_and_reset(tmp_path):
+    shutil.copytree(FIXTURES / "textfile", tmp_path / "tf")
+    prom = tmp_path / "tf" / "train-123.prom"
+    c = collector(tmp_path / "tf")
+
+    def advance() -> None:
+        # Atomic rewrite as a writer does it: temp file, then rename.
+        tmp = tmp_path / "tf" / "train-123.prom.4712"
+        tmp.write_text(prom.read_text().replace("} 51200", "} 56320"))
+        tmp.rename(prom)
+
+    first, second = collect_twice(c, 10.0, between=advance)
+    assert "progress_per_second" not in series(first)[("123", "samples")].fields
+    assert series(second)[("123", "samples")].fields["progress_per_second"] == pytest.approx(512.0)
+    assert series(second)[("123", "tokens")].fields["progress_per_second"] == 0.0
+    # The job restarted from scratch: progress went down, no rate rather than a negative one.
+    prom.write_text('fleetwise_job_progress_total{job="123",unit="samples",user="alice"} 100\n')
+    third = series(c.collect(Cycle(time_ns=1_700_000_000 * 10**9 + 20 * 10**9)))
+    assert third[("123", "samples")].fields == {"progress": 100.0}
+    assert ("123", "tokens") not in third
+
+
+def test_missing_directory_yields_nothing(tmp_path):
+    assert list(collector(tmp_path / "absent").collect(Cycle(time_ns=1))) == []
+
+
+def test_max_series_caps(tmp_path):
+    (tmp_path / "a.prom").write_text("".join(f'fleetwise_job_progress_total{{job="{i}",unit="s"}} {i}\n'
+                                             for i in range(10, 20)))
+    c = TextfileCollector(Roots(), "n1", TextfileOptions(directory=tmp_path, max_series=3))
+    assert [p.tags["job"] for p in c.collect(Cycle(time_ns=1))] == ["10", "11", "12"]
+
+
+def test_oversized_file_is_skipped(tmp_path):
+    (tmp_path / "big.prom").write_text('fleetwise_job_progress_total{job="1",unit="s"} 1\n' + "#" * 200 + "\n")
+    (tmp_path / "ok.prom").write_text('fleetwise_job_progress_total{job="2",unit="s"} 2\n')
+    c = TextfileCollector(Roots(), "n1", TextfileOptions(directory=tmp_path, max_file_bytes=100))
+    assert [p.tags["job"] for p in c.collect(Cycle(time_ns=1))] == ["2"]
