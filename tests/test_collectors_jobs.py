@@ -19,18 +19,9 @@ from agents.collectors.cgroups import (
     parse_proc_cgroup,
 )
 from agents.collectors.jobs import JobsCollector, JobsOptions
-from agents.schema import MEASUREMENTS
 from tests.conftest import FIXTURES
 from tests.helpers import collect_twice
-
-try:
-    from tests.schema_check import assert_schema
-except ImportError:  # the shared checker is written by another helper; this is the same rule
-    def assert_schema(points) -> None:
-        for p in points:
-            m = MEASUREMENTS[p.measurement]
-            assert set(p.tags) == set(m.tags), (p.measurement, sorted(p.tags))
-            assert p.fields and set(p.fields) <= set(m.fields), (p.measurement, sorted(p.fields))
+from tests.schema_check import assert_schema
 
 T0 = 1_700_000_000 * 10**9
 POD_B = "1f2e3d4c-5b6a-4789-8a7b-6c5d4e3f2a1b"  # burstable

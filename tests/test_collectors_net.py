@@ -10,21 +10,9 @@ import pytest
 from agents.collectors.base import Cycle, Roots
 from agents.collectors.infiniband import InfinibandCollector, parse_rate, parse_state
 from agents.collectors.net import NetCollector, NetOptions, parse_net_dev
-from agents.schema import MEASUREMENTS
 from tests.conftest import FIXTURES
 from tests.helpers import collect_twice
-
-try:
-    from tests.schema_check import assert_schema
-except ImportError:  # the shared checker is written by another helper; this is the same rule
-    def assert_schema(points) -> None:
-        for p in points:
-            m = MEASUREMENTS[p.measurement]
-            assert set(p.tags) == set(m.tags), (p.measurement, sorted(p.tags))
-            assert set(p.fields) <= set(m.fields), (p.measurement, sorted(set(p.fields) - set(m.fields)))
-            for name, value in p.fields.items():
-                assert isinstance(value, m.fields[name].type) or (m.fields[name].type is float
-                                                                  and isinstance(value, int)), (name, value)
+from tests.schema_check import assert_schema
 
 
 def by(points, measurement: str, **tags) -> list:

@@ -9,18 +9,9 @@ import pytest
 
 from agents.collectors.base import Cycle, Roots
 from agents.collectors.textfile import TextfileCollector, TextfileError, TextfileOptions, parse_progress
-from agents.schema import MEASUREMENTS
 from tests.conftest import FIXTURES
 from tests.helpers import collect_twice
-
-try:
-    from tests.schema_check import assert_schema
-except ImportError:  # the shared checker is written by another helper; this is the same rule
-    def assert_schema(points) -> None:
-        for p in points:
-            m = MEASUREMENTS[p.measurement]
-            assert set(p.tags) == set(m.tags), (p.measurement, sorted(p.tags))
-            assert p.fields and set(p.fields) <= set(m.fields), (p.measurement, sorted(p.fields))
+from tests.schema_check import assert_schema
 
 POD = "9a8b7c6d-5e4f-4321-9876-0fedcba98765"
 
