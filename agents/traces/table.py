@@ -8,7 +8,6 @@ counted exactly once.
 
 from __future__ import annotations
 
-import gzip
 import io
 import zlib
 from collections.abc import Sequence
@@ -33,12 +32,9 @@ def read_bytes(path: Path, report: FileReport) -> bytes:
     if not raw.startswith(GZIP_MAGIC):
         return raw
     out = bytearray()
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
-            while chunk := f.read(1 << 20):
-                out += chunk
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        report.warnings.append(f"gzip stream is damaged ({e}); kept the {len(out)} bytes before the damage")
+    problem = _gunzip(raw, out)
+    if problem:
+        report.warnings.append(f"gzip stream is damaged ({problem}); kept the {len(out)} bytes before the damage")
         cut = out.rfind(b"\n") + 1
         tail = bytes(out[cut:])
         del out[cut:]
@@ -46,6 +42,29 @@ def read_bytes(path: Path, report: FileReport) -> bytes:
             report.rows_read += 1
             report.skip("truncated")
     return bytes(out)
+
+
+def _gunzip(raw: bytes, out: bytearray) -> str:
+    """Decode every gzip member into out, chunk by chunk so that damage keeps what came before it.
+
+    Returns "" when the stream is whole, else what is wrong with it.
+    """
+    data = raw
+    while data:
+        d = zlib.decompressobj(wbits=31)
+        try:
+            for start in range(0, len(data), 1 << 16):
+                out += d.decompress(data[start:start + (1 << 16)])
+                if d.eof:
+                    break
+        except zlib.error as e:
+            return str(e)
+        if not d.eof:
+            return "compressed file ended before the end-of-stream marker"
+        data = d.unused_data.lstrip(b"\0")  # gzip allows zero padding between members
+        if data and not data.startswith(GZIP_MAGIC):
+            return "trailing garbage after the gzip stream"
+    return ""
 
 
 def read_csv(path: Path, report: FileReport, required: Sequence[str], *,
