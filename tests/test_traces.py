@@ -287,7 +287,6 @@ def test_parse_epoch():
 
 
 def test_cli_json_report_and_embedded_round_trip(tmp_path):
-    pytest.importorskip("agents.stores.embedded", reason="the embedded store is not in this tree yet")
     import duckdb
 
     zeus = require_data("zeus")
@@ -322,14 +321,14 @@ def test_cli_json_report_and_embedded_round_trip(tmp_path):
 
 
 def test_genai_through_embedded_store(tmp_path, genai):
-    embedded = pytest.importorskip("agents.stores.embedded", reason="the embedded store is not in this tree yet")
     import duckdb
 
+    from agents.stores.embedded import EmbeddedWriter
     from agents.traces.sink import open_sink
 
     path, expected, _ = genai
     sink = open_sink(f"embedded:{tmp_path / 'store'}")
-    assert isinstance(sink.writer, embedded.EmbeddedWriter)
+    assert isinstance(sink.writer, EmbeddedWriter)
     report = ingest("alibaba-genai", path, sink)
     sink.close()
     assert report.points_written == expected.rows_written == 157_417 + 161_413
@@ -371,3 +370,25 @@ def test_real_gzip_cut_in_half_keeps_the_rows_before_the_cut(tmp_path, genai):
     duty = _rows(path / DUTY)[: fr.rows_written]
     assert [p.fields["utilization_ratio"] for p in points] == [float(r["value"]) / 100 for r in duty]
     assert [p.tags["job"] for p in points] == [r["container_ip"] for r in duty]
+
+
+def test_openb_into_real_influxdb(influxdb_server, tmp_path):
+    from agents.stores.influxdb import InfluxV1Writer
+    from agents.stores.url import parse_store_url
+
+    path = require_data("alibaba-gpu-2023")
+    url = influxdb_server.url.replace("http://", "influxdb://") + "/traces"
+    result = run_cli(["ingest", "alibaba-openb", str(path), "--store", url, "--format", "json"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["points_written"] == 1_523 + 8_152
+    client = InfluxV1Writer(parse_store_url(url), create_database=False)
+    try:
+        answer = client.query('SELECT count("gpus"), sum("gpus") FROM "node_inventory"')
+        count, total = answer["results"][0]["series"][0]["values"][0][1:]
+        nodes = _rows(path / "openb_node_list_all_node.csv")
+        assert (count, total) == (1_523, sum(int(r["gpu"]) for r in nodes))
+        answer = client.query('SELECT count("gpu_fraction") FROM "job_request" WHERE "qos" = \'LS\'')
+        pods = _rows(path / "openb_pod_list_default.csv")
+        assert answer["results"][0]["series"][0]["values"][0][1] == sum(1 for r in pods if r["qos"] == "LS")
+    finally:
+        client.close()

@@ -19,7 +19,7 @@ HOST = "alibaba-genai"
 DUTY_CYCLE = "pod_gpu_duty_cycle_anon.csv.gz"
 MEMORY = "pod_gpu_memory_used_bytes_anon.csv.gz"
 COLUMNS = ("timestamp_anon", "value", "container_ip")
-CHUNK = 20_000
+CHUNK = 50_000
 
 
 def _files(path: Path) -> list[tuple[Path, str]]:

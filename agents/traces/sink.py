@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -9,6 +10,11 @@ from agents.points import Point
 from agents.stores.url import StoreURL, StoreURLError, parse_store_url
 
 INFLUX_BATCH = 5000
+INFLUX_TRIES = 3
+
+
+class StoreWriteError(RuntimeError):
+    """The store refused a batch or stayed unreachable; what was written before stays written."""
 
 
 class Sink(Protocol):
@@ -37,18 +43,29 @@ class _InfluxV1:
 
     def __init__(self, url: StoreURL) -> None:
         from agents.stores.influxdb import InfluxV1Writer
+        from agents.stores.secrets import influx_credentials
 
-        self.writer = InfluxV1Writer(url)
+        self.writer = InfluxV1Writer(url, influx_credentials(url.user))
 
     def write(self, points: Sequence[Point]) -> int:
+        from agents.stores.result import Outcome
+
         for start in range(0, len(points), INFLUX_BATCH):
-            self.writer.write_lines([p.to_line() for p in points[start:start + INFLUX_BATCH]])
+            payload = "\n".join(p.to_line() for p in points[start:start + INFLUX_BATCH]).encode()
+            for attempt in range(INFLUX_TRIES):
+                # The writer creates a missing database and answers RETRY; the next try then lands.
+                result = self.writer.send(payload)
+                if result.outcome is Outcome.OK:
+                    break
+                if result.outcome is Outcome.REJECTED:
+                    raise StoreWriteError(f"InfluxDB rejected a batch: {result.message}")
+                time.sleep(0.2 * (attempt + 1))
+            else:
+                raise StoreWriteError(f"InfluxDB did not take a batch after {INFLUX_TRIES} tries: {result.message}")
         return len(points)
 
     def close(self) -> None:
-        close = getattr(self.writer, "close", None)
-        if close is not None:
-            close()
+        self.writer.close()
 
 
 def open_sink(url: str) -> Sink:
