@@ -1,0 +1,28 @@
+"""One query API over InfluxDB and the embedded store: ``open_reader(url).frame(...)``.
+
+See agents.query.base for the frame contract both backends honour.
+"""
+
+from __future__ import annotations
+
+from agents.query.base import QueryError, Reader, parse_agg, parse_every
+from agents.stores.url import parse_store_url
+
+
+def open_reader(url: str) -> Reader:
+    """A Reader for a store URL (embedded:PATH or influxdb(s)://host:port/db)."""
+    parsed = parse_store_url(url)
+    if parsed.kind == "embedded":
+        from agents.query.embedded import EmbeddedReader
+
+        return EmbeddedReader(parsed.path)
+    if parsed.kind == "influxdb":
+        from agents.query.influx import InfluxReader
+
+        return InfluxReader(parsed)
+    raise ValueError(
+        f"{parsed}: querying needs the v1 /query endpoint (InfluxQL); InfluxDB 2.x and 3.x serve it too via a "
+        "DBRP mapping, so name the store as influxdb://host:port/DB (influxdbs:// for HTTPS) to read from it")
+
+
+__all__ = ["QueryError", "Reader", "open_reader", "parse_agg", "parse_every"]

@@ -1,0 +1,176 @@
+"""Reading the embedded store: DuckDB SQL over the Parquet files of the days a query touches.
+
+Aggregates follow InfluxQL exactly (buckets at epoch multiples, fill(none), percentile by nearest
+rank, last = value at the latest time) so frames equal those of agents.query.influx.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+from agents.query import identifiers
+from agents.query.base import FrameQuery, QueryError, Reader, empty_frame, finalize
+from agents.stores import embedded as store
+
+_RETRIES = 8
+
+
+def _day(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns // 10**9, dt.UTC).strftime("%Y-%m-%d")
+
+
+class EmbeddedReader(Reader):
+    def __init__(self, path: Path | str) -> None:
+        import duckdb
+
+        self.path = Path(path)
+        self._con = duckdb.connect(":memory:")
+        self._supersedes: dict[Path, list[str]] = {}  # files never change: footers can be cached
+
+    def close(self) -> None:
+        self._con.close()
+
+    # -- file selection -------------------------------------------------------------------------
+    def _supersedes_of(self, path: Path) -> list[str]:
+        if path not in self._supersedes:
+            self._supersedes[path] = store.supersedes(path)
+        return self._supersedes[path]
+
+    def _files(self, measurement: str, first_ns: int | None = None, last_ns: int | None = None) -> list[str]:
+        lo = _day(first_ns) if first_ns is not None else ""
+        hi = _day(last_ns) if last_ns is not None else "9999-99-99"
+        files: list[str] = []
+        for day, day_dir in store.day_dirs(self.path, measurement):
+            if lo <= day <= hi:
+                files.extend(str(p) for p in store.live_files(day_dir, self._supersedes_of))
+        return files
+
+    def _run(self, measurement: str, first_ns, last_ns, build):
+        """List the files, then run build(files); when compaction or retention removed a listed file in
+        between, list again (the new listing no longer names it) instead of failing or double counting."""
+        import duckdb
+
+        for attempt in range(_RETRIES):
+            try:
+                files = self._files(measurement, first_ns, last_ns)
+                if not files:
+                    return None
+                return build(files)
+            except (FileNotFoundError, duckdb.IOException) as e:
+                if isinstance(e, duckdb.IOException) and "No such file" not in str(e) and "not found" not in str(e):
+                    raise QueryError(str(e)) from e
+                time.sleep(0.01 * (attempt + 1))
+        raise QueryError(f"{measurement}: files kept vanishing while reading (retention or compaction running?)")
+
+    def _columns(self, files: list[str]) -> dict[str, str]:
+        rows = self._con.execute(
+            "DESCRIBE SELECT * FROM read_parquet($files, union_by_name=true, hive_partitioning=false)",
+            {"files": files}).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    # -- queries --------------------------------------------------------------------------------
+    def _frame(self, q: FrameQuery):
+        result = self._run(q.measurement, q.start_ns, q.end_ns - 1, lambda files: self._query(q, files))
+        if result is None:
+            return empty_frame(q)
+        times, tags, values = result
+        return finalize(q, times, tags, values)
+
+    def _query(self, q: FrameQuery, files: list[str]):
+        cols = self._columns(files)
+        qi = identifiers.duckdb
+        field_sql = {f: (qi(f) if f in cols else "NULL") for f in q.fields}
+        tag_sql = {t: (f"coalesce({qi(t)}, '')" if t in cols else "''") for t in q.by}
+        src = ("SELECT epoch_ns(time) AS __t"
+               + "".join(f", {tag_sql[t]} AS __g{i}" for i, t in enumerate(q.by))
+               + "".join(f", {field_sql[f]} AS __f{i}" for i, f in enumerate(q.fields))
+               + " FROM read_parquet($files, union_by_name=true, hive_partitioning=false)"
+               " WHERE epoch_ns(time) >= $start AND epoch_ns(time) < $end"
+               " AND (" + " OR ".join(f"{field_sql[f]} IS NOT NULL" for f in q.fields) + ")")
+        params = {"files": files, "start": q.start_ns, "end": q.end_ns}
+        groups = [f"__g{i}" for i in range(len(q.by))]
+        if q.every_ns is None:
+            sql = "SELECT * FROM (" + src + ")"
+        else:
+            params["every"] = q.every_ns
+            bucket = "(__t - ((__t % $every) + $every) % $every)"  # floor to an epoch multiple, also before 1970
+            aggs = [f"{_agg_sql(q, f'__f{i}')} AS __f{i}" for i in range(len(q.fields))]
+            sql = (f"SELECT {bucket} AS __t, " + "".join(g + ", " for g in groups) + ", ".join(aggs)
+                   + " FROM (" + src + ") GROUP BY ALL")
+        out = self._con.execute(sql, params).fetchnumpy()
+        tags = {t: out[f"__g{i}"].tolist() for i, t in enumerate(q.by)}
+        values = {f: _plain(out[f"__f{i}"]) for i, f in enumerate(q.fields)}
+        return out["__t"], tags, values
+
+    def measurements(self) -> list[str]:
+        names = []
+        for name in store.measurement_dirs(self.path):
+            if any(store.live_files(d) for _, d in store.day_dirs(self.path, name)):
+                names.append(name)
+        return sorted(names)
+
+    def tag_values(self, measurement: str, tag: str) -> list[str]:
+        identifiers.validate(measurement, "measurement")
+        col = identifiers.duckdb(tag, "tag")
+
+        def build(files):
+            if tag not in self._columns(files):
+                return []
+            rows = self._con.execute(
+                f"SELECT DISTINCT {col} FROM read_parquet($files, union_by_name=true, hive_partitioning=false) "
+                f"WHERE {col} IS NOT NULL AND {col} <> ''", {"files": files}).fetchall()
+            return [r[0] for r in rows]
+
+        return sorted(self._run(measurement, None, None, build) or [])
+
+    def time_bounds(self, measurement: str):
+        import pandas as pd
+
+        identifiers.validate(measurement, "measurement")
+        days = [d for d, _ in store.day_dirs(self.path, measurement)]
+        if not days:
+            return None
+        # Only the first and last non-empty days can hold the bounds.
+        sql = ("SELECT {}(epoch_ns(time)) FROM read_parquet($files, union_by_name=true, hive_partitioning=false)")
+        bounds = []
+        for fn, order in (("min", days), ("max", days[::-1])):
+            value = None
+            for day in order:
+                ns = store.day_of_start_ns(day)
+                value = self._run(measurement, ns, ns, lambda files, fn=fn: self._con.execute(
+                    sql.format(fn), {"files": files}).fetchone()[0])
+                if value is not None:
+                    break
+            if value is None:
+                return None
+            bounds.append(pd.Timestamp(int(value), unit="ns", tz="UTC"))
+        return bounds[0], bounds[1]
+
+
+def _agg_sql(q: FrameQuery, col: str) -> str:
+    name = q.agg.name
+    if name == "mean":
+        return f"avg({col})"
+    if name in ("max", "min", "sum", "count"):
+        return f"{name}({col})"
+    if name == "last":
+        return f"arg_max({col}, __t) FILTER (WHERE {col} IS NOT NULL)"
+    # InfluxQL percentile: sort the values, take index floor(n*p/100 + 0.5) - 1 (0-based); below 0 there is
+    # no value. DuckDB lists are 1-based, and a non-positive index must not wrap around from the end.
+    p = json.dumps(float(q.agg.percentile))
+    idx = f"CAST(floor(CAST(count({col}) AS DOUBLE) * {p} / 100.0 + 0.5) AS BIGINT)"
+    return (f"CASE WHEN {idx} >= 1 THEN list_sort(list({col}) FILTER (WHERE {col} IS NOT NULL))[{idx}] END")
+
+
+def _plain(array):
+    """numpy (possibly masked) array -> list with None for missing values."""
+    import numpy as np
+
+    if isinstance(array, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(array)
+        data = array.data.tolist()
+        return [None if m else v for v, m in zip(data, mask, strict=True)]
+    return [None if (isinstance(v, float) and v != v) else v for v in array.tolist()]

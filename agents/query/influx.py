@@ -1,0 +1,142 @@
+"""Reading InfluxDB: InfluxQL over the v1 /query endpoint (1.x natively, 2.x and 3.x via DBRP mapping).
+
+Aggregation is pushed down (GROUP BY time(...) fill(none)); responses are requested chunked and parsed
+one chunk (one JSON document a line) at a time, so a large result is never one huge JSON text.
+Secrets come from the environment or files only (FLEETWISE_INFLUXDB_PASSWORD(_FILE),
+FLEETWISE_INFLUXDB_TOKEN(_FILE)); HTTPS certificates are verified.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+
+from agents.query import identifiers
+from agents.query.base import FrameQuery, QueryError, Reader, finalize, influx_duration
+from agents.stores.url import StoreURL
+
+_CHUNK_SIZE = 10_000
+
+
+def _secret(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value:
+        return value
+    path = os.environ.get(name + "_FILE")
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    return None
+
+
+class InfluxReader(Reader):
+    def __init__(self, url: StoreURL, timeout: float = 120.0) -> None:
+        if url.kind != "influxdb":
+            raise ValueError(f"InfluxReader needs an influxdb:// URL, got {url}")
+        self.url = url
+        self.timeout = timeout
+        self._headers = {"Accept": "application/json"}
+        token = _secret("FLEETWISE_INFLUXDB_TOKEN")
+        password = _secret("FLEETWISE_INFLUXDB_PASSWORD")
+        if token:
+            self._headers["Authorization"] = f"Token {token}"
+        elif url.user or password:
+            creds = f"{url.user}:{password or ''}".encode()
+            self._headers["Authorization"] = "Basic " + base64.b64encode(creds).decode()
+        self._ssl = ssl.create_default_context() if url.base_url.startswith("https:") else None
+
+    # -- transport ------------------------------------------------------------------------------
+    def _results(self, q: str) -> Iterator[dict]:
+        """Yield each statement result of each chunk; raise QueryError on any error."""
+        params = {"q": q, "db": self.url.database, "epoch": "ns", "chunked": "true", "chunk_size": str(_CHUNK_SIZE)}
+        if self.url.retention_policy:
+            params["rp"] = self.url.retention_policy
+        body = urllib.parse.urlencode(params).encode()
+        req = urllib.request.Request(self.url.base_url + "/query", data=body, method="POST", headers={
+            **self._headers, "Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            resp = urllib.request.urlopen(req, timeout=self.timeout, context=self._ssl)
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode(errors="replace")[:500]
+            raise QueryError(f"InfluxDB at {self.url.base_url} answered {e.code}: {detail}") from None
+        except OSError as e:
+            raise QueryError(f"InfluxDB at {self.url.base_url} unreachable: {e}") from None
+        with resp:
+            for line in resp:
+                if not line.strip():
+                    continue
+                doc = json.loads(line)
+                if doc.get("error"):
+                    raise QueryError(f"InfluxDB: {doc['error']}")
+                for result in doc.get("results", []):
+                    if result.get("error"):
+                        raise QueryError(f"InfluxDB: {result['error']}")
+                    yield result
+
+    def _series(self, q: str) -> Iterator[dict]:
+        for result in self._results(q):
+            yield from result.get("series", [])
+
+    # -- queries --------------------------------------------------------------------------------
+    def _frame(self, q: FrameQuery):
+        qi = identifiers.influxql
+        if q.every_ns is None:
+            select = ", ".join(qi(f, "field") for f in q.fields)
+        else:
+            select = ", ".join(f"{_agg(q, qi(f, 'field'))} AS {qi(f, 'field')}" for f in q.fields)
+        text = (f"SELECT {select} FROM {qi(q.measurement, 'measurement')}"
+                f" WHERE time >= {int(q.start_ns)} AND time < {int(q.end_ns)}")
+        group = [f"time({influx_duration(q.every_ns)})"] if q.every_ns is not None else []
+        group += [qi(t, "tag") for t in q.by]
+        if group:
+            text += " GROUP BY " + ", ".join(group)
+        if q.every_ns is not None:
+            text += " fill(none)"
+        times: list[int] = []
+        tags: dict[str, list] = {t: [] for t in q.by}
+        values: dict[str, list] = {f: [] for f in q.fields}
+        for series in self._series(text):
+            index = {c: i for i, c in enumerate(series["columns"])}
+            series_tags = series.get("tags") or {}
+            rows = series.get("values") or []
+            times.extend(r[0] for r in rows)
+            for t in q.by:
+                tags[t].extend([series_tags.get(t, "")] * len(rows))
+            for f in q.fields:
+                i = index.get(f)
+                values[f].extend(r[i] for r in rows) if i is not None else values[f].extend([None] * len(rows))
+        return finalize(q, times, tags, values)
+
+    def measurements(self) -> list[str]:
+        names = [row[0] for s in self._series("SHOW MEASUREMENTS") for row in s.get("values") or []]
+        return sorted(names)
+
+    def tag_values(self, measurement: str, tag: str) -> list[str]:
+        qi = identifiers.influxql
+        text = f"SHOW TAG VALUES FROM {qi(measurement, 'measurement')} WITH KEY = {qi(tag, 'tag')}"
+        return sorted(row[1] for s in self._series(text) for row in s.get("values") or [] if row[1] != "")
+
+    def time_bounds(self, measurement: str):
+        import pandas as pd
+
+        m = identifiers.influxql(measurement, "measurement")
+        bounds = []
+        for order in ("ASC", "DESC"):
+            found = [row[0] for s in self._series(f"SELECT * FROM {m} ORDER BY time {order} LIMIT 1")
+                     for row in (s.get("values") or [])[:1]]
+            if not found:
+                return None
+            bounds.append(pd.Timestamp(int(found[0]), unit="ns", tz="UTC"))
+        return bounds[0], bounds[1]
+
+
+def _agg(q: FrameQuery, col: str) -> str:
+    if q.agg.name == "percentile":
+        return f"percentile({col}, {float(q.agg.percentile)!r})"
+    return f"{q.agg.name}({col})"

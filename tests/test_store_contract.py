@@ -1,0 +1,148 @@
+"""One suite, two stores: the same points written to a real influxd and to the embedded store must give
+identical frames, measurement lists, tag values and time bounds."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from agents.points import Point
+from agents.query import open_reader
+from agents.stores.embedded import EmbeddedWriter
+from tests.store_helpers import create_database, write_points
+
+T0 = 1_795_651_200 * 10**9  # 2026-11-26T00:00:00Z
+S = 10**9
+HOSTS = {"a": "r1", "b": "r1", "c": "r2", "d": ""}  # d has no rack tag at all
+
+
+def _points() -> list[Point]:
+    pts = []
+    for h, (host, rack) in enumerate(HOSTS.items()):
+        for k in range(30):  # 5 minutes at 10 s; host offsets keep every timestamp distinct
+            t = T0 + k * 10 * S + h * S
+            if host == "b" and 2 * 60 * S <= t - T0 < 3 * 60 * S:
+                continue  # a gap: b's minute 2 has no points
+            fields = {"load": ((k * 7 + h * 13) % 17) / 4, "reqs": (k * 5 + h) % 11}
+            if host == "a" and k < 12:
+                fields["temp"] = 40.0 + k
+            tags = {"host": host, "rack": rack}
+            pts.append(Point("ctest", tags, fields, t))
+    pts.append(Point("other", {"host": "z"}, {"v": 1.5}, T0 + 7 * S))
+    pts.append(Point("other", {"host": "y"}, {"v": 2.5}, T0 + 86_400 * S + 9 * S))  # the next day
+    return pts
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    from tests.services import influxd
+
+    points = _points()
+    root = tmp_path_factory.mktemp("embedded")
+    writer = EmbeddedWriter(root)
+    writer.write(points[: len(points) // 2])  # several files per partition, as an agent writes them
+    writer.write(points[len(points) // 2:])
+    with influxd(tmp_path_factory.mktemp("influxd")) as server:
+        create_database(server.url, "fw")
+        write_points(server.url, "fw", points)
+        influx = open_reader(server.url.replace("http://", "influxdb://") + "/fw")
+        embedded = open_reader(f"embedded:{root}")
+        yield {"influx": influx, "embedded": embedded}
+        embedded.close()
+
+
+START, END = T0, T0 + 5 * 60 * S
+CASES = {
+    "raw": dict(fields=["load", "reqs"], start=START, end=END),
+    "raw_by_host": dict(fields=["load", "temp"], start=START, end=END, by=["host"]),
+    **{f"{agg}_1m_by_host": dict(fields=["load", "reqs", "temp"], start=START, end=END, every="1m", by=["host"],
+                                 agg=agg)
+       for agg in ("mean", "max", "min", "last", "sum", "count", "p50", "p95", "p5")},
+    "mean_by_rack_host": dict(fields=["load"], start=START, end=END, every="1m", by=["rack", "host"]),
+    "last_no_by": dict(fields=["load", "reqs"], start=START, end=END, every="1m", agg="last"),
+    "cut_window": dict(fields=["load"], start=T0 + 30 * S, end=T0 + 260 * S, every="1m", by=["host"], agg="max"),
+    "int_field_sum_2m": dict(fields=["reqs"], start=START, end=END, every="2m", by=["rack"], agg="sum"),
+    "nothing_there": dict(fields=["load"], start=T0 - 3600 * S, end=T0 - 60 * S, every="1m", by=["host"]),
+    "across_days": dict(fields=["v"], start=T0, end=T0 + 2 * 86_400 * S, every="1h", by=["host"], measurement="other"),
+}
+
+
+def _frames(stores, case):
+    kw = dict(CASES[case])
+    measurement = kw.pop("measurement", "ctest")
+    kw["start"], kw["end"] = pd.Timestamp(kw["start"], tz="UTC"), pd.Timestamp(kw["end"], tz="UTC")
+    return [stores[name].frame(measurement, **kw) for name in ("influx", "embedded")]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_frames_identical(stores, case):
+    influx, embedded = _frames(stores, case)
+    pd.testing.assert_frame_equal(influx, embedded, check_exact=False, rtol=1e-12)
+    assert list(influx.columns) == ["time", *CASES[case].get("by", ()), *CASES[case]["fields"]]
+    assert str(influx["time"].dtype) == "datetime64[ns, UTC]"
+
+
+def _expected_mean_load(host: str, minute: int) -> float:
+    h = list(HOSTS).index(host)
+    vals = [((k * 7 + h * 13) % 17) / 4 for k in range(minute * 6, minute * 6 + 6)]
+    return sum(vals) / len(vals)
+
+
+def test_values_by_hand(stores):
+    for name in ("influx", "embedded"):
+        df = stores[name].frame("ctest", ["load", "temp", "reqs"], START, END, every="1m", by=["host"])
+        a0 = df[(df.host == "a") & (df.time == pd.Timestamp(T0, tz="UTC"))].iloc[0]
+        assert a0["load"] == pytest.approx(_expected_mean_load("a", 0))
+        assert a0["temp"] == pytest.approx(42.5)  # 40..45
+        b = df[df.host == "b"]
+        assert len(b) == 4  # minute 2 is a gap: no row, not a NaN row
+        assert pd.Timestamp(T0 + 120 * S, tz="UTC") not in set(b.time)
+        assert df[(df.host == "a") & (df.time == pd.Timestamp(T0 + 120 * S, tz="UTC"))]["temp"].isna().all()
+
+        count = stores[name].frame("ctest", ["temp", "load"], START, END, every="1m", by=["host"], agg="count")
+        assert count["temp"].dtype == "int64"
+        assert count[count.host == "a"]["temp"].tolist() == [6, 6, 0, 0, 0]
+        assert count[count.host == "b"]["load"].tolist() == [6, 6, 6, 6]
+
+        # nearest rank: loads of host c minute 0 sorted; p95 -> index floor(6*0.95+0.5)-1 = 5 (the max),
+        # p50 -> floor(3.5)-1 = 2, p5 -> floor(0.8)-1 = -1: no value, so no row at all.
+        vals = sorted(((k * 7 + 2 * 13) % 17) / 4 for k in range(6))
+        for agg, expect in (("p95", vals[5]), ("p50", vals[2])):
+            p = stores[name].frame("ctest", ["load"], START, END, every="1m", by=["host"], agg=agg)
+            assert p[(p.host == "c")].iloc[0]["load"] == expect
+        assert stores[name].frame("ctest", ["load"], START, END, every="1m", by=["host"], agg="p5").empty
+
+        cut = stores[name].frame("ctest", ["load"], T0 + 30 * S, T0 + 260 * S, every="1m", by=["host"], agg="count")
+        # bucket 0 starts before the window (InfluxQL labels it with its aligned start) and holds 3 points
+        assert cut[cut.host == "a"]["time"].iloc[0] == pd.Timestamp(T0, tz="UTC")
+        assert cut[cut.host == "a"]["load"].tolist() == [3, 6, 6, 6, 2]
+
+        racks = stores[name].frame("ctest", ["load"], START, END, every="1m", by=["rack"], agg="count")
+        assert sorted(set(racks.rack)) == ["", "r1", "r2"]
+
+
+def test_metadata_identical(stores):
+    influx, embedded = stores["influx"], stores["embedded"]
+    assert influx.measurements() == embedded.measurements() == ["ctest", "other"]
+    for tag, expect in (("host", ["a", "b", "c", "d"]), ("rack", ["r1", "r2"]), ("nope", [])):
+        assert influx.tag_values("ctest", tag) == embedded.tag_values("ctest", tag) == expect
+    bounds = (pd.Timestamp(T0 + 7 * S, tz="UTC"), pd.Timestamp(T0 + 86_400 * S + 9 * S, tz="UTC"))
+    assert influx.time_bounds("other") == embedded.time_bounds("other") == bounds
+    assert influx.time_bounds("ctest") == embedded.time_bounds("ctest") == (
+        pd.Timestamp(T0, tz="UTC"), pd.Timestamp(T0 + 293 * S, tz="UTC"))
+    assert influx.time_bounds("absent") is None and embedded.time_bounds("absent") is None
+
+
+def test_influxdb2_url_explains_v1_query():
+    with pytest.raises(ValueError, match="v1 /query"):
+        open_reader("influxdb2://127.0.0.1:8086/bucket?org=o")
+
+
+def test_bad_arguments(stores):
+    for reader in stores.values():
+        with pytest.raises(ValueError, match="unknown aggregate"):
+            reader.frame("ctest", ["load"], START, END, every="1m", agg="median")
+        with pytest.raises(ValueError, match="interval"):
+            reader.frame("ctest", ["load"], START, END, every="1 minute")
+        with pytest.raises(ValueError, match="not after"):
+            reader.frame("ctest", ["load"], END, START)
