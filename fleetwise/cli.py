@@ -22,6 +22,8 @@ def _agent_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proc-root", metavar="DIR", help="procfs root (default /proc)")
     p.add_argument("--sys-root", metavar="DIR", help="sysfs root (default /sys)")
     p.add_argument("--collectors", metavar="NAMES", help="comma-separated collectors to run")
+    p.add_argument("--store", metavar="URL", help="write to this store through the durable spool: "
+                   "influxdb://[user@]host:port/db, influxdb2://host:port/bucket?org=ORG or embedded:PATH")
     p.set_defaults(run=_run_agent)
 
 
@@ -36,7 +38,7 @@ def _run_agent(args: argparse.Namespace) -> int:
         "collectors": args.collectors.split(",") if args.collectors else None,
     }
     return run_agent(args.config, {k: v for k, v in overrides.items() if v is not None},
-                     once=args.once, fmt=args.format)
+                     once=args.once, fmt=args.format, store_url=args.store)
 
 
 def _config_parser(sub: argparse._SubParsersAction) -> None:
@@ -116,19 +118,26 @@ def _ingest_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_ingest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from agents.stores.url import StoreURLError
     from agents.traces import TraceFormatError, ingest
-    from agents.traces.sink import open_sink
+    from agents.traces.sink import StoreWriteError, open_sink
 
     try:
+        if not Path(args.path).exists():
+            raise TraceFormatError(f"{args.path}: no such file or directory")
         sink = open_sink(args.store)
         try:
             report = ingest(args.kind, args.path, sink, epoch=args.epoch, store=args.store)
         finally:
             sink.close()
-    except (TraceFormatError, StoreURLError) as e:
+    except (TraceFormatError, StoreURLError, OSError) as e:
         print(f"fleetwise: ingest: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    except StoreWriteError as e:
+        print(f"fleetwise: ingest: {e}", file=sys.stderr)
+        return 1
     sys.stdout.write(report.to_json() + "\n" if args.format == "json" else report.to_text())
     return 0
 

@@ -180,12 +180,13 @@ def test_genai_corrupted_rows_are_counted_by_reason(tmp_path):
         f"7.0,{ts},",              # missing_value (no pod)
         "7.0,garbage,podx",        # non_numeric (timestamp)
         lines[1],                  # duplicate of the first sample
+        f'7.0,{ts},"pod\nx"',     # unwritable_text: line protocol cannot carry a newline in a tag
     ]
     (tmp_path / DUTY).write_bytes(gzip.compress(("\n".join(lines + bad) + "\n").encode()))
     report, points = _load("alibaba-genai", tmp_path)
-    assert report.rows_read == 20 and report.rows_written == 10 == len(points)
+    assert report.rows_read == 21 and report.rows_written == 10 == len(points)
     assert dict(report.skipped) == {"non_numeric": 3, "missing_value": 3, "percent_over_100": 1, "negative": 1,
-                                    "extra_fields": 1, "duplicate": 1}
+                                    "extra_fields": 1, "duplicate": 1, "unwritable_text": 1}
     assert all(p.tags["job"] != "podx" for p in points)
 
 
@@ -392,3 +393,13 @@ def test_openb_into_real_influxdb(influxdb_server, tmp_path):
         assert answer["results"][0]["series"][0]["values"][0][1] == sum(1 for r in pods if r["qos"] == "LS")
     finally:
         client.close()
+
+
+def test_unreachable_influxdb_is_exit_1(tmp_path):
+    from tests.helpers import free_port
+
+    path = require_data("alibaba-pai-2020")
+    result = run_cli(["ingest", "alibaba-pai-spec", str(path), "--store", f"influxdb://127.0.0.1:{free_port()}/x"],
+                     cwd=tmp_path)
+    assert result.returncode == 1 and "did not take a batch after 3 tries" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -132,6 +132,8 @@ class RowCheck:
         values = self.df[column].str.strip()
         if required:
             self._fail(values == "", "missing_value")
+        # A quoted cell may hold a newline; line protocol cannot carry it, nor a trailing backslash.
+        self._fail(values.str.contains("[\r\n]", regex=True) | values.str.endswith("\\"), "unwritable_text")
         return values
 
     def number(self, column: str, *, required: bool = True, integer: bool = False,
