@@ -76,6 +76,33 @@ class StoreSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field("", description="embedded:PATH or influxdb://[user@]host:port/db; empty prints only.")
+    spool_dir: Path | None = Field(
+        None, description="Directory of the durable spool; unset: /var/lib/fleetwise/spool, or next to an "
+        "embedded store (PATH.spool).")
+    spool_max_bytes: int = Field(256 * 2**20, ge=4096, description="Bound of the spool; when full the oldest "
+                                 "batches are dropped (and counted).")
+    batch_max_points: int = Field(5000, gt=0, description="Most points sent in one request.")
+    flush_interval_seconds: float = Field(10.0, gt=0, description="Longest a point waits in the spool before "
+                                          "a batch smaller than batch_max_points is sent.")
+    retry_base_seconds: float = Field(1.0, gt=0, description="First retry delay; doubles on each failure (jittered).")
+    retry_max_seconds: float = Field(60.0, gt=0, description="Cap of the retry delay.")
+    timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of one write.")
+    ca_file: Path | None = Field(None, description="Extra CA bundle for https stores; certificates are always "
+                                 "verified.")
+    gzip: bool = Field(True, description="Compress write bodies (Content-Encoding: gzip).")
+    create_database: bool = Field(True, description="Run CREATE DATABASE when the database is missing and the "
+                                  "credentials allow it.")
+    shutdown_flush_seconds: float = Field(5.0, ge=0, description="On SIGTERM, how long to keep sending; the "
+                                          "rest stays in the spool for the next start.")
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        if value:
+            from agents.stores.url import parse_store_url
+
+            parse_store_url(value)
+        return value
 
 
 class Config(BaseModel):

@@ -22,6 +22,8 @@ def _agent_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proc-root", metavar="DIR", help="procfs root (default /proc)")
     p.add_argument("--sys-root", metavar="DIR", help="sysfs root (default /sys)")
     p.add_argument("--collectors", metavar="NAMES", help="comma-separated collectors to run")
+    p.add_argument("--store", metavar="URL", help="write to this store through the durable spool: "
+                   "influxdb://[user@]host:port/db, influxdb2://host:port/bucket?org=ORG or embedded:PATH")
     p.set_defaults(run=_run_agent)
 
 
@@ -36,7 +38,7 @@ def _run_agent(args: argparse.Namespace) -> int:
         "collectors": args.collectors.split(",") if args.collectors else None,
     }
     return run_agent(args.config, {k: v for k, v in overrides.items() if v is not None},
-                     once=args.once, fmt=args.format)
+                     once=args.once, fmt=args.format, store_url=args.store)
 
 
 def _config_parser(sub: argparse._SubParsersAction) -> None:

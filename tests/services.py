@@ -44,8 +44,9 @@ def _spawn(args: Sequence[str], log: Path) -> subprocess.Popen:
 
 
 @contextlib.contextmanager
-def influxd(workdir: Path) -> Iterator[Server]:
-    """InfluxDB 1.x with every bind-address on 127.0.0.1, data in workdir, reporting disabled."""
+def influxd(workdir: Path, auth: bool = False) -> Iterator[Server]:
+    """InfluxDB 1.x with every bind-address on 127.0.0.1, data in workdir, reporting disabled
+    (auth=True: HTTP authentication on; the first CREATE USER ... WITH ALL PRIVILEGES needs none)."""
     binary = require_binary("influxd")
     http_port, rpc_port = free_port(), free_port()
     conf = workdir / "influxdb.conf"
@@ -62,6 +63,7 @@ def influxd(workdir: Path) -> Iterator[Server]:
           enabled = true
           bind-address = "127.0.0.1:{http_port}"
           log-enabled = false
+          auth-enabled = {"true" if auth else "false"}
         [monitor]
           store-enabled = false
         [continuous_queries]

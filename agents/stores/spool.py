@@ -1,0 +1,240 @@
+"""The durable spool: an SQLite (WAL) queue of batches between the agent loop and the store.
+
+A batch is committed here before anything tries to send it and deleted only once the store has
+acknowledged it, so a store outage, a crash or a kill -9 loses nothing that was committed. The
+payload is opaque bytes with a format tag ("line": InfluxDB line protocol, "json": one JSON point
+per line for the embedded store). The queue is bounded by payload bytes: when full, the OLDEST
+batches go first (recent data is what operators look at), and every drop is counted in the meta
+table so the count survives restarts and is exported as the `spool` measurement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("fleetwise.spool")
+
+DEAD_LETTER_KEEP = 10_000  # rows; the dead_letter table is for diagnosis, not an archive
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    format TEXT NOT NULL,
+    points INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    created REAL NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    format TEXT NOT NULL,
+    line BLOB NOT NULL,
+    message TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
+"""
+
+COUNTERS = ("dropped_batches", "dropped_points", "dead_letter_points", "sent_points", "last_success_timestamp_seconds")
+
+
+class SpoolError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Batch:
+    ids: tuple[int, ...]  # one or more spool rows sent together, oldest first
+    format: str
+    points: int
+    payload: bytes
+    created: float  # of the oldest row
+
+
+@dataclass(frozen=True)
+class SpoolStats:
+    queued_batches: int
+    queued_bytes: int
+    dropped_batches: int
+    dropped_points: int
+    dead_letter_points: int
+    sent_points: int
+    last_success_timestamp_seconds: float
+
+
+class Spool:
+    """One SQLite file, one writer process (an exclusive lock file enforces it), any number of threads."""
+
+    def __init__(self, path: Path | str, max_bytes: int = 256 * 2**20, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as e:
+            raise SpoolError(f"cannot use spool {self.path}: {e.strerror or e} "
+                             "(set [store] spool_dir to a writable directory)") from None
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock_fd)
+            raise SpoolError(f"spool {self.path} is in use by another agent") from None
+        self._mutex = threading.Lock()
+        self._drop_logged_at, self._drops_unlogged = -1e9, 0
+        # Autocommit mode: every statement group below is an explicit BEGIN IMMEDIATE ... COMMIT.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        # auto_vacuum must precede the first table; it lets drops give pages back to the OS.
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed batch survives power loss, not only a process crash.
+        self._db.execute(f"PRAGMA synchronous={'NORMAL' if synchronous.upper() == 'NORMAL' else 'FULL'}")
+        # The WAL is part of the disk footprint: checkpoint and truncate it in proportion to the bound.
+        wal_pages = max(16, min(1000, max_bytes // 4096 // 4))
+        self._db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+        self._db.execute(f"PRAGMA journal_size_limit={max(65536, min(2**20, max_bytes // 4))}")
+        self._db.executescript(_SCHEMA)
+        self._queued_bytes = self._db.execute("SELECT coalesce(sum(bytes), 0) FROM batches").fetchone()[0]
+
+    # -- writing side (the agent loop) --------------------------------------------------------------------
+    def enqueue(self, payload: bytes, fmt: str, points: int) -> int | None:
+        """Commit a batch; returns its id, or None when the batch alone exceeds the bound (dropped, counted)."""
+        size = len(payload)
+        with self._mutex, self._tx():
+            if size > self.max_bytes:
+                self._bump({"dropped_batches": 1, "dropped_points": points})
+                log.warning("a batch of %d bytes exceeds spool_max_bytes=%d on its own: dropped", size, self.max_bytes)
+                return None
+            self._make_room(size)
+            cur = self._db.execute(
+                "INSERT INTO batches (format, points, bytes, created, payload) VALUES (?, ?, ?, ?, ?)",
+                (fmt, points, size, time.time(), payload))
+            self._queued_bytes += size
+            return cur.lastrowid
+
+    def _make_room(self, size: int) -> None:
+        if self._queued_bytes + size <= self.max_bytes:
+            return
+        dropped_batches = dropped_points = 0
+        for row_id, points, nbytes in self._db.execute("SELECT id, points, bytes FROM batches ORDER BY id").fetchall():
+            if self._queued_bytes + size <= self.max_bytes:
+                break
+            self._db.execute("DELETE FROM batches WHERE id = ?", (row_id,))
+            self._queued_bytes -= nbytes
+            dropped_batches += 1
+            dropped_points += points
+        self._bump({"dropped_batches": dropped_batches, "dropped_points": dropped_points})
+        self._db.execute("PRAGMA incremental_vacuum")
+        self._drops_unlogged += dropped_points
+        # At most once a minute: a long outage with a full spool drops a batch every round.
+        if time.monotonic() - self._drop_logged_at >= 60:
+            log.warning("spool full (spool_max_bytes=%d): dropped the oldest batches, %d points since the last "
+                        "message (counted in the spool measurement's dropped_points)", self.max_bytes,
+                        self._drops_unlogged)
+            self._drop_logged_at, self._drops_unlogged = time.monotonic(), 0
+
+    # -- reading side (the shipper) -----------------------------------------------------------------------
+    def peek(self, max_points: int) -> Batch | None:
+        """The oldest rows of one format, coalesced up to max_points (always at least one row)."""
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT id, format, points, created, payload FROM batches ORDER BY id LIMIT 1000").fetchall()
+        if not rows:
+            return None
+        fmt, created = rows[0][1], rows[0][3]
+        ids, parts, total = [], [], 0
+        for row_id, row_fmt, points, _, payload in rows:
+            if row_fmt != fmt or (ids and total + points > max_points):
+                break
+            ids.append(row_id)
+            parts.append(payload)
+            total += points
+        return Batch(tuple(ids), fmt, total, b"\n".join(p.rstrip(b"\n") for p in parts), created)
+
+    def ack(self, batch: Batch) -> None:
+        """The store has the batch: delete its rows (a row dropped meanwhile is simply gone already)."""
+        with self._mutex, self._tx():
+            self._delete(batch.ids)
+            self._bump({"sent_points": batch.points})
+            self._set("last_success_timestamp_seconds", time.time())
+
+    def dead_letter(self, batch: Batch, rejected: list[tuple[bytes, str]], remaining: list[bytes],
+                    sent_points: int = 0) -> Batch | None:
+        """Move refused lines out of the queue; what remains replaces the batch at the same place in order.
+
+        Returns the remaining batch (to send again) or None when nothing remains.
+        """
+        now = time.time()
+        with self._mutex, self._tx():
+            self._db.executemany("INSERT INTO dead_letter (format, line, message, time) VALUES (?, ?, ?, ?)",
+                                 [(batch.format, line, message, now) for line, message in rejected])
+            self._db.execute("DELETE FROM dead_letter WHERE id <= (SELECT max(id) FROM dead_letter) - ?",
+                             (DEAD_LETTER_KEEP,))
+            self._bump({"dead_letter_points": len(rejected), "sent_points": sent_points})
+            first = self._db.execute("SELECT created FROM batches WHERE id = ?", (batch.ids[0],)).fetchone()
+            self._delete(batch.ids)
+            if not remaining or not first:
+                return None
+            # Same id as the oldest row: the remainder keeps its place at the head of the queue.
+            payload = b"\n".join(remaining)
+            self._db.execute(
+                "INSERT INTO batches (id, format, points, bytes, created, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                (batch.ids[0], batch.format, len(remaining), len(payload), first[0], payload))
+            self._queued_bytes += len(payload)
+        return Batch((batch.ids[0],), batch.format, len(remaining), payload, batch.created)
+
+    def dead_letters(self) -> list[tuple[bytes, str, float]]:
+        with self._mutex:
+            return [(bytes(r[0]), r[1], r[2]) for r in
+                    self._db.execute("SELECT line, message, time FROM dead_letter ORDER BY id").fetchall()]
+
+    def stats(self) -> SpoolStats:
+        with self._mutex:
+            count, nbytes = self._db.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM batches").fetchone()
+            meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        return SpoolStats(count, nbytes, *(int(meta.get(k, 0)) for k in COUNTERS[:-1]),
+                          float(meta.get(COUNTERS[-1], 0.0)))
+
+    def close(self) -> None:
+        with self._mutex:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+        os.close(self._lock_fd)
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    def _tx(self):
+        return _Transaction(self._db)
+
+    def _delete(self, ids) -> None:
+        for row_id in ids:
+            row = self._db.execute("DELETE FROM batches WHERE id = ? RETURNING bytes", (row_id,)).fetchone()
+            if row:
+                self._queued_bytes -= row[0]
+
+    def _bump(self, deltas: dict[str, float]) -> None:
+        self._db.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+            [(k, v) for k, v in deltas.items() if v])
+
+    def _set(self, key: str, value: float) -> None:
+        self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, *_) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
