@@ -6,12 +6,12 @@ gauge, a rate the agent computed, or a cumulative counter. Respecting InfluxDB 3
 tag keys are fixed, and no name is both a tag and a field.
 """
 
-from agents.schema import accelerators, agent, host, interconnect, jobs, storage, traces
+from agents.schema import accelerators, agent, host, interconnect, jobs, spool, storage, traces
 from agents.schema.types import Field, Kind, Measurement
 
 MEASUREMENTS: dict[str, Measurement] = {
     m.name: m
-    for module in (host, accelerators, interconnect, storage, jobs, agent, traces)
+    for module in (host, accelerators, interconnect, storage, jobs, agent, spool, traces)
     for m in module.MEASUREMENTS
 }
 
