@@ -1,0 +1,32 @@
+#!/bin/sh
+# Slurm Prolog (runs as root on each allocated node before the job starts; slurm.conf:
+# Prolog=/etc/slurm/prolog.d/*). Gives the job a place to report its progress to the fleetwise agent:
+#
+#   /var/lib/fleetwise/jobs/$SLURM_JOB_ID/          owned by the job's user, mode 0755
+#   /var/lib/fleetwise/textfile/job-$SLURM_JOB_ID.prom -> ../jobs/$SLURM_JOB_ID/progress.prom
+#
+# The job writes progress.prom.tmp in its own directory and renames it to progress.prom (atomic), e.g.
+#   fleetwise_job_progress_total{job="$SLURM_JOB_ID",unit="samples"} 51200
+# The textfile directory itself stays root-owned, so no job can create or replace another job's file.
+# FLEETWISE_ROOT moves the tree (tests). No `set -e`: a failed step must not drain the node or fail the
+# job; without its directory the job only loses progress reporting.
+set -u
+
+root="${FLEETWISE_ROOT:-/var/lib/fleetwise}"
+job="${SLURM_JOB_ID:-}"
+uid="${SLURM_JOB_UID:-}"
+
+# Both come from slurmd, but they end up in paths and chown: accept digits only.
+case "$job" in ''|*[!0-9]*) echo "fleetwise prolog: bad SLURM_JOB_ID '$job'" >&2; exit 0 ;; esac
+case "$uid" in ''|*[!0-9]*) echo "fleetwise prolog: bad SLURM_JOB_UID '$uid'" >&2; exit 0 ;; esac
+
+umask 022
+mkdir -p "$root/textfile" "$root/jobs"
+chmod 0755 "$root/textfile" "$root/jobs"
+
+dir="$root/jobs/$job"
+rm -rf "$dir"  # a requeued job starts clean
+mkdir -m 0755 "$dir"
+chown "$uid" "$dir"
+ln -sfn "../jobs/$job/progress.prom" "$root/textfile/job-$job.prom"
+exit 0
