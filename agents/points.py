@@ -26,6 +26,14 @@ def _check_name(kind: str, text: str) -> None:
         raise InvalidPoint(f"{kind} {text!r} ends with a backslash, which line protocol cannot carry")
 
 
+def _check_backslash_before(kind: str, text: str, specials: str) -> None:
+    # InfluxDB 1.x drops the backslash of backslash-space in a measurement and refuses it in a field key:
+    # no escaping gets such names back unchanged, so refuse them rather than store a different name.
+    for c in specials:
+        if "\\" + c in text:
+            raise InvalidPoint(f"{kind} {text!r} has a backslash before {c!r}, which InfluxDB cannot read back")
+
+
 def _format_value(value: FieldValue) -> str | None:
     # bool before int: bool is a subclass of int.
     if isinstance(value, bool):
@@ -51,6 +59,9 @@ class Point:
         raises InvalidPoint.
         """
         _check_name("measurement", self.measurement)
+        if self.measurement.startswith("#"):
+            raise InvalidPoint(f"measurement {self.measurement!r} starts with '#': InfluxDB reads it as a comment")
+        _check_backslash_before("measurement", self.measurement, " ,")
         parts = [self.measurement.translate(_MEASUREMENT_ESCAPES)]
         for key in sorted(self.tags):
             value = self.tags[key]
@@ -65,6 +76,7 @@ class Point:
             if text is None:
                 continue
             _check_name("field key", key)
+            _check_backslash_before("field key", key, " ,=")
             fields.append(f"{key.translate(_KEY_ESCAPES)}={text}")
         if not fields:
             raise InvalidPoint(f"{self.measurement}: no field with a value line protocol can carry")
