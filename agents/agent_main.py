@@ -126,7 +126,7 @@ def _run_with_store(config: Config, fmt: str) -> int:
         points = points + store.status_points(agent.host, time_ns)
         store.enqueue(points)
         rounds += 1
-        log.info("round %d: %d points committed to the spool", rounds, len(points))
+        log.info("round %d (time_ns %s): %d points committed to the spool", rounds, time_ns, len(points))
         for output in outputs:
             output(points)
 
