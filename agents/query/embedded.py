@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from pathlib import Path
 
@@ -54,15 +55,18 @@ class EmbeddedReader(Reader):
         import duckdb
 
         for attempt in range(_RETRIES):
+            files: list[str] = []
             try:
                 files = self._files(measurement, first_ns, last_ns)
                 if not files:
                     return None
                 return build(files)
-            except (FileNotFoundError, duckdb.IOException) as e:
-                if isinstance(e, duckdb.IOException) and "No such file" not in str(e) and "not found" not in str(e):
-                    raise QueryError(str(e)) from e
-                time.sleep(0.01 * (attempt + 1))
+            except FileNotFoundError:
+                pass
+            except duckdb.IOException as e:
+                if all(os.path.exists(f) for f in files):
+                    raise QueryError(f"{measurement}: {e}") from e
+            time.sleep(0.01 * (attempt + 1))
         raise QueryError(f"{measurement}: files kept vanishing while reading (retention or compaction running?)")
 
     def _columns(self, files: list[str]) -> dict[str, str]:
