@@ -1,0 +1,213 @@
+"""Fleet profile: which node classes, how many of each, and what the fleet runs.
+
+A profile is TOML; every error names the file and the key. Without --profile the built-in default
+is used (DEFAULT_PROFILE below, also in docs/simulator.md).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agents.simulate.hardware import ACCELERATORS, CPUS, GIB, NETWORKS, NodeClass
+
+
+class ProfileError(ValueError):
+    pass
+
+
+class NodeClassSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    share: float = Field(gt=0, description="Relative share of the fleet's nodes.")
+    cpu: str
+    sockets: int = Field(2, ge=1, le=8)
+    memory_gib: int = Field(ge=1)
+    accelerator: str | None = None
+    devices: int = Field(0, ge=0, le=16)
+    network: str
+    nvme_tib: float = Field(3.84, ge=0)
+    lustre: bool = True
+    pool: str = "batch"
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, v: str) -> str:
+        if v not in CPUS:
+            raise ValueError(f"unknown cpu {v!r}; known: {', '.join(CPUS)}")
+        return v
+
+    @field_validator("accelerator")
+    @classmethod
+    def _acc(cls, v: str | None) -> str | None:
+        if v is not None and v not in ACCELERATORS:
+            raise ValueError(f"unknown accelerator {v!r}; known: {', '.join(ACCELERATORS)}")
+        return v
+
+    @field_validator("network")
+    @classmethod
+    def _net(cls, v: str) -> str:
+        if v not in NETWORKS:
+            raise ValueError(f"unknown network {v!r}; known: {', '.join(NETWORKS)}")
+        return v
+
+    def build(self) -> NodeClass:
+        acc = ACCELERATORS[self.accelerator] if self.accelerator else None
+        return NodeClass(self.name, CPUS[self.cpu], self.sockets, self.memory_gib * GIB, acc,
+                         self.devices if acc else 0, NETWORKS[self.network], int(self.nvme_tib * 1e12),
+                         self.lustre, self.pool)
+
+
+class WorkloadMix(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gpu_load: float = Field(0.7, gt=0, le=2, description="Offered GPU load (device-hours asked / available).")
+    cpu_load: float = Field(0.6, gt=0, le=2, description="Offered load on CPU-only nodes.")
+    training: float = Field(0.8, ge=0, description="Share of GPU jobs that train.")
+    idle: float = Field(0.12, ge=0, description="Share of GPU jobs that hold GPUs and barely use them.")
+    inference_gpus_share: float = Field(0.1, ge=0, le=0.5, description="Share of GPUs held by inference services.")
+    etl: float = Field(0.3, ge=0, description="Share of CPU-node jobs that are I/O-heavy ETL.")
+    cpu_batch: float = Field(0.7, ge=0)
+    straggler_probability: float = Field(0.06, ge=0, le=1)
+    multi_node_probability: float = Field(0.15, ge=0, le=1)
+    power_caps: list[float] = Field([1.0, 1.0, 1.0, 0.8, 0.6], min_length=1)
+    reboot_probability: float = Field(0.05, ge=0, le=1, description="Chance a node reboots once during a run.")
+
+    @field_validator("power_caps")
+    @classmethod
+    def _caps(cls, v: list[float]) -> list[float]:
+        for f in v:
+            if not 0.3 <= f <= 1.0:
+                raise ValueError(f"power cap fraction {f} outside [0.3, 1.0]")
+        return v
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "default"
+    node_class: list[NodeClassSpec] = Field(min_length=1)
+    mix: WorkloadMix = WorkloadMix()
+
+    def classes(self) -> list[NodeClass]:
+        return [c.build() for c in self.node_class]
+
+
+DEFAULT_PROFILE = """
+name = "default"
+
+[[node_class]]   # IBM AC922-like: POWER9 with NVLink2 V100s
+name = "v100-power9"
+share = 0.15
+cpu = "power9"
+sockets = 2
+memory_gib = 512
+accelerator = "V100"
+devices = 4
+network = "ib-hdr"
+pool = "gpu"
+
+[[node_class]]   # HGX A100 4-GPU
+name = "a100-epyc"
+share = 0.25
+cpu = "epyc-7763"
+memory_gib = 1024
+accelerator = "A100"
+devices = 4
+network = "ib-hdr"
+pool = "gpu"
+
+[[node_class]]   # quad GH200-like: Neoverse-V2 with H100
+name = "h100-grace"
+share = 0.125
+cpu = "neoverse-v2"
+sockets = 4
+memory_gib = 480
+accelerator = "H100"
+devices = 4
+network = "ib-ndr"
+pool = "gpu"
+
+[[node_class]]   # 4 MI250 OAMs = 8 GCDs
+name = "mi250-epyc"
+share = 0.0625
+cpu = "epyc-7763"
+sockets = 1
+memory_gib = 512
+accelerator = "MI250"
+devices = 8
+network = "ib-hdr"
+pool = "gpu"
+
+[[node_class]]
+name = "cpu-epyc"
+share = 0.25
+cpu = "epyc-9554"
+memory_gib = 768
+network = "eth-100"
+
+[[node_class]]
+name = "cpu-grace"
+share = 0.0875
+cpu = "neoverse-v2"
+memory_gib = 480
+network = "eth-100"
+
+[[node_class]]
+name = "cpu-power9"
+share = 0.075
+cpu = "power9"
+memory_gib = 256
+network = "eth-25"
+lustre = false
+"""
+
+
+def _where(loc: tuple) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
+        else:
+            parts.append(str(p))
+    return ".".join(parts) or "(top level)"
+
+
+def parse_profile(text: str, source: str) -> Profile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{source}: not valid TOML: {e}") from None
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as e:
+        msgs = [f"{source}: {_where(err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ProfileError("; ".join(msgs)) from None
+
+
+def load_profile(path: str | Path | None) -> Profile:
+    if path is None:
+        return parse_profile(DEFAULT_PROFILE, "<built-in default profile>")
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ProfileError(f"{p}: cannot read: {e.strerror}") from None
+    return parse_profile(text, str(p))
+
+
+def allocate(shares: list[float], n: int) -> list[int]:
+    """Largest-remainder split of n nodes by share; every class with a share gets one when n allows."""
+    total = sum(shares)
+    exact = [s / total * n for s in shares]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(shares)), key=lambda i: (exact[i] - counts[i], -i), reverse=True)
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    if n >= len(shares):  # a tiny fleet still shows every class
+        for i in range(len(counts)):
+            if counts[i] == 0:
+                j = max(range(len(counts)), key=lambda k: counts[k])
+                counts[j] -= 1
+                counts[i] += 1
+    return counts
