@@ -142,8 +142,41 @@ def _run_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="generate a heterogeneous fleet's telemetry with known ground truth",
+                       description="Simulate a fleet (GPU and CPU nodes, training, inference, batch, ETL, idle "
+                                   "jobs) and write exactly what the agent would, plus truth.json beside it.")
+    p.add_argument("--nodes", type=int, default=32, help="nodes in the fleet (default 32)")
+    p.add_argument("--days", type=float, default=3, help="days to simulate (default 3)")
+    p.add_argument("--interval", type=float, default=60, metavar="SECONDS", help="sampling interval (default 60)")
+    p.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same data")
+    p.add_argument("--store", metavar="URL", default="embedded:./var/sim-store",
+                   help="embedded:PATH or influxdb://host:port/db (default embedded:./var/sim-store)")
+    p.add_argument("--profile", metavar="FILE", help="fleet profile TOML (default: the built-in profile)")
+    p.add_argument("--start", metavar="ISO", default="2026-11-20T00:00:00Z", help="time of the first sample (UTC)")
+    p.add_argument("--truth", metavar="PATH", help="where to write the ground truth (default STORE/truth.json)")
+    p.set_defaults(run=_run_simulate)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from agents.simulate import simulate
+    from agents.simulate.profile import ProfileError
+    from agents.stores.url import StoreURLError
+
+    try:
+        r = simulate(nodes=args.nodes, days=args.days, interval=args.interval, seed=args.seed, store=args.store,
+                     profile=args.profile, start=args.start, truth_path=args.truth)
+    except (ProfileError, StoreURLError, ValueError) as e:
+        print(f"fleetwise simulate: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"simulated {r.nodes} nodes x {r.rounds} rounds: {r.rows} rows in {r.seconds:.1f} s")
+    if r.truth_path:
+        print(f"ground truth: {r.truth_path}")
+    return 0
+
+
 PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
-    _agent_parser, _config_parser, _docs_parser, _demo_parser, _ingest_parser,
+    _agent_parser, _config_parser, _docs_parser, _demo_parser, _simulate_parser, _ingest_parser,
 )
 
 
