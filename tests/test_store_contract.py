@@ -146,3 +146,42 @@ def test_bad_arguments(stores):
             reader.frame("ctest", ["load"], START, END, every="1 minute")
         with pytest.raises(ValueError, match="not after"):
             reader.frame("ctest", ["load"], END, START)
+
+
+def test_chunked_responses_are_stitched(stores, monkeypatch):
+    """Results larger than one chunk (series split with "partial": true) parse to the same frame."""
+    import agents.query.influx as influx_module
+
+    whole = stores["influx"].frame("ctest", ["load", "reqs"], START, END, by=["host"])
+    monkeypatch.setattr(influx_module, "_CHUNK_SIZE", 7)
+    chunked = stores["influx"].frame("ctest", ["load", "reqs"], START, END, by=["host"])
+    assert len(whole) == 4 * 30 - 6
+    pd.testing.assert_frame_equal(whole, chunked)
+    pd.testing.assert_frame_equal(chunked, stores["embedded"].frame("ctest", ["load", "reqs"], START, END,
+                                                                    by=["host"]))
+
+
+def test_every_as_timedelta(stores):
+    import datetime as dt
+
+    for reader in stores.values():
+        pd.testing.assert_frame_equal(reader.frame("ctest", ["load"], START, END, every=dt.timedelta(minutes=1)),
+                                      reader.frame("ctest", ["load"], START, END, every="1m"))
+
+
+def test_secrets_from_files_only(tmp_path, monkeypatch):
+    from agents.query.influx import InfluxReader
+    from agents.stores.url import parse_store_url
+
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    monkeypatch.delenv("FLEETWISE_INFLUXDB_TOKEN", raising=False)
+    monkeypatch.setenv("FLEETWISE_INFLUXDB_TOKEN_FILE", str(token))
+    reader = InfluxReader(parse_store_url("influxdbs://alice@db.example:8086/fw"))
+    assert reader._headers["Authorization"] == "Token s3cret-token"
+    assert reader._ssl is not None and reader._ssl.verify_mode.name == "CERT_REQUIRED"
+    assert "s3cret" not in str(reader.url) and "s3cret" not in repr(reader.url)
+    monkeypatch.delenv("FLEETWISE_INFLUXDB_TOKEN_FILE")
+    monkeypatch.setenv("FLEETWISE_INFLUXDB_PASSWORD", "pw")
+    reader = InfluxReader(parse_store_url("influxdb://alice@127.0.0.1:8086/fw"))
+    assert reader._headers["Authorization"] == "Basic YWxpY2U6cHc="  # base64("alice:pw")
