@@ -53,7 +53,7 @@ def plan(n_nodes: int, days: float, interval: float, seed: int, profile=None):
     if n_nodes < 1 or days <= 0 or interval <= 0:
         raise ValueError("nodes, days and interval must be positive")
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
-    rounds = int(round(days * 86400 / interval))
+    rounds = round(days * 86400 / interval)
     rng = np.random.Generator(np.random.PCG64(seed))
     nodes = scheduler.build_fleet(prof, n_nodes, rounds, rng)
     jobs = scheduler.generate_jobs(prof, nodes, rounds, interval, rng)
@@ -78,18 +78,33 @@ def simulate(nodes: int = 32, days: float = 3, interval: float = 60, seed: int =
     em = Emitter(fleet, jobs, start_ns, interval, rounds, seed)
     by_measurement: Tally = Tally()
     # Chunks end at UTC midnights so each embedded day partition gets one file per measurement.
+    # One writer thread: Parquet encoding and numpy both release the GIL, so writing day k overlaps
+    # generating day k+1 on a second core; waiting before the next submit bounds memory to two days.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write_all(tables: dict) -> None:
+        for name, table in tables.items():
+            if table.num_rows:
+                write(name, table)
+
     r0 = 0
     ns_day = 86400 * 10**9
     step_ns = int(interval * 1e9)
-    while r0 < rounds:
-        t_start = start_ns + r0 * step_ns
-        next_midnight = (t_start // ns_day + 1) * ns_day
-        r1 = min(rounds, r0 + max(1, -(-(next_midnight - t_start) // step_ns)))
-        for name, table in em.chunk(r0, r1).items():
-            if table.num_rows:
-                write(name, table)
+    pending = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simulate-write") as pool:
+        while r0 < rounds:
+            t_start = start_ns + r0 * step_ns
+            next_midnight = (t_start // ns_day + 1) * ns_day
+            r1 = min(rounds, r0 + max(1, -(-(next_midnight - t_start) // step_ns)))
+            tables = em.chunk(r0, r1)
+            for name, table in tables.items():
                 by_measurement[name] += table.num_rows
-        r0 = r1
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(write_all, tables)
+            r0 = r1
+        if pending is not None:
+            pending.result()
     close()
     summary = summarize(fleet, jobs, em, rounds, interval)
     if truth_path is None and store_dir is not None:

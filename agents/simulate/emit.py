@@ -76,6 +76,25 @@ def _np_cast(a: np.ndarray, t: type) -> np.ndarray:
     return a
 
 
+def drop_absent(table: pa.Table, present: np.ndarray) -> pa.Table:
+    """Rows are series-major (series * T + round): drop absent rounds by zero-copy slices, not a filter."""
+    if present.all():
+        return table
+    flat = np.flatnonzero(~present.ravel())
+    # runs of absent rows -> keep the gaps between them
+    breaks = np.flatnonzero(np.diff(flat) != 1)
+    starts = np.concatenate([[flat[0]], flat[breaks + 1]])
+    ends = np.concatenate([flat[breaks], [flat[-1]]]) + 1
+    pieces, pos = [], 0
+    for a, b in zip(starts, ends, strict=True):
+        if a > pos:
+            pieces.append(table.slice(pos, a - pos))
+        pos = b
+    if pos < present.size:
+        pieces.append(table.slice(pos))
+    return pa.concat_tables(pieces) if pieces else table.slice(0, 0)
+
+
 class Counter:
     """Cumulative counters for many series (rows), carried across chunks, restarting at resets."""
 
@@ -304,7 +323,7 @@ class Emitter:
                 "symbol_error": zi, "link_downed": zi, "state": np.full(nib * T, IB_STATE_ACTIVE, np.int64),
                 "rate_bytes_per_second": np.repeat(link, T), "link_layer": string_column(zi, ["InfiniBand"]),
                 "xmit_bytes_per_second": (xi / dt, ib_null), "rcv_bytes_per_second": (ri / dt, ib_null)})
-            out["infiniband"] = out["infiniband"].filter(pa.array(present[ib].ravel()))
+            out["infiniband"] = drop_absent(out["infiniband"], present[ib])
 
         # disk (local NVMe), filesystem, lustre --------------------------------------------------------------------
         rbytes = np.clip(nv_r * (1 + 0.1 * noise((N, T), 1.0)) + 4096 * 20, 0, NVME_BYTES_PER_SECOND) * dt
@@ -334,10 +353,10 @@ class Emitter:
             nl = len(lus)
             lused = np.broadcast_to(np.rint(LUSTRE_FS_BYTES * (0.62 + 0.03 * frac)).astype(np.int64), (nl, T))
             zl = np.zeros(nl * T, np.int64)
-            fs_tabs.append(make_table("filesystem", np.tile(t_ns, nl), {
+            fs_tabs.append(drop_absent(make_table("filesystem", np.tile(t_ns, nl), {
                 "host": string_column(np.repeat(lus, T), self.hosts), "path": string_column(zl, ["/lustre/scratch"]),
                 "device": string_column(zl, ["10.10.0.1@o2ib:/scratch"]), "fstype": string_column(zl, ["lustre"])},
-                self._fs_fields(LUSTRE_FS_BYTES, lused, 4_000_000_000)).filter(pa.array(present[lus].ravel())))
+                self._fs_fields(LUSTRE_FS_BYTES, lused, 4_000_000_000)), present[lus]))
             lr = np.clip(lu_r[lus], 0, LUSTRE_CLIENT_BYTES_PER_SECOND) * dt
             lw = np.clip(lu_w[lus], 0, LUSTRE_CLIENT_BYTES_PER_SECOND) * dt
             rs = reset[lus]
@@ -346,12 +365,12 @@ class Emitter:
             lwc, lwi = lc["lu_w"].step(lw, rs)
             ops = (lr + lw) / 2**20 + 2 * dt
             lnull = nullrate[lus].ravel()
-            out["lustre"] = make_table("lustre", np.tile(t_ns, nl), {
+            out["lustre"] = drop_absent(make_table("lustre", np.tile(t_ns, nl), {
                 "host": string_column(np.repeat(lus, T), self.hosts), "fs": string_column(zl, ["scratch"])}, {
                 "read_bytes": lrc, "write_bytes": lwc, "open": lc["lu_open"].step(ops * 0.1, rs)[0],
                 "close": lc["lu_close"].step(ops * 0.1, rs)[0], "getattr": lc["lu_get"].step(ops * 0.5, rs)[0],
                 "setattr": lc["lu_set"].step(ops * 0.02, rs)[0], "read_bytes_per_second": (lri / dt, lnull),
-                "write_bytes_per_second": (lwi / dt, lnull)}).filter(pa.array(present[lus].ravel()))
+                "write_bytes_per_second": (lwi / dt, lnull)}), present[lus])
 
         hourly = np.zeros((N, T), bool)
         hourly[:, (rounds * dt) % 3600 < dt] = True
@@ -367,10 +386,9 @@ class Emitter:
             "sockets": np.array([n.cls.sockets for n in self.nodes])[hc],
             "cores": np.array([n.cls.cores for n in self.nodes])[hc],
             "threads": self.threads[hc]})
-        pmask = present.ravel()
         for k in ("cpu", "system", "memory", "net", "disk"):
-            out[k] = out[k].filter(pa.array(pmask))
-        out["filesystem"] = pa.concat_tables([fs_tabs[0].filter(pa.array(pmask)), *fs_tabs[1:]])
+            out[k] = drop_absent(out[k], present)
+        out["filesystem"] = pa.concat_tables([drop_absent(fs_tabs[0], present), *fs_tabs[1:]])
 
         if G:
             self._gpus(out, rng, t_ns, T, dt, reset, nullrate, present, hourly, gjob, g_util, g_membw, g_mem, g_cap,
@@ -430,12 +448,14 @@ class Emitter:
             "nvlink_tx_bytes": (nvt, nvmask), "nvlink_rx_bytes": (nvr, nvmask),
             "nvlink_tx_bytes_per_second": (nvti / dt, gnull), "nvlink_rx_bytes_per_second": (nvri / dt, gnull),
             "ecc_corrected_errors": zG, "ecc_uncorrected_errors": zG, "processes": busy.astype(np.int64)})
-        gpres = present[gn].ravel()
-        out["gpu"] = tab.filter(pa.array(gpres))
+        out["gpu"] = drop_absent(tab, present[gn])
         hsel = hourly[gn].ravel()
         hc = codes[hsel]
-        out["gpu_info"] = make_table("gpu_info", np.tile(t_ns, G)[hsel], {k: v.filter(pa.array(hsel))
-                                                                         for k, v in tags.items()}, {
+        hs = np.flatnonzero(hsel)
+        out["gpu_info"] = make_table("gpu_info", np.tile(t_ns, G)[hs], {
+            "host": string_column(gn[hc], self.hosts), "gpu": string_column(hc, [str(i) for i in self.gpu_local]),
+            "uuid": string_column(hc, self.gpu_uuid), "vendor": string_column(hc, self.gpu_vendor),
+            "model": string_column(hc, self.gpu_model)}, {
             "driver": string_column(hc, [DRIVER[v] for v in self.gpu_vendor]),
             "mig_mode": string_column(hc, ["disabled" if v == "nvidia" else "unsupported" for v in self.gpu_vendor])})
 

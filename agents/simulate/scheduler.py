@@ -96,7 +96,7 @@ def generate_jobs(profile: Profile, nodes: list[Node], rounds: int, interval: fl
 
     # Inference services: up for the whole run on nodes without a planned reboot.
     if total_devices:
-        budget = int(round(mix.inference_gpus_share * total_devices))
+        budget = round(mix.inference_gpus_share * total_devices)
         stable = [n for n in gpu_nodes if n.reboot_round is None]
         k = 0
         while budget > 0 and stable:
