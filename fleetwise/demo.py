@@ -18,4 +18,7 @@ def run_demo() -> int:
     for p in points:
         if p.measurement in ("cpu", "memory") and p.tags.get("cpu", "total") == "total":
             print(f"  {p.to_line()}")
+    from agents.simulate import demo as simulate_demo
+
+    simulate_demo()
     return 0
