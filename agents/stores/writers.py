@@ -12,6 +12,7 @@ from pathlib import Path
 from agents.config import StoreSettings
 from agents.points import InvalidPoint, Point
 from agents.schema.spool import SPOOL
+from agents.stores.lineproto import LineEncoder
 from agents.stores.result import OK, Outcome, SendResult
 from agents.stores.secrets import influx_credentials
 from agents.stores.shipper import Shipper, Sink
@@ -93,6 +94,7 @@ class AgentStore:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._logged: set[str] = set()
+        self._encoder = LineEncoder()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.shipper.run, args=(self._stop,), name="fleetwise-shipper",
@@ -101,7 +103,7 @@ class AgentStore:
 
     def enqueue(self, points: list[Point]) -> int:
         """Serialize and commit (in batches of at most batch_max_points). Returns the points committed."""
-        encode = Point.to_line if self.sink.format == "line" else Point.to_json
+        encode = self._encoder.encode if self.sink.format == "line" else Point.to_json
         lines: list[str] = []
         for p in points:
             try:
