@@ -304,3 +304,17 @@ def test_embedded_store_end_to_end(tmp_path):
     n = duckdb.connect().execute(f"SELECT count(*), count(DISTINCT host) FROM read_parquet({files!r})").fetchone()
     rounds = round(0.1 * 86400 / 300)  # 28.8 -> 29
     assert n == (6 * rounds, 6)
+
+
+def test_influxdb_store(influxdb_server):
+    from tests.store_helpers import influx_query
+
+    r = simulate(nodes=3, days=0.02, interval=300, seed=9, store=f"influxdb://{influxdb_server.url[7:]}/sim")
+    rounds = r.rounds
+    assert rounds == 6
+    answer = influx_query(influxdb_server.url, 'SELECT count("busy_ratio") FROM "cpu"', db="sim")
+    # busy_ratio is a rate: absent on the very first round of each node
+    assert answer["results"][0]["series"][0]["values"][0][1] == 3 * (rounds - 1)
+    answer = influx_query(influxdb_server.url, 'SELECT count("context_switches") FROM "system"', db="sim")
+    assert answer["results"][0]["series"][0]["values"][0][1] == 3 * rounds
+    assert r.rows_by_measurement["cpu"] == 3 * rounds

@@ -165,6 +165,8 @@ def _influx_writer(url):
 
     creds = influx_credentials(url.user)
     w = InfluxV1Writer(url, creds) if url.kind == "influxdb" else InfluxV2Writer(url, creds)
+    if url.kind == "influxdb":
+        w.ensure_database()
     batch_lines = 5000
 
     def write(name: str, table) -> None:
