@@ -318,3 +318,42 @@ def test_influxdb_store(influxdb_server):
     answer = influx_query(influxdb_server.url, 'SELECT count("context_switches") FROM "system"', db="sim")
     assert answer["results"][0]["series"][0]["values"][0][1] == 3 * rounds
     assert r.rows_by_measurement["cpu"] == 3 * rounds
+
+
+def test_stragglers_and_input_bound_jobs_show_in_the_series(tmp_path):
+    prof = load_profile(None).model_copy(deep=True)
+    prof.mix.straggler_probability = 1.0
+    truth_path = tmp_path / "truth.json"
+    tables: dict[str, list[pa.Table]] = defaultdict(list)
+    simulate(nodes=14, days=1, interval=300, seed=21, profile=prof, truth_path=truth_path,
+             sink=lambda n, t: tables[n].append(t))
+    truth = json.loads(truth_path.read_text())
+    gpu = pa.concat_tables(tables["gpu"]).to_pandas()
+    job = pa.concat_tables(tables["job"]).to_pandas()
+    stragglers = [j for j in truth["jobs"] if j["placed"] and j["straggler"]]
+    assert stragglers
+    for j in stragglers:
+        sg = j["straggler_gpu"]
+        rows = gpu[(gpu["host"] == sg["host"]) & (gpu["gpu"] == str(sg["gpu"]))
+                   & (gpu["time"] >= _ts(j["start_seconds"])) & (gpu["time"] < _ts(j["end_seconds"]))]
+        assert len(rows)
+        if rows["vendor"].iloc[0] == "nvidia":
+            assert ((rows["throttle_reasons"].astype("int64") & 0x40) > 0).all()  # HW thermal slowdown
+        else:  # amdgpu has no throttle reasons: the clock shows it
+            assert rows["throttle_reasons"].isna().all()
+        from agents.simulate.hardware import ACCELERATORS
+
+        acc = ACCELERATORS[j["accelerator"]]
+        expected = acc.max_clock_hertz * min(1.0, j["power_cap_fraction"] ** 0.35) * 0.7
+        assert rows["sm_clock_hertz"].to_numpy() == pytest.approx(expected)
+    cpu_bound = [j for j in truth["jobs"] if j.get("bottleneck") == "cpu_input"]
+    assert cpu_bound
+    for j in cpu_bound:
+        rows = job[job["job"] == j["job"]]
+        assert (rows["cpu_cores"].dropna() / rows["cpus_allocated"].iloc[0]).median() > 0.9
+
+
+def _ts(seconds: float):
+    import pandas as pd
+
+    return pd.Timestamp(_start_ns() + int(seconds * 1e9), tz="UTC")
