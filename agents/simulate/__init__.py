@@ -110,7 +110,7 @@ def simulate(nodes: int = 32, days: float = 3, interval: float = 60, seed: int =
     if truth_path is None and store_dir is not None:
         truth_path = store_dir / "truth.json"
     if truth_path is not None:
-        meta = {"seed": seed, "nodes": nodes, "days": days, "interval_seconds": interval, "start": start,
+        meta = {"seed": seed, "node_count": len(fleet), "days": days, "interval_seconds": interval, "start": start,
                 "profile": prof.name, "rounds": rounds}
         truth.write_truth(Path(truth_path), meta, fleet, jobs, interval, rounds,
                           {**summary, "job_used_gpu_hours": em.used_gpu_hours})
