@@ -64,7 +64,12 @@ class Shipper:
             if batch.points < self.batch_max_points and age < self.flush_interval:
                 self._sleep(stop, self.flush_interval - age)
                 continue
-            if self.ship(batch):
+            try:
+                shipped = self.ship(batch)
+            except Exception as exc:  # a bug or an unexpected error must not stop shipping for good
+                log.exception("shipping a batch failed unexpectedly (kept in the spool): %s", exc)
+                shipped = False
+            if shipped:
                 self.attempt = 0
             else:
                 delay = backoff_delay(self.attempt, self.retry_base, self.retry_max)

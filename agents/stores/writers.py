@@ -49,6 +49,10 @@ class EmbeddedSink:
             self.writer.write(points)
         except OSError as e:  # disk full, permissions: keep the batch
             return SendResult(Outcome.RETRY, f"embedded store: {e}")
+        except (ValueError, TypeError) as e:
+            # InvalidPoint, mixed field types (pyarrow's errors subclass these): the writer checks and
+            # converts everything before publishing a file, so nothing was written and bisection is safe.
+            return SendResult(Outcome.REJECTED, f"embedded store refused the batch: {e}")
         return OK
 
     def close(self) -> None:
