@@ -6,13 +6,16 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from agents.config import Config, ConfigError, first_error, load_config, parse_listen
 from agents.points import InvalidPoint, Point
 from agents.runner import Agent
+
+if TYPE_CHECKING:
+    from agents.stores.writers import AgentStore
 
 
 def effective_config(path: str | None, agent_overrides: dict[str, Any]) -> Config:
@@ -38,7 +41,7 @@ def print_points(points: list[Point], fmt: str, out=sys.stdout) -> None:
     out.flush()
 
 
-def open_store(config: Config):
+def open_store(config: Config) -> AgentStore | None:
     """The configured store output, or None; problems become one clear config error."""
     if not config.store.url:
         return None

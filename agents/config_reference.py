@@ -32,7 +32,7 @@ from `FLEETWISE_INFLUXDB_PASSWORD` / `FLEETWISE_INFLUXDB_TOKEN` or from the file
 
 def _type_name(annotation) -> str:
     text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "").replace("pathlib.", "")
+    return text.replace("typing.", "").replace("pathlib.", "").replace("|", "\\|")  # a | would end the cell
 
 
 def _table(model: type[BaseModel]) -> list[str]:
