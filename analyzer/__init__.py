@@ -1,0 +1,1 @@
+"""Workload characterization, performance models, forecasts and the state they are saved in."""
