@@ -127,7 +127,7 @@ def test_unreadable_attribute_is_up_zero_and_others_still_read(tree, caplog):
     busy = card(tree, 0) / "gpu_busy_percent"
     busy.unlink()
     busy.mkdir()  # reading it now fails with an OSError other than "absent", like -EIO from a hung GPU
-    caplog.set_level(logging.WARNING, logger="agents.collectors.amd")
+    caplog.set_level(logging.WARNING, logger="fleetwise.collectors.amd")
     collector = AmdCollector(Roots(sys=tree), "node1")
     for _ in range(2):
         g = gpus(list(collector.collect(Cycle(T0))))
@@ -149,7 +149,7 @@ def test_no_amd_gpu_yields_nothing_and_logs_once(tree, caplog):
     drm = tree / "class" / "drm"
     shutil.rmtree(drm / "card0")
     shutil.rmtree(drm / "card1")
-    caplog.set_level(logging.DEBUG, logger="agents.collectors.amd")
+    caplog.set_level(logging.DEBUG, logger="fleetwise.collectors.amd")
     collector = AmdCollector(Roots(sys=tree), "node1")
     assert list(collector.collect(Cycle(T0))) == []
     assert list(collector.collect(Cycle(T0))) == []

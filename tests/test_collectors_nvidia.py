@@ -19,7 +19,7 @@ from tests.helpers import collect_twice
 from tests.schema_check import assert_schema
 
 T0 = 1_700_000_000 * 10**9
-LOGGER = "agents.collectors.nvidia"
+LOGGER = "fleetwise.collectors.nvidia"
 
 
 def check_schema(points: list[Point]) -> None:

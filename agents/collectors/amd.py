@@ -19,8 +19,6 @@ from agents.collectors.base import Collector, Cycle, listdir, read_text
 from agents.points import FieldValue, Point
 from agents.schema.accelerators import GPU, GPU_INFO
 
-log = logging.getLogger(__name__)
-
 AMD_VENDOR = 0x1002
 
 # PCI device ids of data-centre parts whose boards often lack product_name (no FRU EEPROM read).
@@ -87,12 +85,7 @@ class AmdCollector(Collector):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._logged: set[tuple] = set()
 
-    def _log_once(self, key: tuple, level: int, message: str, *args) -> None:
-        if key not in self._logged:
-            self._logged.add(key)
-            log.log(level, message, *args)
 
     def cards(self) -> list[Path]:
         """device/ directories of the cards bound to amdgpu, in card-number order."""
@@ -112,7 +105,7 @@ class AmdCollector(Collector):
     def collect(self, cycle: Cycle) -> Iterator[Point]:
         cards = self.cards()
         if not cards:
-            self._log_once(("absent",), logging.DEBUG, "amd: no card bound to amdgpu under %s",
+            self.log_once(("absent",), logging.DEBUG, "amd: no card bound to amdgpu under %s",
                            self.sys("class", "drm"))
             return
         driver = None
@@ -163,7 +156,7 @@ class AmdCollector(Collector):
                 value = _int(path)
             except _Unreadable as e:
                 up = 0
-                self._log_once(("read", str(path)), logging.WARNING, "amd: GPU %d: %s", index, e)
+                self.log_once(("read", str(path)), logging.WARNING, "amd: GPU %d: %s", index, e)
                 continue
             if value is not None:
                 fields[field_name] = convert(value)

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from agents.points import FieldValue, Point
 from agents.rates import CounterRates
 from agents.schema import Measurement
+
+
+def _compiles(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"not a valid regular expression: {e}") from None
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_compiles)]
+"""An option holding a regular expression, checked when the configuration is read."""
 
 
 class NoOptions(BaseModel):
@@ -53,6 +67,15 @@ class Collector(ABC):
         self.host = host
         self.options = options if options is not None else self.Options()
         self.rates = CounterRates()
+        self.log = logging.getLogger(f"fleetwise.collectors.{self.name}")
+        self._logged: set[Hashable] = set()
+
+    def log_once(self, key: Hashable, level: int, message: str, *args: object) -> None:
+        """Log a condition the first time it is seen: an absent or broken source usually stays so for
+        hours, and a line every round would flood the journal."""
+        if key not in self._logged:
+            self._logged.add(key)
+            self.log.log(level, message, *args)
 
     @abstractmethod
     def collect(self, cycle: Cycle) -> Iterable[Point]:

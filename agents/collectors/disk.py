@@ -12,9 +12,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from agents.collectors.base import Collector, Cycle, read_text
+from agents.collectors.base import Collector, Cycle, Regex, read_text
 from agents.points import FieldValue, Point
 from agents.schema.storage import DISK
 
@@ -27,17 +27,9 @@ DEFAULT_EXCLUDE = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 class DiskOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    exclude: str = Field(DEFAULT_EXCLUDE, description="Regex of device names to leave out (partitions, loop and "
+    exclude: Regex = Field(DEFAULT_EXCLUDE, description="Regex of device names to leave out (partitions, loop and "
                                                       "ram devices by default; whole disks, dm-* and md* stay).")
 
-    @field_validator("exclude")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as e:
-            raise ValueError(f"not a valid regular expression: {e}") from None
-        return value
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,6 @@ from agents.collectors.base import Collector, Cycle, read_text
 from agents.points import FieldValue, Point
 from agents.schema.storage import FILESYSTEM
 
-log = logging.getLogger("fleetwise.collectors.filesystem")
-
 # File systems that hold data; pseudo (proc, sysfs, cgroup), memory (tmpfs) and layered (overlay,
 # squashfs images) ones are left out. ceph is the kernel cephfs client's fstype.
 DEFAULT_FSTYPES = (
@@ -110,7 +108,6 @@ class FilesystemCollector(Collector):
         super().__init__(*args, **kw)
         self._statvfs: Callable[[str], os.statvfs_result] = os.statvfs  # the hardware boundary, for tests
         self._stuck: dict[str, threading.Thread] = {}
-        self._logged: set[str] = set()
 
     def _mounts(self) -> list[Mount]:
         for path in (self.proc("self", "mounts"), self.proc("mounts")):
@@ -145,7 +142,7 @@ class FilesystemCollector(Collector):
             if stuck.is_alive():
                 return None
             del self._stuck[path]
-            self._log_once(f"back:{path}", logging.INFO, "statvfs(%s) answers again", path)
+            self.log_once(f"back:{path}", logging.INFO, "statvfs(%s) answers again", path)
             self._logged.discard(f"stuck:{path}")
         result: list[os.statvfs_result | Exception] = []
 
@@ -161,17 +158,13 @@ class FilesystemCollector(Collector):
         if thread.is_alive():
             self._stuck[path] = thread
             self._logged.discard(f"back:{path}")
-            self._log_once(f"stuck:{path}", logging.WARNING,
+            self.log_once(f"stuck:{path}", logging.WARNING,
                            "statvfs(%s) did not answer in %ss (dead NFS server?); skipping it until it does",
                            path, self.options.timeout_seconds)
             return None
         outcome = result[0]
         if isinstance(outcome, Exception):
-            self._log_once(f"error:{path}:{outcome}", logging.WARNING, "skipping %s: %s", path, outcome)
+            self.log_once(f"error:{path}:{outcome}", logging.WARNING, "skipping %s: %s", path, outcome)
             return None
         return outcome
 
-    def _log_once(self, key: str, level: int, message: str, *args: object) -> None:
-        if key not in self._logged:
-            self._logged.add(key)
-            log.log(level, message, *args)

@@ -11,8 +11,6 @@ from agents.collectors.base import Collector, Cycle, listdir, read_int, read_tex
 from agents.points import FieldValue, Point
 from agents.schema.interconnect import INFINIBAND, INFINIBAND_HW
 
-log = logging.getLogger("fleetwise.collectors.infiniband")
-
 # port_xmit_data / port_rcv_data count octets divided by 4 (IBA spec, PortCounters attribute).
 _WORD_BYTES = 4
 
@@ -53,17 +51,11 @@ class InfinibandCollector(Collector):
     name = "infiniband"
     measurements = (INFINIBAND, INFINIBAND_HW)
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._logged_absent = False
-        self._logged_ports: set[tuple[str, str]] = set()
-
     def collect(self, cycle: Cycle) -> Iterator[Point]:
         base = self.sys("class", "infiniband")
         devices = listdir(base)
-        if not devices and not self._logged_absent:
-            self._logged_absent = True
-            log.debug("no InfiniBand devices under %s", base)
+        if not devices:
+            self.log_once("absent", logging.DEBUG, "no InfiniBand devices under %s", base)
         for device in devices:
             for port in listdir(base / device / "ports"):
                 yield from self._port(cycle, device, port, base / device / "ports" / port)
@@ -77,9 +69,7 @@ class InfinibandCollector(Collector):
             if value is not None:
                 fields[field] = value * scale
         if not fields:
-            if (device, port) not in self._logged_ports:
-                self._logged_ports.add((device, port))
-                log.debug("%s port %s has no readable counters; skipped", device, port)
+            self.log_once((device, port), logging.DEBUG, "%s port %s has no readable counters; skipped", device, port)
             return
         state = _read_optional(path / "state")
         if state is not None and (n := parse_state(state)) is not None:

@@ -17,8 +17,6 @@ from agents.collectors.cgroups import SLURM, JobRef, find_job_dirs, parse_cpuset
 from agents.points import FieldValue, Point
 from agents.schema.jobs import JOB, JOB_GPU
 
-log = logging.getLogger("fleetwise.collectors.jobs")
-
 # memory.limit_in_bytes on v1 reports "no limit" as PAGE_COUNTER_MAX * page size (9223372036854771712
 # with 4 KiB pages); anything this large is unlimited.
 _V1_UNLIMITED = 1 << 62
@@ -86,7 +84,6 @@ class JobsCollector(Collector):
         super().__init__(*args, **kwargs)
         self.cgroup_root: Path = self.options.cgroup_root or self.sys("fs", "cgroup")
         self._user_names: dict[int, str] = {}
-        self._logged: set[str] = set()
 
     # -- discovery --------------------------------------------------------------------------------
 
@@ -105,9 +102,8 @@ class JobsCollector(Collector):
             for ref, path in find_job_dirs(base).items():
                 job = jobs.setdefault(ref.key, _Job(ref))
                 job.v1.setdefault(kind, path)
-        if not jobs and "absent" not in self._logged:
-            self._logged.add("absent")
-            log.debug("no Slurm or Kubernetes cgroups under %s", root)
+        if not jobs:
+            self.log_once("absent", logging.DEBUG, "no Slurm or Kubernetes cgroups under %s", root)
         return jobs
 
     def _attribute_gpus(self, cycle: Cycle, jobs: dict[tuple[str, str], _Job]) -> None:
@@ -207,10 +203,8 @@ class JobsCollector(Collector):
         self._attribute_gpus(cycle, jobs)
         keys = sorted(jobs)
         if len(keys) > self.options.max_jobs:
-            if "cap" not in self._logged:
-                self._logged.add("cap")
-                log.warning("%d jobs on this host; reporting the first %d (jobs.max_jobs)", len(keys),
-                            self.options.max_jobs)
+            self.log_once("cap", logging.WARNING, "%d jobs on this host; reporting the first %d (jobs.max_jobs)",
+                          len(keys), self.options.max_jobs)
             keys = keys[: self.options.max_jobs]
         for key in keys:
             job = jobs[key]
@@ -218,7 +212,7 @@ class JobsCollector(Collector):
                 yield from self._job_points(cycle, job)
             except (OSError, ValueError) as exc:
                 # A job ending mid-read (its cgroup removed) must not cost the other jobs their points.
-                log.debug("job %s/%s skipped: %s", job.ref.scheduler, job.ref.job, exc)
+                self.log.debug("job %s/%s skipped: %s", job.ref.scheduler, job.ref.job, exc)
 
     def _job_points(self, cycle: Cycle, job: _Job) -> Iterator[Point]:
         if job.v2 is not None:

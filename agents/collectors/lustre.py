@@ -17,8 +17,6 @@ from agents.collectors.base import Collector, Cycle, listdir, read_text
 from agents.points import FieldValue, Point
 from agents.schema.storage import LUSTRE
 
-log = logging.getLogger("fleetwise.collectors.lustre")
-
 # The client id the kernel appends to the instance name is a kernel pointer: ffff8881234abcd0.
 _CLIENT_ID = re.compile(r"-ffff[0-9a-fA-F]*$")
 SUMMED = ("read_bytes", "write_bytes")  # the sum of the samples is the byte count
@@ -54,7 +52,6 @@ class LustreCollector(Collector):
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
-        self._logged: set[str] = set()
 
     def _instances(self) -> dict[str, Path]:
         """instance dir name -> stats file; procfs wins when a client shows an instance in both places."""
@@ -69,7 +66,7 @@ class LustreCollector(Collector):
     def collect(self, cycle: Cycle) -> Iterator[Point]:
         instances = self._instances()
         if not instances:
-            self._log_once("absent", logging.DEBUG, "no Lustre client statistics under %s or %s",
+            self.log_once("absent", logging.DEBUG, "no Lustre client statistics under %s or %s",
                            self.proc("fs", "lustre", "llite"), self.sys("kernel", "debug", "lustre", "llite"))
             return
         # A file system mounted twice has two instances: add them up, the fs tag names the file system.
@@ -78,7 +75,7 @@ class LustreCollector(Collector):
             try:
                 counters = parse_stats(read_text(path))
             except (OSError, ValueError) as e:
-                self._log_once(f"bad:{path}", logging.WARNING, "skipping Lustre instance %s: %s", instance, e)
+                self.log_once(f"bad:{path}", logging.WARNING, "skipping Lustre instance %s: %s", instance, e)
                 continue
             total = totals.setdefault(fs_name(instance), {})
             for key, value in counters.items():
@@ -89,7 +86,3 @@ class LustreCollector(Collector):
             self.add_rate(fields, "write_bytes_per_second", (fs, "write"), counters.get("write_bytes", 0), cycle)
             yield self.point(LUSTRE, {"fs": fs}, fields, cycle)
 
-    def _log_once(self, key: str, level: int, message: str, *args: object) -> None:
-        if key not in self._logged:
-            self._logged.add(key)
-            log.log(level, message, *args)

@@ -6,9 +6,9 @@ import logging
 import re
 from collections.abc import Iterator
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from agents.collectors.base import Collector, Cycle, read_text
+from agents.collectors.base import Collector, Cycle, Regex, read_text
 from agents.points import Point
 from agents.schema.interconnect import NET
 
@@ -25,16 +25,8 @@ _COLUMNS = ("rx_bytes", "rx_packets", "rx_errs", "rx_drop", "rx_fifo", "rx_frame
 
 class NetOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    exclude: str = Field(DEFAULT_EXCLUDE, description="Regex of interface names to leave out.")
+    exclude: Regex = Field(DEFAULT_EXCLUDE, description="Regex of interface names to leave out.")
 
-    @field_validator("exclude")
-    @classmethod
-    def _valid_regex(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
 
 
 def parse_net_dev(text: str) -> dict[str, dict[str, int]]:

@@ -12,8 +12,6 @@ from agents.collectors.filesystem import unescape_octal
 from agents.points import FieldValue, Point
 from agents.schema.storage import NFS
 
-log = logging.getLogger("fleetwise.collectors.nfs")
-
 NFS_FSTYPES = ("nfs", "nfs4")
 _DEVICE = re.compile(r"^device (?P<device>\S+) mounted on (?P<path>\S+) with fstype (?P<fstype>\S+)")
 
@@ -88,27 +86,22 @@ class NfsCollector(Collector):
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
-        self._logged: set[str] = set()
 
     def collect(self, cycle: Cycle) -> Iterator[Point]:
         path = self.proc("self", "mountstats")
         try:
             text = read_text(path)
         except OSError as e:
-            self._log_once(f"absent:{path}", logging.DEBUG, "no NFS statistics: %s", e)
+            self.log_once(f"absent:{path}", logging.DEBUG, "no NFS statistics: %s", e)
             return
         for m in parse_mountstats(text):
             try:
                 fields = mount_fields(m)
             except ValueError as e:
-                self._log_once(f"bad:{m.path}", logging.WARNING, "skipping NFS mount: %s", e)
+                self.log_once(f"bad:{m.path}", logging.WARNING, "skipping NFS mount: %s", e)
                 continue
             key = (m.path, m.server)
             self.add_rate(fields, "read_bytes_per_second", (*key, "read"), fields["read_bytes"], cycle)
             self.add_rate(fields, "write_bytes_per_second", (*key, "write"), fields["write_bytes"], cycle)
             yield self.point(NFS, {"path": m.path, "server": m.server}, fields, cycle)
 
-    def _log_once(self, key: str, level: int, message: str, *args: object) -> None:
-        if key not in self._logged:
-            self._logged.add(key)
-            log.log(level, message, *args)

@@ -19,8 +19,6 @@ from agents.collectors.base import Collector, Cycle
 from agents.points import FieldValue, Point
 from agents.schema.accelerators import GPU, GPU_INFO, GPU_MIG
 
-log = logging.getLogger(__name__)
-
 _MISSING = object()  # an optional read that gave nothing (unsupported, or a transient error)
 
 # Errors that mean "this GPU or driver cannot do that": remembered, never retried.
@@ -79,16 +77,11 @@ class NvidiaCollector(Collector):
         self._mig_static: dict[tuple[int, int], tuple[str, str]] = {}
         self._unsupported: set[tuple] = set()
         self._gpm_samples: dict[str, Any] = {}  # MIG uuid -> previous GPM sample
-        self._logged: set[tuple] = set()
         self._soft_errors: set[tuple] = set()  # GPUs that answered some read with an error this round
         self._process_count_known = False
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _log_once(self, key: tuple, level: int, message: str, *args: Any) -> None:
-        if key not in self._logged:
-            self._logged.add(key)
-            log.log(level, message, *args)
 
     def _error_is(self, exc: BaseException, names: tuple[str, ...]) -> bool:
         codes = {getattr(self._nv, n, None) for n in names}
@@ -105,20 +98,20 @@ class NvidiaCollector(Collector):
         try:
             import pynvml
         except ImportError:
-            self._log_once(("absent",), logging.DEBUG, "nvidia: pynvml (nvidia-ml-py) is not installed; no NVIDIA GPUs")
+            self.log_once(("absent",), logging.DEBUG, "nvidia: pynvml (nvidia-ml-py) is not installed; no NVIDIA GPUs")
             return False
         try:
             pynvml.nvmlInit()
         except pynvml.NVMLError as e:
-            self._log_once(("absent",), logging.DEBUG, "nvidia: nvmlInit failed (%s); no NVIDIA GPUs", e)
+            self.log_once(("absent",), logging.DEBUG, "nvidia: nvmlInit failed (%s); no NVIDIA GPUs", e)
             return False
         try:
             count = pynvml.nvmlDeviceGetCount()
         except pynvml.NVMLError as e:
             count = 0
-            self._log_once(("absent",), logging.DEBUG, "nvidia: nvmlDeviceGetCount failed (%s)", e)
+            self.log_once(("absent",), logging.DEBUG, "nvidia: nvmlDeviceGetCount failed (%s)", e)
         if count == 0:
-            self._log_once(("absent",), logging.DEBUG, "nvidia: NVML found no GPUs")
+            self.log_once(("absent",), logging.DEBUG, "nvidia: NVML found no GPUs")
             self._shutdown(pynvml)
             return False
         self._nv = pynvml
@@ -151,7 +144,7 @@ class NvidiaCollector(Collector):
             if fatal_on_error or self._error_is(e, _FATAL_ERRORS):
                 raise _GpuFatal(f"{fn_name}: {e}") from e
             self._soft_errors.add(key)
-            self._log_once(("soft", *memo, getattr(e, "value", None)), logging.WARNING,
+            self.log_once(("soft", *memo, getattr(e, "value", None)), logging.WARNING,
                            "nvidia: %s on %s failed: %s", fn_name, key, e)
             return _MISSING
 
@@ -173,7 +166,7 @@ class NvidiaCollector(Collector):
             count = nv.nvmlDeviceGetCount()
         except nv.NVMLError as e:
             # The driver went away under us: start over, retrying init on the usual schedule.
-            self._log_once(("count", getattr(e, "value", None)), logging.WARNING, "nvidia: nvmlDeviceGetCount: %s", e)
+            self.log_once(("count", getattr(e, "value", None)), logging.WARNING, "nvidia: nvmlDeviceGetCount: %s", e)
             self._shutdown(nv)
             self._nv = None
             self._static.clear()
@@ -223,7 +216,7 @@ class NvidiaCollector(Collector):
             if gpu_procs or self._process_count_known:
                 fields["processes"] = len(gpu_procs)
         except _GpuFatal as e:
-            self._log_once(("fatal", index, str(e)), logging.WARNING, "nvidia: GPU %d answered with an error: %s",
+            self.log_once(("fatal", index, str(e)), logging.WARNING, "nvidia: GPU %d answered with an error: %s",
                            index, e)
             # Re-read the static facts next time: a GPU that came back may be another board.
             self._static.pop(index, None)
@@ -415,7 +408,7 @@ class NvidiaCollector(Collector):
         except _GpuFatal as e:
             self._mig_static.pop((index, slot), None)
             self._soft_errors.add((index,))
-            self._log_once(("mig", index, slot, str(e)), logging.WARNING, "nvidia: MIG %d/%d: %s", index, slot, e)
+            self.log_once(("mig", index, slot, str(e)), logging.WARNING, "nvidia: MIG %d/%d: %s", index, slot, e)
             return None
         uuid, profile = facts
         fields: dict[str, FieldValue] = {}
@@ -448,7 +441,7 @@ class NvidiaCollector(Collector):
             else:
                 nv.nvmlGpmSampleGet(mig, sample)
         except (nv.NVMLError, AttributeError) as e:
-            self._log_once(("gpm", *key), logging.DEBUG, "nvidia: GPM sample for %s failed: %s", uuid, e)
+            self.log_once(("gpm", *key), logging.DEBUG, "nvidia: GPM sample for %s failed: %s", uuid, e)
             self._free(previous)
             self._free(sample)
             return None
@@ -468,7 +461,7 @@ class NvidiaCollector(Collector):
                 return None
             return float(metric.value) / 100.0
         except (nv.NVMLError, AttributeError) as e:
-            self._log_once(("gpm-metrics", *key), logging.DEBUG, "nvidia: GPM metrics for %s failed: %s", uuid, e)
+            self.log_once(("gpm-metrics", *key), logging.DEBUG, "nvidia: GPM metrics for %s failed: %s", uuid, e)
             return None
         finally:
             self._free(previous)
