@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -12,10 +13,12 @@ from pydantic import ValidationError
 
 from agents.config import Config, ConfigError, first_error, load_config, parse_listen
 from agents.points import InvalidPoint, Point
-from agents.runner import Agent
+from agents.runner import Agent, Sink
 
 if TYPE_CHECKING:
     from agents.stores.writers import AgentStore
+
+log = logging.getLogger("fleetwise.agent")
 
 
 def effective_config(path: str | None, agent_overrides: dict[str, Any]) -> Config:
@@ -63,30 +66,65 @@ def run_agent(config_path: str | None, overrides: dict[str, Any], once: bool, fm
     config = effective_config(config_path, overrides)
     if store_url is not None:
         config = config.model_copy(update={"store": _store_with_url(config, store_url)})
-    if config.store.url:
-        return _run_once_to_store(config) if once else _run_with_store(config, fmt)
     agent = Agent(config)
+    store = open_store(config)
     if once:
-        print_points(agent.collect_once(), fmt)
-        return 0
+        return _once_to_store(agent, store, config) if store else _once_to_stdout(agent, fmt)
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
-    sinks = []
+    outputs: list[Sink] = []
     if config.agent.listen:
         from agents.exposition import LatestSample, serve
 
         latest = LatestSample()
         host, port = parse_listen(config.agent.listen)
         serve(latest, host, port)
-        latest.update(agent.collect())  # /metrics answers from the first scrape on
-        sinks.append(latest.update)
-    else:
-        sinks.append(lambda points: print_points(points, fmt))
-    agent.run(sinks, stop)
+        outputs.append(latest.update)
+    elif store is None:
+        outputs.append(lambda points: print_points(points, fmt))
+    sink = _SpoolingSink(agent, store, outputs) if store else _fan_out(outputs)
+
+    if store:
+        store.start()
+    try:
+        sink(agent.collect())  # /metrics answers, and the store has a round, from the start
+        agent.run([sink], stop)
+    finally:
+        if store:
+            empty = store.close()
+            log.info("stopped after %d rounds; spool %s", sink.rounds,
+                     "empty" if empty else "keeps the unsent batches")
     return 0
+
+
+def _fan_out(outputs: list[Sink]) -> Sink:
+    def sink(points: list[Point]) -> None:
+        for output in outputs:
+            output(points)
+
+    return sink
+
+
+class _SpoolingSink:
+    """Each round, with the spool's own status, is committed to the spool (quick, in the loop thread); the
+    store's shipper thread drains it. On SIGTERM the loop stops and close() sends what it can within
+    shutdown_flush_seconds; the rest stays in the spool for the next start."""
+
+    def __init__(self, agent: Agent, store: AgentStore, outputs: list[Sink]) -> None:
+        self.agent, self.store, self.outputs = agent, store, outputs
+        self.rounds = 0
+
+    def __call__(self, points: list[Point]) -> None:
+        time_ns = points[0].time_ns if points else None
+        points = points + self.store.status_points(self.agent.host, time_ns)
+        self.store.enqueue(points)
+        self.rounds += 1
+        log.info("round %d (time_ns %s): %d points committed to the spool", self.rounds, time_ns, len(points))
+        for output in self.outputs:
+            output(points)
 
 
 def _store_with_url(config: Config, url: str):
@@ -97,55 +135,13 @@ def _store_with_url(config: Config, url: str):
         raise ConfigError("command line", key, problem) from None
 
 
-def _run_with_store(config: Config, fmt: str) -> int:
-    """Collect, commit each round to the spool (quick, in this thread); a shipper thread drains it.
-
-    On SIGTERM: stop collecting, send what can be sent within shutdown_flush_seconds, exit 0; the rest
-    stays in the spool for the next start.
-    """
-    import logging
-
-    log = logging.getLogger("fleetwise.agent")
-    agent = Agent(config)
-    store = open_store(config)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-
-    outputs = []
-    if config.agent.listen:
-        from agents.exposition import LatestSample, serve
-
-        latest = LatestSample()
-        host, port = parse_listen(config.agent.listen)
-        serve(latest, host, port)
-        outputs.append(latest.update)
-
-    rounds = 0
-
-    def to_store(points: list[Point]) -> None:
-        nonlocal rounds
-        time_ns = points[0].time_ns if points else None
-        points = points + store.status_points(agent.host, time_ns)
-        store.enqueue(points)
-        rounds += 1
-        log.info("round %d (time_ns %s): %d points committed to the spool", rounds, time_ns, len(points))
-        for output in outputs:
-            output(points)
-
-    store.start()
-    try:
-        agent.run([to_store], stop)
-    finally:
-        empty = store.close()
-        log.info("stopped after %d rounds; spool %s", rounds, "empty" if empty else "keeps the unsent batches")
+def _once_to_stdout(agent: Agent, fmt: str) -> int:
+    print_points(agent.collect_once(), fmt)
     return 0
 
 
-def _run_once_to_store(config: Config) -> int:
+def _once_to_store(agent: Agent, store: AgentStore, config: Config) -> int:
     """One sample (with rates) through the spool to the store; unsent points stay spooled for the next run."""
-    agent = Agent(config)
-    store = open_store(config)
     points = agent.collect_once()
     store.enqueue(points + store.status_points(agent.host, points[0].time_ns if points else None))
     if not store.close(max(config.store.shutdown_flush_seconds, config.store.timeout_seconds)):
