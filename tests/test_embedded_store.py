@@ -134,3 +134,25 @@ def test_retention_removes_whole_old_days(tmp_path):
     assert _frame(tmp_path, end=DAY1 + 5 * 86_400 * S)["v"].tolist() == [2.0, 3.0, 4.0]
     with pytest.raises(ValueError):
         w.retain(0)
+
+
+def test_resending_a_batch_through_the_sink_does_not_duplicate_rows(tmp_path):
+    """The spool resends a batch whose ack was lost in a crash: the embedded sink must not add rows twice."""
+    from agents.stores.writers import EmbeddedSink
+
+    sink = EmbeddedSink(tmp_path)
+    t = 1_700_000_000 * 10**9
+    batch = b"\n".join(Point("memory", {"host": h}, {"used_bytes": i}, t).to_json().encode()
+                       for i, h in enumerate(("a", "b", "c")))
+    other = Point("memory", {"host": "d"}, {"used_bytes": 9}, t).to_json().encode()
+    for payload in (batch, batch, other):  # a resend, then a different batch with the same timestamp
+        assert sink.send(payload).outcome.name == "OK"
+    frame = EmbeddedReader(tmp_path).frame("memory", ["used_bytes"], pd.Timestamp(t, tz="UTC"),
+                                           pd.Timestamp(t + 10**9, tz="UTC"), by=["host"])
+    assert frame["host"].tolist() == ["a", "b", "c", "d"]
+    assert frame["used_bytes"].tolist() == [0.0, 1.0, 2.0, 9.0]
+
+
+def test_file_key_must_be_hex(tmp_path):
+    with pytest.raises(ValueError, match="hex"):
+        EmbeddedWriter(tmp_path).write([Point("m", {"host": "h"}, {"v": 1}, 1)], key="../../etc")

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -133,12 +134,16 @@ class EmbeddedWriter:
         self.path.mkdir(parents=True, exist_ok=True)
 
     # -- writing --------------------------------------------------------------------------------
-    def write(self, points: Iterable[Point]) -> int:
+    def write(self, points: Iterable[Point], key: str | None = None) -> int:
         """Write points, one new file per (measurement, UTC day). Returns the number of points written.
 
         Every point is checked first (what line protocol cannot carry raises InvalidPoint), so a
-        bad batch writes nothing.
+        bad batch writes nothing. `key` (hex) names the files instead of a random id: writing the same
+        batch again with the same key replaces its files rather than adding rows, which makes the
+        spool's resend after a crash idempotent, as it is for InfluxDB.
         """
+        if key is not None and not re.fullmatch(r"[0-9a-f]{8,64}", key):
+            raise ValueError(f"file key must be 8-64 lowercase hex digits, got {key!r}")
         groups: dict[tuple[str, str], list[Point]] = defaultdict(list)
         for p in points:
             _validate(p)
@@ -146,7 +151,7 @@ class EmbeddedWriter:
         tables = [(m, day, _to_table(m, pts)) for (m, day), pts in groups.items()]
         written = 0
         for m, day, table in tables:
-            self._publish(m, day, table, prefix="part")
+            self._publish(m, day, table, prefix="part", key=key)
             written += table.num_rows
         return written
 
@@ -166,7 +171,8 @@ class EmbeddedWriter:
             written += part.num_rows
         return written
 
-    def _publish(self, measurement: str, day: str, table, prefix: str, extra_meta: dict | None = None) -> Path:
+    def _publish(self, measurement: str, day: str, table, prefix: str, extra_meta: dict | None = None,
+                 key: str | None = None) -> Path:
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
@@ -178,7 +184,7 @@ class EmbeddedWriter:
             meta.update(extra_meta)
             table = table.replace_schema_metadata(meta)
         first_ns = pc.min(table[TIME]).cast("int64").as_py() if table.num_rows else 0
-        final = day_dir / f"{prefix}-{first_ns:020d}-{uuid.uuid4().hex}.parquet"
+        final = day_dir / f"{prefix}-{first_ns:020d}-{key or uuid.uuid4().hex}.parquet"
         tmp = day_dir / f".tmp-{final.name}"
         with open(tmp, "wb") as fh:
             pq.write_table(table, fh, compression="zstd")

@@ -46,7 +46,8 @@ class EmbeddedSink:
         if bad:
             return SendResult(Outcome.REJECTED, next(iter(bad.values())), rejected=bad)
         try:
-            self.writer.write(points)
+            # Named by content: a batch resent after a crash between publish and ack replaces its own files.
+            self.writer.write(points, key=hashlib.sha256(payload).hexdigest()[:32])
         except OSError as e:  # disk full, permissions: keep the batch
             return SendResult(Outcome.RETRY, f"embedded store: {e}")
         except (ValueError, TypeError) as e:
