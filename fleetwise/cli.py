@@ -181,7 +181,9 @@ PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fleetwise", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="fleetwise",
+        description="Cluster telemetry and utilization optimizer for heterogeneous HPC and AI fleets.")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     sub = parser.add_subparsers(dest="command", required=True)
     for add in PARSERS:
