@@ -19,3 +19,19 @@ def test_schema_conventions():
                 assert m.prometheus_name(f.name).endswith("_total")
             if f.name.endswith(units):
                 assert f.type is not str
+
+
+def test_configuration_doc_is_generated_from_the_models():
+    from agents.config_reference import render_markdown as render_config
+
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    assert doc == render_config(), "docs/configuration.md is stale: run `make docs`"
+
+
+def test_example_config_is_valid_and_shows_the_defaults():
+    from agents.config import Config, load_config
+
+    example = load_config(REPO / "deploy" / "config" / "agent.toml", env={})
+    defaults = Config()
+    assert example.agent == defaults.agent
+    assert example.store == defaults.store
