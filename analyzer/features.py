@@ -1,0 +1,256 @@
+"""One row per job: what it held, what it used and what its hosts moved while it ran.
+
+job_table(reader, start, end, every="5m") asks the store only for per-bucket aggregates (the store does
+the heavy lifting: a 1000-node week is ~2000 buckets per series instead of ~10000 raw points), then joins
+them in pandas:
+
+- job (host, job tags): start/end, CPU cores, memory, CPUs allocated, per host;
+- job_gpu (job -> host, gpu, uuid): which GPUs a job held, their utilization and the job's GPU memory;
+- gpu (host, uuid -> model): memory bandwidth, power, power cap and memory size of those GPUs;
+- disk, lustre, net, infiniband: host-level rates, split evenly between the jobs on a host in a bucket;
+- job_progress: application throughput; job_info: name, account, partition, limits (when reported).
+
+Times are bucket-resolved: start is the first bucket the job was seen in, end the end of its last one.
+Rates are the agent's reset-safe rates; the one counter used here (InfiniBand xmit_wait) is differenced
+per bucket with resets dropped, and every rate is clipped at zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+JOB_KEYS = ["job", "scheduler", "user"]
+IDLE_UTILIZATION = 0.05  # a GPU below this is idle (jobstats and NVIDIA's own "idle" throttle use ~5%)
+
+COLUMNS = [
+    "job", "scheduler", "user", "workload", "hosts", "nodes", "accelerator", "gpus", "cpus_allocated", "start",
+    "end", "duration_seconds", "gpu_utilization_mean", "gpu_utilization_p95", "gpu_memory_bandwidth_mean",
+    "gpu_memory_used_max_bytes", "gpu_memory_total_bytes", "gpu_idle_seconds", "power_watts_mean",
+    "power_limit_watts", "power_limit_max_watts", "energy_joules", "cpu_cores_mean", "cpu_cores_p95",
+    "memory_peak_bytes", "memory_limit_bytes", "throughput", "unit", "disk_bytes_per_second",
+    "lustre_bytes_per_second", "net_bytes_per_second", "ib_bytes_per_second", "ib_xmit_wait_per_second",
+    "cpu_input_ratio",
+    # from job_info when the scheduler reports it ("" / NaN otherwise)
+    "name", "account", "partition", "command", "time_limit_seconds", "cpus_requested", "gpus_requested",
+]
+INFO_STRINGS = ("name", "account", "partition", "command")
+INFO_NUMBERS = ("time_limit_seconds", "cpus_requested", "gpus_requested")
+
+
+def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
+    """One row per job seen in [start, end) with the agreed columns (see COLUMNS); empty frame if none."""
+    import numpy as np
+    import pandas as pd
+
+    from agents.query.base import parse_every
+
+    bucket_s = parse_every(every) / 1e9
+    measurements = set(reader.measurements())
+    if "job" not in measurements:
+        return pd.DataFrame(columns=COLUMNS)
+
+    def frame(measurement, fields, by, agg="mean", step=every):
+        if measurement not in measurements:
+            return None
+        f = reader.frame(measurement, fields, start, end, every=step, by=by, agg=agg)
+        return f if len(f) else None
+
+    jm = frame("job", ["cpu_cores"], ["host", *JOB_KEYS])
+    jx = frame("job", ["cpus_allocated", "memory_peak_bytes", "memory_limit_bytes"], ["host", *JOB_KEYS], "max")
+    if jx is None:
+        return pd.DataFrame(columns=COLUMNS)
+    jh = jx.merge(jm, on=["time", "host", *JOB_KEYS], how="left") if jm is not None else jx.assign(cpu_cores=np.nan)
+    jh["cpu_cores"] = jh["cpu_cores"].clip(lower=0)
+
+    # -- per job: identity, time span, CPU and memory -------------------------------------------------------
+    g = jh.groupby(JOB_KEYS, sort=True)
+    out = g.agg(start=("time", "min"), last=("time", "max")).reset_index()
+    out["end"] = out["last"] + pd.Timedelta(seconds=bucket_s)
+    out = out.drop(columns="last")
+    out["duration_seconds"] = (out["end"] - out["start"]).dt.total_seconds()
+    hosts = g["host"].agg(lambda s: ",".join(sorted(set(s)))).rename("hosts")
+    out = out.merge(hosts, left_on=JOB_KEYS, right_index=True)
+    out["nodes"] = out["hosts"].str.count(",") + 1
+    per_host = jh.groupby([*JOB_KEYS, "host"]).agg(
+        cpus_allocated=("cpus_allocated", "max"), memory_peak_bytes=("memory_peak_bytes", "max"),
+        memory_limit_bytes=("memory_limit_bytes", "max")).groupby(JOB_KEYS).sum(min_count=1)
+    out = out.merge(per_host, left_on=JOB_KEYS, right_index=True, how="left")
+    cores_t = jh.groupby([*JOB_KEYS, "time"])["cpu_cores"].sum(min_count=1)
+    cores = cores_t.groupby(JOB_KEYS).agg(cpu_cores_mean="mean", cpu_cores_p95=lambda s: s.quantile(0.95))
+    out = out.merge(cores, left_on=JOB_KEYS, right_index=True, how="left")
+
+    out = _gpu_columns(out, frame, bucket_s)
+    out = _host_rates(out, jh, frame, bucket_s)
+    out = _throughput(out, frame)
+    out = _job_info(out, frame, reader, start, end)
+
+    out["workload"] = ""
+    alloc = out["cpus_allocated"].where(out["cpus_allocated"] > 0)
+    out["cpu_input_ratio"] = out["cpu_cores_mean"] / alloc
+    out["nodes"] = out["nodes"].astype("int64")
+    out["gpus"] = out["gpus"].fillna(0).astype("int64")
+    for c in COLUMNS:
+        if c not in out:
+            out[c] = np.nan
+    return out[COLUMNS].sort_values("job", kind="stable").reset_index(drop=True)
+
+
+def _gpu_columns(out, frame, bucket_s: float):
+    import numpy as np
+    import pandas as pd
+
+    gkeys = ["host", "uuid"]
+    ju = frame("job_gpu", ["utilization_ratio"], [*JOB_KEYS, "host", "gpu", "uuid"])
+    jmem = frame("job_gpu", ["memory_used_bytes"], [*JOB_KEYS, "host", "gpu", "uuid"], "max")
+    gm = frame("gpu", ["utilization_ratio", "memory_bandwidth_ratio", "power_watts", "power_limit_watts",
+                       "memory_total_bytes"], ["host", "uuid", "model"])
+    cols = {"accelerator": "", "gpus": 0, "gpu_utilization_mean": np.nan, "gpu_utilization_p95": np.nan,
+            "gpu_memory_bandwidth_mean": np.nan, "gpu_memory_used_max_bytes": np.nan,
+            "gpu_memory_total_bytes": np.nan, "gpu_idle_seconds": np.nan, "power_watts_mean": np.nan,
+            "power_limit_watts": np.nan, "power_limit_max_watts": np.nan, "energy_joules": np.nan}
+    if ju is None:
+        return out.assign(**cols)
+    rows = ju
+    if jmem is not None:
+        rows = rows.merge(jmem, on=["time", *JOB_KEYS, "host", "gpu", "uuid"], how="outer")
+    else:
+        rows = rows.assign(memory_used_bytes=np.nan)
+    if gm is not None:
+        gm = gm.rename(columns={"utilization_ratio": "gpu_util"})
+        rows = rows.merge(gm, on=["time", *gkeys], how="left")
+        # job_gpu's utilization is the GPU's; fall back on the gpu series where job_gpu left it out
+        rows["utilization_ratio"] = rows["utilization_ratio"].fillna(rows["gpu_util"])
+        cap_max = gm.groupby("model")["power_limit_watts"].max()
+    else:
+        for c in ("memory_bandwidth_ratio", "power_watts", "power_limit_watts", "memory_total_bytes"):
+            rows[c] = np.nan
+        rows["model"] = ""
+        cap_max = pd.Series(dtype=float)
+    rows["utilization_ratio"] = rows["utilization_ratio"].clip(0, 1)
+
+    g = rows.groupby(JOB_KEYS)
+    per_gpu_total = rows.groupby([*JOB_KEYS, *gkeys])["memory_total_bytes"].max()
+    per_t = rows.groupby([*JOB_KEYS, "time"])["utilization_ratio"].agg(["mean", "max"])
+    idle_buckets = (per_t["max"] < IDLE_UTILIZATION).groupby(JOB_KEYS).sum()
+    res = pd.DataFrame({
+        "gpus": g.apply(lambda d: len(set(zip(d["host"], d["uuid"], strict=True))), include_groups=False),
+        "accelerator": g["model"].agg(_mode),
+        "gpu_utilization_mean": g["utilization_ratio"].mean(),
+        "gpu_utilization_p95": per_t["mean"].groupby(JOB_KEYS).quantile(0.95),
+        "gpu_memory_bandwidth_mean": g["memory_bandwidth_ratio"].mean().clip(0, 1),
+        "gpu_memory_used_max_bytes": rows.groupby([*JOB_KEYS, *gkeys])["memory_used_bytes"].max()
+        .groupby(JOB_KEYS).max(),
+        "gpu_memory_total_bytes": per_gpu_total.groupby(JOB_KEYS).max(),
+        "gpu_idle_seconds": idle_buckets * bucket_s,
+        "power_watts_mean": g["power_watts"].mean(),
+        "power_limit_watts": g["power_limit_watts"].mean(),
+        "energy_joules": (rows["power_watts"].clip(lower=0) * bucket_s).groupby(
+            [rows[k] for k in JOB_KEYS]).sum(min_count=1),
+    })
+    res["accelerator"] = res["accelerator"].fillna("")
+    res["power_limit_max_watts"] = res["accelerator"].map(cap_max).astype(float)
+    out = out.merge(res, left_on=JOB_KEYS, right_index=True, how="left")
+    out["accelerator"] = out["accelerator"].fillna("")
+    return out
+
+
+def _mode(s) -> str:
+    s = s.dropna()
+    s = s[s != ""]
+    return str(s.mode().iloc[0]) if len(s) else ""
+
+
+def _host_rates(out, jh, frame, bucket_s: float):
+    """Host-level rates per bucket, split evenly among the jobs on the host in that bucket."""
+    import numpy as np
+    import pandas as pd
+
+    parts = []
+    d = frame("disk", ["read_bytes_per_second", "write_bytes_per_second"], ["host", "device"])
+    if d is not None:
+        parts.append(_host_sum(d, ["read_bytes_per_second", "write_bytes_per_second"], "disk_bytes_per_second"))
+    lu = frame("lustre", ["read_bytes_per_second", "write_bytes_per_second"], ["host", "fs"])
+    if lu is not None:
+        parts.append(_host_sum(lu, ["read_bytes_per_second", "write_bytes_per_second"], "lustre_bytes_per_second"))
+    n = frame("net", ["rx_bytes_per_second", "tx_bytes_per_second"], ["host", "interface"])
+    if n is not None:
+        n = n[n["interface"] != "lo"]  # loopback traffic never leaves the host
+        parts.append(_host_sum(n, ["rx_bytes_per_second", "tx_bytes_per_second"], "net_bytes_per_second"))
+    ib = frame("infiniband", ["xmit_bytes_per_second", "rcv_bytes_per_second"], ["host", "device", "port"])
+    if ib is not None:
+        parts.append(_host_sum(ib, ["xmit_bytes_per_second", "rcv_bytes_per_second"], "ib_bytes_per_second"))
+    wait = frame("infiniband", ["xmit_wait"], ["host", "device", "port"], "max")
+    if wait is not None:
+        parts.append(_counter_rate(wait, ["host", "device", "port"], "xmit_wait", bucket_s)
+                     .groupby(["host", "time"]).sum(min_count=1).rename("ib_xmit_wait_per_second").reset_index())
+    names = ["disk_bytes_per_second", "lustre_bytes_per_second", "net_bytes_per_second", "ib_bytes_per_second",
+             "ib_xmit_wait_per_second"]
+    if not parts:
+        return out.assign(**{c: np.nan for c in names})
+    host = parts[0]
+    for p in parts[1:]:
+        host = host.merge(p, on=["host", "time"], how="outer")
+    present = [c for c in names if c in host]
+    sharing = jh.groupby(["host", "time"])["job"].nunique().rename("sharing").reset_index()
+    host = host.merge(sharing, on=["host", "time"], how="inner")
+    for c in present:
+        host[c] = host[c] / host["sharing"]
+    j = jh[[*JOB_KEYS, "host", "time"]].drop_duplicates().merge(host, on=["host", "time"], how="left")
+    per_t = j.groupby([*JOB_KEYS, "time"])[present].sum(min_count=1)
+    res = per_t.groupby(JOB_KEYS).mean()
+    out = out.merge(res, left_on=JOB_KEYS, right_index=True, how="left")
+    for c in names:
+        if c not in out:
+            out[c] = np.nan
+    return out.assign(**{c: pd.to_numeric(out[c]).clip(lower=0) for c in names})
+
+
+def _host_sum(f, fields: list[str], name: str):
+    f = f.assign(**{name: f[fields].clip(lower=0).sum(axis=1, min_count=1)})
+    return f.groupby(["host", "time"])[name].sum(min_count=1).reset_index()
+
+
+def _counter_rate(f, keys: list[str], field: str, bucket_s: float):
+    """Per-bucket rate of a counter from its per-bucket max; a drop (reset, wrap) gives no rate."""
+    import numpy as np
+
+    f = f.sort_values([*keys, "time"])
+    prev = f.groupby(keys)[field].shift()
+    gap = f["time"].diff().dt.total_seconds()
+    same = (f[keys] == f[keys].shift()).all(axis=1)
+    rate = (f[field] - prev) / gap
+    rate = rate.where(same & (rate >= 0) & np.isfinite(rate))
+    return f[[*keys, "time"]].assign(rate=rate).set_index([*keys, "time"])["rate"]
+
+
+def _throughput(out, frame):
+    import numpy as np
+
+    p = frame("job_progress", ["progress_per_second"], [*JOB_KEYS, "host", "unit"])
+    if p is None:
+        return out.assign(throughput=np.nan, unit="")
+    p = p.assign(progress_per_second=p["progress_per_second"].clip(lower=0))
+    per_t = p.groupby([*JOB_KEYS, "unit", "time"])["progress_per_second"].sum(min_count=1)
+    per_unit = per_t.groupby([*JOB_KEYS, "unit"]).agg(["mean", "size"]).reset_index()
+    # a job reporting two units: keep the one it reported most often
+    per_unit = per_unit.sort_values("size", ascending=False).drop_duplicates(JOB_KEYS)
+    res = per_unit.set_index(JOB_KEYS).rename(columns={"mean": "throughput"})[["throughput", "unit"]]
+    out = out.merge(res, left_on=JOB_KEYS, right_index=True, how="left")
+    out["unit"] = out["unit"].fillna("")
+    return out
+
+
+def _job_info(out, frame, reader, start, end):
+    import numpy as np
+
+    strings = frame("job_info", list(INFO_STRINGS), JOB_KEYS, "last", "1d")
+    numbers = frame("job_info", list(INFO_NUMBERS), JOB_KEYS, "max", "1d")
+    for f, cols, fill in ((strings, INFO_STRINGS, ""), (numbers, INFO_NUMBERS, np.nan)):
+        if f is None:
+            out = out.assign(**{c: fill for c in cols})
+            continue
+        last = f.sort_values("time").groupby(JOB_KEYS)[list(cols)].last()
+        out = out.merge(last, left_on=JOB_KEYS, right_index=True, how="left")
+        for c in cols:
+            out[c] = out[c].fillna("").astype(str) if fill == "" else out[c].astype(float)
+    return out
