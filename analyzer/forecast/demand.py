@@ -1,0 +1,103 @@
+"""Demand and capacity per pool, per time bucket, from the telemetry the agent collects.
+
+Pools: every accelerator type is one pool ("gpu:A100", "gpu:MI250"); hosts without any GPU form one
+pool per CPU architecture ("cpu:aarch64", "cpu:x86_64"). The CPUs of GPU hosts are left out of the CPU
+pools because they are scheduled with their GPUs, not as general CPU capacity.
+
+- GPU demand is GPUs allocated to jobs, time-averaged over the bucket: for each (host, gpu), the share
+  of that GPU's samples in the bucket that also have a job_gpu row, summed per accelerator type. A GPU
+  held for 30 minutes of an hour counts 0.5, so demand is GPU-hours per hour and matches the
+  scheduler's placements whatever the sampling interval. Capacity is the GPUs that reported at all.
+- CPU demand is logical CPUs busy (cpu busy_ratio of cpu="total" x cpu_info threads), capacity the
+  threads, both summed over the pool's hosts.
+
+Every query is one aggregate pushed down to the store (GROUP BY time and tags), so the work done here
+is proportional to series x buckets, not to raw points.
+"""
+
+from __future__ import annotations
+
+import re
+
+GPU_PREFIX, CPU_PREFIX = "gpu:", "cpu:"
+COLUMNS = ["time", "pool", "demand", "capacity"]
+_VENDOR_WORDS = {"nvidia", "tesla", "amd", "instinct", "radeon", "intel", "geforce", "quadro", "data", "center",
+                 "gpu"}
+_FAMILY_WORDS = {"rtx", "gtx", "pro", "max", "arc"}
+
+
+def accelerator_type(model: str) -> str:
+    """The accelerator type of a driver's model string: "NVIDIA A100-SXM4-80GB" -> "A100",
+    "Tesla V100-SXM2-32GB" -> "V100", "NVIDIA H100 80GB HBM3" -> "H100", "AMD Instinct MI250" -> "MI250".
+    Form factor and memory size are dropped: jobs ask for the type, not the board."""
+    words = [w for w in re.split(r"\s+", (model or "").strip()) if w]
+    words = [w for w in words if w.lower() not in _VENDOR_WORDS]
+    if not words:
+        return (model or "").strip() or "unknown"
+    head = words[0].split("-")[0]
+    if head.lower() in _FAMILY_WORDS and len(words) > 1:  # "RTX 4090", "RTX A6000": the number is the type
+        head = f"{head} {words[1].split('-')[0]}"
+    return head
+
+
+def demand_series(reader, start, end, every: str = "1h"):
+    """Long frame [time, pool, demand, capacity] per bucket of `every` in [start, end).
+
+    reader is an agents.query Reader. Pools with no data give no rows; buckets with no samples at all
+    (store outage) are absent rather than zero, so a forecaster sees a gap, not a collapse in demand.
+    """
+    import pandas as pd
+
+    gpus, gpu_hosts = _gpu_demand(reader, start, end, every)
+    parts = [gpus, _cpu_demand(reader, start, end, every, gpu_hosts)]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "pool": pd.Series([], dtype=object),
+                             "demand": pd.Series([], dtype=float), "capacity": pd.Series([], dtype=float)})
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["pool", "time"], kind="stable").reset_index(drop=True)[COLUMNS]
+
+
+def _gpu_demand(reader, start, end, every):
+    import pandas as pd
+
+    present = reader.frame("gpu", ["utilization_ratio"], start, end, every=every, by=["host", "gpu", "model"],
+                           agg="count")
+    if present.empty:
+        return present.iloc[0:0], set()
+    present = present.rename(columns={"utilization_ratio": "samples"})
+    present = present[present["samples"] > 0]
+    held = reader.frame("job_gpu", ["utilization_ratio"], start, end, every=every, by=["host", "gpu"], agg="count")
+    held = held.rename(columns={"utilization_ratio": "held"})
+    # Several jobs on one GPU (time slicing, MPS) give one row each: count the GPU once, never more than
+    # the samples it reported.
+    held = held.groupby(["time", "host", "gpu"], as_index=False)["held"].sum()
+    g = present.merge(held, on=["time", "host", "gpu"], how="left")
+    g["held"] = g["held"].fillna(0)
+    g["busy"] = (g["held"] / g["samples"]).clip(upper=1.0)
+    g["pool"] = GPU_PREFIX + g["model"].map(accelerator_type)
+    out = g.groupby(["time", "pool"], as_index=False).agg(demand=("busy", "sum"), capacity=("busy", "size"))
+    out["capacity"] = out["capacity"].astype(float)
+    return pd.DataFrame(out), set(present["host"])
+
+
+def _cpu_demand(reader, start, end, every, gpu_hosts: set):
+    import pandas as pd
+
+    busy = reader.frame("cpu", ["busy_ratio"], start, end, every=every, by=["host", "cpu"], agg="mean")
+    if busy.empty:
+        return busy.iloc[0:0]
+    busy = busy[busy["cpu"] == "total"].drop(columns="cpu")
+    info = reader.frame("cpu_info", ["arch", "threads"], start, end, every=None, by=["host"])
+    if info.empty:
+        return info.iloc[0:0]
+    # cpu_info is raw (string fields cannot be averaged): the latest report per host wins.
+    info = info.sort_values("time").groupby("host", as_index=False).last()[["host", "arch", "threads"]]
+    info = info[~info["host"].isin(gpu_hosts) & info["threads"].notna()]
+    c = busy.merge(info, on="host", how="inner")
+    c = c[c["busy_ratio"].notna()]
+    c["cores"] = c["busy_ratio"] * c["threads"]
+    c["pool"] = CPU_PREFIX + c["arch"].astype(str)
+    out = c.groupby(["time", "pool"], as_index=False).agg(demand=("cores", "sum"), capacity=("threads", "sum"))
+    out["capacity"] = out["capacity"].astype(float)
+    return pd.DataFrame(out)
