@@ -1,0 +1,1 @@
+"""Performance models: across accelerator types, counts and power caps."""
