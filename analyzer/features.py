@@ -82,7 +82,7 @@ def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
     out = _gpu_columns(out, frame, bucket_s)
     out = _host_rates(out, jh, frame, bucket_s)
     out = _throughput(out, frame)
-    out = _job_info(out, frame, reader, start, end)
+    out = _job_info(out, frame)
 
     out["workload"] = ""
     alloc = out["cpus_allocated"].where(out["cpus_allocated"] > 0)
@@ -233,24 +233,28 @@ def _throughput(out, frame):
     per_t = p.groupby([*JOB_KEYS, "unit", "time"])["progress_per_second"].sum(min_count=1)
     per_unit = per_t.groupby([*JOB_KEYS, "unit"]).agg(["mean", "size"]).reset_index()
     # a job reporting two units: keep the one it reported most often
-    per_unit = per_unit.sort_values("size", ascending=False).drop_duplicates(JOB_KEYS)
-    res = per_unit.set_index(JOB_KEYS).rename(columns={"mean": "throughput"})[["throughput", "unit"]]
-    out = out.merge(res, left_on=JOB_KEYS, right_index=True, how="left")
+    # the job's progress file sets its own user label: match on job and scheduler only
+    keys = ["job", "scheduler"]
+    per_unit = per_unit.sort_values("size", ascending=False).drop_duplicates(keys)
+    res = per_unit.set_index(keys).rename(columns={"mean": "throughput"})[["throughput", "unit"]]
+    out = out.merge(res, left_on=keys, right_index=True, how="left")
     out["unit"] = out["unit"].fillna("")
     return out
 
 
-def _job_info(out, frame, reader, start, end):
+def _job_info(out, frame):
     import numpy as np
 
     strings = frame("job_info", list(INFO_STRINGS), JOB_KEYS, "last", "1d")
     numbers = frame("job_info", list(INFO_NUMBERS), JOB_KEYS, "max", "1d")
+    # job ids are unique per scheduler; the user tag may differ (a uid on cgroup v1 paths, a name here)
+    keys = ["job", "scheduler"]
     for f, cols, fill in ((strings, INFO_STRINGS, ""), (numbers, INFO_NUMBERS, np.nan)):
         if f is None:
             out = out.assign(**{c: fill for c in cols})
             continue
-        last = f.sort_values("time").groupby(JOB_KEYS)[list(cols)].last()
-        out = out.merge(last, left_on=JOB_KEYS, right_index=True, how="left")
+        last = f.sort_values("time").groupby(keys)[list(cols)].last()
+        out = out.merge(last, left_on=keys, right_index=True, how="left")
         for c in cols:
             out[c] = out[c].fillna("").astype(str) if fill == "" else out[c].astype(float)
     return out

@@ -93,3 +93,44 @@ def test_oversized_file_is_skipped(tmp_path):
     (tmp_path / "ok.prom").write_text('fleetwise_job_progress_total{job="2",unit="s"} 2\n')
     c = TextfileCollector(Roots(), "n1", TextfileOptions(directory=tmp_path, max_file_bytes=100))
     assert [p.tags["job"] for p in c.collect(Cycle(time_ns=1))] == ["2"]
+
+
+def test_job_info_from_labels_and_separate_samples(tmp_path):
+    (tmp_path / "jobinfo-42.prom").write_text(
+        'fleetwise_job_info{job="42",user="ada",name="train-resnet-0042",account="ml",partition="gpu",'
+        'command="python train.py",cpus="32",gpus="4"} 1\n'
+        'fleetwise_job_time_limit_seconds{job="42",user="ada"} 86400\n'
+        # a bad number is left out, the rest of the file still counts
+        'fleetwise_job_info{job="43",name="eval",gpus="many"} 1\n'
+        'fleetwise_job_gpus_requested{job="43"} -1\n')
+    (tmp_path / "job-42.prom").write_text('fleetwise_job_progress_total{job="42",user="ada",unit="samples"} 10\n')
+    points = list(collector(tmp_path).collect(Cycle(time_ns=5)))
+    assert_schema(points)
+    info = {p.tags["job"]: p for p in points if p.measurement == "job_info"}
+    assert info["42"].tags == {"host": "n1", "job": "42", "scheduler": "slurm", "user": "ada"}
+    assert info["42"].fields == {"name": "train-resnet-0042", "account": "ml", "partition": "gpu",
+                                 "command": "python train.py", "cpus_requested": 32, "gpus_requested": 4,
+                                 "time_limit_seconds": 86400.0}
+    assert info["43"].fields == {"name": "eval", "account": "", "partition": "", "command": ""}
+    assert [p.fields for p in points if p.measurement == "job_progress"] == [{"progress": 10.0}]
+
+
+def test_slurm_prolog_writes_job_info_the_collector_reads(tmp_path):
+    import os
+    import subprocess
+
+    root = FIXTURES.parent.parent
+    env = {"PATH": "/usr/bin:/bin", "FLEETWISE_ROOT": str(tmp_path), "SLURM_JOB_ID": "4242",
+           "SLURM_JOB_UID": str(os.getuid()), "SLURM_JOB_USER": "ada", "SLURM_JOB_NAME": 'run "7"\\x',
+           "SLURM_JOB_ACCOUNT": "physics", "SLURM_JOB_PARTITION": "gpu"}
+    for name in ("prolog", "epilog"):
+        script = root / "deploy" / "slurm" / f"{name}.d" / "fleetwise-job.sh"
+        assert subprocess.run(["/bin/sh", str(script)], env=env, timeout=30).returncode == 0
+        points = list(collector(tmp_path / "textfile").collect(Cycle(time_ns=1)))
+        if name == "prolog":
+            (p,) = points
+            assert p.measurement == "job_info"
+            assert p.tags == {"host": "n1", "job": "4242", "scheduler": "slurm", "user": "ada"}
+            assert p.fields == {"name": 'run "7"\\x', "account": "physics", "partition": "gpu", "command": ""}
+        else:
+            assert points == []  # the epilog removed it

@@ -2,6 +2,14 @@
 
 A job writes e.g. fleetwise_job_progress_total{job="123",unit="samples"} 51200 to DIR/job-123.prom.tmp
 and renames it to DIR/job-123.prom, so a reader never sees half a file.
+
+The job's identity comes the same way (the Slurm prolog writes it, root-owned, as DIR/jobinfo-123.prom):
+    fleetwise_job_info{job="123",user="alice",name="train-resnet",account="ml",partition="gpu",command=""} 1
+optionally with cpus, gpus and time_limit_seconds labels, or as separate samples
+    fleetwise_job_time_limit_seconds{job="123"} 86400
+    fleetwise_job_cpus_requested{job="123"} 32
+    fleetwise_job_gpus_requested{job="123"} 4
+All samples of one job (job, scheduler, user) merge into one job_info point per round.
 """
 
 from __future__ import annotations
@@ -15,13 +23,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.collectors.base import Collector, Cycle, read_text
 from agents.points import FieldValue, Point
-from agents.schema.jobs import JOB_PROGRESS
+from agents.schema.jobs import JOB_INFO, JOB_PROGRESS
 
 log = logging.getLogger("fleetwise.collectors.textfile")
 
 # The parser strips _total from a counter's family name; an untyped sample keeps it.
 PROGRESS_FAMILIES = frozenset({"fleetwise_job_progress", "fleetwise_job_progress_total"})
 PROGRESS_SAMPLES = frozenset({"fleetwise_job_progress_total", "fleetwise_job_progress"})
+INFO_SAMPLE = "fleetwise_job_info"
+INFO_STRINGS = ("name", "account", "partition", "command")
+# numeric job_info fields: (label on the info sample, separate sample name)
+INFO_NUMBERS = {"cpus_requested": ("cpus", "fleetwise_job_cpus_requested"),
+                "gpus_requested": ("gpus", "fleetwise_job_gpus_requested"),
+                "time_limit_seconds": ("time_limit_seconds", "fleetwise_job_time_limit_seconds")}
+_NUMBER_SAMPLES = {sample: field for field, (_, sample) in INFO_NUMBERS.items()}
 
 
 class TextfileOptions(BaseModel):
@@ -37,32 +52,58 @@ class TextfileError(ValueError):
 
 def parse_progress(text: str) -> list[tuple[dict[str, str], float]]:
     """Progress samples of one file as (tags, value). Raises TextfileError when the file is malformed."""
+    return parse_textfile(text)[0]
+
+
+def parse_textfile(text: str) -> tuple[list[tuple[dict[str, str], float]], list[tuple[dict[str, str], dict]]]:
+    """(progress samples as (tags, value), job_info as (tags, fields)) of one file.
+    Raises TextfileError when the file is malformed."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out = []
+    infos: dict[tuple[str, str, str], dict] = {}
     try:
         families = list(text_string_to_metric_families(text))
     except Exception as exc:  # the parser raises ValueError, IndexError, ... on malformed input
         raise TextfileError(f"not Prometheus text format: {exc}") from exc
     for family in families:
-        if family.name not in PROGRESS_FAMILIES:
-            continue
         for sample in family.samples:
-            if sample.name not in PROGRESS_SAMPLES:
-                continue  # _created and the like
             labels = sample.labels
             job = labels.get("job", "")
             if not job or not math.isfinite(sample.value):
                 continue
-            tags = {"job": job, "scheduler": labels.get("scheduler") or "slurm",
-                    "user": labels.get("user", ""), "unit": labels.get("unit", "")}
-            out.append((tags, float(sample.value)))
-    return out
+            tags = {"job": job, "scheduler": labels.get("scheduler") or "slurm", "user": labels.get("user", "")}
+            if family.name in PROGRESS_FAMILIES and sample.name in PROGRESS_SAMPLES:  # not _created and the like
+                out.append(({**tags, "unit": labels.get("unit", "")}, float(sample.value)))
+            elif sample.name == INFO_SAMPLE:
+                fields = infos.setdefault((tags["job"], tags["scheduler"], tags["user"]), {})
+                fields.update({k: labels.get(k, "") for k in INFO_STRINGS})
+                for field, (label, _) in INFO_NUMBERS.items():
+                    if label in labels:
+                        fields[field] = _number(labels[label], field)
+            elif sample.name in _NUMBER_SAMPLES and sample.value >= 0:
+                field = _NUMBER_SAMPLES[sample.name]
+                infos.setdefault((tags["job"], tags["scheduler"], tags["user"]), {})[field] = _number(
+                    sample.value, field)
+    info_out = [({"job": j, "scheduler": sch, "user": u}, {k: v for k, v in f.items() if v is not None})
+                for (j, sch, u), f in infos.items()]
+    return out, info_out
+
+
+def _number(value, field: str) -> float | int | None:
+    """A numeric job_info field from a label or sample value; None (left out) when not a number >= 0."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(x) or x < 0:
+        return None
+    return x if field == "time_limit_seconds" else int(x)
 
 
 class TextfileCollector(Collector):
     name = "textfile"
-    measurements = (JOB_PROGRESS,)
+    measurements = (JOB_PROGRESS, JOB_INFO)
     Options = TextfileOptions
 
     def __init__(self, *args, **kwargs) -> None:
@@ -75,16 +116,16 @@ class TextfileCollector(Collector):
             self._logged.add(key)
             log.warning("textfile %s skipped: %s (logged once)", path, problem)
 
-    def _read(self, path: Path) -> list[tuple[dict[str, str], float]]:
+    def _read(self, path: Path) -> tuple[list, list]:
         try:
             if path.stat().st_size > self.options.max_file_bytes:
                 raise TextfileError(f"larger than {self.options.max_file_bytes} bytes")
-            return parse_progress(read_text(path))
+            return parse_textfile(read_text(path))
         except FileNotFoundError:
-            return []  # removed between listing and reading: the job ended
+            return [], []  # removed between listing and reading: the job ended
         except (OSError, TextfileError) as exc:
             self._log_once(path, str(exc))
-            return []
+            return [], []
 
     def collect(self, cycle: Cycle) -> Iterator[Point]:
         directory = self.options.directory
@@ -95,11 +136,15 @@ class TextfileCollector(Collector):
             return
         # Only *.prom: writers create NAME.prom.$$ and rename it, so a temp file is never half-read.
         series: dict[tuple[str, ...], float] = {}
+        infos: dict[tuple[str, ...], dict] = {}
         for path in sorted(directory.glob("*.prom")):
             if not path.is_file():
                 continue
-            for tags, value in self._read(path):
+            progress, info = self._read(path)
+            for tags, value in progress:
                 series[(tags["job"], tags["scheduler"], tags["user"], tags["unit"])] = value
+            for tags, fields in info:
+                infos.setdefault((tags["job"], tags["scheduler"], tags["user"]), {}).update(fields)
         keys = sorted(series)
         if len(keys) > self.options.max_series:
             self._log_once(directory, f"{len(keys)} progress series; reporting {self.options.max_series}")
@@ -111,3 +156,12 @@ class TextfileCollector(Collector):
             job, scheduler, user, unit = key
             yield self.point(JOB_PROGRESS, {"job": job, "scheduler": scheduler, "user": user, "unit": unit},
                              fields, cycle)
+        info_keys = sorted(infos)
+        if len(info_keys) > self.options.max_series:
+            self._log_once(directory, f"{len(info_keys)} job_info series; reporting {self.options.max_series}")
+            info_keys = info_keys[: self.options.max_series]
+        for key in info_keys:
+            if not infos[key]:
+                continue  # only unusable numbers: nothing to report
+            job, scheduler, user = key
+            yield self.point(JOB_INFO, {"job": job, "scheduler": scheduler, "user": user}, infos[key], cycle)

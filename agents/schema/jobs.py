@@ -1,6 +1,6 @@
 """Per-job attribution: Slurm jobs and Kubernetes pods. The job id is a tag only here."""
 
-from agents.schema.types import counter, gauge, measurement, rate
+from agents.schema.types import counter, gauge, info, measurement, rate
 
 JOB_TAGS = ("job", "scheduler", "user")
 
@@ -41,4 +41,19 @@ JOB_PROGRESS = measurement(
     rate("progress_per_second", "Throughput over the interval."),
 )
 
-MEASUREMENTS = (JOB, JOB_GPU, JOB_PROGRESS)
+JOB_INFO = measurement(
+    "job_info",
+    "What the scheduler knows about a job: its name, account, partition and requests (the workload's "
+    "identity). From fleetwise_job_info{job=...,name=...} 1 in a *.prom file of the textfile directory, "
+    "which the Slurm prolog writes. Empty strings where the scheduler did not say.",
+    JOB_TAGS,
+    info("name", "Job name (SLURM_JOB_NAME, pod name)."),
+    info("account", "Account charged (SLURM_JOB_ACCOUNT)."),
+    info("partition", "Partition or queue (SLURM_JOB_PARTITION)."),
+    info("command", "Command or batch script, when known."),
+    gauge("cpus_requested", "CPUs requested (0 when unknown).", type=int),
+    gauge("gpus_requested", "GPUs requested (0 when unknown).", type=int),
+    gauge("time_limit_seconds", "Wall-time limit (0 when unknown or unlimited)."),
+)
+
+MEASUREMENTS = (JOB, JOB_GPU, JOB_PROGRESS, JOB_INFO)

@@ -14,6 +14,7 @@ written once an hour and after a reboot rather than every round: they never chan
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 import pyarrow as pa
@@ -465,6 +466,7 @@ class Emitter:
         gt: dict[str, list] = {k: [] for k in ("t", "host", "job", "gpu", "uuid", "mem", "util")}
         pt: dict[str, list] = {k: [] for k in ("t", "host", "job", "unit", "prog", "pps", "pnull")}
         util_all = getattr(self, "_last_gpu_util", None)
+        it: dict[str, list] = {k: [] for k in ("t", "host", "job")}
         for j, i, s, e in active:
             t = j.truth
             node = self.nodes[i]
@@ -482,6 +484,10 @@ class Emitter:
             cnull = np.zeros(L, bool)
             if j.start == r0 + s:
                 cnull[0] = True
+            if j.start == r0 + s and i == j.hosts[0]:
+                it["t"].append(t_ns[s:s + 1])
+                it["host"].append(np.full(1, i))
+                it["job"].append(np.full(1, jp))
             memv = np.rint(t["memory_bytes"] * (1 + 0.02 * noise(L, 1.0))).astype(np.int64)
             peak = np.maximum.accumulate(np.maximum(memv, self.job_peak.get(key, 0)))
             self.job_peak[key] = int(peak[-1])
@@ -535,3 +541,40 @@ class Emitter:
         out["job_progress"] = make_table("job_progress", cp["t"].astype(np.int64), {
             **jtags(cp, pj), "unit": string_column(cp["unit"], ["samples", "requests"])}, {
             "progress": cp["prog"], "progress_per_second": (cp["pps"], cp["pnull"].astype(bool))})
+        self._job_info(out, it, jtags)
+
+    def _job_info(self, out, it: dict, jtags) -> None:
+        """job_info once per job, at its start on its first host, as the Slurm prolog would write it."""
+        ci = {k: np.concatenate(v) if v else np.zeros(0) for k, v in it.items()}
+        ij = ci["job"].astype(np.int64)
+        info = [job_identity(self.jobs[k], self.seed, self.interval) for k in ij]
+        n = len(info)
+        out["job_info"] = make_table("job_info", ci["t"].astype(np.int64), jtags(ci, ij), {
+            "name": pa.array([x["name"] for x in info], pa.string()),
+            "account": pa.array([x["account"] for x in info], pa.string()),
+            "partition": pa.array([x["partition"] for x in info], pa.string()),
+            "command": pa.array([x["command"] for x in info], pa.string()),
+            "cpus_requested": np.array([x["cpus_requested"] for x in info], np.int64).reshape(n),
+            "gpus_requested": np.array([x["gpus_requested"] for x in info], np.int64).reshape(n),
+            "time_limit_seconds": np.array([x["time_limit_seconds"] for x in info], np.float64).reshape(n)})
+
+
+UNNAMED_SHARE = 0.2  # jobs submitted without a meaningful name (the analyzer must cluster them)
+
+
+def job_identity(job: Job, seed: int, interval: float) -> dict:
+    """What the scheduler would report about a job. Drawn from a hash of (seed, job id) rather than the
+    emitter's random streams, so adding it changed no other series."""
+    h = zlib.crc32(f"{seed}:{job.id}".encode())
+    u = (h % 10_000) / 10_000
+    base = job.workload.replace("/", "-")
+    suffix = (f"-{h % 9973:04d}", f"_{20261101 + h % 28}", f".run{h % 50}", "")[(h >> 16) % 4]
+    name = "" if u < UNNAMED_SHARE else base + suffix
+    gpu = job.devices_per_node > 0
+    partition = "serving" if job.scheduler == "kubernetes" else ("gpu" if gpu else "cpu")
+    # limits are rounded up to whole hours, with the slack users usually leave (1.2x to 3x)
+    slack = 1.2 + 1.8 * ((h >> 8) % 1000) / 1000
+    limit = 0.0 if job.scheduler == "kubernetes" else math.ceil(job.duration * interval * slack / 3600) * 3600.0
+    return {"name": name, "account": f"acct-{job.user}", "partition": partition,
+            "command": "" if not name else f"sbatch {base}.sh", "cpus_requested": job.cpus_per_node * job.nodes,
+            "gpus_requested": job.devices_per_node * job.nodes, "time_limit_seconds": limit}

@@ -8,6 +8,9 @@
 # The job writes progress.prom.tmp in its own directory and renames it to progress.prom (atomic), e.g.
 #   fleetwise_job_progress_total{job="$SLURM_JOB_ID",unit="samples"} 51200
 # The textfile directory itself stays root-owned, so no job can create or replace another job's file.
+# When slurmd passes the job's name, user, account or partition, the prolog also writes (root-owned, so
+# the job cannot rewrite its own identity) textfile/jobinfo-$SLURM_JOB_ID.prom:
+#   fleetwise_job_info{job="42",user="ada",name="train-resnet",account="ml",partition="gpu",command=""} 1
 # FLEETWISE_ROOT moves the tree (tests). No `set -e`: a failed step must not drain the node or fail the
 # job; without its directory the job only loses progress reporting.
 set -u
@@ -29,4 +32,14 @@ rm -rf "$dir"  # a requeued job starts clean
 mkdir -m 0755 "$dir"
 chown "$uid" "$dir"
 ln -sfn "../jobs/$job/progress.prom" "$root/textfile/job-$job.prom"
+
+# Label values are user-chosen (the job name): escape \ and " and drop newlines (Prometheus text format).
+label() { printf '%s' "$1" | tr -d '\n' | sed 's/\\/\\\\/g; s/"/\\"/g'; }
+if [ -n "${SLURM_JOB_NAME:-}${SLURM_JOB_USER:-}${SLURM_JOB_ACCOUNT:-}${SLURM_JOB_PARTITION:-}" ]; then
+  info="$root/textfile/jobinfo-$job.prom"
+  printf 'fleetwise_job_info{job="%s",user="%s",name="%s",account="%s",partition="%s",command=""} 1\n' \
+    "$job" "$(label "${SLURM_JOB_USER:-}")" "$(label "${SLURM_JOB_NAME:-}")" \
+    "$(label "${SLURM_JOB_ACCOUNT:-}")" "$(label "${SLURM_JOB_PARTITION:-}")" > "$info.$$" &&
+    mv -f "$info.$$" "$info"
+fi
 exit 0
