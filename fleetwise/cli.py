@@ -175,8 +175,45 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check the performance models against real public measurements")
+    vsub = p.add_subparsers(dest="validate_command", required=True)
+    z = vsub.add_parser("zeus", help="leave-one-GPU-type-out on the Zeus (NSDI'23) time/power measurements",
+                        description="Hold one GPU type out: the model sees one configuration per workload on it "
+                                    "(largest batch size at its highest power limit) and predicts time_per_epoch "
+                                    "for all others; MAPE (a fraction) vs. two ratio baselines.")
+    z.add_argument("--data", metavar="DIR", required=True, help="directory of summary_power_<gpu>.csv files")
+    z.add_argument("--holdout", metavar="GPU", required=True, help="the GPU type to hold out (e.g. v100)")
+    z.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    z.set_defaults(run=_run_validate_zeus)
+
+
+def _run_validate_zeus(args: argparse.Namespace) -> int:
+    import json
+
+    from analyzer.validate.zeus import ZeusDataError, validate
+
+    try:
+        r = validate(args.data, args.holdout, detail=args.format == "text")
+    except (ZeusDataError, OSError) as e:
+        print(f"fleetwise validate zeus: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.format == "json":
+        print(json.dumps(r))
+        return 0
+    m = r["mape"]
+    print(f"holdout {r['holdout']}: {r['n']} configurations predicted")
+    print(f"MAPE  model {m['model']:.3f}   global ratio {m['global_ratio']:.3f}   "
+          f"per-workload ratio {m['per_workload_ratio']:.3f}")
+    for wl, v in r["per_workload"].items():
+        print(f"  {wl:34s} n={v['n']:4d}  model {v['model']:.3f}  global {v['global_ratio']:.3f}  "
+              f"per-workload {v['per_workload_ratio']:.3f}")
+    return 0
+
+
 PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
     _agent_parser, _config_parser, _docs_parser, _demo_parser, _simulate_parser, _ingest_parser,
+    _validate_parser,
 )
 
 

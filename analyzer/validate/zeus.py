@@ -217,15 +217,16 @@ def mape(pred: np.ndarray, actual: np.ndarray) -> float:
     return float(np.mean(np.abs(pred - actual) / actual))
 
 
-def validate(data_dir: str | Path, holdout: str) -> dict:
-    """The leave-one-type-out result for one held-out GPU type."""
+def validate(data_dir: str | Path, holdout: str, detail: bool = False) -> dict:
+    """The leave-one-type-out result for one held-out GPU type: {"holdout", "n", "mape": {"model",
+    "global_ratio", "per_workload_ratio"}}; with detail, also per-workload MAPEs and the fitted power curve."""
     data = load(data_dir)
     train, profiled, test = split(data, holdout)
     base = baselines(train, profiled, test)
     model = CrossTypeModel().fit(train)
     pred = model.predict(profiled, test)
     actual = test.time_per_epoch.to_numpy()
-    return {
+    result = {
         "holdout": holdout.lower(),
         "n": len(test),
         "mape": {
@@ -233,6 +234,10 @@ def validate(data_dir: str | Path, holdout: str) -> dict:
             "global_ratio": mape(base.global_ratio.to_numpy(), actual),
             "per_workload_ratio": mape(base.per_workload_ratio.to_numpy(), actual),
         },
+    }
+    if not detail:
+        return result
+    return result | {
         "per_workload": {
             wl: {
                 "n": int(m.sum()),
