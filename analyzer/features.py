@@ -179,7 +179,7 @@ def _host_rates(out, jh, frame, bucket_s: float):
     ib = frame("infiniband", ["xmit_bytes_per_second", "rcv_bytes_per_second"], ["host", "device", "port"])
     if ib is not None:
         parts.append(_host_sum(ib, ["xmit_bytes_per_second", "rcv_bytes_per_second"], "ib_bytes_per_second"))
-    wait = frame("infiniband", ["xmit_wait"], ["host", "device", "port"], "max")
+    wait = frame("infiniband", ["xmit_wait"], ["host", "device", "port"], "last")
     if wait is not None:
         parts.append(_counter_rate(wait, ["host", "device", "port"], "xmit_wait", bucket_s)
                      .groupby(["host", "time"]).sum(min_count=1).rename("ib_xmit_wait_per_second").reset_index())
@@ -211,7 +211,7 @@ def _host_sum(f, fields: list[str], name: str):
 
 
 def _counter_rate(f, keys: list[str], field: str, bucket_s: float):
-    """Per-bucket rate of a counter from its per-bucket max; a drop (reset, wrap) gives no rate."""
+    """Per-bucket rate of a counter from its last value per bucket; a drop (reset, wrap) gives no rate."""
     import numpy as np
 
     f = f.sort_values([*keys, "time"])

@@ -1,0 +1,160 @@
+"""job_table: a hand-built store whose every figure is worked out by hand, then a simulated fleet."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from agents.points import Point
+from agents.query import open_reader
+from agents.stores.embedded import EmbeddedWriter
+from analyzer.features import COLUMNS, job_table
+
+T0 = int(pd.Timestamp("2026-01-01T00:00:00Z").value)
+MIN = 60 * 10**9
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+def job_point(host: str, job: str, minute: int, **fields) -> Point:
+    return Point("job", {"host": host, "job": job, "scheduler": "slurm", "user": "ada"}, fields, T0 + minute * MIN)
+
+
+def hand_built_points() -> list[Point]:
+    pts: list[Point] = []
+    for m in range(10):
+        # job 1 on hosts a and b for 10 minutes; job 2 shares host a for the first 5
+        cores = {} if m == 0 else {"cpu_cores": 4.0}  # first read: no rate yet
+        pts.append(job_point("a", "1", m, cpus_allocated=8, memory_peak_bytes=(1 + (m >= 5)) * 10**9,
+                             memory_limit_bytes=4 * 10**9, **cores))
+        pts.append(job_point("b", "1", m, cpu_cores=2.0, cpus_allocated=8, memory_peak_bytes=10**9,
+                             memory_limit_bytes=4 * 10**9))
+        if m < 5:
+            pts.append(job_point("a", "2", m, cpu_cores=1.0, cpus_allocated=4, memory_peak_bytes=10**8,
+                                 memory_limit_bytes=10**9))
+        for gpu, uuid, busy in (("0", "GPU-a0", 0.8), ("1", "GPU-a1", 0.0)):
+            util = busy if m < 5 else 0.02  # the second bucket: both GPUs idle
+            pts.append(Point("job_gpu", {"host": "a", "job": "1", "scheduler": "slurm", "user": "ada", "gpu": gpu,
+                                         "uuid": uuid}, {"utilization_ratio": util,
+                                                         "memory_used_bytes": (m + 1) * 10**9}, T0 + m * MIN))
+            pts.append(Point("gpu", {"host": "a", "gpu": gpu, "uuid": uuid, "vendor": "nvidia", "model": H100},
+                             {"utilization_ratio": util, "memory_bandwidth_ratio": 0.5, "power_watts": 300.0,
+                              "power_limit_watts": 500.0 if gpu == "0" else 700.0,
+                              "memory_total_bytes": 80 * 10**9}, T0 + m * MIN))
+        # a GPU the job does not hold: never counted
+        pts.append(Point("gpu", {"host": "b", "gpu": "0", "uuid": "GPU-b0", "vendor": "nvidia", "model": H100},
+                         {"utilization_ratio": 1.0, "power_watts": 650.0, "power_limit_watts": 700.0},
+                         T0 + m * MIN))
+        pts.append(Point("net", {"host": "a", "interface": "eth0"},
+                         {"rx_bytes_per_second": 100.0, "tx_bytes_per_second": 100.0}, T0 + m * MIN))
+        pts.append(Point("net", {"host": "a", "interface": "lo"},
+                         {"rx_bytes_per_second": 1e9, "tx_bytes_per_second": 1e9}, T0 + m * MIN))
+        pts.append(Point("net", {"host": "b", "interface": "eth0"},
+                         {"rx_bytes_per_second": 50.0, "tx_bytes_per_second": 50.0}, T0 + m * MIN))
+        pts.append(Point("disk", {"host": "a", "device": "nvme0n1"},
+                         {"read_bytes_per_second": 1000.0, "write_bytes_per_second": 0.0}, T0 + m * MIN))
+        # xmit_wait: 0 before the job, 3000 at the end of the first bucket, then a reset
+        wait = 3000 if m < 5 else 20
+        pts.append(Point("infiniband", {"host": "a", "device": "mlx5_0", "port": "1"}, {"xmit_wait": wait},
+                         T0 + m * MIN))
+        if m:
+            pts.append(Point("job_progress", {"host": "a", "job": "1", "scheduler": "slurm", "user": "ada",
+                                              "unit": "samples"}, {"progress_per_second": 50.0}, T0 + m * MIN))
+    pts.append(Point("infiniband", {"host": "a", "device": "mlx5_0", "port": "1"}, {"xmit_wait": 0}, T0 - MIN))
+    pts.append(Point("job_info", {"host": "a", "job": "1", "scheduler": "slurm", "user": "ada"},
+                     {"name": "train-resnet-0042", "account": "ml", "partition": "gpu", "command": "",
+                      "time_limit_seconds": 3600.0, "gpus_requested": 2, "cpus_requested": 16}, T0))
+    return pts
+
+
+@pytest.fixture(scope="module")
+def hand_table(tmp_path_factory):
+    path = tmp_path_factory.mktemp("features-store")
+    EmbeddedWriter(path).write(hand_built_points())
+    with open_reader(f"embedded:{path}") as reader:
+        jt = job_table(reader, pd.Timestamp(T0 - 5 * MIN, tz="UTC"), pd.Timestamp(T0 + 20 * MIN, tz="UTC"))
+    return jt.set_index("job")
+
+
+def test_job_identity_span_cpu_and_memory(hand_table):
+    assert list(hand_table.reset_index().columns) == COLUMNS
+    j1, j2 = hand_table.loc["1"], hand_table.loc["2"]
+    assert (j1["hosts"], j1["nodes"], j1["gpus"], j1["accelerator"]) == ("a,b", 2, 2, H100)
+    assert (j2["hosts"], j2["nodes"], j2["gpus"], j2["accelerator"]) == ("a", 1, 0, "")
+    assert j1["start"] == pd.Timestamp(T0, tz="UTC") and j1["duration_seconds"] == 600
+    assert j2["duration_seconds"] == 300
+    assert j1["cpus_allocated"] == 16 and j1["cpu_cores_mean"] == pytest.approx(6.0)
+    assert j1["cpu_input_ratio"] == pytest.approx(6 / 16)
+    assert j1["memory_peak_bytes"] == 3 * 10**9 and j1["memory_limit_bytes"] == 8 * 10**9
+    assert j1["throughput"] == pytest.approx(50.0) and j1["unit"] == "samples"
+    assert math.isnan(j2["throughput"]) and j2["unit"] == ""
+    assert (j1["name"], j1["time_limit_seconds"], j1["gpus_requested"]) == ("train-resnet-0042", 3600, 2)
+    assert j2["name"] == "" and j1["workload"] == ""
+
+
+def test_gpu_columns_cover_only_the_jobs_gpus(hand_table):
+    j1, j2 = hand_table.loc["1"], hand_table.loc["2"]
+    # (0.8*5 + 0*5 + 0.02*10) / 20 samples
+    assert j1["gpu_utilization_mean"] == pytest.approx(0.21)
+    # per-bucket means 0.4 and 0.02; linear p95 between them
+    assert j1["gpu_utilization_p95"] == pytest.approx(0.02 + 0.95 * 0.38)
+    assert j1["gpu_idle_seconds"] == 300
+    assert j1["gpu_memory_used_max_bytes"] == 10 * 10**9 and j1["gpu_memory_total_bytes"] == 80 * 10**9
+    assert j1["power_watts_mean"] == pytest.approx(300.0)  # GPU-b0's 650 W is not the job's
+    assert j1["power_limit_watts"] == pytest.approx(600.0) and j1["power_limit_max_watts"] == 700.0
+    assert j1["energy_joules"] == pytest.approx(2 * 300.0 * 600)
+    assert j1["gpu_memory_bandwidth_mean"] == pytest.approx(0.5)
+    assert math.isnan(j2["gpu_utilization_mean"]) and math.isnan(j2["energy_joules"])
+
+
+def test_host_rates_split_between_jobs_and_never_negative(hand_table):
+    j1, j2 = hand_table.loc["1"], hand_table.loc["2"]
+    # bucket 1: host a 200 B/s shared by 2 jobs + host b 100; bucket 2: a alone 200 + b 100; lo left out
+    assert j1["net_bytes_per_second"] == pytest.approx((200 + 300) / 2)
+    assert j2["net_bytes_per_second"] == pytest.approx(100.0)
+    assert j1["disk_bytes_per_second"] == pytest.approx((500 + 1000) / 2)
+    # xmit_wait: 3000 ticks over the 300 s bucket = 10/s shared by two jobs; the reset bucket gives no rate
+    assert j1["ib_xmit_wait_per_second"] == pytest.approx(5.0)
+    assert j2["ib_xmit_wait_per_second"] == pytest.approx(5.0)
+    assert math.isnan(j1["lustre_bytes_per_second"])
+
+
+def test_empty_window_gives_an_empty_table(tmp_path):
+    EmbeddedWriter(tmp_path).write(hand_built_points())
+    with open_reader(f"embedded:{tmp_path}") as reader:
+        jt = job_table(reader, "2025-01-01", "2025-01-02")
+    assert jt.empty and list(jt.columns) == COLUMNS
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    from agents.simulate import simulate
+
+    path = tmp_path_factory.mktemp("features-sim")
+    simulate(nodes=24, days=2, interval=60, seed=3, store=f"embedded:{path}")
+    truth = json.loads((path / "truth.json").read_text())
+    with open_reader(f"embedded:{path}") as reader:
+        jt = job_table(reader, "2026-11-20", "2026-11-22")
+    return jt, {j["job"]: j for j in truth["jobs"] if j["placed"]}
+
+
+def test_simulated_fleet_matches_truth(sim):
+    jt, truth = sim
+    assert set(jt["job"]) == set(truth)
+    assert (jt.select_dtypes("float64").fillna(0) >= 0).all().all()
+    for row in jt.itertuples():
+        t = truth[row.job]
+        assert row.hosts == ",".join(sorted(t["hosts"]))
+        assert row.gpus == sum(len(g) for g in t["gpus"].values())
+        assert (row.accelerator == "") == (t["accelerator"] is None)
+        if t["accelerator"]:
+            assert t["accelerator"] in row.accelerator  # "A100" in "NVIDIA A100-SXM4-80GB"
+        assert abs(row.duration_seconds - (t["end_seconds"] - t["start_seconds"])) <= 600
+        if t["bottleneck"] == "idle":
+            assert row.gpu_utilization_mean < 0.05 and row.gpu_idle_seconds >= 0.9 * row.duration_seconds
+        if t["kind"] == "training" and row.duration_seconds >= 3600:
+            assert row.throughput == pytest.approx(t["throughput"], rel=0.05)
+    named = jt[jt["name"] != ""]
+    assert 0.6 < len(named) / len(jt) < 0.95  # ~20% of jobs come without a name
