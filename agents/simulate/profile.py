@@ -73,6 +73,9 @@ class WorkloadMix(BaseModel):
     multi_node_probability: float = Field(0.15, ge=0, le=1)
     power_caps: list[float] = Field([1.0, 1.0, 1.0, 0.8, 0.6], min_length=1)
     reboot_probability: float = Field(0.05, ge=0, le=1, description="Chance a node reboots once during a run.")
+    scaling_sweep: list[str] = Field([], description="Training workloads also run at 1, 2, 4, ... devices and on "
+                                                     "2 nodes of every GPU class, at full power (model checks).")
+    sweep_hours: float = Field(2.0, gt=0, le=48, description="Duration of each scaling-sweep job.")
 
     @field_validator("power_caps")
     @classmethod
@@ -80,6 +83,16 @@ class WorkloadMix(BaseModel):
         for f in v:
             if not 0.3 <= f <= 1.0:
                 raise ValueError(f"power cap fraction {f} outside [0.3, 1.0]")
+        return v
+
+    @field_validator("scaling_sweep")
+    @classmethod
+    def _sweep(cls, v: list[str]) -> list[str]:
+        from agents.simulate.workloads import TRAINING_WORKLOADS
+
+        for w in v:
+            if w not in TRAINING_WORKLOADS:
+                raise ValueError(f"unknown training workload {w!r}; known: {', '.join(TRAINING_WORKLOADS)}")
         return v
 
 

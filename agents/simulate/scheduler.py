@@ -110,6 +110,9 @@ def generate_jobs(profile: Profile, nodes: list[Node], rounds: int, interval: fl
             if k > 10 * len(stable):
                 break
 
+    # Scaling sweep (off by default, draws no random numbers): known shapes for recovering the curves.
+    jobs.extend(_sweep_jobs(mix, gpu_nodes, rounds, interval, len(jobs)))
+
     def gpu_shape() -> tuple[str | None, int, int]:
         acc_keys = sorted(devices)
         acc = acc_keys[int(rng.choice(len(acc_keys), p=np.array([devices[a] for a in acc_keys]) / total_devices))]
@@ -162,6 +165,30 @@ def generate_jobs(profile: Profile, nodes: list[Node], rounds: int, interval: fl
                             "slurm", int(t // interval), dur, None, 0, 1, cpus, cpus * (4 << 30)))
             t += rng.exponential(1 / lam)
     return jobs
+
+
+def _sweep_jobs(mix, gpu_nodes: list[Node], rounds: int, interval: float, first: int) -> list[Job]:
+    """For each sweep workload and GPU type: 1, 2, 4, ... devices on one node and the full node on 2 nodes."""
+    out: list[Job] = []
+    per_node: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for n in gpu_nodes:
+        key = n.cls.accelerator.key
+        per_node[key] = max(per_node.get(key, 0), n.cls.devices)
+        count[key] = count.get(key, 0) + 1
+    duration = max(1, min(rounds, int(mix.sweep_hours * 3600 // interval)))
+    shapes = []
+    for work in mix.scaling_sweep:
+        for acc in sorted(per_node):
+            shapes += [(work, acc, d, 1) for d in (1, 2, 4, 8, 16) if d <= per_node[acc]]
+            if count[acc] >= 2:
+                shapes.append((work, acc, per_node[acc], 2))
+    # Whole-node jobs first in the FIFO queue: single-node ones backfilled ahead of them would starve them.
+    shapes.sort(key=lambda s: -s[3])
+    for work, acc, d, n_nodes in shapes:
+        out.append(Job(f"{100000 + first + len(out)}", "training", work, "sweep", "slurm", 0, duration, acc, d,
+                       n_nodes, 16 * d, (32 << 30) * d))
+    return out
 
 
 class Scheduler:
