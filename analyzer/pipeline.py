@@ -1,0 +1,352 @@
+"""`fleetwise analyze`: telemetry in, a versioned run of fitted models out (analyzer.state).
+
+    job table (features) -> workloads -> efficiency -> bottlenecks -> observations
+        -> ThroughputMatrix, ScalingModel per workload (joblib, in parallel), PowerCapModel
+        -> demand series -> CapacityForecaster
+
+Each step is isolated: a module that is not installed, a model that raises InsufficientData, or a step
+that fails is written into the run's manifest with its reason, and the run goes on with what it has. A step
+whose input is missing (e.g. no job table) is skipped and says which input it lacked. Only a store that
+cannot be opened stops the run before anything is written.
+
+The window is [until - since, until). When `until` is not given it is the end of the data (the last job,
+gpu or cpu point, plus one bucket) if that is earlier than now, so an archived store is analysed as it
+stands instead of through an empty week.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analyzer.minimums import InsufficientData
+from analyzer.state import DEFAULT_KEEP, DEFAULT_STATE_DIR, SavedRun, StateDir
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SINCE = "7d"
+DEFAULT_EVERY = "5m"
+DEMAND_EVERY = "1h"
+_BOUND_MEASUREMENTS = ("job", "gpu", "cpu")
+
+
+class Skip(Exception):
+    """A step cannot run: its input is missing or its module is absent. The message is the reason."""
+
+
+@dataclass
+class AnalyzeResult:
+    run: SavedRun
+    seconds: float
+    window: tuple[Any, Any]
+    jobs: int = 0
+    workloads: int = 0
+    fitted: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        m = self.run.manifest
+        lines = [f"analyzed {m['store']} from {self.window[0]} to {self.window[1]}",
+                 f"  jobs: {self.jobs:,}   workloads: {self.workloads:,}",
+                 f"  models fitted: {len(self.fitted)}" + (f" ({', '.join(self.fitted)})" if self.fitted else "")]
+        if self.skipped:
+            lines.append(f"  models not fitted: {len(self.skipped)}")
+            lines += [f"    {name}: {reason}" for name, reason in self.skipped.items()]
+        for step, s in m["steps"].items():
+            if s["status"] != "ok":
+                lines.append(f"  step {step} {s['status']}: {s.get('reason', '')}")
+        lines.append(f"  run {self.run.run_id} in {self.run.path.parent.parent} ({self.seconds:.1f} s)")
+        return "\n".join(lines)
+
+
+def resolve_window(reader, since: str | dt.timedelta = DEFAULT_SINCE, until=None,
+                   now: dt.datetime | None = None, every: str = DEFAULT_EVERY):
+    """(start, end) as UTC Timestamps. since: a duration ("7d", "36h") or an ISO time; until: ISO time or None."""
+    import pandas as pd
+
+    from agents.query.base import parse_every, to_timestamp
+
+    now_ts = pd.Timestamp(now or dt.datetime.now(dt.UTC))
+    now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
+    if until is not None:
+        end = to_timestamp(until)
+    else:
+        end = now_ts
+        lasts = [b[1] for m in _BOUND_MEASUREMENTS if m in set(reader.measurements())
+                 for b in [reader.time_bounds(m)] if b is not None]
+        if lasts:
+            step = pd.Timedelta(parse_every(every), unit="ns")
+            # Round the last point up to a bucket edge so its bucket is inside the window.
+            data_end = (max(lasts) + pd.Timedelta(1, unit="ns")).ceil(step)
+            end = min(end, data_end)
+    try:
+        start = end - pd.Timedelta(parse_every(since), unit="ns")
+    except ValueError:
+        try:
+            start = to_timestamp(since)
+        except ValueError:
+            raise ValueError(f"--since {since!r}: give a duration (7d, 36h) or an ISO 8601 time") from None
+    if start >= end:
+        raise ValueError(f"the window is empty: start {start} is not before end {end}")
+    return start, end
+
+
+class _Run:
+    """The mutable context of one analyze run: the state writer, intermediate tables, the result tallies."""
+
+    def __init__(self, writer, window, n_jobs: int) -> None:
+        self.writer = writer
+        self.window = window
+        self.n_jobs = n_jobs
+        self.data: dict[str, Any] = {}
+        self.fitted: list[str] = []
+        self.skipped: dict[str, str] = {}
+        self.failed: dict[str, str] = {}
+
+    def need(self, key: str, step: str) -> Any:
+        value = self.data.get(key)
+        if value is None:
+            raise Skip(f"no {key.replace('_', ' ')} (step {step} did not produce one)")
+        return value
+
+    def step(self, name: str, fn: Callable[[], Any], model: str | None = None) -> Any:
+        """Run one step; `model` names the model it fits, recorded as not fitted when the step cannot run."""
+        t0 = time.perf_counter()
+        try:
+            out = fn()
+        except (Skip, InsufficientData) as e:
+            status = "skipped" if isinstance(e, Skip) else "insufficient data"
+            self.writer.record_step(name, status, time.perf_counter() - t0, str(e))
+            log.info("analyze: %s %s: %s", name, status, e)
+            self._unfitted(model, str(e))
+            return None
+        except Exception as e:
+            # A broken step must not cost the user the models the other steps fitted.
+            reason = f"{type(e).__name__}: {e}"
+            self.failed[name] = reason
+            self.writer.record_step(name, "failed", time.perf_counter() - t0, reason,
+                                    traceback=traceback.format_exc(limit=8))
+            log.error("analyze: step %s failed: %s", name, reason, exc_info=log.isEnabledFor(logging.DEBUG))
+            self._unfitted(model, f"step {name} failed: {reason}")
+            return None
+        self.writer.record_step(name, "ok", time.perf_counter() - t0)
+        return out
+
+    def _unfitted(self, model: str | None, reason: str) -> None:
+        if model is not None and model not in self.writer.manifest["models"]:
+            self.skip(model, reason)
+
+    def save(self, name: str, estimator: Any, **extra: Any) -> None:
+        skipped = getattr(estimator, "skipped_", None)
+        if skipped:
+            extra["partial"] = {str(k if not isinstance(k, tuple) else "/".join(map(str, k))): str(v)
+                                for k, v in dict(skipped).items()}
+        self.writer.save_model(name, estimator, window=self.window, **extra)
+        self.fitted.append(name)
+
+    def skip(self, name: str, reason: str, model_class: type | str | None = None) -> None:
+        cls = model_class if isinstance(model_class, str) or model_class is None else \
+            f"{model_class.__module__}.{model_class.__qualname__}"
+        self.writer.skip_model(name, reason, model_class=cls)
+        self.skipped[name] = reason
+
+    def fit(self, name: str, make: Callable[[], Any], X: Any, model_class: type | str | None = None) -> Any:
+        """Fit one model; InsufficientData becomes a recorded skip, the run goes on."""
+        try:
+            est = make().fit(X)
+        except InsufficientData as e:
+            self.skip(name, str(e), model_class)
+            return None
+        self.save(name, est)
+        return est
+
+
+def _import(module: str, *names: str):
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise Skip(f"{module} is not available ({e})") from None
+    missing = [n for n in names if not hasattr(mod, n)]
+    if missing:
+        raise Skip(f"{module} has no {', '.join(missing)}")
+    if not names:
+        return mod
+    return [getattr(mod, n) for n in names] if len(names) > 1 else getattr(mod, names[0])
+
+
+# -- the steps ---------------------------------------------------------------------------------------------------
+
+def _features(run: _Run, reader, every: str) -> None:
+    job_table = _import("analyzer.features", "job_table")
+    jobs = job_table(reader, run.window[0], run.window[1], every=every)
+    run.data["job_table"] = jobs
+
+
+def _workloads(run: _Run) -> None:
+    jobs = run.need("job_table", "features")
+    if len(jobs) == 0:
+        raise Skip("no jobs in the window")
+    WorkloadIdentifier = _import("analyzer.workloads", "WorkloadIdentifier")
+    ident = WorkloadIdentifier()
+    out = ident.fit_transform(jobs) if hasattr(ident, "fit_transform") else ident.fit(jobs).transform(jobs)
+    if hasattr(out, "columns") and "workload" in out.columns:
+        run.data["job_table"] = out
+    else:  # labels, one per job
+        jobs = jobs.copy()
+        jobs["workload"] = list(out)
+        run.data["job_table"] = jobs
+    run.save("workloads", ident)
+
+
+def _efficiency(run: _Run) -> None:
+    jobs = run.need("job_table", "features")
+    if len(jobs) == 0:
+        raise Skip("no jobs in the window")
+    eff = _import("analyzer.efficiency")
+
+    for fname in ("job_efficiency", "efficiency", "efficiency_table"):
+        fn = getattr(eff, fname, None)
+        if callable(fn):
+            run.data["efficiency"] = fn(jobs)
+            break
+    else:
+        raise Skip("analyzer.efficiency has no job_efficiency()/efficiency() function")
+    summarize = getattr(eff, "workload_efficiency", None)
+    if callable(summarize):
+        run.data["workload_efficiency"] = summarize(run.data["efficiency"])
+
+
+def _bottlenecks(run: _Run) -> None:
+    jobs = run.need("job_table", "features")
+    if len(jobs) == 0:
+        raise Skip("no jobs in the window")
+    BottleneckClassifier = _import("analyzer.bottleneck", "BottleneckClassifier")
+    import inspect
+
+    params = inspect.signature(BottleneckClassifier).parameters
+    clf = BottleneckClassifier(method="rules") if "method" in params else BottleneckClassifier()
+    labels = clf.fit(jobs).predict(jobs) if "method" not in params else _rules_predict(clf, jobs)
+    jobs = jobs.copy()
+    jobs["bottleneck"] = list(labels)
+    run.data["job_table"] = jobs
+    run.save("bottleneck", clf)
+
+
+def _rules_predict(clf, jobs):
+    try:
+        return clf.predict(jobs)
+    except Exception:  # estimators that insist on fit() before predict(), even for rules
+        return clf.fit(jobs).predict(jobs)
+
+
+def _observations(run: _Run) -> None:
+    jobs = run.need("job_table", "features")
+    observations = _import("analyzer.models.observations", "observations")
+    run.data["observations"] = observations(jobs)
+
+
+def _throughput(run: _Run) -> None:
+    obs = run.need("observations", "observations")
+    ThroughputMatrix = _import("analyzer.models.throughput", "ThroughputMatrix")
+    run.fit("throughput", ThroughputMatrix, obs, ThroughputMatrix)
+
+
+def _fit_one_scaling(cls, X):
+    """Runs in a joblib worker: the fitted model, or the InsufficientData message."""
+    try:
+        return cls().fit(X), None
+    except InsufficientData as e:
+        return None, str(e)
+
+
+def _scaling(run: _Run) -> None:
+    obs = run.need("observations", "observations")
+    ScalingModel = _import("analyzer.models.scaling", "ScalingModel")
+    workloads = sorted(w for w in obs["workload"].unique() if w) if len(obs) else []
+    if not workloads:
+        run.skip("scaling", "no observations with a workload and a throughput", ScalingModel)
+        return
+    from joblib import Parallel, delayed
+
+    groups = [obs[obs["workload"] == w] for w in workloads]
+    # Processes only pay off when there are several fits; one worker per fit otherwise costs more than it saves.
+    n_jobs = 1 if len(groups) < 4 else run.n_jobs
+    results = Parallel(n_jobs=n_jobs)(delayed(_fit_one_scaling)(ScalingModel, g) for g in groups)
+    for w, (est, reason) in zip(workloads, results, strict=True):
+        name = f"scaling[{w}]"
+        if est is None:
+            run.skip(name, reason, ScalingModel)
+        else:
+            run.save(name, est, workload=w)
+
+
+def _power(run: _Run) -> None:
+    obs = run.need("observations", "observations")
+    PowerCapModel = _import("analyzer.models.power", "PowerCapModel")
+    run.fit("power", PowerCapModel, obs, PowerCapModel)
+
+
+def _forecast(run: _Run, reader) -> None:
+    demand_series = _import("analyzer.forecast.demand", "demand_series")
+    CapacityForecaster = _import("analyzer.forecast", "CapacityForecaster")
+    demand = demand_series(reader, run.window[0], run.window[1], every=DEMAND_EVERY)
+    run.data["demand"] = demand
+    run.fit("forecast", CapacityForecaster, demand, CapacityForecaster)
+
+
+def _save_tables(run: _Run) -> None:
+    for key in ("job_table", "efficiency", "workload_efficiency", "observations", "demand"):
+        frame = run.data.get(key)
+        if frame is not None and hasattr(frame, "to_parquet"):
+            run.writer.save_table(key, frame)
+
+
+def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=None,
+            state_dir: str | Path = DEFAULT_STATE_DIR, n_jobs: int = -1, every: str = DEFAULT_EVERY,
+            keep: int = DEFAULT_KEEP, now: dt.datetime | None = None) -> AnalyzeResult:
+    """Fit every model on [until - since, until) of the store and save them as a new run in state_dir."""
+    from agents.query import open_reader
+
+    t0 = time.perf_counter()
+    state = StateDir(state_dir, keep=keep)
+    with open_reader(store_url) as reader:
+        window = resolve_window(reader, since, until, now=now, every=every)
+        writer = state.new_run(store=store_url, window=window, since=str(since), every=every, n_jobs=n_jobs)
+        run = _Run(writer, window, n_jobs)
+        try:
+            run.step("features", lambda: _features(run, reader, every))
+            run.step("workloads", lambda: _workloads(run), model="workloads")
+            run.step("efficiency", lambda: _efficiency(run))
+            run.step("bottleneck", lambda: _bottlenecks(run), model="bottleneck")
+            run.step("observations", lambda: _observations(run))
+            run.step("throughput", lambda: _throughput(run), model="throughput")
+            run.step("scaling", lambda: _scaling(run), model="scaling")
+            run.step("power", lambda: _power(run), model="power")
+            run.step("forecast", lambda: _forecast(run, reader), model="forecast")
+            run.step("tables", lambda: _save_tables(run))
+            jobs = run.data.get("job_table")
+            n_jobs_seen = 0 if jobs is None else len(jobs)
+            n_workloads = 0 if jobs is None or "workload" not in getattr(jobs, "columns", ()) else \
+                int(jobs["workload"].astype(str).replace("", None).dropna().nunique())
+            writer.manifest["summary"] = {"jobs": n_jobs_seen, "workloads": n_workloads,
+                                          "fitted": run.fitted, "skipped": run.skipped, "failed": run.failed,
+                                          "seconds": round(time.perf_counter() - t0, 3)}
+            saved = writer.commit()
+        except BaseException:
+            writer.abandon()
+            raise
+    return AnalyzeResult(saved, time.perf_counter() - t0, window, n_jobs_seen, n_workloads, run.fitted,
+                         run.skipped, run.failed)
