@@ -82,16 +82,18 @@ class ThroughputMatrix(BaseEstimator):
     # ---------------------------------------------------------------- data
 
     def _cells(self, X: pd.DataFrame) -> pd.DataFrame:
+        X = X.reset_index(drop=True)
         df = pd.DataFrame({"workload": X["workload"].astype(str), "accelerator": X["accelerator"].astype(str),
                            "throughput": pd.to_numeric(X["throughput"], errors="coerce")})
         df["weight"] = pd.to_numeric(X["weight"], errors="coerce").fillna(1.0) if "weight" in X else 1.0
+        keep = np.ones(len(df), dtype=bool)
         if "devices" in X:
-            dev = pd.to_numeric(X["devices"], errors="coerce")
             # per-device throughput at the reference count; other counts belong to the scaling model
-            df = df[(dev == self.reference_devices).to_numpy()]
+            keep &= (pd.to_numeric(X["devices"], errors="coerce") == self.reference_devices).to_numpy()
         if "power_limit_fraction" in X:
-            f = pd.to_numeric(X["power_limit_fraction"], errors="coerce").reindex(df.index)
-            df = df[(f.isna() | (f >= FULL_POWER)).to_numpy()]
+            f = pd.to_numeric(X["power_limit_fraction"], errors="coerce")
+            keep &= (f.isna() | (f >= FULL_POWER)).to_numpy()
+        df = df[keep]
         df = df[(df.workload != "") & (df.accelerator != "") & np.isfinite(df.throughput) & (df.throughput > 0)]
         df = df.assign(y=np.log(df.throughput / self.reference_devices), weight=df.weight.clip(lower=1e-9))
 
