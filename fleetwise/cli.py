@@ -211,9 +211,88 @@ def _run_validate_zeus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyze_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="fit the workload and performance models and save them in the state directory",
+                       description="Characterize jobs and workloads, fit the throughput, scaling, power-cap and "
+                                   "forecast models on a window of the store, and save them as a new versioned run "
+                                   "in the state directory (models that lack data are listed with the reason).")
+    p.add_argument("--store", metavar="URL", help="embedded:DIR or influxdb://host:port/db "
+                   "(default embedded:./var/demo-store when it exists)")
+    p.add_argument("--since", default="7d", metavar="DURATION|ISO",
+                   help="window length before --until (7d, 36h) or its start time (default 7d)")
+    p.add_argument("--until", metavar="ISO", help="end of the window (default: the end of the data, or now)")
+    p.add_argument("--state", metavar="DIR", default="var/state", help="state directory (default ./var/state)")
+    p.add_argument("--jobs", type=int, default=-1, metavar="N", help="parallel fits (default -1: all cores)")
+    p.set_defaults(run=_run_analyze)
+
+
+DEMO_STORE = "embedded:./var/demo-store"
+
+
+def _default_store(store: str | None) -> str | None:
+    from pathlib import Path
+
+    if store:
+        return store
+    return DEMO_STORE if Path(DEMO_STORE[len("embedded:"):]).is_dir() else None
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agents.query import QueryError
+    from agents.stores.url import StoreURLError
+
+    store = _default_store(args.store)
+    if store is None:
+        print("fleetwise analyze: no store: give --store URL (embedded:DIR or influxdb://host:port/db), "
+              "or run `fleetwise demo` to create ./var/demo-store", file=sys.stderr)
+        return EXIT_CONFIG
+    if store.startswith("embedded:") and not Path(store[len("embedded:"):]).expanduser().is_dir():
+        print(f"fleetwise analyze: {store}: no such store directory", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.jobs == 0:
+        print("fleetwise analyze: --jobs must be a positive count or negative (-1 = all cores)", file=sys.stderr)
+        return EXIT_CONFIG
+    from analyzer.pipeline import analyze
+
+    try:
+        result = analyze(store, since=args.since, until=args.until, state_dir=args.state, n_jobs=args.jobs)
+    except (StoreURLError, ValueError) as e:
+        print(f"fleetwise analyze: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (QueryError, OSError) as e:
+        print(f"fleetwise analyze: cannot read {store}: {e}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+def _models_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="inspect the fitted models")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    show = msub.add_parser("show", help="what the latest analyze run fitted, with fit quality")
+    show.add_argument("--state", metavar="DIR", default="var/state", help="state directory (default ./var/state)")
+    show.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    show.set_defaults(run=_run_models_show)
+
+
+def _run_models_show(args: argparse.Namespace) -> int:
+    from analyzer.show import render
+    from analyzer.state import StateError, load_latest
+
+    try:
+        run = load_latest(args.state)
+    except StateError as e:
+        print(f"fleetwise models show: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    sys.stdout.write(render(run, args.format))
+    return 0
+
+
 PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
     _agent_parser, _config_parser, _docs_parser, _demo_parser, _simulate_parser, _ingest_parser,
-    _validate_parser,
+    _validate_parser, _analyze_parser, _models_parser,
 )
 
 
