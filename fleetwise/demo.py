@@ -21,4 +21,10 @@ def run_demo() -> int:
     from agents.simulate import demo as simulate_demo
 
     simulate_demo()
+    from analyzer.pipeline import analyze
+    from analyzer.show import render
+
+    result = analyze("embedded:./var/demo-store", state_dir="var/state")
+    print("\n" + result.summary())
+    print("\n$ fleetwise models show\n" + render(result.run), end="")
     return 0
