@@ -5,8 +5,9 @@ The model per pool is a linear regression (ridge, penalty off the intercept) on
 with t in days since the first training point. Prediction intervals come from the empirical quantiles of
 the in-sample residuals (no normality assumed: demand residuals are skewed by job start/stop steps),
 inflated by the degrees of freedom used and by the regression's own leverage at the forecast point,
-sqrt(1 + x0' (X'X + aD)^-1 x0), which grows with the horizon through the trend term: the further out,
-the wider.
+sqrt(1 + s x0' (X'X + aD)^-1 x0), which grows with the horizon through the trend term: the further out,
+the wider. s = (1 + rho) / (1 - rho) for the residuals' lag-1 autocorrelation rho (>= 0): correlated
+residuals carry less information about the coefficients than as many independent ones.
 
 Minimums (analyzer.minimums): fewer than MIN_HISTORY_DAYS (2) days of history or fewer than MIN_POINTS
 non-missing points raise InsufficientData; weekly terms need WEEKLY_MIN_DAYS (14: two full weekly
@@ -112,7 +113,7 @@ class CapacityForecaster(BaseEstimator):
             raise InsufficientData(f"{pool}: {len(y)} demand points for {A.shape[1]} terms; "
                                    f"need at least {2 * A.shape[1]}")
         pen = np.full(A.shape[1], float(self.alpha))
-        pen[0] = 0.0
+        pen[: 2 if self.trend == "linear" else 1] = 0.0  # shrinking level or slope would bias every forecast
         gram = A.T @ A + np.diag(pen * len(y))
         gram_inv = np.linalg.pinv(gram)
         coef = gram_inv @ (A.T @ y)
@@ -123,11 +124,17 @@ class CapacityForecaster(BaseEstimator):
         resid = resid * math.sqrt(n / max(n - p, 1))
         a = (1 - float(self.interval)) / 2
         q_lo, q_hi = np.quantile(resid, [a, 1 - a])
+        # Demand residuals are autocorrelated (a job holds its GPUs for hours): n such points pin the
+        # coefficients down only as well as n (1 - rho) / (1 + rho) independent ones would, so the
+        # leverage (parameter uncertainty, which grows with the horizon through the trend) is scaled up.
+        rho = float(np.corrcoef(resid[:-1], resid[1:])[0, 1]) if len(resid) > 2 and resid.std() > 0 else 0.0
+        rho = min(max(rho, 0.0), 0.95) if rho == rho else 0.0
         ss_tot = float(np.sum((y - y.mean()) ** 2))
         r2 = 1 - float(np.sum((y - fitted) ** 2)) / ss_tot if ss_tot > 0 else 1.0
         mape = float(np.mean(np.abs(y - fitted)[y != 0] / np.abs(y[y != 0]))) if np.any(y != 0) else math.nan
         return {"coef": coef, "gram_inv": gram_inv, "origin": origin, "terms": terms, "step_ns": step_ns,
-                "last_ns": int(t_ns[-1]), "q_lo": float(q_lo), "q_hi": float(q_hi), "r2": r2, "mape": mape,
+                "last_ns": int(t_ns[-1]), "q_lo": float(q_lo), "q_hi": float(q_hi),
+                "lev_scale": (1 + rho) / (1 - rho), "rho": rho, "r2": r2, "mape": mape,
                 "n": n, "span_days": span, "y_max": float(y.max())}
 
     def _terms(self, span_days: float, step_days: float) -> dict:
@@ -190,7 +197,7 @@ class CapacityForecaster(BaseEstimator):
         A = self._design(t_ns, m["origin"], m["terms"])
         mean = A @ m["coef"]
         lev = np.einsum("ij,jk,ik->i", A, m["gram_inv"], A)
-        widen = np.sqrt(1.0 + np.clip(lev, 0, None))
+        widen = np.sqrt(1.0 + np.clip(lev, 0, None) * m["lev_scale"])
         lower = mean + m["q_lo"] * widen
         upper = mean + m["q_hi"] * widen
         # Demand is a count of busy devices: never below zero.
