@@ -1,0 +1,69 @@
+"""BottleneckClassifier: rules by hand, and model/rules against the simulator's truth on a held-out seed."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from analyzer.bottleneck import BottleneckClassifier, evaluate, labelled_table
+from analyzer.minimums import InsufficientData
+
+END = "2026-11-22"
+
+
+def job(**kw) -> dict:
+    base = {"gpus": 4, "nodes": 1, "gpu_utilization_mean": 0.9, "gpu_utilization_p95": 0.95,
+            "gpu_memory_bandwidth_mean": 0.4, "gpu_idle_seconds": 0.0, "duration_seconds": 3600.0,
+            "cpu_input_ratio": 0.3, "disk_bytes_per_second": 1e6, "lustre_bytes_per_second": 1e7,
+            "net_bytes_per_second": 1e5, "ib_bytes_per_second": 0.0, "ib_xmit_wait_per_second": 0.0}
+    return {**base, **kw}
+
+
+def test_rules_by_hand():
+    jobs = pd.DataFrame([
+        job(),
+        job(gpu_memory_bandwidth_mean=0.8),
+        job(cpu_input_ratio=0.97, gpu_utilization_mean=0.6),
+        job(nodes=4, gpus=16, gpu_utilization_mean=0.35, ib_bytes_per_second=2e10),
+        job(gpu_utilization_mean=0.01, gpu_idle_seconds=3600.0),
+        job(gpus=0, gpu_utilization_mean=float("nan"), cpu_input_ratio=0.3, lustre_bytes_per_second=2e9),
+        job(gpus=0, gpu_utilization_mean=float("nan"), cpu_input_ratio=0.95, lustre_bytes_per_second=5e6),
+    ])
+    got = BottleneckClassifier(method="rules").fit(jobs).predict(jobs)
+    assert list(got) == ["gpu_compute", "gpu_memory_bandwidth", "cpu_input", "network", "idle", "storage_io",
+                         "cpu_compute"]
+
+
+def test_model_needs_labels_and_enough_of_them():
+    jobs = pd.DataFrame([job()] * 5)
+    with pytest.raises(ValueError, match="needs labels"):
+        BottleneckClassifier(method="model").fit(jobs)
+    with pytest.raises(InsufficientData, match="5 labelled jobs"):
+        BottleneckClassifier(method="model").fit(jobs, ["gpu_compute"] * 5)
+    with pytest.raises(ValueError, match="method"):
+        BottleneckClassifier(method="magic").fit(jobs)
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    from agents.simulate import simulate
+
+    tables = {}
+    for seed in (1, 2, 7):
+        path = tmp_path_factory.mktemp(f"bottleneck-{seed}")
+        simulate(nodes=24, days=2, interval=60, seed=seed, store=f"embedded:{path}")
+        tables[seed] = labelled_table(path, "2026-11-20", END)
+    return pd.concat([tables[1], tables[2]], ignore_index=True), tables[7]
+
+
+@pytest.mark.parametrize("method", ["model", "rules"])
+def test_held_out_seed(seeds, method):
+    train, test = seeds
+    clf = BottleneckClassifier(method=method).fit(train, train["true_bottleneck"])
+    rep = evaluate(test["true_bottleneck"], clf.predict(test))
+    assert rep["accuracy"] >= 0.85, rep
+    # classes with enough held-out examples to measure (the forest can only learn classes it saw)
+    for label, n in rep["support"].items():
+        if n >= 5 or (method == "rules" and n >= 1):
+            assert rep["recall"][label] >= 0.7, (label, rep)
+    assert {"gpu_compute", "idle", "storage_io", "cpu_compute"} <= {k for k, v in rep["support"].items() if v >= 5}
