@@ -136,6 +136,7 @@ def labelled_table(store_path, start: str, end: str):
     jt = jt[jt["job"].isin(truth)].reset_index(drop=True)
     jt["true_bottleneck"] = [truth[j]["bottleneck"] for j in jt["job"]]
     jt["true_workload"] = [truth[j]["workload"] for j in jt["job"]]
+    jt["true_kind"] = [truth[j]["kind"] for j in jt["job"]]
     return jt
 
 
