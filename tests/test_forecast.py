@@ -270,3 +270,14 @@ def test_forecast_on_simulated_fleet(sim_store):
     assert len(p) == 48 * len(model.pools_)
     assert (p["lower"] <= p["forecast"]).all() and (p["forecast"] <= p["upper"]).all()
     assert (p["lower"] >= 0).all()
+
+
+def test_real_alibaba_genai_trace_is_below_the_minimum():
+    # 23 h of a real GPU serving fleet: less than two days, so the forecaster must refuse, saying why.
+    from analyzer.forecast.validate import alibaba
+    from tests.conftest import require_data
+
+    out = alibaba(str(require_data("alibaba-genai-2026")))
+    assert out["pods"] == 143
+    assert 22 < out["span_hours"] < 24
+    assert out["fit"].startswith("InsufficientData: ") and "0.95 days of demand history; need at least 2" in out["fit"]

@@ -89,7 +89,7 @@ class CapacityForecaster(BaseEstimator):
             except InsufficientData as e:
                 self.skipped_[pool] = str(e)
         if not self.pools_:
-            reasons = "; ".join(f"{p}: {m}" for p, m in self.skipped_.items()) or "no pools in the demand frame"
+            reasons = "; ".join(self.skipped_.values()) or "no pools in the demand frame"
             raise InsufficientData(f"no pool has enough demand history to forecast ({reasons})")
         self.score_ = float(np.mean([p["r2"] for p in self.pools_.values()]))
         self.training_window_ = (df["time"].min(), df["time"].max())
