@@ -150,12 +150,16 @@ class ScalingModel(BaseEstimator):
             for s in np.unique(shapes):
                 test = shapes == s
                 train = ~test
-                if len(np.unique(n[train])) < 2:
+                # Holding out the only multi-node shape tests nothing but "no net term" for every form alike.
+                if len(np.unique(n[train])) < 2 or (net and not multi[train].any()):
                     continue
                 f = _fit_form(form, n[train], multi[train], y[train], w[train],
                               net and bool(multi[train].any() and (multi[train] == 0).any()))
                 errs.append(_log_error(f, n[test], multi[test], y[test]))
                 wts.append(w[test])
+            if not errs:  # every fold was skipped: nothing held out, so use the in-sample error
+                f = _fit_form(form, n, multi, y, w, net)
+                errs, wts = [_log_error(f, n, multi, y)], [w]
             e, ww = np.concatenate(errs), np.concatenate(wts)
             cv[form] = float(np.sqrt(np.average(e * e, weights=ww)))
         self.cv_errors_ = cv
