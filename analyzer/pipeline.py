@@ -59,15 +59,27 @@ class AnalyzeResult:
         m = self.run.manifest
         lines = [f"analyzed {m['store']} from {self.window[0]} to {self.window[1]}",
                  f"  jobs: {self.jobs:,}   workloads: {self.workloads:,}",
-                 f"  models fitted: {len(self.fitted)}" + (f" ({', '.join(self.fitted)})" if self.fitted else "")]
+                 f"  models fitted: {len(self.fitted)}" + (f" ({_names(self.fitted)})" if self.fitted else "")]
         if self.skipped:
             lines.append(f"  models not fitted: {len(self.skipped)}")
-            lines += [f"    {name}: {reason}" for name, reason in self.skipped.items()]
+            families: dict[str, list[str]] = {}
+            for name in self.skipped:
+                families.setdefault(name.split("[", 1)[0], []).append(name)
+            for family, names in families.items():
+                # Per-workload models can number in the hundreds: one line per family, with one example.
+                if len(names) == 1:
+                    lines.append(f"    {names[0]}: {self.skipped[names[0]]}")
+                else:
+                    lines.append(f"    {family}: {len(names)} not fitted, e.g. {names[0]}: {self.skipped[names[0]]}")
         for step, s in m["steps"].items():
             if s["status"] != "ok":
                 lines.append(f"  step {step} {s['status']}: {s.get('reason', '')}")
         lines.append(f"  run {self.run.run_id} in {self.run.path.parent.parent} ({self.seconds:.1f} s)")
         return "\n".join(lines)
+
+
+def _names(names: list[str], limit: int = 8) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def resolve_window(reader, since: str | dt.timedelta = DEFAULT_SINCE, until=None,
@@ -200,14 +212,10 @@ def _workloads(run: _Run) -> None:
     if len(jobs) == 0:
         raise Skip("no jobs in the window")
     WorkloadIdentifier = _import("analyzer.workloads", "WorkloadIdentifier")
-    ident = WorkloadIdentifier()
-    out = ident.fit_transform(jobs) if hasattr(ident, "fit_transform") else ident.fit(jobs).transform(jobs)
-    if hasattr(out, "columns") and "workload" in out.columns:
-        run.data["job_table"] = out
-    else:  # labels, one per job
-        jobs = jobs.copy()
-        jobs["workload"] = list(out)
-        run.data["job_table"] = jobs
+    ident = WorkloadIdentifier().fit(jobs)
+    jobs = jobs.copy()
+    jobs["workload"] = list(ident.labels_)
+    run.data["job_table"] = jobs
     run.save("workloads", ident)
 
 
@@ -234,22 +242,12 @@ def _bottlenecks(run: _Run) -> None:
     if len(jobs) == 0:
         raise Skip("no jobs in the window")
     BottleneckClassifier = _import("analyzer.bottleneck", "BottleneckClassifier")
-    import inspect
-
-    params = inspect.signature(BottleneckClassifier).parameters
-    clf = BottleneckClassifier(method="rules") if "method" in params else BottleneckClassifier()
-    labels = clf.fit(jobs).predict(jobs) if "method" not in params else _rules_predict(clf, jobs)
+    # No labelled jobs in production telemetry: the rules, not a forest trained on the simulator's truth.
+    clf = BottleneckClassifier(method="rules").fit(jobs)
     jobs = jobs.copy()
-    jobs["bottleneck"] = list(labels)
+    jobs["bottleneck"] = list(clf.predict(jobs))
     run.data["job_table"] = jobs
     run.save("bottleneck", clf)
-
-
-def _rules_predict(clf, jobs):
-    try:
-        return clf.predict(jobs)
-    except Exception:  # estimators that insist on fit() before predict(), even for rules
-        return clf.fit(jobs).predict(jobs)
 
 
 def _observations(run: _Run) -> None:
@@ -264,33 +262,19 @@ def _throughput(run: _Run) -> None:
     run.fit("throughput", ThroughputMatrix, obs, ThroughputMatrix)
 
 
-def _fit_one_scaling(cls, X):
-    """Runs in a joblib worker: the fitted model, or the InsufficientData message."""
-    try:
-        return cls().fit(X), None
-    except InsufficientData as e:
-        return None, str(e)
-
-
 def _scaling(run: _Run) -> None:
     obs = run.need("observations", "observations")
-    ScalingModel = _import("analyzer.models.scaling", "ScalingModel")
-    workloads = sorted(w for w in obs["workload"].unique() if w) if len(obs) else []
-    if not workloads:
-        run.skip("scaling", "no observations with a workload and a throughput", ScalingModel)
+    ScalingModel, fit_per_workload = _import("analyzer.models.scaling", "ScalingModel", "fit_per_workload")
+    models, skipped = fit_per_workload(obs, n_jobs=run.n_jobs)  # one fit per (workload, accelerator), joblib
+    if not models and not skipped:
+        run.skip("scaling", "no observations with a workload, an accelerator and a throughput", ScalingModel)
         return
-    from joblib import Parallel, delayed
-
-    groups = [obs[obs["workload"] == w] for w in workloads]
-    # Processes only pay off when there are several fits; one worker per fit otherwise costs more than it saves.
-    n_jobs = 1 if len(groups) < 4 else run.n_jobs
-    results = Parallel(n_jobs=n_jobs)(delayed(_fit_one_scaling)(ScalingModel, g) for g in groups)
-    for w, (est, reason) in zip(workloads, results, strict=True):
-        name = f"scaling[{w}]"
-        if est is None:
-            run.skip(name, reason, ScalingModel)
+    for key in sorted(set(models) | set(skipped)):
+        name = f"scaling[{'/'.join(map(str, key))}]"
+        if key in models:
+            run.save(name, models[key], workload=key[0], accelerator=key[1] if len(key) > 1 else None)
         else:
-            run.save(name, est, workload=w)
+            run.skip(name, skipped[key], ScalingModel)
 
 
 def _power(run: _Run) -> None:
