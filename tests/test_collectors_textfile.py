@@ -134,3 +134,20 @@ def test_slurm_prolog_writes_job_info_the_collector_reads(tmp_path):
             assert p.fields == {"name": 'run "7"\\x', "account": "physics", "partition": "gpu", "command": ""}
         else:
             assert points == []  # the epilog removed it
+
+
+def test_a_jobs_own_file_reports_only_that_job_and_no_identity(tmp_path, caplog):
+    """job-NNN.prom is writable by job NNN (Slurm prolog): it cannot speak for job 999 or set job_info."""
+    (tmp_path / "job-42.prom").write_text(
+        'fleetwise_job_progress_total{job="42",unit="steps"} 100\n'
+        'fleetwise_job_progress_total{job="999",unit="steps"} 5\n'
+        'fleetwise_job_info{job="42",user="root",name="spoofed"} 1\n')
+    (tmp_path / "jobinfo-42.prom").write_text('fleetwise_job_info{job="42",user="alice",name="train"} 1\n')
+    (tmp_path / "site.prom").write_text('fleetwise_job_progress_total{job="7",unit="steps"} 3\n')
+    with caplog.at_level(logging.WARNING, logger="fleetwise.collectors.textfile"):
+        points = list(collector(tmp_path).collect(Cycle(time_ns=1)))
+    progress = {p.tags["job"]: p.fields["progress"] for p in points if p.measurement == "job_progress"}
+    assert progress == {"42": 100.0, "7": 3.0}  # job 999's sample from job 42's file is dropped
+    infos = [(p.tags["user"], p.fields.get("name")) for p in points if p.measurement == "job_info"]
+    assert infos == [("alice", "train")]
+    assert "other jobs ['999']" in caplog.text and "cannot set its identity" in caplog.text

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from agents.collectors.base import Collector, Cycle, read_text
 from agents.points import FieldValue, Point
 from agents.schema.jobs import JOB_INFO, JOB_PROGRESS
 
-log = logging.getLogger("fleetwise.collectors.textfile")
+# job-NNN.prom: the file the Slurm prolog lets job NNN write (deploy/slurm/prolog.d).
+_JOB_FILE = re.compile(r"job-([A-Za-z0-9_.\-]+)\.prom")
 
 # The parser strips _total from a counter's family name; an untyped sample keeps it.
 PROGRESS_FAMILIES = frozenset({"fleetwise_job_progress", "fleetwise_job_progress_total"})
@@ -106,15 +108,23 @@ class TextfileCollector(Collector):
     measurements = (JOB_PROGRESS, JOB_INFO)
     Options = TextfileOptions
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._logged: set[tuple[str, str]] = set()
-
     def _log_once(self, path: Path, problem: str) -> None:
-        key = (str(path), problem)
-        if key not in self._logged:
-            self._logged.add(key)
-            log.warning("textfile %s skipped: %s (logged once)", path, problem)
+        self.log_once((str(path), problem), logging.WARNING, "textfile %s skipped: %s (logged once)", path, problem)
+
+    def _owned(self, path: Path, progress: list, info: list) -> tuple[list, list]:
+        """A job-NNN.prom file is writable by job NNN (the Slurm prolog links it into the job's own
+        directory), so it may report progress for job NNN only, and never an identity: job_info comes from
+        root-written files. Without this a job could report progress under another job's id."""
+        match = _JOB_FILE.fullmatch(path.name)
+        if match is None:
+            return progress, info
+        owner = match.group(1)
+        foreign = sorted({tags["job"] for tags, _ in progress if tags["job"] != owner})
+        if foreign:
+            self._log_once(path, f"samples for other jobs {foreign} ignored: job {owner}'s file reports job {owner}")
+        if info:
+            self._log_once(path, "job_info ignored: a job's own file cannot set its identity")
+        return [(tags, v) for tags, v in progress if tags["job"] == owner], []
 
     def _read(self, path: Path) -> tuple[list, list]:
         try:
@@ -130,9 +140,7 @@ class TextfileCollector(Collector):
     def collect(self, cycle: Cycle) -> Iterator[Point]:
         directory = self.options.directory
         if not directory.is_dir():
-            if ("", "absent") not in self._logged:
-                self._logged.add(("", "absent"))
-                log.debug("textfile directory %s does not exist", directory)
+            self.log_once("absent", logging.DEBUG, "textfile directory %s does not exist", directory)
             return
         # Only *.prom: writers create NAME.prom.$$ and rename it, so a temp file is never half-read.
         series: dict[tuple[str, ...], float] = {}
@@ -140,7 +148,7 @@ class TextfileCollector(Collector):
         for path in sorted(directory.glob("*.prom")):
             if not path.is_file():
                 continue
-            progress, info = self._read(path)
+            progress, info = self._owned(path, *self._read(path))
             for tags, value in progress:
                 series[(tags["job"], tags["scheduler"], tags["user"], tags["unit"])] = value
             for tags, fields in info:
