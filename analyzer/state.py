@@ -1,11 +1,11 @@
 """The versioned state directory: what `fleetwise analyze` fitted, read by the recommender, dashboard and report.
 
     STATE/
-      runs/20261127T074512Z-3f9a1c/     one directory per analyze run
+      runs/20261127T074512.082311Z-3f9a1c/     one directory per analyze run
         manifest.json                   what was fitted (or not, and why), from which data, how well
         models/<name>.joblib            one pickle per fitted model (joblib.dump)
         tables/<name>.parquet           tables the readers need (job table, efficiency)
-      latest                            the run id of the newest COMPLETED run
+      latest                            the run id of the newest (by start) COMPLETED run
 
 A run writes into its own directory and only then replaces `latest` (write a temporary file, os.replace),
 so a reader never sees a half-written run and a crashed run leaves `latest` where it was. Runs beyond
@@ -28,6 +28,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ DEFAULT_STATE_DIR = Path("var/state")
 DEFAULT_KEEP = 10
 LATEST = "latest"
 MANIFEST = "manifest.json"
-_RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+OWNER = ".owner"  # pid of the process writing a run, so prune() can tell a crashed run from one in flight
+_RUN_ID = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}$")
 _SAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 
 
@@ -48,9 +50,10 @@ class StateError(RuntimeError):
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
-    """UTC timestamp (sorts chronologically) plus a short random hash (two runs in one second differ)."""
+    """UTC timestamp to the microsecond (ids sort chronologically, so pruning and `latest` agree even for runs
+    in the same second) plus a short random hash (two processes in the same microsecond still differ)."""
     now = now or dt.datetime.now(dt.UTC)
-    return now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ") + "-" + secrets.token_hex(3)
 
 
 def safe_store_url(url: str | None) -> str | None:
@@ -175,10 +178,15 @@ class RunWriter:
         return {"start": jsonable(window[0]), "end": jsonable(window[1])}
 
     def commit(self) -> SavedRun:
-        """Write the manifest, then point `latest` at this run (atomically), then prune old runs."""
+        """Write the manifest, then point `latest` at this run (atomically) unless a newer run already completed,
+        then prune old runs."""
         self.manifest["completed_at"] = _now_iso()
         _atomic_write(self.path / MANIFEST, json.dumps(self.manifest, indent=2, sort_keys=True) + "\n")
-        _atomic_write(self.state.root / LATEST, self.run_id + "\n")
+        (self.path / OWNER).unlink(missing_ok=True)
+        current = self.state.latest_id()
+        # A run that started before the current latest but finished after it must not move `latest` back.
+        if current is None or current < self.run_id:
+            _atomic_write(self.state.root / LATEST, self.run_id + "\n")
         self.state.prune()
         return SavedRun(self.run_id, self.path, self.manifest)
 
@@ -248,8 +256,9 @@ class StateDir:
             try:
                 path.mkdir(mode=0o700)
                 break
-            except FileExistsError:  # same second and same 24-bit hash: draw again
+            except FileExistsError:  # same microsecond and same 24-bit hash: draw again
                 continue
+        (path / OWNER).write_text(f"{os.getpid()}\n")
         manifest = {
             "format_version": FORMAT_VERSION, "run_id": run_id, "fleetwise_version": __version__,
             "started_at": _now_iso(), "store": safe_store_url(store),
@@ -301,14 +310,34 @@ class StateDir:
         done = self.run_ids()
         doomed = [r for r in done[:-self.keep] if r != latest] if len(done) > self.keep else []
         if latest is not None and self.runs_dir.is_dir():
-            # A directory without a manifest that sorts before the latest run is a crashed run, not one in flight.
             doomed += [p.name for p in self.runs_dir.iterdir()
-                       if _RUN_ID.match(p.name) and p.name < latest and not (p / MANIFEST).is_file()]
+                       if _RUN_ID.match(p.name) and p.name < latest and _abandoned(p)]
         for run_id in doomed:
             shutil.rmtree(self.runs_dir / run_id, ignore_errors=True)
         if doomed:
             log.info("pruned %d old run(s) from %s", len(doomed), self.root)
         return sorted(doomed)
+
+
+def _abandoned(run: Path) -> bool:
+    """A run directory without a manifest whose writer is gone (its process has exited), or, when the owner is
+    unknown, that has not been touched for a day. A run still being written by another process is left alone."""
+    if (run / MANIFEST).is_file():
+        return False
+    try:
+        pid = int((run / OWNER).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        try:
+            return time.time() - run.stat().st_mtime > 86400
+        except FileNotFoundError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def load_latest(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> SavedRun:

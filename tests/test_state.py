@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ from sklearn.linear_model import LinearRegression
 
 from analyzer.minimums import InsufficientData, require
 from analyzer.state import DEFAULT_KEEP, StateDir, StateError, load_latest, new_run_id, safe_store_url
+from tests.conftest import REPO
 
 
 class Line(BaseEstimator):
@@ -85,13 +88,21 @@ def test_state_dir_is_private(tmp_path):
 def test_latest_moves_only_on_commit(tmp_path):
     state = StateDir(tmp_path / "s")
     first = _run(state).commit()
-    crashed = _run(state, y=(0.0, 1.0, 2.0, 3.0))  # never committed: as if the process died here
+    # A run whose process dies before commit(): a real process, killed by its own exit.
+    code = (f"import os; from analyzer.state import StateDir; r = StateDir({str(tmp_path / 's')!r}).new_run(); "
+            "(r.path / 'models').mkdir(); os._exit(9)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60).returncode == 9
+    in_flight = _run(state, y=(0.0, 1.0, 2.0, 3.0))  # this process, still writing
+    (crashed,) = [p for p in state.runs_dir.iterdir() if p.name not in (first.run_id, in_flight.run_id)]
     assert load_latest(tmp_path / "s").run_id == first.run_id
     assert state.run_ids() == [first.run_id]
     second = _run(state).commit()
     assert load_latest(tmp_path / "s").run_id == second.run_id
-    # The crashed run sorts before the new latest and has no manifest: pruned as abandoned.
-    assert not crashed.path.exists()
+    # The crashed run sorts before the new latest, has no manifest and its writer is gone: pruned.
+    assert not crashed.exists()
+    # The run still being written by a live process is left alone, and can still commit.
+    assert in_flight.path.exists()
+    assert in_flight.commit().run_id in state.run_ids()
     assert (tmp_path / "s" / "latest").read_text() == second.run_id + "\n"
     assert not [p for p in (tmp_path / "s").iterdir() if p.name.endswith(".tmp")]
 
@@ -128,7 +139,7 @@ def test_run_ids_sort_by_time():
 
     a = new_run_id(dt.datetime(2026, 11, 27, 7, 0, 0, tzinfo=dt.UTC))
     b = new_run_id(dt.datetime(2026, 11, 27, 7, 0, 1, tzinfo=dt.UTC))
-    assert a.startswith("20261127T070000Z-") and len(a) == len("20261127T070000Z-") + 6
+    assert a.startswith("20261127T070000.000000Z-") and len(a) == len("20261127T070000.000000Z-") + 6
     assert a < b
 
 
