@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.models.power import relative_slowdown
+from analyzer.validate.zeus_model import StepTimeCurve
 
 FILE_RE = re.compile(r"^summary_power_([A-Za-z0-9_-]+)\.csv$")
 COLUMNS = ("dataset", "network", "batch_size", "optimizer", "power_limit", "time_per_epoch", "average_power")
@@ -145,7 +146,9 @@ def _profiled_floor(g: pd.DataFrame) -> float:
 class CrossTypeModel:
     """log t(w, H, b, P) = log t_profiled(w, H) + g_w(b) + log s(x).
 
-    g_w(b): log uncapped time at batch b relative to the profiled batch, averaged over the other types.
+    g_w(b): log uncapped time at batch b relative to the profiled batch, averaged over the other types; each
+    type's curve is a StepTimeCurve (A/b + B + C*b times its measured residual), which decides how the curve
+    is extrapolated beyond the batch sizes that type measured.
     s(x): power-cap slowdown as a function of the dynamic power fraction x = (P - floor) / (demand - floor),
     where floor is the type's static power (the lowest average power seen on it) and demand the uncapped
     average power of (w, b); s is the PowerCapModel form fitted on the other types. The demand at other
@@ -155,6 +158,7 @@ class CrossTypeModel:
     alpha: float = 1.0
     p: float = 1.0
     floor_scale: float = 1.0
+    beta: float = 1.0  # overhead scales like per-sample compute: see zeus_model and docs/validation.md
 
     def fit(self, train: pd.DataFrame) -> CrossTypeModel:
         from analyzer.models.power import fit_slowdown
@@ -189,14 +193,14 @@ class CrossTypeModel:
                 top = g[g.power_limit == g.power_limit.max()]
                 floor = self.floor_scale * _profiled_floor(train[train.gpu == gpu])
                 bs = top.batch_size.to_numpy(float)
-                lt = np.log(top.time_per_epoch.to_numpy())
+                step = StepTimeCurve(bs, top.time_per_epoch.to_numpy(float))
                 dyn = (top.average_power.to_numpy() - floor) / (top.power_limit.max() - floor)
-                curves.append((bs, lt, dyn))
+                curves.append((bs, step, dyn))
             rows = test.loc[idx]
             for b in rows.batch_size.unique():
                 gs, ds = [], []
-                for bs, lt, ld in curves:
-                    gs.append(_interp_log2(bs, lt, b) - _interp_log2(bs, lt, b0))
+                for bs, step, ld in curves:
+                    gs.append(float(step.relative(b, b0, float(prof.time_per_epoch), self.beta)))
                     ds.append(_interp_log2(bs, ld, b) - _interp_log2(bs, ld, b0))
                 g_logt[b], g_dyn[b] = float(np.mean(gs)), float(np.mean(ds))
             span = float(prof.power_limit) - floor_h
