@@ -156,3 +156,30 @@ def test_resending_a_batch_through_the_sink_does_not_duplicate_rows(tmp_path):
 def test_file_key_must_be_hex(tmp_path):
     with pytest.raises(ValueError, match="hex"):
         EmbeddedWriter(tmp_path).write([Point("m", {"host": "h"}, {"v": 1}, 1)], key="../../etc")
+
+
+def test_the_agents_embedded_sink_compacts_and_applies_retention(tmp_path):
+    """One file per round would pile up: the sink merges a day's files and drops days past retention."""
+    import time as _time
+
+    from agents.config import StoreSettings
+    from agents.stores.writers import EmbeddedSink
+
+    sink = EmbeddedSink(tmp_path, StoreSettings(compact_interval_seconds=3600, compact_min_files=4,
+                                                retention_days=2))
+    now_ns = _time.time_ns() // (86_400 * S) * 86_400 * S + 3600 * S  # 01:00 today: one day's partition
+    old_ns = now_ns - 5 * 86_400 * S
+
+    def send(value: int, t: int) -> str:
+        return sink.send(Point("memory", {"host": "a"}, {"used_bytes": value}, t).to_json().encode()).outcome.name
+
+    for i in range(6):
+        assert send(i, old_ns + i * S) == send(i, now_ns + i * S) == "OK"
+    assert len(list(tmp_path.rglob("*.parquet"))) == 12  # not yet: the interval has not passed
+    sink._maintained -= 3600
+    assert send(6, now_ns + 6 * S) == "OK"
+    files = sorted(p.name.split("-")[0] for p in tmp_path.rglob("*.parquet"))
+    assert files == ["compact"]  # today's 7 files merged into one; the old day is gone
+    frame = EmbeddedReader(tmp_path).frame("memory", ["used_bytes"], pd.Timestamp(old_ns - S, tz="UTC"),
+                                           pd.Timestamp(now_ns + 60 * S, tz="UTC"))
+    assert frame["used_bytes"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]

@@ -29,10 +29,12 @@ class EmbeddedSink:
 
     format = "json"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, settings: StoreSettings | None = None) -> None:
         from agents.stores.embedded import EmbeddedWriter  # pyarrow: only when the embedded store is used
 
         self.writer = EmbeddedWriter(path)
+        self.settings = settings or StoreSettings()
+        self._maintained = time.monotonic()
 
     def send(self, payload: bytes, timeout: float | None = None) -> SendResult:
         points, bad = [], {}
@@ -54,7 +56,22 @@ class EmbeddedSink:
             # InvalidPoint, mixed field types (pyarrow's errors subclass these): the writer checks and
             # converts everything before publishing a file, so nothing was written and bisection is safe.
             return SendResult(Outcome.REJECTED, f"embedded store refused the batch: {e}")
+        if time.monotonic() - self._maintained >= self.settings.compact_interval_seconds:
+            self.maintain()
         return OK
+
+    def maintain(self) -> None:
+        """Merge small files and apply retention. The agent writes one file per measurement and round, so
+        without this a day would hold thousands of files; it runs in the shipper thread, keeping one writer."""
+        self._maintained = time.monotonic()
+        try:
+            merged = self.writer.compact(min_files=self.settings.compact_min_files)
+            removed = self.writer.retain(self.settings.retention_days) if self.settings.retention_days else []
+        except OSError as e:  # a full disk must not stop the writes; the next interval tries again
+            log.warning("embedded store maintenance failed: %s", e)
+            return
+        if merged or removed:
+            log.info("embedded store: %d partitions compacted, %d days past retention removed", merged, len(removed))
 
     def close(self) -> None:
         close = getattr(self.writer, "close", None)
@@ -64,7 +81,7 @@ class EmbeddedSink:
 
 def make_writer(url: StoreURL, settings: StoreSettings) -> Sink:
     if url.kind == "embedded":
-        return EmbeddedSink(url.path)
+        return EmbeddedSink(url.path, settings)
     credentials = influx_credentials(url.user)
     if url.kind == "influxdb2":
         from agents.stores.influxdb import InfluxV2Writer
