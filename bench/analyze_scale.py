@@ -1,0 +1,275 @@
+"""Benchmark: `fleetwise analyze` on a 1,000-node week, from the embedded store and from InfluxDB, in one run.
+
+Goal (issue 5): analyze 1,000 nodes x 7 days from InfluxDB (aggregation pushed down to InfluxQL) and from the
+embedded store in under 60 s on a 2-core machine, peak memory under 4 GB.
+
+1. The simulator writes the fleet into an embedded store at --interval seconds (every measurement the agent
+   emits), in a child process (`fleetwise simulate`).
+2. The same fleet (same seed, so the same nodes and jobs) is simulated again at --influx-interval seconds and
+   loaded into a real influxd started here (Debian's 1.6.7, 127.0.0.1, temp dir), keeping only the
+   measurements the analyzer reads (INFLUX_MEASUREMENTS); line protocol is built column-wise with pyarrow and
+   posted in batches, since Point-by-Point encoding would dominate the load time.
+3. analyze() runs in a child process per store; wall time, the child's own peak RSS (getrusage ru_maxrss) and
+   the peak RSS summed over the child and its joblib workers (psutil, sampled every 50 ms) are recorded, with
+   the per-step seconds from the run's manifest.
+
+    .venv/bin/python bench/analyze_scale.py --nodes 1000 --days 7 --interval 120 --influx-interval 300
+    .venv/bin/python bench/analyze_scale.py --nodes 50 --days 2 --json          # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+START = "2026-11-16T00:00:00Z"  # a Monday: 7 days are whole UTC days (one embedded partition each)
+DB = "fleet"
+# What analyzer.features, analyzer.forecast.demand and the pipeline's window query read.
+INFLUX_MEASUREMENTS = ("job", "job_gpu", "job_progress", "job_info", "gpu", "cpu", "cpu_info", "disk", "lustre",
+                       "net", "infiniband")
+BATCH_LINES = 20_000
+
+
+# -- InfluxDB loading ----------------------------------------------------------------------------------------------
+
+def _escape_tag(arr):
+    import pyarrow.compute as pc
+
+    for a, b in (("\\", "\\\\"), (",", "\\,"), ("=", "\\="), (" ", "\\ ")):
+        arr = pc.replace_substring(arr, a, b)
+    return arr
+
+
+def _join_present(arrays):
+    """Comma-join the non-null strings of each row (pyarrow's null_handling="skip" drops rows on some
+    versions, so the skip is done pairwise here)."""
+    import pyarrow.compute as pc
+
+    acc = arrays[0]
+    for nxt in arrays[1:]:
+        both = pc.binary_join_element_wise(acc, nxt, ",", null_handling="emit_null")
+        acc = pc.if_else(pc.is_null(acc), nxt, pc.if_else(pc.is_null(nxt), acc, both))
+    return acc
+
+
+def line_protocol(name: str, table, tags: tuple[str, ...]):
+    """The table as InfluxDB line protocol, one string per row, built column-wise (nulls, NaNs, empty tags
+    left out exactly as agents.points.Point.to_line leaves them out)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = table.combine_chunks()
+    parts = [pa.array([name] * table.num_rows, pa.string())]
+    tag_parts = []
+    for t in tags:
+        if t not in table.column_names:
+            continue
+        v = pc.cast(table.column(t).chunk(0) if table.num_rows else table.column(t).combine_chunks(), pa.string())
+        v = pc.if_else(pc.equal(v, ""), pa.scalar(None, pa.string()), v)
+        tag_parts.append(pc.binary_join_element_wise(f"{t}=", _escape_tag(v), "", null_handling="emit_null"))
+    field_parts = []
+    for f in table.column_names:
+        if f == "time" or f in tags:
+            continue
+        col = table.column(f).combine_chunks()
+        typ = col.type
+        if pa.types.is_floating(typ):
+            col = pc.if_else(pc.is_finite(col), col, pa.scalar(None, typ))
+            text = pc.cast(col, pa.string())
+        elif pa.types.is_integer(typ):
+            text = pc.binary_join_element_wise(pc.cast(col, pa.string()), "i", "", null_handling="emit_null")
+        elif pa.types.is_boolean(typ):
+            text = pc.cast(col, pa.string())
+        else:
+            s = pc.cast(col, pa.string())
+            s = pc.replace_substring(pc.replace_substring(s, "\\", "\\\\"), '"', '\\"')
+            text = pc.binary_join_element_wise('"', s, '"', "", null_handling="emit_null")
+        field_parts.append(pc.binary_join_element_wise(f"{f}=", text, "", null_handling="emit_null"))
+    series = _join_present(parts + tag_parts)
+    fields = _join_present(field_parts)
+    if not field_parts:
+        return pa.array([], pa.string())
+    fields = pc.fill_null(fields, "")
+    times = pc.cast(pc.cast(table.column("time").combine_chunks(), pa.int64()), pa.string())
+    lines = pc.binary_join_element_wise(series, fields, times, " ")
+    return lines.filter(pc.greater(pc.utf8_length(fields), 0))
+
+
+class InfluxLoader:
+    """sink(name, table) for agents.simulate.simulate: posts the analyzer's measurements to /write."""
+
+    def __init__(self, base_url: str) -> None:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(base_url)
+        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+        self.points = 0
+        self.seconds_posting = 0.0
+        self._query(f'CREATE DATABASE "{DB}"')
+
+    def _query(self, q: str) -> None:
+        from urllib.parse import urlencode
+
+        self.conn.request("POST", "/query?" + urlencode({"q": q}))
+        r = self.conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise RuntimeError(f"influxd refused {q!r}: HTTP {r.status}")
+
+    def __call__(self, name: str, table) -> None:
+        from agents.schema import MEASUREMENTS
+
+        if name not in INFLUX_MEASUREMENTS:
+            return
+        lines = line_protocol(name, table, tuple(MEASUREMENTS[name].tags))
+        for off in range(0, len(lines), BATCH_LINES):
+            chunk = lines.slice(off, BATCH_LINES).to_pylist()
+            body = ("\n".join(chunk) + "\n").encode()
+            t0 = time.perf_counter()
+            self.conn.request("POST", f"/write?db={DB}&precision=ns", body=body)
+            r = self.conn.getresponse()
+            text = r.read()
+            self.seconds_posting += time.perf_counter() - t0
+            if r.status != 204:
+                raise RuntimeError(f"influxd rejected a {name} batch: HTTP {r.status} {text[:300]!r}")
+            self.points += len(chunk)
+
+
+# -- measuring analyze() in a child process -----------------------------------------------------------------------
+
+def child(store: str, state: str, since: str) -> None:
+    """Runs in the child: analyze, then print one JSON line with its own figures."""
+    from analyzer.pipeline import analyze
+
+    t0 = time.perf_counter()
+    r = analyze(store, since=since, state_dir=state, n_jobs=-1)
+    seconds = time.perf_counter() - t0
+    m = r.run.manifest
+    print(json.dumps({
+        "seconds": seconds, "maxrss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "maxrss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "jobs": r.jobs, "workloads": r.workloads, "fitted": len(r.fitted), "skipped": len(r.skipped),
+        "failed": r.failed, "steps": {k: v["seconds"] for k, v in m["steps"].items()},
+        "step_status": {k: v["status"] for k, v in m["steps"].items()},
+    }))
+
+
+def measure(store: str, state: Path, since: str) -> dict:
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, __file__, "--child", store, str(state), since],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    ps = psutil.Process(proc.pid)
+    peak_tree = 0
+    t0 = time.perf_counter()
+    while proc.poll() is None:
+        try:
+            rss = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
+            peak_tree = max(peak_tree, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    wall = time.perf_counter() - t0
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"analyze child failed ({proc.returncode}):\n{err[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["wall_seconds_with_startup"] = wall
+    result["peak_rss_tree_mb"] = peak_tree / 2**20
+    return result
+
+
+def simulate_embedded(store: Path, nodes: int, days: float, interval: float, seed: int) -> dict:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "fleetwise", "simulate", "--nodes", str(nodes), "--days", str(days),
+                          "--interval", str(interval), "--seed", str(seed), "--start", START,
+                          "--store", f"embedded:{store}"], capture_output=True, text=True, cwd=REPO, check=True)
+    size = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
+    return {"seconds": time.perf_counter() - t0, "output": out.stdout.strip().splitlines()[0],
+            "size_mb": size / 2**20, "interval": interval}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--days", type=float, default=7)
+    ap.add_argument("--interval", type=float, default=120, help="embedded store sampling interval (s)")
+    ap.add_argument("--influx-interval", type=float, default=300, help="InfluxDB sampling interval (s)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--skip-influx", action="store_true")
+    ap.add_argument("--workdir", help="keep the stores here (default: a temp dir, removed afterwards)")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--child", nargs=3, metavar=("STORE", "STATE", "SINCE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    since = f"{round(args.days * 24)}h"
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="fleetwise-analyze-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    result: dict = {"nodes": args.nodes, "days": args.days, "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                    "cpus": os.cpu_count()}
+    try:
+        store = work / "embedded"
+        if not (store / "truth.json").exists():
+            result["embedded_simulate"] = simulate_embedded(store, args.nodes, args.days, args.interval, args.seed)
+        result["embedded"] = measure(f"embedded:{store}", work / "state-embedded", since)
+        result["embedded"]["interval"] = args.interval
+        if not args.skip_influx:
+            from agents.simulate import simulate
+            from tests.services import influxd
+
+            (work / "influxd").mkdir(exist_ok=True)
+            with influxd(work / "influxd") as server:
+                loader = InfluxLoader(server.url)
+                t0 = time.perf_counter()
+                simulate(nodes=args.nodes, days=args.days, interval=args.influx_interval, seed=args.seed,
+                         start=START, sink=loader, truth_path=work / "influx-truth.json")
+                result["influx_load"] = {"seconds": time.perf_counter() - t0, "points": loader.points,
+                                         "seconds_posting": loader.seconds_posting,
+                                         "interval": args.influx_interval,
+                                         "measurements": list(INFLUX_MEASUREMENTS)}
+                url = server.url.replace("http://", "influxdb://") + f"/{DB}"
+                result["influxdb"] = measure(url, work / "state-influx", since)
+                result["influxdb"]["interval"] = args.influx_interval
+                import psutil
+
+                result["influxd_rss_mb"] = psutil.Process(server.proc.pid).memory_info().rss / 2**20 \
+                    if hasattr(server, "proc") else None
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{args.nodes} nodes x {args.days:g} days, {result['cpus']} CPUs, {result['date']}")
+    for key in ("embedded", "influxdb"):
+        r = result.get(key)
+        if r is None:
+            continue
+        ok = r["seconds"] < 60 and r["peak_rss_tree_mb"] < 4096
+        print(f"  {key:<9} interval {r['interval']:g} s: analyze {r['seconds']:.1f} s "
+              f"(process {r['wall_seconds_with_startup']:.1f} s), peak RSS {r['maxrss_self_mb']:.0f} MB "
+              f"(with workers {r['peak_rss_tree_mb']:.0f} MB), {r['jobs']} jobs, {r['workloads']} workloads, "
+              f"{r['fitted']} fitted / {r['skipped']} not -> {'goal met' if ok else 'GOAL MISSED'}")
+        print("            steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["steps"].items()))
+    if "influx_load" in result:
+        lo = result["influx_load"]
+        rate = lo["points"] / lo["seconds"]
+        print(f"  influx load: {lo['points']:,} points in {lo['seconds']:.0f} s ({rate:,.0f}/s)")
+
+
+if __name__ == "__main__":
+    main()
