@@ -303,8 +303,10 @@ def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=Non
             keep: int = DEFAULT_KEEP, now: dt.datetime | None = None) -> AnalyzeResult:
     """Fit every model on [until - since, until) of the store and save them as a new run in state_dir."""
     from agents.query import open_reader
+    from agents.query.base import parse_every
 
     t0 = time.perf_counter()
+    parse_every(every)  # a bad bucket width is the caller's mistake: refuse it before a run is started
     state = StateDir(state_dir, keep=keep)
     with open_reader(store_url) as reader:
         window = resolve_window(reader, since, until, now=now, every=every)

@@ -149,12 +149,12 @@ class InfluxLoader:
 
 # -- measuring analyze() in a child process -----------------------------------------------------------------------
 
-def child(store: str, state: str, since: str) -> None:
+def child(store: str, state: str, since: str, every: str) -> None:
     """Runs in the child: analyze, then print one JSON line with its own figures."""
     from analyzer.pipeline import analyze
 
     t0 = time.perf_counter()
-    r = analyze(store, since=since, state_dir=state, n_jobs=-1)
+    r = analyze(store, since=since, state_dir=state, n_jobs=-1, every=every)
     seconds = time.perf_counter() - t0
     m = r.run.manifest
     print(json.dumps({
@@ -166,10 +166,12 @@ def child(store: str, state: str, since: str) -> None:
     }))
 
 
-def measure(store: str, state: Path, since: str) -> dict:
+def measure(store: str, state: Path, since: str, every: str, cap_mb: float) -> dict:
+    """analyze() in a child; a child whose process tree passes cap_mb is killed (the machine is shared) and
+    reported as such, with how far it got."""
     import psutil
 
-    proc = subprocess.Popen([sys.executable, __file__, "--child", store, str(state), since],
+    proc = subprocess.Popen([sys.executable, __file__, "--child", store, str(state), since, every],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     ps = psutil.Process(proc.pid)
     peak_tree = 0
@@ -180,6 +182,13 @@ def measure(store: str, state: Path, since: str) -> dict:
             peak_tree = max(peak_tree, rss)
         except psutil.Error:
             pass
+        if peak_tree > cap_mb * 2**20:
+            for c in ps.children(recursive=True):
+                c.kill()
+            proc.kill()
+            proc.wait()
+            return {"killed_at_mb": peak_tree / 2**20, "seconds_until_killed": time.perf_counter() - t0,
+                    "stderr_tail": proc.stderr.read()[-2000:]}
         time.sleep(0.05)
     wall = time.perf_counter() - t0
     out, err = proc.communicate()
@@ -211,7 +220,10 @@ def main() -> None:
     ap.add_argument("--skip-influx", action="store_true")
     ap.add_argument("--workdir", help="keep the stores here (default: a temp dir, removed afterwards)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--child", nargs=3, metavar=("STORE", "STATE", "SINCE"), help=argparse.SUPPRESS)
+    ap.add_argument("--every", default="5m", help="analyze()'s bucket width (default 5m, the pipeline default)")
+    ap.add_argument("--cap-mb", type=float, default=8000,
+                    help="kill an analyze child whose process tree passes this RSS (default 8000 MB)")
+    ap.add_argument("--child", nargs=4, metavar=("STORE", "STATE", "SINCE", "EVERY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(*args.child)
@@ -220,12 +232,12 @@ def main() -> None:
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="fleetwise-analyze-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     result: dict = {"nodes": args.nodes, "days": args.days, "date": time.strftime("%Y-%m-%d", time.gmtime()),
-                    "cpus": os.cpu_count()}
+                    "cpus": os.cpu_count(), "every": args.every}
     try:
         store = work / "embedded"
         if not (store / "truth.json").exists():
             result["embedded_simulate"] = simulate_embedded(store, args.nodes, args.days, args.interval, args.seed)
-        result["embedded"] = measure(f"embedded:{store}", work / "state-embedded", since)
+        result["embedded"] = measure(f"embedded:{store}", work / "state-embedded", since, args.every, args.cap_mb)
         result["embedded"]["interval"] = args.interval
         if not args.skip_influx:
             from agents.simulate import simulate
@@ -242,7 +254,7 @@ def main() -> None:
                                          "interval": args.influx_interval,
                                          "measurements": list(INFLUX_MEASUREMENTS)}
                 url = server.url.replace("http://", "influxdb://") + f"/{DB}"
-                result["influxdb"] = measure(url, work / "state-influx", since)
+                result["influxdb"] = measure(url, work / "state-influx", since, args.every, args.cap_mb)
                 result["influxdb"]["interval"] = args.influx_interval
                 import psutil
 
@@ -254,10 +266,14 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{args.nodes} nodes x {args.days:g} days, {result['cpus']} CPUs, {result['date']}")
+    print(f"{args.nodes} nodes x {args.days:g} days, {result['cpus']} CPUs, {result['date']}, every {args.every}")
     for key in ("embedded", "influxdb"):
         r = result.get(key)
         if r is None:
+            continue
+        if "killed_at_mb" in r:
+            print(f"  {key:<9} KILLED at {r['killed_at_mb']:.0f} MB after {r['seconds_until_killed']:.0f} s "
+                  "-> GOAL MISSED")
             continue
         ok = r["seconds"] < 60 and r["peak_rss_tree_mb"] < 4096
         print(f"  {key:<9} interval {r['interval']:g} s: analyze {r['seconds']:.1f} s "

@@ -223,6 +223,8 @@ def _analyze_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", metavar="ISO", help="end of the window (default: the end of the data, or now)")
     p.add_argument("--state", metavar="DIR", default="var/state", help="state directory (default ./var/state)")
     p.add_argument("--jobs", type=int, default=-1, metavar="N", help="parallel fits (default -1: all cores)")
+    p.add_argument("--every", default="5m", metavar="DURATION",
+                   help="bucket width of the job features (default 5m; coarser is faster on long windows)")
     p.set_defaults(run=_run_analyze)
 
 
@@ -257,7 +259,8 @@ def _run_analyze(args: argparse.Namespace) -> int:
     from analyzer.pipeline import analyze
 
     try:
-        result = analyze(store, since=args.since, until=args.until, state_dir=args.state, n_jobs=args.jobs)
+        result = analyze(store, since=args.since, until=args.until, state_dir=args.state, n_jobs=args.jobs,
+                         every=args.every)
     except (StoreURLError, ValueError) as e:
         print(f"fleetwise analyze: {e}", file=sys.stderr)
         return EXIT_CONFIG
