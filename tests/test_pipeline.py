@@ -146,8 +146,13 @@ def test_cli_exit_codes(tmp_path, fleet):
     assert r.returncode == 2 and "unknown store URL" in r.stderr
     r = run_cli(["analyze", "--store", store, "--since", "soon"], cwd=tmp_path)
     assert r.returncode == 2 and "--since 'soon'" in r.stderr
+    r = run_cli(["analyze", "--store", store, "--every", "5 minutes"], cwd=tmp_path)
+    assert r.returncode == 2 and "bad interval '5 minutes'" in r.stderr
+    r = run_cli(["analyze", "--store", store, "--jobs", "0"], cwd=tmp_path)
+    assert r.returncode == 2 and "--jobs" in r.stderr
     r = run_cli(["models", "show", "--state", str(state)], cwd=tmp_path)
     assert r.returncode == 2 and "run `fleetwise analyze` first" in r.stderr
+    assert not state.exists()  # refused before anything was written
     r = run_cli(["analyze", "--store", store, "--state", str(state), "--jobs", "1"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "jobs: 485 " in r.stdout
