@@ -189,3 +189,12 @@ def test_influxdb_and_embedded_agree(tmp_path, influxdb_server):
     assert {n: e["status"] for n, e in a.run.manifest["models"].items()} == \
         {n: e["status"] for n, e in b.run.manifest["models"].items()}
     assert b.run.manifest["store"] == f"influxdb:{influxdb_server.url}/sim"
+
+
+def test_demo_analyzes_the_simulated_fleet(tmp_path):
+    r = run_cli(["demo"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "analyzed embedded:var/demo-store from 2026-11-16 00:00:00+00:00 to 2026-11-23 00:00:00+00:00" in r.stdout
+    assert "$ fleetwise models show" in r.stdout and "forecast" in r.stdout
+    latest = load_latest(tmp_path / "var" / "state")
+    assert latest.manifest["models"]["forecast"]["status"] == "fitted"
