@@ -9,7 +9,7 @@ embedded store in under 60 s on a 2-core machine, peak memory under 4 GB.
    loaded into a real influxd started here (Debian's 1.6.7, 127.0.0.1, temp dir), keeping only the
    measurements the analyzer reads (INFLUX_MEASUREMENTS); line protocol is built column-wise with pyarrow and
    posted in batches, since Point-by-Point encoding would dominate the load time.
-3. analyze() runs in a child process per store; wall time, the child's own peak RSS (getrusage ru_maxrss) and
+3. analyze() runs in a child process per store; wall time, the child's own peak RSS (VmHWM) and
    the peak RSS summed over the child and its joblib workers (psutil, sampled every 50 ms) are recorded, with
    the per-step seconds from the run's manifest.
 
@@ -149,6 +149,15 @@ class InfluxLoader:
 
 # -- measuring analyze() in a child process -----------------------------------------------------------------------
 
+def _vm_hwm_mb() -> float:
+    """This process's peak RSS since exec (VmHWM). Not getrusage's ru_maxrss: Linux carries that across fork
+    and exec, so a child of a large parent would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(store: str, state: str, since: str, every: str) -> None:
     """Runs in the child: analyze, then print one JSON line with its own figures."""
     from analyzer.pipeline import analyze
@@ -158,8 +167,7 @@ def child(store: str, state: str, since: str, every: str) -> None:
     seconds = time.perf_counter() - t0
     m = r.run.manifest
     print(json.dumps({
-        "seconds": seconds, "maxrss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "maxrss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "seconds": seconds, "maxrss_self_mb": _vm_hwm_mb(),
         "jobs": r.jobs, "workloads": r.workloads, "fitted": len(r.fitted), "skipped": len(r.skipped),
         "failed": r.failed, "steps": {k: v["seconds"] for k, v in m["steps"].items()},
         "step_status": {k: v["status"] for k, v in m["steps"].items()},
