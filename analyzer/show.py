@@ -35,6 +35,15 @@ def _num(value: Any) -> str:
     return str(value)
 
 
+SHOWN = 5  # reasons listed per group in text; --format json has all of them
+
+
+def _capped(lines: list[str], indent: str) -> list[str]:
+    if len(lines) <= SHOWN:
+        return lines
+    return [*lines[:SHOWN], f"{indent}... and {len(lines) - SHOWN} more (--format json lists them all)"]
+
+
 def render_text(run: SavedRun) -> str:
     r = models_report(run)
     w = r["window"] or {}
@@ -49,13 +58,14 @@ def render_text(run: SavedRun) -> str:
         for n, e in fitted.items():
             lines.append(f"  {n:<{width}}  {_num(e['score']):>7}  {_num(e['n_train']):>7}  {_num(e['minimum']):>7}"
                          f"  {(e['class'] or '').rsplit('.', 1)[-1]}")
-            for part, reason in (e.get("partial") or {}).items():
-                lines.append(f"  {'':<{width}}    not fitted for {part}: {reason}")
+            pad = f"  {'':<{width}}    "
+            partial = (e.get("partial") or {}).items()
+            lines += _capped([f"{pad}not fitted for {part}: {reason}" for part, reason in partial], pad)
     else:
         lines.append("fitted nothing")
     if skipped:
         lines.append(f"not fitted ({len(skipped)}):")
-        lines += [f"  {n}: {e['reason']}" for n, e in skipped.items()]
+        lines += _capped([f"  {n}: {e['reason']}" for n, e in skipped.items()], "  ")
     return "\n".join(lines) + "\n"
 
 

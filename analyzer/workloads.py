@@ -1,8 +1,10 @@
 """Which jobs are the same workload: by name when the scheduler gave one, by utilization signature otherwise.
 
-Named jobs: "user/name" with run numbers, dates and ids stripped from the name ("train-resnet-0042" ->
-"train-resnet"). Unnamed jobs: StandardScaler + KMeans on their utilization signature, k chosen by
-silhouette; their workloads are "cluster-K".
+Named jobs: the name with run numbers, dates and ids stripped ("train-resnet-0042" -> "train-resnet"),
+pooled over users so the performance models see every run of a workload; `by_user=True` keeps each
+user's runs apart ("alice/train-resnet") for sites where names are generic. Unnamed jobs:
+StandardScaler + KMeans on their utilization signature, k chosen by silhouette; their workloads are
+"cluster-K".
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ class WorkloadIdentifier(BaseEstimator):
 
     MIN_POINTS = 1
 
-    def __init__(self, max_clusters: int = 12, random_state: int = 0) -> None:
+    def __init__(self, max_clusters: int = 12, random_state: int = 0, by_user: bool = False) -> None:
         self.max_clusters = max_clusters
         self.random_state = random_state
+        self.by_user = by_user
 
     def fit(self, jobs, y=None):
         import pandas as pd
@@ -60,12 +63,16 @@ class WorkloadIdentifier(BaseEstimator):
         names = jobs["name"].fillna("").astype(str) if "name" in jobs else pd.Series([""] * len(jobs))
         norm = [normalize_name(n) for n in names]
         users = jobs["user"].astype(str).tolist() if "user" in jobs else [""] * len(jobs)
-        labels = np.array([f"{u}/{n}" if n else "" for u, n in zip(users, norm, strict=True)], dtype=object)
+        labels = np.array([(f"{u}/{n}" if self.by_user else n) if n else "" for u, n in zip(users, norm, strict=True)],
+                          dtype=object)
         explanation: dict[str, str] = {}
         for wl in sorted(set(labels) - {""}):
-            k = int((labels == wl).sum())
-            user, name = wl.split("/", 1)
-            explanation[wl] = f"{k} job{'s' * (k != 1)} named {name} by {user}"
+            members = labels == wl
+            k = int(members.sum())
+            name = wl.split("/", 1)[1] if self.by_user else wl
+            who = sorted({u for u, m in zip(users, members, strict=True) if m})
+            by = ", ".join(who[:3]) + (f" and {len(who) - 3} more" if len(who) > 3 else "")
+            explanation[wl] = f"{k} job{'s' * (k != 1)} named {name} by {by}"
         unnamed = np.flatnonzero(labels == "")
         self.n_clusters_ = 0
         self.score_ = float("nan")

@@ -23,9 +23,13 @@ def test_named_and_unnamed_jobs_by_hand():
              "ib_bytes_per_second": 0.0}
             for n, u in [("train-resnet-0001", 0.9), ("train-resnet-0002", 0.9), ("", 0.02), ("", 0.03),
                          ("", 0.04), ("", 0.95), ("", 0.96), ("", 0.97)]]
+    rows[1]["user"] = "bob"
     wi = WorkloadIdentifier().fit(pd.DataFrame(rows))
-    assert list(wi.labels_[:2]) == ["alice/train-resnet"] * 2
-    assert wi.explanation_["alice/train-resnet"] == "2 jobs named train-resnet by alice"
+    assert list(wi.labels_[:2]) == ["train-resnet"] * 2  # one workload, whoever runs it
+    assert wi.explanation_["train-resnet"] == "2 jobs named train-resnet by alice, bob"
+    per_user = WorkloadIdentifier(by_user=True).fit(pd.DataFrame(rows))
+    assert list(per_user.labels_[:2]) == ["alice/train-resnet", "bob/train-resnet"]
+    assert per_user.explanation_["bob/train-resnet"] == "1 job named train-resnet by bob"
     idle, busy = set(wi.labels_[2:5]), set(wi.labels_[5:])
     assert len(idle) == 1 and len(busy) == 1 and idle != busy
     assert "3 unnamed jobs, GPU util 0.02-0.04, 4 GPUs, low I/O" in wi.explanation_[idle.pop()]
@@ -44,8 +48,8 @@ def test_simulated_grouping(sim):
     wi = WorkloadIdentifier().fit(sim)
     labels = pd.Series(wi.labels_)
     named = (sim["name"] != "").to_numpy()
-    # named jobs: the workload is exactly the truth's (per user)
-    expected = sim["user"] + "/" + sim["true_workload"].str.replace("/", "-")
+    # named jobs: the workload is exactly the truth's
+    expected = sim["true_workload"].str.replace("/", "-")
     assert (labels[named].to_numpy() == expected[named].to_numpy()).all()
     # unnamed jobs: the simulator gives cfd-solver and genomics-align the same signature (both burn every core),
     # so workload purity tops out near 0.7 here; by kind of job the clusters should be nearly pure
