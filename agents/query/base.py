@@ -110,42 +110,119 @@ class FrameQuery:
         return cls(measurement, fields, start_ns, end_ns, every_ns, by, parse_agg(agg))
 
 
+@dataclass(frozen=True)
+class TagCodes:
+    """A tag column as integer codes into a list of distinct values: backends that already know their
+    distinct tag values (one per series, a dictionary per batch) hand these over instead of one Python
+    string per row, so finalize never hashes or type-checks per row and equal strings are shared."""
+
+    codes: object  # numpy integer array, one code per row
+    uniques: Sequence  # str or None per code
+
+
 def finalize(q: FrameQuery, times: Sequence[int], tags: dict[str, Sequence], values: dict[str, Sequence]):
-    """Build the frame both backends return from plain columns (times as epoch ns)."""
+    """Build the frame both backends return from plain columns (times as epoch ns).
+
+    Columns may be lists or numpy arrays; a tag column may also be a TagCodes. Types are decided once
+    per column, never per value in Python."""
     import numpy as np
     import pandas as pd
 
-    data = {"time": pd.to_datetime(np.asarray(times, dtype="int64"), unit="ns", utc=True).as_unit("ns")}
+    t_ns = np.asarray(times, dtype="int64")
+    count = q.every_ns is not None and q.agg.name == "count"
+    codes, uniques = {}, {}
     for t in q.by:
-        data[t] = pd.Series(["" if v is None else str(v) for v in tags[t]], dtype=object)
-    for f in q.fields:
-        data[f] = _field_column(values[f], count=q.every_ns is not None and q.agg.name == "count")
-    df = pd.DataFrame(data)
-    if len(df) and q.fields:
+        codes[t], uniques[t] = _tag_codes(tags[t])
+    cols = {f: _field_column(values[f], count=count) for f in q.fields}
+    if len(t_ns) and q.fields and not count:
         # fill(none) and raw queries: a row with no value in any field does not exist.
-        df = df[df[list(q.fields)].notna().any(axis=1)] if not (q.every_ns and q.agg.name == "count") else df
-    sort = [*q.by, "time"]
-    if q.every_ns is None:
-        sort += list(q.fields)  # points of different series at one instant: make their order deterministic
-    df = df.sort_values(sort, kind="stable", na_position="last").reset_index(drop=True)
+        keep = np.zeros(len(t_ns), dtype=bool)
+        for c in cols.values():
+            keep |= ~np.isnan(c) if c.dtype.kind == "f" else pd.notna(c)
+        if not keep.all():
+            t_ns = t_ns[keep]
+            codes = {t: c[keep] for t, c in codes.items()}
+            cols = {f: c[keep] for f, c in cols.items()}
+    if q.every_ns is not None and len(t_ns):
+        # one row per (series, bucket): tag codes rank like their strings, so an integer lexsort (stable)
+        # gives the order of a stable sort by the tag strings then time
+        order = np.lexsort([t_ns, *[codes[t] for t in reversed(q.by)]])
+        if not (order[1:] > order[:-1]).all():
+            t_ns = t_ns[order]
+            codes = {t: c[order] for t, c in codes.items()}
+            cols = {f: c[order] for f, c in cols.items()}
+    data = {"time": pd.to_datetime(t_ns, unit="ns", utc=True).as_unit("ns")}
+    for t in q.by:
+        data[t] = pd.Series(uniques[t][codes[t]], dtype=object)
+    for f in q.fields:
+        data[f] = pd.Series(cols[f], dtype=cols[f].dtype)
+    df = pd.DataFrame(data)
+    if q.every_ns is None and len(df):
+        sort = [*q.by, "time", *q.fields]  # points of different series at one instant: deterministic order
+        df = df.sort_values(sort, kind="stable", na_position="last").reset_index(drop=True)
     return df
 
 
-def _field_column(values: Sequence, count: bool):
+def _tag_codes(column):
+    """(codes, sorted distinct strings) for a tag column; None becomes "" (as InfluxDB reports it), codes
+    rank like the strings."""
     import numpy as np
     import pandas as pd
 
-    vals = list(values)
+    if isinstance(column, TagCodes):
+        raw_codes, raw_uniques = np.asarray(column.codes), list(column.uniques)
+    else:
+        arr = column if isinstance(column, np.ndarray) else np.asarray(list(column), dtype=object)
+        if arr.dtype != object:
+            arr = arr.astype(object)
+        raw_codes, found = pd.factorize(arr)
+        raw_uniques = list(found)
+        if (raw_codes < 0).any():
+            raw_codes = np.where(raw_codes < 0, len(raw_uniques), raw_codes)
+            raw_uniques.append("")
+    names = ["" if v is None else str(v) for v in raw_uniques]
+    rank, distinct = pd.factorize(np.asarray(names, dtype=object), sort=True)
+    distinct = np.asarray(distinct, dtype=object)
+    if not len(raw_codes):
+        return np.zeros(0, dtype=np.int64), distinct
+    return rank.astype(np.int64)[raw_codes], distinct
+
+
+_NUMERIC = ("integer", "floating", "mixed-integer-float", "empty", "integer-na")
+
+
+def _field_column(values: Sequence, count: bool):
+    """One field column as a numpy array: float64 (count: int64, 0 for missing), else object holding
+    bool or str with None for missing. The type is inferred once per column (pandas infer_dtype, in C)."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(values, np.ma.MaskedArray):
+        values = values.astype(float).filled(np.nan) if values.dtype.kind in "iuf" else \
+            np.where(np.ma.getmaskarray(values), None, values.data.astype(object))
+    arr = values if isinstance(values, np.ndarray) else np.asarray(list(values), dtype=object)
+    if arr.ndim != 1:
+        arr = np.asarray(list(values) if len(arr) else [], dtype=object).reshape(-1)
+    kind = arr.dtype.kind
     if count:
-        return pd.Series([0 if v is None or v != v else int(v) for v in vals], dtype="int64")
-    present = [v for v in vals if v is not None and not (isinstance(v, float) and v != v)]
-    if all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-           for v in present):
-        return pd.Series([np.nan if v is None else float(v) for v in vals], dtype="float64")
-    if all(isinstance(v, (bool, np.bool_)) for v in present):
-        return pd.Series([None if v is None else bool(v) for v in vals], dtype=object)
-    return pd.Series([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in vals],
-                     dtype=object)
+        if kind in "iub":
+            return arr.astype(np.int64)
+        num = arr.astype(np.float64) if kind == "f" else pd.Series(arr, dtype=object).astype(np.float64).to_numpy()
+        return np.where(np.isnan(num), 0, num).astype(np.int64)
+    if kind in "iuf":
+        return arr.astype(np.float64)
+    if kind == "b":
+        return arr.astype(object)
+    if kind != "O":
+        arr = arr.astype(object)
+    inferred = pd.api.types.infer_dtype(arr, skipna=True)
+    if inferred in _NUMERIC:
+        return pd.Series(arr, dtype=object).astype(np.float64).to_numpy()
+    if inferred == "boolean":
+        return np.asarray([None if v is None or (isinstance(v, float) and v != v) else bool(v) for v in arr],
+                          dtype=object)
+    return np.asarray([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in arr],
+                      dtype=object)
 
 
 def empty_frame(q: FrameQuery):

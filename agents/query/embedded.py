@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 from agents.query import identifiers
-from agents.query.base import FrameQuery, QueryError, Reader, empty_frame, finalize
+from agents.query.base import FrameQuery, QueryError, Reader, TagCodes, empty_frame, finalize
 from agents.stores import embedded as store
 
 _RETRIES = 8
+_BATCH_ROWS = 1 << 20  # rows converted from Arrow at a time: bounds the transient copy
 
 
 def _day(ns: int) -> str:
@@ -81,7 +82,7 @@ class EmbeddedReader(Reader):
         if result is None:
             return empty_frame(q)
         times, tags, values = result
-        return finalize(q, times, tags, values)
+        return finalize(q, times, dict(zip(q.by, tags, strict=True)), dict(zip(q.fields, values, strict=True)))
 
     def _query(self, q: FrameQuery, files: list[str]):
         cols = self._columns(files)
@@ -104,10 +105,7 @@ class EmbeddedReader(Reader):
             aggs = [f"{_agg_sql(q, f'__f{i}')} AS __f{i}" for i in range(len(q.fields))]
             sql = (f"SELECT {bucket} AS __t, " + "".join(g + ", " for g in groups) + ", ".join(aggs)
                    + " FROM (" + src + ") GROUP BY ALL")
-        out = self._con.execute(sql, params).fetchnumpy()
-        tags = {t: out[f"__g{i}"].tolist() for i, t in enumerate(q.by)}
-        values = {f: _plain(out[f"__f{i}"]) for i, f in enumerate(q.fields)}
-        return out["__t"], tags, values
+        return _collect(self._con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS), len(q.by), len(q.fields))
 
     def measurements(self) -> list[str]:
         names = []
@@ -169,12 +167,43 @@ def _agg_sql(q: FrameQuery, col: str) -> str:
     return (f"CASE WHEN {idx} >= 1 THEN list_sort(list({col}) FILTER (WHERE {col} IS NOT NULL))[{idx}] END")
 
 
-def _plain(array):
-    """numpy (possibly masked) array -> list with None for missing values."""
+def _collect(batches, n_tags: int, n_fields: int):
+    """Arrow record batches -> (times, TagCodes per tag, numpy column per field), one batch at a time:
+    tag strings are dictionary-encoded per batch (one Python string per distinct value, not per row) and
+    fields are converted in bulk, so the whole result is never held as Arrow and Python objects at once."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    times: list = []
+    codes: list[list] = [[] for _ in range(n_tags)]
+    lookup: list[dict] = [{} for _ in range(n_tags)]
+    values: list[list] = [[] for _ in range(n_fields)]
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        times.append(batch.column("__t").to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
+        for i in range(n_tags):
+            enc = pc.dictionary_encode(batch.column(f"__g{i}"))
+            seen = lookup[i]
+            remap = np.asarray([seen.setdefault(v, len(seen)) for v in enc.dictionary.to_pylist()], dtype=np.int64)
+            codes[i].append(remap[enc.indices.to_numpy(zero_copy_only=False)] if len(remap)
+                            else np.zeros(batch.num_rows, dtype=np.int64))
+        for i in range(n_fields):
+            col = batch.column(f"__f{i}")
+            if pa.types.is_decimal(col.type):
+                col = pc.cast(col, pa.float64())
+            values[i].append(col.to_numpy(zero_copy_only=False))
+    if not times:
+        return None
+    tags = [TagCodes(np.concatenate(c), list(seen)) for c, seen in zip(codes, lookup, strict=True)]
+    return np.concatenate(times), tags, [_concat(v) for v in values]
+
+
+def _concat(parts):
     import numpy as np
 
-    if isinstance(array, np.ma.MaskedArray):
-        mask = np.ma.getmaskarray(array)
-        data = array.data.tolist()
-        return [None if m else v for v, m in zip(data, mask, strict=True)]
-    return [None if (isinstance(v, float) and v != v) else v for v in array.tolist()]
+    kinds = {p.dtype.kind for p in parts}
+    if len(kinds) > 1 and not kinds <= set("iuf"):
+        parts = [p.astype(object) for p in parts]  # e.g. bool batches without nulls next to ones with
+    return np.concatenate(parts)

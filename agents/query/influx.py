@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 
 from agents.query import identifiers
-from agents.query.base import FrameQuery, QueryError, Reader, finalize, influx_duration
+from agents.query.base import FrameQuery, QueryError, Reader, TagCodes, finalize, influx_duration
 from agents.stores.url import StoreURL
 
 _CHUNK_SIZE = 10_000
@@ -98,20 +98,7 @@ class InfluxReader(Reader):
             text += " GROUP BY " + ", ".join(group)
         if q.every_ns is not None:
             text += " fill(none)"
-        times: list[int] = []
-        tags: dict[str, list] = {t: [] for t in q.by}
-        values: dict[str, list] = {f: [] for f in q.fields}
-        for series in self._series(text):
-            index = {c: i for i, c in enumerate(series["columns"])}
-            series_tags = series.get("tags") or {}
-            rows = series.get("values") or []
-            times.extend(r[0] for r in rows)
-            for t in q.by:
-                tags[t].extend([series_tags.get(t, "")] * len(rows))
-            for f in q.fields:
-                i = index.get(f)
-                values[f].extend(r[i] for r in rows) if i is not None else values[f].extend([None] * len(rows))
-        return finalize(q, times, tags, values)
+        return _assemble(q, self._series(text))
 
     def measurements(self) -> list[str]:
         names = [row[0] for s in self._series("SHOW MEASUREMENTS") for row in s.get("values") or []]
@@ -140,3 +127,52 @@ def _agg(q: FrameQuery, col: str) -> str:
     if q.agg.name == "percentile":
         return f"percentile({col}, {float(q.agg.percentile)!r})"
     return f"{q.agg.name}({col})"
+
+
+def _assemble(q: FrameQuery, series_iter):
+    """Series documents -> finalize's columns, converted per series in bulk: one code per series for each
+    tag and one float64 array per numeric field, so no Python object is kept per value."""
+    import numpy as np
+
+    times: list = []
+    codes: dict[str, list] = {t: [] for t in q.by}
+    lookup: dict[str, dict] = {t: {} for t in q.by}
+    values: dict[str, list] = {f: [] for f in q.fields}
+    for series in series_iter:
+        rows = series.get("values") or []
+        if not rows:
+            continue
+        n = len(rows)
+        index = {c: i for i, c in enumerate(series["columns"])}
+        table = np.empty((n, len(series["columns"])), dtype=object)
+        table[:] = rows
+        times.append(table[:, 0].astype(np.int64))
+        series_tags = series.get("tags") or {}
+        for t in q.by:
+            seen = lookup[t]
+            codes[t].append(np.full(n, seen.setdefault(series_tags.get(t, ""), len(seen)), dtype=np.int64))
+        for f in q.fields:
+            i = index.get(f)
+            values[f].append(np.full(n, np.nan) if i is None else _numeric_or_raw(table[:, i]))
+    if not times:
+        return finalize(q, [], {t: [] for t in q.by}, {f: [] for f in q.fields})
+    tags = {t: TagCodes(np.concatenate(codes[t]), list(lookup[t])) for t in q.by}
+    return finalize(q, np.concatenate(times), tags, {f: _concat(values[f]) for f in q.fields})
+
+
+def _numeric_or_raw(column):
+    """float64 (NaN for null) when every value is a number, else the values as they came."""
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.infer_dtype(column, skipna=True) in ("integer", "floating", "mixed-integer-float", "empty"):
+        return np.where(np.equal(column, None), np.nan, column).astype(np.float64)
+    return np.array(column, dtype=object)
+
+
+def _concat(parts):
+    import numpy as np
+
+    if len({p.dtype.kind for p in parts}) > 1:
+        parts = [p.astype(object) for p in parts]
+    return np.concatenate(parts)
