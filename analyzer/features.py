@@ -60,6 +60,7 @@ def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
     if jx is None:
         return pd.DataFrame(columns=COLUMNS)
     jh = jx.merge(jm, on=["time", "host", *JOB_KEYS], how="left") if jm is not None else jx.assign(cpu_cores=np.nan)
+    del jm, jx  # bucket-level frames: hold as few at once as possible
     jh["cpu_cores"] = jh["cpu_cores"].clip(lower=0)
 
     # -- per job: identity, time span, CPU and memory -------------------------------------------------------
@@ -68,7 +69,9 @@ def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
     out["end"] = out["last"] + pd.Timedelta(seconds=bucket_s)
     out = out.drop(columns="last")
     out["duration_seconds"] = (out["end"] - out["start"]).dt.total_seconds()
-    hosts = g["host"].agg(lambda s: ",".join(sorted(set(s)))).rename("hosts")
+    pairs = jh[[*JOB_KEYS, "host"]].drop_duplicates().sort_values([*JOB_KEYS, "host"], kind="stable")
+    hosts = pairs.groupby(JOB_KEYS, sort=True)["host"].agg(",".join).rename("hosts")
+    del pairs
     out = out.merge(hosts, left_on=JOB_KEYS, right_index=True)
     out["nodes"] = out["hosts"].str.count(",") + 1
     per_host = jh.groupby([*JOB_KEYS, "host"]).agg(
@@ -76,7 +79,9 @@ def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
         memory_limit_bytes=("memory_limit_bytes", "max")).groupby(JOB_KEYS).sum(min_count=1)
     out = out.merge(per_host, left_on=JOB_KEYS, right_index=True, how="left")
     cores_t = jh.groupby([*JOB_KEYS, "time"])["cpu_cores"].sum(min_count=1)
-    cores = cores_t.groupby(JOB_KEYS).agg(cpu_cores_mean="mean", cpu_cores_p95=lambda s: s.quantile(0.95))
+    cores_g = cores_t.groupby(JOB_KEYS)
+    cores = pd.DataFrame({"cpu_cores_mean": cores_g.mean(), "cpu_cores_p95": cores_g.quantile(0.95)})
+    del cores_t, cores_g
     out = out.merge(cores, left_on=JOB_KEYS, right_index=True, how="left")
 
     out = _gpu_columns(out, frame, bucket_s)
@@ -115,12 +120,16 @@ def _gpu_columns(out, frame, bucket_s: float):
         rows = rows.merge(jmem, on=["time", *JOB_KEYS, "host", "gpu", "uuid"], how="outer")
     else:
         rows = rows.assign(memory_used_bytes=np.nan)
+    del ju, jmem
+    rows = rows.drop(columns="gpu")
     if gm is not None:
         gm = gm.rename(columns={"utilization_ratio": "gpu_util"})
         rows = rows.merge(gm, on=["time", *gkeys], how="left")
         # job_gpu's utilization is the GPU's; fall back on the gpu series where job_gpu left it out
         rows["utilization_ratio"] = rows["utilization_ratio"].fillna(rows["gpu_util"])
+        rows = rows.drop(columns="gpu_util")
         cap_max = gm.groupby("model")["power_limit_watts"].max()
+        del gm
     else:
         for c in ("memory_bandwidth_ratio", "power_watts", "power_limit_watts", "memory_total_bytes"):
             rows[c] = np.nan
@@ -129,18 +138,18 @@ def _gpu_columns(out, frame, bucket_s: float):
     rows["utilization_ratio"] = rows["utilization_ratio"].clip(0, 1)
 
     g = rows.groupby(JOB_KEYS)
-    per_gpu_total = rows.groupby([*JOB_KEYS, *gkeys])["memory_total_bytes"].max()
+    per_gpu = rows.groupby([*JOB_KEYS, *gkeys]).agg(memory_total_bytes=("memory_total_bytes", "max"),
+                                                    memory_used_bytes=("memory_used_bytes", "max"))
     per_t = rows.groupby([*JOB_KEYS, "time"])["utilization_ratio"].agg(["mean", "max"])
     idle_buckets = (per_t["max"] < IDLE_UTILIZATION).groupby(JOB_KEYS).sum()
     res = pd.DataFrame({
-        "gpus": g.apply(lambda d: len(set(zip(d["host"], d["uuid"], strict=True))), include_groups=False),
-        "accelerator": g["model"].agg(_mode),
+        "gpus": per_gpu.groupby(JOB_KEYS).size(),
+        "accelerator": _modes(rows, "model"),
         "gpu_utilization_mean": g["utilization_ratio"].mean(),
         "gpu_utilization_p95": per_t["mean"].groupby(JOB_KEYS).quantile(0.95),
         "gpu_memory_bandwidth_mean": g["memory_bandwidth_ratio"].mean().clip(0, 1),
-        "gpu_memory_used_max_bytes": rows.groupby([*JOB_KEYS, *gkeys])["memory_used_bytes"].max()
-        .groupby(JOB_KEYS).max(),
-        "gpu_memory_total_bytes": per_gpu_total.groupby(JOB_KEYS).max(),
+        "gpu_memory_used_max_bytes": per_gpu["memory_used_bytes"].groupby(JOB_KEYS).max(),
+        "gpu_memory_total_bytes": per_gpu["memory_total_bytes"].groupby(JOB_KEYS).max(),
         "gpu_idle_seconds": idle_buckets * bucket_s,
         "power_watts_mean": g["power_watts"].mean(),
         "power_limit_watts": g["power_limit_watts"].mean(),
@@ -154,10 +163,12 @@ def _gpu_columns(out, frame, bucket_s: float):
     return out
 
 
-def _mode(s) -> str:
-    s = s.dropna()
-    s = s[s != ""]
-    return str(s.mode().iloc[0]) if len(s) else ""
+def _modes(rows, col: str):
+    """Per job, the most frequent non-empty value of col (ties: the smallest, as Series.mode); NaN if none."""
+    v = rows.loc[rows[col].notna() & (rows[col] != ""), [*JOB_KEYS, col]]
+    n = v.groupby([*JOB_KEYS, col], sort=True).size().rename("n").reset_index()
+    n = n.sort_values([*JOB_KEYS, "n", col], ascending=[True] * len(JOB_KEYS) + [False, True], kind="stable")
+    return n.drop_duplicates(JOB_KEYS).set_index(JOB_KEYS)[col].astype(str)
 
 
 def _host_rates(out, jh, frame, bucket_s: float):
