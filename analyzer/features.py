@@ -18,6 +18,7 @@ per bucket with resets dropped, and every rate is clipped at zero.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 JOB_KEYS = ["job", "scheduler", "user"]
 IDLE_UTILIZATION = 0.05  # a GPU below this is idle (jobstats and NVIDIA's own "idle" throttle use ~5%)
@@ -49,10 +50,10 @@ def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
     if "job" not in measurements:
         return pd.DataFrame(columns=COLUMNS)
 
-    def frame(measurement, fields, by, agg="mean", step=every):
+    def frame(measurement, fields, by, agg="mean", step=every, lo=start, hi=end):
         if measurement not in measurements:
             return None
-        f = reader.frame(measurement, fields, start, end, every=step, by=by, agg=agg)
+        f = reader.frame(measurement, fields, lo, hi, every=step, by=by, agg=agg)
         return f if len(f) else None
 
     jm = frame("job", ["cpu_cores"], ["host", *JOB_KEYS])
@@ -84,7 +85,7 @@ def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
     del cores_t, cores_g
     out = out.merge(cores, left_on=JOB_KEYS, right_index=True, how="left")
 
-    out = _gpu_columns(out, frame, bucket_s)
+    out = _gpu_columns(out, frame, bucket_s, _chunks(start, end, parse_every(every)))
     out = _host_rates(out, jh, frame, bucket_s)
     out = _throughput(out, frame)
     out = _job_info(out, frame)
@@ -100,21 +101,62 @@ def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
     return out[COLUMNS].sort_values("job", kind="stable").reset_index(drop=True)
 
 
-def _gpu_columns(out, frame, bucket_s: float):
+def _gpu_columns(out, frame, bucket_s: float, chunks):
+    """GPU columns, one time chunk at a time: job_gpu and gpu are the largest bucket-level frames (one row per
+    GPU and bucket), so each chunk is joined and reduced to per-job partial aggregates before the next is read."""
     import numpy as np
     import pandas as pd
 
-    gkeys = ["host", "uuid"]
-    ju = frame("job_gpu", ["utilization_ratio"], [*JOB_KEYS, "host", "gpu", "uuid"])
-    jmem = frame("job_gpu", ["memory_used_bytes"], [*JOB_KEYS, "host", "gpu", "uuid"], "max")
-    gm = frame("gpu", ["utilization_ratio", "memory_bandwidth_ratio", "power_watts", "power_limit_watts",
-                       "memory_total_bytes"], ["host", "uuid", "model"])
     cols = {"accelerator": "", "gpus": 0, "gpu_utilization_mean": np.nan, "gpu_utilization_p95": np.nan,
             "gpu_memory_bandwidth_mean": np.nan, "gpu_memory_used_max_bytes": np.nan,
             "gpu_memory_total_bytes": np.nan, "gpu_idle_seconds": np.nan, "power_watts_mean": np.nan,
             "power_limit_watts": np.nan, "power_limit_max_watts": np.nan, "energy_joules": np.nan}
-    if ju is None:
+    parts = [p for lo, hi in chunks if (p := _gpu_chunk(frame, lo, hi, bucket_s)) is not None]
+    if not parts:
         return out.assign(**cols)
+    per_gpu = pd.concat([p["per_gpu"] for p in parts]).groupby(level=[*JOB_KEYS, "host", "uuid"]).max()
+    per_t = pd.concat([p["per_t"] for p in parts])
+    sums = pd.concat([p["sums"] for p in parts]).groupby(level=JOB_KEYS).sum()
+    models = pd.concat([p["models"] for p in parts]).groupby([*JOB_KEYS, "model"], sort=True)["n"].sum()
+    cap_max = pd.concat([p["cap_max"] for p in parts]).groupby(level=0).max()
+    del parts
+    idle_buckets = (per_t["max"] < IDLE_UTILIZATION).groupby(JOB_KEYS).sum()
+
+    def mean(c):
+        n = sums[(c, "count")]
+        return (sums[(c, "sum")] / n).where(n > 0)
+
+    energy = sums[("energy", "sum")].where(sums[("energy", "count")] > 0)
+    res = pd.DataFrame({
+        "gpus": per_gpu.groupby(level=JOB_KEYS).size(),
+        "accelerator": _top(models),
+        "gpu_utilization_mean": mean("utilization_ratio"),
+        "gpu_utilization_p95": per_t["mean"].groupby(JOB_KEYS).quantile(0.95),
+        "gpu_memory_bandwidth_mean": mean("memory_bandwidth_ratio").clip(0, 1),
+        "gpu_memory_used_max_bytes": per_gpu["memory_used_bytes"].groupby(level=JOB_KEYS).max(),
+        "gpu_memory_total_bytes": per_gpu["memory_total_bytes"].groupby(level=JOB_KEYS).max(),
+        "gpu_idle_seconds": idle_buckets * bucket_s,
+        "power_watts_mean": mean("power_watts"),
+        "power_limit_watts": mean("power_limit_watts"),
+        "energy_joules": energy,
+    })
+    res["accelerator"] = res["accelerator"].fillna("")
+    res["power_limit_max_watts"] = res["accelerator"].map(cap_max).astype(float)
+    out = out.merge(res, left_on=JOB_KEYS, right_index=True, how="left")
+    out["accelerator"] = out["accelerator"].fillna("")
+    return out
+
+
+def _gpu_chunk(frame, lo, hi, bucket_s: float):
+    """Per-job partial aggregates of the job_gpu and gpu buckets in [lo, hi), or None without job_gpu data."""
+    import numpy as np
+    import pandas as pd
+
+    gkeys = ["host", "uuid"]
+    ju = frame("job_gpu", ["utilization_ratio"], [*JOB_KEYS, "host", "gpu", "uuid"], lo=lo, hi=hi)
+    if ju is None:
+        return None
+    jmem = frame("job_gpu", ["memory_used_bytes"], [*JOB_KEYS, "host", "gpu", "uuid"], "max", lo=lo, hi=hi)
     rows = ju
     if jmem is not None:
         rows = rows.merge(jmem, on=["time", *JOB_KEYS, "host", "gpu", "uuid"], how="outer")
@@ -122,6 +164,8 @@ def _gpu_columns(out, frame, bucket_s: float):
         rows = rows.assign(memory_used_bytes=np.nan)
     del ju, jmem
     rows = rows.drop(columns="gpu")
+    gm = frame("gpu", ["utilization_ratio", "memory_bandwidth_ratio", "power_watts", "power_limit_watts",
+                       "memory_total_bytes"], ["host", "uuid", "model"], lo=lo, hi=hi)
     if gm is not None:
         gm = gm.rename(columns={"utilization_ratio": "gpu_util"})
         rows = rows.merge(gm, on=["time", *gkeys], how="left")
@@ -136,39 +180,39 @@ def _gpu_columns(out, frame, bucket_s: float):
         rows["model"] = ""
         cap_max = pd.Series(dtype=float)
     rows["utilization_ratio"] = rows["utilization_ratio"].clip(0, 1)
-
-    g = rows.groupby(JOB_KEYS)
-    per_gpu = rows.groupby([*JOB_KEYS, *gkeys]).agg(memory_total_bytes=("memory_total_bytes", "max"),
-                                                    memory_used_bytes=("memory_used_bytes", "max"))
-    per_t = rows.groupby([*JOB_KEYS, "time"])["utilization_ratio"].agg(["mean", "max"])
-    idle_buckets = (per_t["max"] < IDLE_UTILIZATION).groupby(JOB_KEYS).sum()
-    res = pd.DataFrame({
-        "gpus": per_gpu.groupby(JOB_KEYS).size(),
-        "accelerator": _modes(rows, "model"),
-        "gpu_utilization_mean": g["utilization_ratio"].mean(),
-        "gpu_utilization_p95": per_t["mean"].groupby(JOB_KEYS).quantile(0.95),
-        "gpu_memory_bandwidth_mean": g["memory_bandwidth_ratio"].mean().clip(0, 1),
-        "gpu_memory_used_max_bytes": per_gpu["memory_used_bytes"].groupby(JOB_KEYS).max(),
-        "gpu_memory_total_bytes": per_gpu["memory_total_bytes"].groupby(JOB_KEYS).max(),
-        "gpu_idle_seconds": idle_buckets * bucket_s,
-        "power_watts_mean": g["power_watts"].mean(),
-        "power_limit_watts": g["power_limit_watts"].mean(),
-        "energy_joules": (rows["power_watts"].clip(lower=0) * bucket_s).groupby(
-            [rows[k] for k in JOB_KEYS]).sum(min_count=1),
-    })
-    res["accelerator"] = res["accelerator"].fillna("")
-    res["power_limit_max_watts"] = res["accelerator"].map(cap_max).astype(float)
-    out = out.merge(res, left_on=JOB_KEYS, right_index=True, how="left")
-    out["accelerator"] = out["accelerator"].fillna("")
-    return out
+    rows["energy"] = rows["power_watts"].clip(lower=0) * bucket_s
+    means = ["utilization_ratio", "memory_bandwidth_ratio", "power_watts", "power_limit_watts", "energy"]
+    named = rows.loc[rows["model"].notna() & (rows["model"] != ""), [*JOB_KEYS, "model"]]
+    return {
+        "per_gpu": rows.groupby([*JOB_KEYS, *gkeys]).agg(memory_total_bytes=("memory_total_bytes", "max"),
+                                                         memory_used_bytes=("memory_used_bytes", "max")),
+        "per_t": rows.groupby([*JOB_KEYS, "time"])["utilization_ratio"].agg(["mean", "max"]),
+        "sums": rows.groupby(JOB_KEYS)[means].agg(["sum", "count"]),
+        "models": named.groupby([*JOB_KEYS, "model"]).size().rename("n").reset_index(),
+        "cap_max": cap_max,
+    }
 
 
-def _modes(rows, col: str):
-    """Per job, the most frequent non-empty value of col (ties: the smallest, as Series.mode); NaN if none."""
-    v = rows.loc[rows[col].notna() & (rows[col] != ""), [*JOB_KEYS, col]]
-    n = v.groupby([*JOB_KEYS, col], sort=True).size().rename("n").reset_index()
-    n = n.sort_values([*JOB_KEYS, "n", col], ascending=[True] * len(JOB_KEYS) + [False, True], kind="stable")
-    return n.drop_duplicates(JOB_KEYS).set_index(JOB_KEYS)[col].astype(str)
+def _top(counts):
+    """Per job, the model seen most often (ties: the smallest, as Series.mode); from (job keys, model) -> n."""
+    n = counts.reset_index()
+    n = n.sort_values([*JOB_KEYS, "n", "model"], ascending=[True] * len(JOB_KEYS) + [False, True], kind="stable")
+    return n.drop_duplicates(JOB_KEYS).set_index(JOB_KEYS)["model"].astype(str)
+
+
+def _chunks(start, end, every_ns: int):
+    """[start, end) cut at UTC day boundaries when buckets tile a day (so no bucket is split), else whole."""
+    import pandas as pd
+
+    from agents.query.base import time_ns
+
+    day = 86_400 * 10**9
+    s, e = time_ns(start), time_ns(end)
+    if day % every_ns:
+        return [(start, end)]
+    edges = [s, *range((s // day + 1) * day, e, day), e]
+    return [(pd.Timestamp(a, unit="ns", tz="UTC"), pd.Timestamp(b, unit="ns", tz="UTC"))
+            for a, b in itertools.pairwise(edges)]
 
 
 def _host_rates(out, jh, frame, bucket_s: float):
