@@ -24,6 +24,14 @@ from analyzer.minimums import InsufficientData
 FULL_POWER = 0.95  # power_limit_fraction at or above this counts as uncapped
 
 
+
+def _ridge(factors: np.ndarray, y: np.ndarray, bias_reg: float, reg: float) -> tuple[float, np.ndarray]:
+    """One ALS half-step for a row or column: its effect and factor vector by ridge regression."""
+    X = np.hstack([np.ones((len(y), 1)), factors])
+    R = np.diag([bias_reg] + [reg] * factors.shape[1])
+    sol = np.linalg.solve(X.T @ X + R, X.T @ y)
+    return sol[0], sol[1:]
+
 def _als(Y: np.ndarray, mask: np.ndarray, rank: int, reg: float, iters: int,
          seed: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fit Y ~ mu + a[:, None] + b[None, :] + U @ V.T on mask; returns (mu, a, b, U, V)."""
@@ -40,21 +48,13 @@ def _als(Y: np.ndarray, mask: np.ndarray, rank: int, reg: float, iters: int,
             if not cols.any():
                 a[i], U[i] = 0.0, 0.0
                 continue
-            X = np.hstack([np.ones((cols.sum(), 1)), V[cols]])
-            y = Y[i, cols] - mu - b[cols]
-            R = np.diag([bias_reg] + [reg] * rank)
-            sol = np.linalg.solve(X.T @ X + R, X.T @ y)
-            a[i], U[i] = sol[0], sol[1:]
+            a[i], U[i] = _ridge(V[cols], Y[i, cols] - mu - b[cols], bias_reg, reg)
         for j in range(m):
             rows = mask[:, j]
             if not rows.any():
                 b[j], V[j] = 0.0, 0.0
                 continue
-            X = np.hstack([np.ones((rows.sum(), 1)), U[rows]])
-            y = Y[rows, j] - mu - a[rows]
-            R = np.diag([bias_reg] + [reg] * rank)
-            sol = np.linalg.solve(X.T @ X + R, X.T @ y)
-            b[j], V[j] = sol[0], sol[1:]
+            b[j], V[j] = _ridge(U[rows], Y[rows, j] - mu - a[rows], bias_reg, reg)
         mu_shift = float((Y - (mu + a[:, None] + b[None, :] + U @ V.T))[mask].mean())
         mu += mu_shift
     return mu, a, b, U, V
