@@ -24,7 +24,6 @@ from analyzer.minimums import InsufficientData
 FULL_POWER = 0.95  # power_limit_fraction at or above this counts as uncapped
 
 
-
 def _ridge(factors: np.ndarray, y: np.ndarray, bias_reg: float, reg: float) -> tuple[float, np.ndarray]:
     """One ALS half-step for a row or column: its effect and factor vector by ridge regression."""
     X = np.hstack([np.ones((len(y), 1)), factors])
