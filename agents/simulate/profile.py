@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from agents.simulate.hardware import ACCELERATORS, CPUS, GIB, NETWORKS, NodeClass
 
@@ -32,25 +32,12 @@ class NodeClassSpec(BaseModel):
     lustre: bool = True
     pool: str = "batch"
 
-    @field_validator("cpu")
+    @field_validator("cpu", "accelerator", "network")
     @classmethod
-    def _cpu(cls, v: str) -> str:
-        if v not in CPUS:
-            raise ValueError(f"unknown cpu {v!r}; known: {', '.join(CPUS)}")
-        return v
-
-    @field_validator("accelerator")
-    @classmethod
-    def _acc(cls, v: str | None) -> str | None:
-        if v is not None and v not in ACCELERATORS:
-            raise ValueError(f"unknown accelerator {v!r}; known: {', '.join(ACCELERATORS)}")
-        return v
-
-    @field_validator("network")
-    @classmethod
-    def _net(cls, v: str) -> str:
-        if v not in NETWORKS:
-            raise ValueError(f"unknown network {v!r}; known: {', '.join(NETWORKS)}")
+    def _in_catalogue(cls, v: str | None, info: ValidationInfo) -> str | None:
+        catalogue = {"cpu": CPUS, "accelerator": ACCELERATORS, "network": NETWORKS}[info.field_name]
+        if v is not None and v not in catalogue:
+            raise ValueError(f"unknown {info.field_name} {v!r}; known: {', '.join(catalogue)}")
         return v
 
     def build(self) -> NodeClass:
