@@ -18,7 +18,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None,
+              header: str | None = None) -> None:
+    """Wait for a 2xx from url (and, with `header`, that header in the answer, so a stray server that
+    happens to hold the port is not taken for the one we started)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -26,7 +29,7 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status < 500:
+                if header is None or r.headers.get(header):
                     return
         except Exception as e:
             last = e

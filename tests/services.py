@@ -72,7 +72,7 @@ def influxd(workdir: Path, auth: bool = False) -> Iterator[Server]:
     log = workdir / "influxd.log"
     server = Server(f"http://127.0.0.1:{http_port}", _spawn([binary, "-config", str(conf)], log), workdir, log)
     try:
-        wait_http(server.url + "/ping", timeout=60, proc=server.proc)
+        wait_http(server.url + "/ping", timeout=60, proc=server.proc, header="X-Influxdb-Version")
         yield server
     finally:
         server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,8 +18,18 @@ def influx_query(base_url: str, q: str, db: str | None = None) -> dict:
         return json.loads(r.read())
 
 
-def create_database(base_url: str, db: str) -> None:
-    influx_query(base_url, f'CREATE DATABASE "{db}"')
+def create_database(base_url: str, db: str, timeout: float = 30.0) -> None:
+    """CREATE DATABASE and wait until influxd lists it: a server just started under load has been seen to
+    answer the first write with 404 "database not found"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = influx_query(base_url, f'CREATE DATABASE "{db}"')
+        listed = influx_query(base_url, "SHOW DATABASES")["results"][0].get("series", [{}])[0].get("values", [])
+        if [db] in listed:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"influxd did not create database {db!r}: {answer}")
+        time.sleep(0.2)
 
 
 def write_lines(base_url: str, db: str, lines: Iterable[str]) -> None:

@@ -84,7 +84,7 @@ def memory_times(server) -> list[int]:
 
 def restart(server) -> None:
     server.start_again()
-    wait_http(server.url + "/ping", timeout=60, proc=server.proc)
+    wait_http(server.url + "/ping", timeout=60, proc=server.proc, header="X-Influxdb-Version")
 
 
 def test_rounds_written_during_an_outage_all_arrive(influxdb_server, tmp_path):
