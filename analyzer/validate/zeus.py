@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.models.power import relative_slowdown
-from analyzer.validate.zeus_model import StepTimeCurve
+from analyzer.validate.zeus_model import StepTimeCurve, pooled_speeds
 
 FILE_RE = re.compile(r"^summary_power_([A-Za-z0-9_-]+)\.csv$")
 COLUMNS = ("dataset", "network", "batch_size", "optimizer", "power_limit", "time_per_epoch", "average_power")
@@ -148,7 +148,8 @@ class CrossTypeModel:
 
     g_w(b): log uncapped time at batch b relative to the profiled batch, averaged over the other types; each
     type's curve is a StepTimeCurve (A/b + B + C*b times its measured residual), which decides how the curve
-    is extrapolated beyond the batch sizes that type measured.
+    is extrapolated beyond the batch sizes that type measured. Moved to the held-out type, the per-sample
+    terms take the workload's own speed and the overhead term the type's pooled speed (zeus_model).
     s(x): power-cap slowdown as a function of the dynamic power fraction x = (P - floor) / (demand - floor),
     where floor is the type's static power (the lowest average power seen on it) and demand the uncapped
     average power of (w, b); s is the PowerCapModel form fitted on the other types. The demand at other
@@ -158,7 +159,6 @@ class CrossTypeModel:
     alpha: float = 1.0
     p: float = 1.0
     floor_scale: float = 1.0
-    beta: float = 1.0  # overhead scales like per-sample compute: see zeus_model and docs/validation.md
 
     def fit(self, train: pd.DataFrame) -> CrossTypeModel:
         from analyzer.models.power import fit_slowdown
@@ -183,24 +183,33 @@ class CrossTypeModel:
     def predict(self, profiled: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
         train = self.train_
         floor_h = self.floor_scale * float(profiled.average_power.min())
+        prof_by_wl = profiled.set_index("workload")
+        anchors = {wl: (float(r.batch_size), float(r.time_per_epoch)) for wl, r in prof_by_wl.iterrows()}
+        # per training type: its StepTimeCurves, the pooled speeds of the held-out type, its dynamic-power curves
+        sources = []
+        for _gpu, g in train.groupby("gpu"):
+            top = g[g.power_limit == g.power_limit.max()]
+            floor = self.floor_scale * _profiled_floor(g)
+            curves, dyn = {}, {}
+            for wl, t in top.groupby("workload"):
+                bs = t.batch_size.to_numpy(float)
+                curves[wl] = StepTimeCurve(bs, t.time_per_epoch.to_numpy(float))
+                dyn[wl] = (bs, (t.average_power.to_numpy() - floor) / (top.power_limit.max() - floor))
+            o, speeds = pooled_speeds(curves, anchors)
+            sources.append((curves, dyn, o, speeds))
         out = np.empty(len(test))
         for wl, idx in test.groupby("workload").groups.items():
-            prof = profiled[profiled.workload == wl].iloc[0]
+            prof = prof_by_wl.loc[wl]
             b0 = float(prof.batch_size)
             g_logt, g_dyn = {}, {}
-            curves = []
-            for gpu, g in train[train.workload == wl].groupby("gpu"):
-                top = g[g.power_limit == g.power_limit.max()]
-                floor = self.floor_scale * _profiled_floor(train[train.gpu == gpu])
-                bs = top.batch_size.to_numpy(float)
-                step = StepTimeCurve(bs, top.time_per_epoch.to_numpy(float))
-                dyn = (top.average_power.to_numpy() - floor) / (top.power_limit.max() - floor)
-                curves.append((bs, step, dyn))
-            rows = test.loc[idx]
-            for b in rows.batch_size.unique():
+            for b in test.loc[idx].batch_size.unique():
                 gs, ds = [], []
-                for bs, step, ld in curves:
-                    gs.append(float(step.relative(b, b0, float(prof.time_per_epoch), self.beta)))
+                for curves, dyn, o, speeds in sources:
+                    if wl not in curves:
+                        continue
+                    c = curves[wl]
+                    gs.append(math.log(float(c.at(b, speeds[wl], o)) / float(c.at(b0, speeds[wl], o))))
+                    bs, ld = dyn[wl]
                     ds.append(_interp_log2(bs, ld, b) - _interp_log2(bs, ld, b0))
                 g_logt[b], g_dyn[b] = float(np.mean(gs)), float(np.mean(ds))
             span = float(prof.power_limit) - floor_h
