@@ -3,6 +3,8 @@ identical frames, measurement lists, tag values and time bounds."""
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
@@ -185,3 +187,116 @@ def test_secrets_from_files_only(tmp_path, monkeypatch):
     monkeypatch.setenv("FLEETWISE_INFLUXDB_PASSWORD", "pw")
     reader = InfluxReader(parse_store_url("influxdb://alice@127.0.0.1:8086/fw"))
     assert reader._headers["Authorization"] == "Basic YWxpY2U6cHc="  # base64("alice:pw")
+
+
+# -- aggregate(): several aggregates per series (or per series and bucket) in one pass ---------------------------
+
+ALL_STATS = {"n": ("load", "count"), "total": ("load", "sum"), "avg": ("load", "mean"), "hi": ("load", "max"),
+             "lo": ("load", "min"), "head": ("load", "first"), "tail": ("load", "last"), "p95": ("load", "p95"),
+             "temps": ("temp", "count"), "temp_hi": ("temp", "max"), "reqs_sum": ("reqs", "sum"),
+             "reqs_last": ("reqs", "last")}
+TIMES = {"since": ("load", "first_time"), "until": ("load", "last_time"), "temp_until": ("temp", "last_time")}
+AGG_CASES = {
+    "series_by_host": dict(stats={**ALL_STATS, **TIMES}, by=["host"]),
+    "series_by_rack_host": dict(stats={**ALL_STATS, **TIMES}, by=["rack", "host"]),
+    "series_by_rack": dict(stats={"n": ("load", "count"), **TIMES}, by=["rack"]),
+    "series_no_by": dict(stats={"n": ("reqs", "count"), "s": ("reqs", "sum"), **TIMES}),
+    "times_only": dict(stats=TIMES, by=["host"]),
+    "temp_only": dict(stats={"n": ("temp", "count"), "t": ("temp", "first_time")}, by=["host"]),
+    "buckets_2m": dict(stats=ALL_STATS, every="2m", by=["host"]),
+    "buckets_1m_rack": dict(stats={"n": ("load", "count"), "m": ("load", "mean"), "p": ("load", "p50")}, every="1m",
+                            by=["rack"]),
+    "where_below": dict(stats={"n": ("load", "count"), "s": ("load", "sum"), **TIMES}, by=["host"],
+                        where=[("load", "<", 2.0)]),
+    "where_two": dict(stats={"n": ("reqs", "count"), "hi": ("load", "max")}, every="2m", by=["host"],
+                      where=[("reqs", ">=", 3), ("load", "!=", 0.25)]),
+    "cut_window": dict(stats={**ALL_STATS, **TIMES}, start=T0 + 30 * S, end=T0 + 260 * S, by=["host"]),
+    "nothing_there": dict(stats={**ALL_STATS, **TIMES}, start=T0 - 3600 * S, end=T0 - 60 * S, by=["host"]),
+    "across_days": dict(stats={"n": ("v", "count"), "m": ("v", "max"), **{k: ("v", a) for k, (_, a) in TIMES.items()}},
+                        end=T0 + 2 * 86_400 * S, by=["host"], measurement="other"),
+}
+
+
+def _aggregates(stores, case):
+    kw = dict(AGG_CASES[case])
+    measurement = kw.pop("measurement", "ctest")
+    start, end = pd.Timestamp(kw.pop("start", START), tz="UTC"), pd.Timestamp(kw.pop("end", END), tz="UTC")
+    return [stores[name].aggregate(measurement, start=start, end=end, **kw) for name in ("influx", "embedded")]
+
+
+@pytest.mark.parametrize("case", sorted(AGG_CASES))
+def test_aggregates_identical(stores, case):
+    influx, embedded = _aggregates(stores, case)
+    pd.testing.assert_frame_equal(influx, embedded, check_exact=False, rtol=1e-12)
+    spec = AGG_CASES[case]
+    head = ["time"] if "every" in spec else []
+    assert list(influx.columns) == [*head, *spec.get("by", ()), *spec["stats"]]
+    for name, (_, agg) in spec["stats"].items():
+        expect = {"count": "int64", "first_time": "datetime64[ns, UTC]", "last_time": "datetime64[ns, UTC]"}
+        assert str(influx[name].dtype) == expect.get(agg, "float64"), name
+    if case != "nothing_there":
+        assert len(influx)
+
+
+def test_aggregate_values_by_hand(stores):
+    for name in ("influx", "embedded"):
+        df = stores[name].aggregate("ctest", {**ALL_STATS, **TIMES}, START, END, by=["host"]).set_index("host")
+        loads = {h: [((k * 7 + i * 13) % 17) / 4 for k in range(30)] for i, h in enumerate(HOSTS)}
+        loads["b"] = [v for k, v in enumerate(loads["b"]) if not 12 <= k < 18]  # b's gap (minute 2)
+        a, b = df.loc["a"], df.loc["b"]
+        assert (a["n"], b["n"]) == (30, 24)
+        assert a["total"] == pytest.approx(sum(loads["a"])) and a["avg"] == pytest.approx(sum(loads["a"]) / 30)
+        assert (a["hi"], a["lo"], a["head"], a["tail"]) == (max(loads["a"]), min(loads["a"]), loads["a"][0],
+                                                            loads["a"][-1])
+        assert a["p95"] == sorted(loads["a"])[28]  # nearest rank: floor(30 * 0.95 + 0.5) - 1
+        assert (a["temps"], a["temp_hi"], b["temps"]) == (12, 51.0, 0)
+        assert math.isnan(b["temp_hi"])
+        assert a["reqs_sum"] == sum(k * 5 % 11 for k in range(30)) and a["reqs_last"] == 29 * 5 % 11
+        assert a["since"] == pd.Timestamp(T0, tz="UTC") and b["since"] == pd.Timestamp(T0 + S, tz="UTC")
+        assert a["until"] == pd.Timestamp(T0 + 290 * S, tz="UTC")
+        assert a["temp_until"] == pd.Timestamp(T0 + 110 * S, tz="UTC") and pd.isna(b["temp_until"])
+
+        below = stores[name].aggregate("ctest", {"n": ("load", "count")}, START, END, by=["host"],
+                                       where=[("load", "<", 2.0)]).set_index("host")["n"]
+        assert below.to_dict() == {h: sum(v < 2.0 for v in loads[h]) for h in HOSTS}
+
+        buckets = stores[name].aggregate("ctest", {"n": ("temp", "count"), "m": ("load", "max")}, START, END,
+                                         every="2m", by=["host"])
+        a2 = buckets[buckets.host == "a"]
+        assert a2["n"].tolist() == [12, 0, 0] and a2["m"].tolist() == [max(loads["a"][i:i + 12])
+                                                                       for i in (0, 12, 24)]
+
+
+def test_aggregate_refuses_bad_requests(stores):
+    for reader in stores.values():
+        with pytest.raises(ValueError, match="per series only"):
+            reader.aggregate("ctest", {"t": ("load", "first_time")}, START, END, every="1m")
+        with pytest.raises(ValueError, match="unknown aggregate"):
+            reader.aggregate("ctest", {"t": ("load", "median")}, START, END)
+        with pytest.raises(ValueError, match="duplicate or reserved"):
+            reader.aggregate("ctest", {"host": ("load", "max")}, START, END, by=["host"])
+        with pytest.raises(ValueError, match="operator"):
+            reader.aggregate("ctest", {"n": ("load", "count")}, START, END, where=[("load", "<>", 1)])
+        with pytest.raises(ValueError, match="finite number"):
+            reader.aggregate("ctest", {"n": ("load", "count")}, START, END, where=[("load", "<", "1; DROP")])
+        with pytest.raises(ValueError, match="mapping"):
+            reader.aggregate("ctest", [("load", "count")], START, END)
+
+
+def test_aggregate_quotes_odd_names(tmp_path_factory):
+    """Field, tag and column names with quotes, spaces and backslashes reach both stores quoted, never pasted."""
+    from tests.services import influxd
+
+    odd = [Point('we"ird m', {'ta\\g "': "x,y=z"}, {'f "1"\\x': float(k), "n": k}, T0 + k * S) for k in range(5)]
+    root = tmp_path_factory.mktemp("odd-embedded")
+    EmbeddedWriter(root).write(odd)
+    stats = {'c "o"\\l': ('f "1"\\x', "sum"), "t": ('f "1"\\x', "last_time")}
+    with influxd(tmp_path_factory.mktemp("odd-influxd")) as server:
+        create_database(server.url, "fw")
+        write_points(server.url, "fw", odd)
+        influx = open_reader(server.url.replace("http://", "influxdb://") + "/fw")
+        with open_reader(f"embedded:{root}") as embedded:
+            frames = [r.aggregate('we"ird m', stats, START, END, by=['ta\\g "'], where=[('f "1"\\x', ">", 0.5)])
+                      for r in (influx, embedded)]
+    pd.testing.assert_frame_equal(*frames)
+    assert frames[0].iloc[0].tolist() == ["x,y=z", 10.0, pd.Timestamp(T0 + 4 * S, tz="UTC")]

@@ -5,6 +5,13 @@ Frame contract: columns ["time", *by, *fields]; time is datetime64[ns, UTC]; tag
 dtype holding str ("" where a point had no such tag, as InfluxDB reports it); field columns are float64
 (count: int64, 0 where a bucket had no value of that field; string/bool fields: object); rows sorted by
 the by-tags then time; empty buckets omitted (InfluxQL fill(none)).
+
+Aggregate contract (Reader.aggregate): several aggregates of several fields in one pass, one row per
+series (distinct by-tag values) over the whole window, or per series and bucket when every is given:
+columns [("time",) *by, *stat names]. Tags as above; count columns int64 (0 where the field had no
+value); first_time / last_time columns (the time of a field's first / last value, per series only)
+datetime64[ns, UTC] (NaT where none); other stats as frame() fields. A row exists where any requested
+field had a value (after the where conditions); rows sorted by the by-tags then time.
 """
 
 from __future__ import annotations
@@ -12,12 +19,16 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from agents.query.identifiers import validate
 
 AGGS = ("mean", "max", "min", "last", "sum", "count")
+STAT_AGGS = (*AGGS, "first", "first_time", "last_time")  # what Reader.aggregate computes besides pNN
+TIME_AGGS = ("first_time", "last_time")
+OPS = ("<", "<=", ">", ">=", "=", "!=")
+NAT = -(2**63)  # "no time" in the int64 epoch-ns columns backends hand to finalize_stats (pandas' NaT)
 _PCT = re.compile(r"^p(100|\d{1,2}(\.\d+)?)$")
 _DURATION = re.compile(r"^(\d+)(ns|us|u|µ|ms|s|m|h|d|w)$")
 _UNIT_NS = {"ns": 1, "us": 1_000, "u": 1_000, "µ": 1_000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
@@ -41,6 +52,16 @@ def parse_agg(agg: str) -> Agg:
     if m and 0 < float(m.group(1)) <= 100:
         return Agg("percentile", float(m.group(1)))
     raise ValueError(f"unknown aggregate {agg!r}: use one of {', '.join(AGGS)} or pNN (e.g. p95)")
+
+
+def parse_stat(agg: str) -> Agg:
+    """An aggregate for Reader.aggregate: frame()'s (parse_agg) plus first, first_time and last_time."""
+    if agg in STAT_AGGS:
+        return Agg(agg)
+    try:
+        return parse_agg(agg)
+    except ValueError:
+        raise ValueError(f"unknown aggregate {agg!r}: use one of {', '.join(STAT_AGGS)} or pNN (e.g. p95)") from None
 
 
 def parse_every(every: str | dt.timedelta) -> int:
@@ -108,6 +129,77 @@ class FrameQuery:
             raise ValueError(f"end {end!r} is not after start {start!r}")
         every_ns = None if every is None else parse_every(every)
         return cls(measurement, fields, start_ns, end_ns, every_ns, by, parse_agg(agg))
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One output column of an aggregate query: agg of field."""
+
+    name: str
+    field: str
+    agg: Agg
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A point filter on a numeric field value (points without the field never match, as in InfluxQL)."""
+
+    field: str
+    op: str
+    value: float
+
+
+@dataclass(frozen=True)
+class AggregateQuery:
+    """A checked aggregate() request, the same object handed to either backend."""
+
+    measurement: str
+    stats: tuple[Stat, ...]
+    start_ns: int
+    end_ns: int
+    every_ns: int | None
+    by: tuple[str, ...]
+    where: tuple[Condition, ...] = ()
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The distinct fields the stats read, in order of first use."""
+        return tuple(dict.fromkeys(s.field for s in self.stats))
+
+    @classmethod
+    def build(cls, measurement, stats, start, end, every, by, where) -> AggregateQuery:
+        import math
+
+        validate(measurement, "measurement")
+        by = tuple(validate(b, "tag") for b in by)
+        if not isinstance(stats, Mapping) or not stats:
+            raise ValueError("aggregate() needs stats: a non-empty mapping of column name -> (field, aggregate)")
+        built = []
+        for name, spec in stats.items():
+            if not (isinstance(spec, tuple | list) and len(spec) == 2):
+                raise ValueError(f"stat {name!r}: give (field, aggregate), got {spec!r}")
+            built.append(Stat(validate(name, "column"), validate(spec[0], "field"), parse_stat(spec[1])))
+        names = ["time", *by, *stats]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate or reserved column names in {names}")
+        start_ns, end_ns = time_ns(start), time_ns(end)
+        if end_ns <= start_ns:
+            raise ValueError(f"end {end!r} is not after start {start!r}")
+        every_ns = None if every is None else parse_every(every)
+        if every_ns is not None and any(s.agg.name in TIME_AGGS for s in built):
+            # InfluxQL labels a bucket with its start, never with a point's time
+            raise ValueError("first_time and last_time are per series only: use every=None")
+        conds = []
+        for cond in where:
+            if not (isinstance(cond, tuple | list) and len(cond) == 3):
+                raise ValueError(f"where: give (field, op, number) conditions, got {cond!r}")
+            field, op, value = cond
+            if op not in OPS:
+                raise ValueError(f"where: unknown operator {op!r}: use one of {', '.join(OPS)}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"where: {field!r} {op} needs a finite number, got {value!r}")
+            conds.append(Condition(validate(field, "field"), op, value))
+        return cls(measurement, tuple(built), start_ns, end_ns, every_ns, by, tuple(conds))
 
 
 @dataclass(frozen=True)
@@ -229,6 +321,66 @@ def empty_frame(q: FrameQuery):
     return finalize(q, [], {t: [] for t in q.by}, {f: [] for f in q.fields})
 
 
+def finalize_stats(q: AggregateQuery, times: Sequence[int] | None, tags: dict[str, Sequence],
+                   values: dict[str, Sequence]):
+    """Build the frame both backends return for an aggregate query from plain columns.
+
+    times: bucket starts as epoch ns (None when every is None); values: one column per stat name, time
+    stats as int64 epoch ns with NAT where none (never floats: they hold epoch ns only to 2**53).
+    Types are decided once per column."""
+    import numpy as np
+    import pandas as pd
+
+    n = len(next(iter(values.values()))) if values else 0
+    codes, uniques = {}, {}
+    for t in q.by:
+        codes[t], uniques[t] = _tag_codes(tags[t])
+    cols, present = {}, np.zeros(n, dtype=bool)
+    for s in q.stats:
+        raw = values[s.name]
+        if s.agg.name == "count":
+            cols[s.name] = _field_column(raw, count=True)
+            present |= cols[s.name] > 0
+        elif s.agg.name in TIME_AGGS:
+            cols[s.name] = np.asarray(raw, dtype=np.int64)
+            present |= cols[s.name] != NAT
+        else:
+            cols[s.name] = _field_column(raw, count=False)
+            c = cols[s.name]
+            present |= ~np.isnan(c) if c.dtype.kind == "f" else pd.notna(c)
+    t_ns = None if times is None else np.asarray(times, dtype="int64")
+    if n and not present.all():
+        codes = {t: c[present] for t, c in codes.items()}
+        cols = {k: c[present] for k, c in cols.items()}
+        t_ns = None if t_ns is None else t_ns[present]
+    keys = [codes[t] for t in reversed(q.by)]
+    if t_ns is not None:
+        keys.insert(0, t_ns)
+    if keys and len(keys[0]):
+        order = np.lexsort(keys)
+        if not (order[1:] > order[:-1]).all():
+            codes = {t: c[order] for t, c in codes.items()}
+            cols = {k: c[order] for k, c in cols.items()}
+            t_ns = None if t_ns is None else t_ns[order]
+    data = {}
+    if q.every_ns is not None:
+        data["time"] = pd.to_datetime(t_ns if t_ns is not None else [], unit="ns", utc=True).as_unit("ns")
+    for t in q.by:
+        data[t] = pd.Series(uniques[t][codes[t]], dtype=object)
+    for s in q.stats:
+        c = cols[s.name]
+        if s.agg.name in TIME_AGGS:
+            data[s.name] = pd.Series(pd.to_datetime(c.view("datetime64[ns]")).tz_localize("UTC").as_unit("ns"))
+        else:
+            data[s.name] = pd.Series(c, dtype=c.dtype)
+    return pd.DataFrame(data, columns=list(data))
+
+
+def empty_stats(q: AggregateQuery):
+    return finalize_stats(q, None if q.every_ns is None else [], {t: [] for t in q.by},
+                          {s.name: [] for s in q.stats})
+
+
 class Reader(abc.ABC):
     """One query API over InfluxDB and the embedded store (see the module doc for the frame contract)."""
 
@@ -240,6 +392,21 @@ class Reader(abc.ABC):
 
     @abc.abstractmethod
     def _frame(self, q: FrameQuery): ...
+
+    def aggregate(self, measurement: str, stats: Mapping[str, tuple[str, str]], start, end,
+                  every: str | dt.timedelta | None = None, by: Sequence[str] = (),
+                  where: Sequence[tuple[str, str, float]] = ()):
+        """Several aggregates in one pass over [start, end): one row per series (distinct by-tag values),
+        or per series and bucket of width every (aligned as in frame()).
+
+        stats maps each output column to (field, aggregate): mean, max, min, sum, count, first, last,
+        pNN (nearest rank, as InfluxQL), or first_time / last_time (when the field's first / last value in
+        the window was taken; every=None only). where: (field, op, number) conditions a point must meet.
+        Heavy per-point work stays in the store: the answer is series (x buckets) long, not points long."""
+        return self._aggregate(AggregateQuery.build(measurement, stats, start, end, every, by, where))
+
+    @abc.abstractmethod
+    def _aggregate(self, q: AggregateQuery): ...
 
     @abc.abstractmethod
     def measurements(self) -> list[str]: ...

@@ -13,7 +13,19 @@ import time
 from pathlib import Path
 
 from agents.query import identifiers
-from agents.query.base import FrameQuery, QueryError, Reader, TagCodes, empty_frame, finalize
+from agents.query.base import (
+    NAT,
+    TIME_AGGS,
+    AggregateQuery,
+    FrameQuery,
+    QueryError,
+    Reader,
+    TagCodes,
+    empty_frame,
+    empty_stats,
+    finalize,
+    finalize_stats,
+)
 from agents.stores import embedded as store
 
 _RETRIES = 8
@@ -107,6 +119,45 @@ class EmbeddedReader(Reader):
                    + " FROM (" + src + ") GROUP BY ALL")
         return _collect(self._con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS), len(q.by), len(q.fields))
 
+    def _aggregate(self, q: AggregateQuery):
+        result = self._run(q.measurement, q.start_ns, q.end_ns - 1, lambda files: self._query_stats(q, files))
+        if result is None:
+            return empty_stats(q)
+        times, tags, values = result
+        return finalize_stats(q, times if q.every_ns is not None else None, dict(zip(q.by, tags, strict=True)),
+                              {s.name: v for s, v in zip(q.stats, values, strict=True)})
+
+    def _query_stats(self, q: AggregateQuery, files: list[str]):
+        cols = self._columns(files)
+        qi = identifiers.duckdb
+        fields = q.fields
+        field_sql = {f: (qi(f) if f in cols else "NULL") for f in fields}
+        tag_sql = {t: (f"coalesce({qi(t)}, '')" if t in cols else "''") for t in q.by}
+        params: dict = {"files": files, "start": q.start_ns, "end": q.end_ns}
+        conds = []
+        for i, c in enumerate(q.where):
+            # a condition on a field the files lack matches nothing (NULL compares false), as in InfluxQL
+            conds.append(f" AND {qi(c.field) if c.field in cols else 'NULL'} {_OPS[c.op]} $w{i}")
+            params[f"w{i}"] = float(c.value)
+        src = ("SELECT epoch_ns(time) AS __t"
+               + "".join(f", {tag_sql[t]} AS __g{i}" for i, t in enumerate(q.by))
+               + "".join(f", {field_sql[f]} AS __f{i}" for i, f in enumerate(fields))
+               + " FROM read_parquet($files, union_by_name=true, hive_partitioning=false)"
+               " WHERE epoch_ns(time) >= $start AND epoch_ns(time) < $end" + "".join(conds)
+               + " AND (" + " OR ".join(f"{field_sql[f]} IS NOT NULL" for f in fields) + ")")
+        index = {f: i for i, f in enumerate(fields)}
+        groups = [f"__g{i}" for i in range(len(q.by))]
+        aggs = [f"{_stat_sql(s, f'__f{index[s.field]}')} AS __f{i}" for i, s in enumerate(q.stats)]
+        if q.every_ns is None:
+            head = "SELECT 0 AS __t, "
+        else:
+            params["every"] = q.every_ns
+            head = "SELECT (__t - ((__t % $every) + $every) % $every) AS __t, "
+        sql = head + "".join(g + ", " for g in groups) + ", ".join(aggs) + " FROM (" + src + ") GROUP BY ALL"
+        times = [i for i, s in enumerate(q.stats) if s.agg.name in TIME_AGGS]
+        return _collect(self._con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS), len(q.by), len(q.stats),
+                        int_columns=times)
+
     def measurements(self) -> list[str]:
         names = []
         for name in store.measurement_dirs(self.path):
@@ -153,6 +204,7 @@ class EmbeddedReader(Reader):
 
 
 def _agg_sql(q: FrameQuery, col: str) -> str:
+    """SQL of q.agg over col (q: anything with an .agg)."""
     name = q.agg.name
     if name == "mean":
         return f"avg({col})"
@@ -167,10 +219,25 @@ def _agg_sql(q: FrameQuery, col: str) -> str:
     return (f"CASE WHEN {idx} >= 1 THEN list_sort(list({col}) FILTER (WHERE {col} IS NOT NULL))[{idx}] END")
 
 
-def _collect(batches, n_tags: int, n_fields: int):
+_OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "=": "=", "!=": "<>"}
+
+
+def _stat_sql(s, col: str) -> str:
+    name = s.agg.name
+    if name == "first":
+        return f"arg_min({col}, __t) FILTER (WHERE {col} IS NOT NULL)"
+    if name == "first_time":
+        return f"min(__t) FILTER (WHERE {col} IS NOT NULL)"
+    if name == "last_time":
+        return f"max(__t) FILTER (WHERE {col} IS NOT NULL)"
+    return _agg_sql(s, col)
+
+
+def _collect(batches, n_tags: int, n_fields: int, int_columns=()):
     """Arrow record batches -> (times, TagCodes per tag, numpy column per field), one batch at a time:
     tag strings are dictionary-encoded per batch (one Python string per distinct value, not per row) and
-    fields are converted in bulk, so the whole result is never held as Arrow and Python objects at once."""
+    fields are converted in bulk, so the whole result is never held as Arrow and Python objects at once.
+    int_columns: fields kept as int64 with nulls as NAT (times: a float64 round trip would round them)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -191,6 +258,9 @@ def _collect(batches, n_tags: int, n_fields: int):
                             else np.zeros(batch.num_rows, dtype=np.int64))
         for i in range(n_fields):
             col = batch.column(f"__f{i}")
+            if i in int_columns:
+                values[i].append(pc.fill_null(pc.cast(col, pa.int64()), NAT).to_numpy(zero_copy_only=False))
+                continue
             if pa.types.is_decimal(col.type):
                 col = pc.cast(col, pa.float64())
             values[i].append(col.to_numpy(zero_copy_only=False))
