@@ -219,7 +219,21 @@ def test_demand_series_matches_truth_placements(sim_store):
     assert gpu["demand"].notna().all() and gpu["truth"].notna().all()  # same pools, same 72 hours
     assert len(gpu) == 4 * 72
     assert gpu["truth"].sum() > 100  # the fleet is actually busy, so the comparison means something
-    assert np.abs(gpu["demand"] - gpu["truth"]).max() < 0.02
+    # demand_series counts a GPU's held samples over the samples it reported in the hour. A node down for a
+    # planned reboot reports 4 of 60 samples fewer, so a GPU held for the rest of such an hour counts up to
+    # 4/60 more than the scheduler's time-weighted placements (0.061 in this run: 4 A100s held 54 of the 56
+    # samples after a reboot); every other hour is exact.
+    down = {}
+    for n in truth["nodes"]:
+        if n["accelerator"] and n["reboot_seconds"] is not None:
+            hour = SIM_START.floor("h") + pd.Timedelta(hours=int(n["reboot_seconds"] // 3600))
+            for h in (hour - pd.Timedelta(hours=1), hour):  # the 4 silent rounds may start in the hour before
+                key = (h, f"gpu:{n['accelerator']}")
+                down[key] = down.get(key, 0) + n["devices"]
+    err = (gpu["demand"] - gpu["truth"]).abs()
+    bound = [0.02 + 4 / 60 * down.get((t, pool), 0) for t, pool in zip(gpu["time"], gpu["pool"], strict=True)]
+    assert (err <= bound).all(), gpu[err > bound]
+    assert err[[b == 0.02 for b in bound]].max() < 1e-9
     devices = {}
     for n in truth["nodes"]:
         if n["accelerator"]:

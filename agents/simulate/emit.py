@@ -27,6 +27,9 @@ TS = pa.timestamp("ns", tz="UTC")
 NVIDIA_THROTTLE_IDLE, NVIDIA_THROTTLE_SW_POWER, NVIDIA_THROTTLE_HW_THERMAL = 0x1, 0x4, 0x40
 DRIVER = {"nvidia": "550.90.07", "amd": "6.7.0"}
 IB_STATE_ACTIVE = 4
+# PortXmitWait ticks per second of a port that has data queued and no credits the whole second. The unit is
+# the HCA's internal tick; only ratios matter here (a busy non-blocking port stays below 1e5 per second).
+XMIT_WAIT_TICKS_PER_SECOND = 2e7
 ROOT_FS_BYTES = 960 * 10**9
 LUSTRE_FS_BYTES = 5 * 10**15
 
@@ -193,7 +196,9 @@ class Emitter:
         mem = np.full((N, T), 6.0 * 2**30)
         lu_r, lu_w = np.zeros((N, T)), np.zeros((N, T))
         nv_r, nv_w = np.zeros((N, T)), np.zeros((N, T))
-        net = np.zeros((N, T))
+        net = np.zeros((N, T))  # job traffic on the class's fabric (IB on InfiniBand nodes)
+        net_eth = np.zeros((N, T))  # job traffic that goes over eth0 on an InfiniBand node (TCP fallback)
+        ib_blocked = np.zeros((N, T))  # share of time the HCA waits for credits (tapered spine)
         gjob = np.full((G, T), -1, np.int32)
         g_util, g_membw, g_mem = np.zeros((G, T)), np.zeros((G, T)), np.zeros((G, T))
         g_cap = np.ones((G, T))
@@ -216,7 +221,8 @@ class Emitter:
                 lu_w[i, s:e] += t["lustre_write"]
                 nv_r[i, s:e] += t["nvme_read"]
                 nv_w[i, s:e] += t["nvme_write"]
-                net[i, s:e] += t["net_bytes"] * f
+                (net_eth if t["net_path"] == "eth" else net)[i, s:e] += t["net_bytes"] * f
+                ib_blocked[i, s:e] += t["ib_blocked"]
                 for g in j.gpus.get(i, []):
                     G_ = self.gpu_base[i] + g
                     gjob[G_, s:e] = jp
@@ -289,8 +295,8 @@ class Emitter:
         # net (eth0 carries Lustre on Ethernet nodes), infiniband ------------------------------------------------
         is_ib = np.zeros(N, bool)
         is_ib[self.ib_nodes] = True
-        eth_extra_r = np.where(is_ib[:, None], 0.0, lu_r + net)
-        eth_extra_w = np.where(is_ib[:, None], 0.0, lu_w + net)
+        eth_extra_r = net_eth + np.where(is_ib[:, None], 0.0, lu_r + net)
+        eth_extra_w = net_eth + np.where(is_ib[:, None], 0.0, lu_w + net)
         base = 2e5 * (1 + 0.2 * np.abs(noise((N, T), 1.0)))
         rx = np.minimum(base + eth_extra_r, MGMT_NETWORK.bytes_per_second * 4) * dt
         tx = np.minimum(base * 0.6 + eth_extra_w, MGMT_NETWORK.bytes_per_second * 4) * dt
@@ -314,7 +320,8 @@ class Emitter:
             rc, ri = self.c["ib_r"].step(rb, rs)
             xp, _ = self.c["ib_xp"].step(xb / 4096 + 10 * dt, rs)
             rp, _ = self.c["ib_rp"].step(rb / 4096 + 10 * dt, rs)
-            wait, _ = self.c["ib_wait"].step((xb / (link[:, None] * dt)) ** 2 * 1e5 * dt, rs)
+            wait, _ = self.c["ib_wait"].step(((xb / (link[:, None] * dt)) ** 2 * 1e5
+                                              + XMIT_WAIT_TICKS_PER_SECOND * np.minimum(ib_blocked[ib], 1.0)) * dt, rs)
             ib_null = nullrate[ib].ravel()
             zi = np.zeros(nib * T, np.int64)
             out["infiniband"] = make_table("infiniband", np.tile(t_ns, nib), {

@@ -105,6 +105,10 @@ class NodeClass:
     nvme_bytes: int
     lustre: bool
     pool: str
+    # Fat tree: leaf_nodes nodes of the class per leaf switch (0: one non-blocking fabric), and the spine's
+    # oversubscription (2.0 = a 2:1 taper: half as many uplinks as node ports on each leaf).
+    leaf_nodes: int = 0
+    oversubscription: float = 1.0
 
     @property
     def cores(self) -> int:

@@ -31,6 +31,9 @@ class NodeClassSpec(BaseModel):
     nvme_tib: float = Field(3.84, ge=0)
     lustre: bool = True
     pool: str = "batch"
+    leaf_nodes: int = Field(0, ge=0, description="Nodes per leaf switch of the class's fabric; 0 = non-blocking.")
+    oversubscription: float = Field(1.0, ge=1, le=16, description="Spine taper: a job spanning leaf switches "
+                                                                  "gets link / oversubscription per node.")
 
     @field_validator("cpu", "accelerator", "network")
     @classmethod
@@ -44,7 +47,7 @@ class NodeClassSpec(BaseModel):
         acc = ACCELERATORS[self.accelerator] if self.accelerator else None
         return NodeClass(self.name, CPUS[self.cpu], self.sockets, self.memory_gib * GIB, acc,
                          self.devices if acc else 0, NETWORKS[self.network], int(self.nvme_tib * 1e12),
-                         self.lustre, self.pool)
+                         self.lustre, self.pool, self.leaf_nodes, self.oversubscription)
 
 
 class WorkloadMix(BaseModel):
@@ -58,11 +61,26 @@ class WorkloadMix(BaseModel):
     cpu_batch: float = Field(0.7, ge=0)
     straggler_probability: float = Field(0.06, ge=0, le=1)
     multi_node_probability: float = Field(0.15, ge=0, le=1)
+    no_rdma_probability: float = Field(
+        0.3, ge=0, le=1, description="Share of multi-node training jobs whose collectives find no usable HCA "
+                                     "(container without the RDMA libraries, pod without the RDMA device) and "
+                                     "fall back to TCP sockets over the 25 GbE eth0.")
+    cpus_per_device: list[int] = Field(
+        [1, 2, 2, 4, 4, 8, 16], min_length=1, description="Cores a training job asks per device, drawn uniformly "
+                                                          "from the list (repeat a value to weight it).")
+    augment_costs: list[float] = Field(
+        [1.0, 1.0, 2.0, 3.0], min_length=1, description="CPU cost per sample of a training job's augmentation, "
+                                                        "relative to the plain pipeline, drawn per job (2-3: "
+                                                        "RandAugment / SpecAugment-style pipelines).")
     power_caps: list[float] = Field([1.0, 1.0, 1.0, 0.8, 0.6], min_length=1)
     reboot_probability: float = Field(0.05, ge=0, le=1, description="Chance a node reboots once during a run.")
     scaling_sweep: list[str] = Field([], description="Training workloads also run at 1, 2, 4, ... devices and on "
                                                      "2 nodes of every GPU class, at full power (model checks).")
     sweep_hours: float = Field(2.0, gt=0, le=48, description="Duration of each scaling-sweep job.")
+    gpu_growth_per_week: float = Field(
+        0.05, ge=-0.5, le=2, description="Growth of the GPU job arrival rate per week, as a fraction of the rate at "
+                                         "the start (linear: 0.05 = +5% of the starting rate each week).")
+    cpu_growth_per_week: float = Field(0.05, ge=-0.5, le=2, description="The same for CPU-node jobs.")
 
     @field_validator("power_caps")
     @classmethod
@@ -70,6 +88,22 @@ class WorkloadMix(BaseModel):
         for f in v:
             if not 0.3 <= f <= 1.0:
                 raise ValueError(f"power cap fraction {f} outside [0.3, 1.0]")
+        return v
+
+    @field_validator("augment_costs")
+    @classmethod
+    def _augment(cls, v: list[float]) -> list[float]:
+        for a in v:
+            if not 0.1 <= a <= 20:
+                raise ValueError(f"augment cost {a} outside [0.1, 20]")
+        return v
+
+    @field_validator("cpus_per_device")
+    @classmethod
+    def _cpus(cls, v: list[int]) -> list[int]:
+        for c in v:
+            if not 1 <= c <= 64:
+                raise ValueError(f"cores per device {c} outside [1, 64]")
         return v
 
     @field_validator("scaling_sweep")
@@ -106,6 +140,8 @@ accelerator = "V100"
 devices = 4
 network = "ib-hdr"
 pool = "gpu"
+leaf_nodes = 4         # a rack per HDR leaf switch, 2:1 tapered to the spine
+oversubscription = 2.0
 
 [[node_class]]   # HGX A100 4-GPU
 name = "a100-epyc"
@@ -116,6 +152,8 @@ accelerator = "A100"
 devices = 4
 network = "ib-hdr"
 pool = "gpu"
+leaf_nodes = 4
+oversubscription = 2.0
 
 [[node_class]]   # quad GH200-like: Neoverse-V2 with H100
 name = "h100-grace"

@@ -27,6 +27,11 @@ class Node:
     host: str
     cls: NodeClass
     reboot_round: int | None = None  # first round after the reboot (counters restart here)
+    leaf: int = 0  # leaf switch within the class's fabric
+
+    @property
+    def switch(self) -> tuple[str, int]:
+        return self.cls.name, self.leaf
 
     @property
     def blackout(self) -> tuple[int, int] | None:
@@ -51,6 +56,9 @@ class Job:
     memory_per_node: int
     cap_fraction: float = 1.0
     straggler: bool = False
+    rdma: bool = True  # False: a multi-node job's collectives go over TCP on eth0 (no usable HCA)
+    augment_cost: float = 1.0  # CPU cost per sample of the input pipeline, relative to the plain one
+    one_leaf: bool = False  # Slurm --switches=1: wait rather than span leaf switches (benchmarks)
     start: int | None = None
     hosts: list[int] = field(default_factory=list)
     gpus: dict[int, list[int]] = field(default_factory=dict)  # node index -> device indices
@@ -66,13 +74,31 @@ def build_fleet(profile: Profile, n_nodes: int, rounds: int, rng: np.random.Gene
     counts = allocate([c.share for c in profile.node_class], n_nodes)
     nodes: list[Node] = []
     for cls, count in zip(classes, counts, strict=True):
-        for _ in range(count):
+        for k in range(count):
             i = len(nodes)
-            nodes.append(Node(i, f"{cls.name}-{i:04d}", cls))
+            nodes.append(Node(i, f"{cls.name}-{i:04d}", cls, leaf=k // cls.leaf_nodes if cls.leaf_nodes else 0))
     for node in nodes:
         if rounds > 4 * REBOOT_DOWN_ROUNDS and rng.random() < profile.mix.reboot_probability:
             node.reboot_round = int(rng.integers(2 * REBOOT_DOWN_ROUNDS, rounds - REBOOT_DOWN_ROUNDS))
     return nodes
+
+
+WEEK_SECONDS = 7 * 86400
+
+
+def arrival_seconds(u: float, growth_per_week: float) -> float | None:
+    """Time of an arrival whose operational time is u, for a rate growing linearly by growth_per_week.
+
+    Arrivals are a Poisson process of rate lam * (1 + g t / W): drawing exponential gaps at the starting rate
+    gives u = t + g t^2 / (2 W) (the integrated rate over lam), inverted here. g = 0 gives t = u, so a profile
+    without growth draws exactly the arrivals it drew before. None once a shrinking rate has reached zero."""
+    g = growth_per_week
+    if g == 0:
+        return u
+    disc = 1.0 + 2.0 * g * u / WEEK_SECONDS
+    if disc < 0:
+        return None
+    return (np.sqrt(disc) - 1.0) * WEEK_SECONDS / g
 
 
 def _duration(rng: np.random.Generator, median_s: float, sigma: float, lo: float, hi: float, interval: float) -> int:
@@ -120,16 +146,20 @@ def generate_jobs(profile: Profile, nodes: list[Node], rounds: int, interval: fl
         if rng.random() < mix.multi_node_probability:
             return acc, per_node, int(rng.choice([2, 4]))
         d = int(rng.choice([1, 2, 4, 8]))
-        return (acc if rng.random() < 0.7 else None), min(d, per_node), 1
+        typed = rng.random() < 0.7
+        if d > per_node:  # Slurm's --gpus=8 on 4-GPU nodes: whole nodes of one type, as many as it takes
+            return acc, per_node, -(-d // per_node)
+        return (acc if typed else None), d, 1
 
     train_share = mix.training / (mix.training + mix.idle) if mix.training + mix.idle else 0
     if total_devices:
-        mean_devices = 1.0 + 2.5 * (1 - mix.multi_node_probability) + 12 * mix.multi_node_probability
+        # single node: mean of 1, 2, 4, 8 devices; multi-node: 2 or 4 whole nodes of ~4.5 devices
+        mean_devices = 3.75 * (1 - mix.multi_node_probability) + 13.5 * mix.multi_node_probability
         mean_seconds = train_share * 3 * 3600 * np.exp(0.5) + (1 - train_share) * 8 * 3600 * np.exp(0.245)
         free = total_devices * (1 - mix.inference_gpus_share)
-        lam = mix.gpu_load * free / (mean_devices * mean_seconds)  # arrivals per second
-        t = rng.exponential(1 / lam)
-        while t < rounds * interval:
+        lam = mix.gpu_load * free / (mean_devices * mean_seconds)  # arrivals per second at the start
+        u = rng.exponential(1 / lam)
+        while (t := arrival_seconds(u, mix.gpu_growth_per_week)) is not None and t < rounds * interval:
             acc, per_node, n_nodes = gpu_shape()
             idle = rng.random() >= train_share
             arrival = int(t // interval)
@@ -142,28 +172,30 @@ def generate_jobs(profile: Profile, nodes: list[Node], rounds: int, interval: fl
             else:
                 work = wl.TRAINING_WORKLOADS[int(rng.integers(len(wl.TRAINING_WORKLOADS)))]
                 dur = _duration(rng, 3 * 3600, 1.0, 900, 2 * 86400, interval)
-                cpn = int(rng.choice([4, 8, 16])) * per_node
+                cpn = int(rng.choice(mix.cpus_per_device)) * per_node
                 job = Job(new_id(), "training", work, users[int(rng.integers(len(users)))], "slurm", arrival, dur,
                           acc, per_node, n_nodes, cpn, (32 << 30) * per_node,
                           cap_fraction=float(rng.choice(mix.power_caps)),
-                          straggler=bool(per_node * n_nodes >= 2 and rng.random() < mix.straggler_probability))
+                          straggler=bool(per_node * n_nodes >= 2 and rng.random() < mix.straggler_probability),
+                          rdma=not (n_nodes > 1 and rng.random() < mix.no_rdma_probability),
+                          augment_cost=float(rng.choice(mix.augment_costs)))
             jobs.append(job)
-            t += rng.exponential(1 / lam)
+            u += rng.exponential(1 / lam)
 
     if cpu_nodes:
         cores = sum(n.cls.cores for n in cpu_nodes)
         etl_share = mix.etl / (mix.etl + mix.cpu_batch) if mix.etl + mix.cpu_batch else 0
         mean_cores, mean_seconds = 48.0, 2 * 3600 * np.exp(0.32)
         lam = mix.cpu_load * cores / (mean_cores * mean_seconds)
-        t = rng.exponential(1 / lam)
-        while t < rounds * interval:
+        u = rng.exponential(1 / lam)
+        while (t := arrival_seconds(u, mix.cpu_growth_per_week)) is not None and t < rounds * interval:
             etl = rng.random() < etl_share
             cpus = int(rng.choice([16, 32, 64, 80]))
             dur = _duration(rng, (1 if etl else 2.5) * 3600, 0.8, 600, 86400, interval)
             work = wl.ETL_WORKLOADS[0] if etl else wl.CPU_WORKLOADS[int(rng.integers(len(wl.CPU_WORKLOADS)))]
             jobs.append(Job(new_id(), "etl" if etl else "cpu_batch", work, users[int(rng.integers(len(users)))],
                             "slurm", int(t // interval), dur, None, 0, 1, cpus, cpus * (4 << 30)))
-            t += rng.exponential(1 / lam)
+            u += rng.exponential(1 / lam)
     return jobs
 
 
@@ -187,7 +219,7 @@ def _sweep_jobs(mix, gpu_nodes: list[Node], rounds: int, interval: float, first:
     shapes.sort(key=lambda s: -s[3])
     for work, acc, d, n_nodes in shapes:
         out.append(Job(f"{100000 + first + len(out)}", "training", work, "sweep", "slurm", 0, duration, acc, d,
-                       n_nodes, 16 * d, (32 << 30) * d))
+                       n_nodes, 16 * d, (32 << 30) * d, one_leaf=True))
     return out
 
 
@@ -243,7 +275,8 @@ class Scheduler:
             for n in self.nodes:
                 if self._fits(n, job, t, True):
                     by_class.setdefault(n.cls.name, []).append(n)
-            group = next((v for _, v in sorted(by_class.items()) if len(v) >= job.nodes), None)
+            group = next((g for _, v in sorted(by_class.items()) if (g := self._topology_fit(v, job)) is not None),
+                         None)
             if group is None:
                 return False
             job.devices_per_node = group[0].cls.devices
@@ -251,6 +284,20 @@ class Scheduler:
                 self._take(n, job)
         job.start = t
         return True
+
+    @staticmethod
+    def _topology_fit(free: list[Node], job: Job) -> list[Node] | None:
+        """Slurm's topology/tree placement: the fullest leaf switch that holds the whole job; otherwise (unless
+        the job asked for one switch) the free nodes in order, spanning leaves."""
+        if len(free) < job.nodes:
+            return None
+        leaves: dict[int, list[Node]] = {}
+        for n in free:
+            leaves.setdefault(n.leaf, []).append(n)
+        fitting = [v for v in leaves.values() if len(v) >= job.nodes]
+        if fitting:
+            return min(fitting, key=lambda v: (len(v), v[0].index))[: job.nodes]
+        return None if job.one_leaf else free[: job.nodes]
 
     def run(self, jobs: list[Job]) -> None:
         """Place jobs in arrival order; a job that never fits before the end stays queued (start None)."""

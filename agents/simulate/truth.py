@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from agents.simulate import workloads as wl
+from agents.simulate.hardware import MGMT_NETWORK
 from agents.simulate.scheduler import Job, Node
 
 STRAGGLER_SLOWDOWN = 0.7  # a thermally throttled device sets the pace of a synchronous job
@@ -20,10 +21,29 @@ BYTES_PER_SAMPLE = {"imagenet/resnet50": 110_000, "librispeech/deepspeech2": 350
                     "cifar100/shufflenetv2": 3_100, "movielens-1m/ncf": 16,
                     "sentiment140/bert_base_uncased": 200, "squad/bert_base_uncased": 2_000}
 MEMBW_PER_UTIL = {"cnn": 0.45, "rnn": 0.5, "recsys": 0.9, "transformer": 0.4}
+FRAMEWORK_CORES_PER_DEVICE = 0.25  # the training loop's thread: launches kernels, then waits on the GPU
 
 
 def diurnal_mean() -> float:
     return 0.5  # mean of the inference load curve 0.5 - 0.4*cos(...) over whole days
+
+
+def interconnect(job: Job, nodes: list[Node]) -> tuple[float, str, float]:
+    """Bytes/s of one node's link for the job's collectives, which port carries them ("ib" or "eth"), and the
+    oversubscription it meets (1 = none).
+
+    A multi-node job without a usable HCA (job.rdma False) falls back to NCCL's TCP sockets over eth0, the
+    25 GbE management network every node has. One whose nodes sit under different leaf switches of a tapered
+    fat tree shares the leaf's uplinks: link / oversubscription per node (the ring all-reduce runs at the pace
+    of its slowest hop). Everything else gets the class's own link."""
+    first = nodes[job.hosts[0]].cls
+    net = first.network
+    if len(job.hosts) > 1 and not job.rdma and net.kind == "infiniband":
+        return MGMT_NETWORK.bytes_per_second, "eth", 1.0
+    taper = 1.0
+    if len({nodes[i].switch for i in job.hosts}) > 1:
+        taper = max(nodes[i].cls.oversubscription for i in job.hosts)
+    return net.bytes_per_second / taper, "ib" if net.kind == "infiniband" else "eth", taper
 
 
 def derive(job: Job, nodes: list[Node]) -> None:
@@ -35,8 +55,9 @@ def derive(job: Job, nodes: list[Node]) -> None:
     devices = job.devices_per_node * len(job.hosts)
     if job.kind == "training":
         slow = STRAGGLER_SLOWDOWN if job.straggler else 1.0
-        tt = wl.training_truth(job.workload, acc.key, devices, len(job.hosts), first.network.bytes_per_second,
-                               job.cap_fraction, job.cpus_per_node * len(job.hosts), slow)
+        link, path, taper = interconnect(job, nodes)
+        tt = wl.training_truth(job.workload, acc.key, devices, len(job.hosts), link,
+                               job.cap_fraction, job.cpus_per_node * len(job.hosts), slow, job.augment_cost)
         fam = wl.FAMILY[job.workload]
         util = min(0.98, 0.97 * tt.compute_fraction)
         t.update(throughput=tt.throughput, gpu_bound_throughput=tt.gpu_bound, bottleneck=tt.bottleneck,
@@ -44,12 +65,18 @@ def derive(job: Job, nodes: list[Node]) -> None:
                  gpu_memory_bytes=min(wl.MEMORY_BYTES[job.workload], int(acc.memory_bytes * 0.95)))
         per_node = tt.throughput / len(job.hosts)
         rate = wl.INPUT_SAMPLES_PER_CORE[job.workload]
+        rate = rate / job.augment_cost if rate else rate
+        # Input-bound: every allocated core decodes. Otherwise the decode work the throughput needs plus the
+        # training loop's own thread per device, which mostly waits on the GPU (a quarter of a core).
         cores = job.cpus_per_node * 0.97 if tt.bottleneck == "cpu_input" else min(
-            job.cpus_per_node * 0.9, 1.0 * job.devices_per_node + (per_node / rate if rate else 0.5))
+            job.cpus_per_node * 0.9, FRAMEWORK_CORES_PER_DEVICE * job.devices_per_node
+            + (per_node / rate if rate else 0.5))
         t.update(cpu_cores=cores, lustre_read=per_node * BYTES_PER_SAMPLE[job.workload], lustre_write=2e6,
                  nvme_write=30e6, nvme_read=per_node * BYTES_PER_SAMPLE[job.workload] * 0.2,
-                 net_bytes=(first.network.bytes_per_second * 0.8 * (1 - tt.compute_fraction)
-                            if len(job.hosts) > 1 else 0.0),
+                 net_bytes=link * 0.8 * (1 - tt.compute_fraction) if len(job.hosts) > 1 else 0.0,
+                 net_path=path, network_bytes_per_second=link, oversubscription=taper,
+                 # a tapered spine: the HCA has data queued but no credits for (1 - 1/taper) of its sending time
+                 ib_blocked=(1 - 1 / taper) * (1 - tt.compute_fraction) if path == "ib" else 0.0,
                  nvlink_bytes=(acc.link_bytes_per_second * 0.3 * util if devices > 1 else 0.0))
         if job.straggler:
             t["straggler_gpu"] = {"host": nodes[job.hosts[-1]].host, "gpu": job.gpus[job.hosts[-1]][-1]}
@@ -76,6 +103,8 @@ def derive(job: Job, nodes: list[Node]) -> None:
                  gpu_memory_bytes=0, cpu_cores=job.cpus_per_node * 0.95, lustre_read=5e6, lustre_write=2e6,
                  nvme_write=5e6, nvme_read=2e7, net_bytes=5e6, nvlink_bytes=0.0)
     t.setdefault("iowait_cores", 0.0)
+    t.setdefault("net_path", interconnect(job, nodes)[1])
+    t.setdefault("ib_blocked", 0.0)
     t["memory_bytes"] = int(job.memory_per_node * (0.15 if job.kind == "idle" else 0.6))
     job.truth = t
 
@@ -88,7 +117,8 @@ def write_truth(path: Path, meta: dict, nodes: list[Node], jobs: list[Job], inte
                  "arrival_seconds": j.arrival * interval, "requested_accelerator": j.accelerator,
                  "devices_per_node": j.devices_per_node, "nodes": j.nodes, "cpus_per_node": j.cpus_per_node,
                  "memory_per_node_bytes": j.memory_per_node, "power_cap_fraction": j.cap_fraction,
-                 "straggler": j.straggler, "placed": j.start is not None}
+                 "straggler": j.straggler, "rdma": j.rdma, "augment_cost": j.augment_cost,
+                 "placed": j.start is not None}
         if j.start is not None:
             end = min(j.end, rounds)
             gpu_hours = j.devices_per_node * len(j.hosts) * (end - j.start) * interval / 3600
@@ -103,7 +133,7 @@ def write_truth(path: Path, meta: dict, nodes: list[Node], jobs: list[Job], inte
                 gpu_hours_used=totals["job_used_gpu_hours"].get(j.id, 0.0),
                 idle_gpu_hours=gpu_hours if t["bottleneck"] == "idle" else 0.0,
                 straggler_gpu=t["straggler_gpu"])
-            for k in ("gpu_bound_throughput", "peak_throughput"):
+            for k in ("gpu_bound_throughput", "peak_throughput", "network_bytes_per_second", "oversubscription"):
                 if k in t:
                     entry[k] = t[k]
         out_jobs.append(entry)

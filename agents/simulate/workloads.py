@@ -78,9 +78,12 @@ SCALING: dict[str, tuple[float, float, float]] = {
 # Which resource limits a workload when nothing else does (embedding lookups are bandwidth-bound).
 NATIVE_BOTTLENECK = {"cnn": "gpu_compute", "rnn": "gpu_compute", "recsys": "gpu_memory_bandwidth",
                      "transformer": "gpu_compute"}
-# Samples one CPU core prepares per second (decode + augment); None = never input-bound.
+# Samples one CPU core prepares per second (decode + augment); None = never input-bound (tokenized text,
+# embedding ids). ImageNet: JPEG decode + random-resized-crop of a ~110 kB image; LibriSpeech: feature
+# extraction of ~15 s of audio; CIFAR: no decode, but torchvision's per-image crop/flip/normalize in Python
+# (~0.25 ms per 32x32 image) is what keeps a fast GPU waiting on a few data-loader workers.
 INPUT_SAMPLES_PER_CORE: dict[str, float | None] = {
-    "cifar100/shufflenetv2": None, "imagenet/resnet50": 250.0, "librispeech/deepspeech2": 120.0,
+    "cifar100/shufflenetv2": 4000.0, "imagenet/resnet50": 250.0, "librispeech/deepspeech2": 120.0,
     "movielens-1m/ncf": None, "sentiment140/bert_base_uncased": None, "squad/bert_base_uncased": None,
 }
 # GPU memory used per device while training (bytes), from the batch sizes Zeus ran.
@@ -148,12 +151,15 @@ class TrainingTruth:
 
 
 def training_truth(workload: str, accelerator: str, devices: int, nodes: int, network_bytes_per_second: float,
-                   cap_fraction: float, cpus: int, straggler_slowdown: float = 1.0) -> TrainingTruth:
+                   cap_fraction: float, cpus: int, straggler_slowdown: float = 1.0,
+                   augment_cost: float = 1.0) -> TrainingTruth:
+    """augment_cost: CPU time per sample relative to the plain pipeline (2 = RandAugment-style heavy
+    augmentation that halves what a core prepares per second)."""
     x1 = device_throughput(workload, accelerator) / power_time_factor(accelerator, cap_fraction)
     overhead = comm_overhead(workload, devices, nodes, network_bytes_per_second)
     gpu_bound = x1 * devices / (1.0 + overhead)
     per_core = INPUT_SAMPLES_PER_CORE[workload]
-    input_cap = float("inf") if per_core is None else per_core * cpus
+    input_cap = float("inf") if per_core is None else per_core / augment_cost * cpus
     throughput = min(gpu_bound, input_cap) * straggler_slowdown
     if input_cap < gpu_bound:
         bottleneck = "cpu_input"
