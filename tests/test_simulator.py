@@ -259,6 +259,9 @@ def test_profile_errors_name_file_and_key(tmp_path):
     with pytest.raises(ProfileError, match=r"p.toml: mix.bogus"):
         parse_profile('[[node_class]]\nname="a"\nshare=1\ncpu="power9"\nmemory_gib=8\nnetwork="eth-25"\n'
                       '[mix]\nbogus=1\n', "p.toml")
+    with pytest.raises(ProfileError, match=r"p.toml: mix.cpus_per_device: .*cores per device 0"):
+        parse_profile('[[node_class]]\nname="a"\nshare=1\ncpu="power9"\nmemory_gib=8\nnetwork="eth-25"\n'
+                      '[mix]\ncpus_per_device=[0, 4]\n', "p.toml")
     r = run_cli(["simulate", "--nodes", "2", "--days", "0.01", "--profile", str(tmp_path / "missing.toml"),
                  "--store", f"embedded:{tmp_path / 's'}"])
     assert r.returncode == 2 and "missing.toml: cannot read" in r.stderr
@@ -280,6 +283,97 @@ def test_performance_curves_by_hand():
     # 32 recsys devices over 4 HDR nodes: 1 + (0.03+0.06)*31 + 0.001*961 -> communication dominates
     t = wl.training_truth("movielens-1m/ncf", "A100", 32, 4, 25e9, 1.0, 256)
     assert t.bottleneck == "network"
+    # heavy augmentation (3x the CPU per image) on 16 cores: 250 / 3 * 16 = 1333 samples/s, below the
+    # 4 A100s' 4 * 2.2 * x1 / (1 + 0.010*3 + 0.0002*9) = 3,027 samples/s
+    t = wl.training_truth("imagenet/resnet50", "A100", 4, 1, 25e9, 1.0, 16, augment_cost=3.0)
+    assert t.throughput == pytest.approx(250 / 3 * 16) and t.bottleneck == "cpu_input"
+    assert t.gpu_bound == pytest.approx(4 * 2.2 * x1 / 1.0318)
+    # 8 CNN devices on 2 nodes over TCP on the 25 GbE eth0: b = 0.010 + 0.020 * 25e9 / 3.125e9 = 0.17,
+    # overhead 0.17 * 7 + 0.0002 * 49 = 1.1998 > 1: more than half of each step communicates
+    t = wl.training_truth("cifar100/shufflenetv2", "V100", 8, 2, 25e9 / 8, 1.0, 128)
+    assert t.bottleneck == "network" and t.compute_fraction == pytest.approx(1 / 2.1998)
+    # the same job on HDR: 1 + 0.03 * 7 + 0.0098 = 1.2198, compute-bound
+    assert wl.training_truth("cifar100/shufflenetv2", "V100", 8, 2, 25e9, 1.0, 128).bottleneck == "gpu_compute"
+
+
+def test_arrival_growth_by_hand_and_in_the_plan():
+    from agents.simulate.scheduler import WEEK_SECONDS, arrival_seconds
+
+    assert arrival_seconds(12345.0, 0.0) == 12345.0  # no growth: the draws of before, unchanged
+    # rate lam (1 + g t / W) integrates to lam (t + g t^2 / (2 W)): at g = 0.1, one week is 1.05 weeks of
+    # arrivals at the starting rate
+    assert arrival_seconds(1.05 * WEEK_SECONDS, 0.1) == pytest.approx(WEEK_SECONDS)
+    assert arrival_seconds(4 * WEEK_SECONDS, 1.0) == pytest.approx(2 * WEEK_SECONDS)  # 2 + 1 * 2^2 / 2 = 4
+    # shrinking by half the rate per week: zero after 2 weeks, when the integral reaches 2 - 0.5 * 4 / 2 = 1 week
+    assert arrival_seconds(0.99 * WEEK_SECONDS, -0.5) < 2 * WEEK_SECONDS
+    assert arrival_seconds(1.01 * WEEK_SECONDS, -0.5) is None
+
+    def weekly_arrivals(growth: float) -> tuple[int, int]:
+        prof = load_profile(None).model_copy(deep=True)
+        prof.mix.gpu_growth_per_week = prof.mix.cpu_growth_per_week = growth
+        _, _, jobs, rounds = plan(24, 14, 600, 3, prof)
+        week = rounds // 2
+        arrivals = [j.arrival for j in jobs if j.kind in ("training", "idle", "cpu_batch", "etl")]
+        return sum(a < week for a in arrivals), sum(a >= week for a in arrivals)
+
+    # expected ratio of week 2 to week 1: (1 + 0.5 * 1.5) / (1 + 0.5 * 0.5) = 1.4; ~1,000 arrivals a week
+    first, second = weekly_arrivals(0.5)
+    assert first > 800 and 1.25 < second / first < 1.55
+    first, second = weekly_arrivals(0.0)
+    assert 0.9 < second / first < 1.1
+    # deterministic per seed, growth included
+    assert plan(8, 3, 600, 5)[2] == plan(8, 3, 600, 5)[2]
+
+
+def test_tcp_fallback_and_tapered_spine_show_in_the_series(tmp_path):
+    prof = load_profile(None).model_copy(deep=True)
+    prof.mix.multi_node_probability = 1.0
+    prof.mix.no_rdma_probability = 0.5
+    for c in prof.node_class:
+        if c.name == "a100-epyc":
+            c.leaf_nodes = 1  # every multi-node A100 job spans leaf switches of the 2:1 spine
+    truth_path = tmp_path / "truth.json"
+    tables: dict[str, list[pa.Table]] = defaultdict(list)
+    simulate(nodes=24, days=1, interval=300, seed=4, profile=prof, truth_path=truth_path,
+             sink=lambda n, t: tables[n].append(t))
+    truth = json.loads(truth_path.read_text())
+    net = pa.concat_tables(tables["net"]).to_pandas()
+    ib = pa.concat_tables(tables["infiniband"]).to_pandas()
+    ib["wait_rate"] = ib.groupby("host")["xmit_wait"].diff() / 300
+
+    def during(df, j, col):
+        rows = df[df["host"].isin(j["hosts"]) & (df["time"] > _ts(j["start_seconds"]))
+                  & (df["time"] < _ts(j["end_seconds"]))]
+        return float(rows[col].median())
+
+    seen = {"tcp": 0, "tapered": 0, "rdma": 0}
+    for j in truth["jobs"]:
+        if not (j.get("placed") and j["kind"] == "training" and len(j["hosts"]) > 1):
+            continue
+        if j["end_seconds"] - j["start_seconds"] < 3 * 300:
+            continue
+        cf = j["true_utilization"] / 0.97 / (0.7 if j["straggler"] else 1.0)  # compute share of a step
+        if not j["rdma"]:
+            seen["tcp"] += 1
+            assert j["network_bytes_per_second"] == 25e9 / 8 and j["oversubscription"] == 1.0
+            # collectives on eth0 at 80% of the 25 GbE line rate while they run, IB carries only Lustre
+            assert during(net, j, "rx_bytes_per_second") == pytest.approx(25e9 / 8 * 0.8 * (1 - cf), rel=0.05)
+            assert during(ib, j, "xmit_bytes_per_second") < 2e7
+        else:
+            link = 50e9 if j["node_class"] == "h100-grace" else 25e9  # NDR, else HDR
+            taper = 2.0 if j["node_class"] == "a100-epyc" else 1.0
+            assert j["oversubscription"] == taper and j["network_bytes_per_second"] == link / taper
+            xmit = during(ib, j, "xmit_bytes_per_second")
+            assert xmit == pytest.approx(link / taper * 0.8 * (1 - cf) + 2e6 + 1e4, rel=0.05)
+            wait = during(ib, j, "wait_rate")
+            if taper > 1:
+                seen["tapered"] += 1
+                # credits missing for (1 - 1/2) of the time it sends: 0.5 * (1 - cf) * 2e7 ticks per second
+                assert wait == pytest.approx(0.5 * (1 - cf) * 2e7, rel=0.05)
+            else:
+                seen["rdma"] += 1
+                assert wait < 1e5
+    assert min(seen.values()) >= 1, seen
 
 
 def test_zeus_anchors_match_the_data():

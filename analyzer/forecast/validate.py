@@ -5,7 +5,8 @@
 1. Synthetic back-test: 28 days hourly of known trend + daily + weekly + noise, train on 21, forecast 7;
    MAPE and 90%-interval coverage over seeds.
 2. Simulated fleet: demand_series against the scheduler's placements in truth.json (GPU-hours per hour
-   per accelerator type), and a back-test (train 7 days, forecast 2) per pool.
+   per accelerator type), and a back-test (train 7 days, forecast 2) per pool. Then a growing fleet
+   (job arrivals rising by mix.gpu/cpu_growth_per_week): train 21 days, forecast 7, against a flat mean.
 3. Real trace (optional): the Alibaba GenAI fleet's GPU duty cycle, summed over pods per 5 minutes.
 """
 
@@ -94,6 +95,53 @@ def simulated_fleet(nodes: int = 24, days: int = 9, train_days: int = 7, seed: i
             "gpu_demand_max_abs_error_vs_truth": err, "pools": per_pool}
 
 
+def growth_backtest(nodes: int = 128, days: int = 28, train_days: int = 21, seed: int = 1,
+                    growth_per_week: float | None = None, interval: float = 600) -> dict:
+    """A simulated fleet whose job arrivals grow (profile mix.gpu/cpu_growth_per_week; None = the default
+    profile's): fit on train_days (long enough for weekly terms), forecast the rest, against a flat mean
+    of each pool's training history. WAPE pooled over all pools and per pool; MAPE per pool."""
+    import numpy as np
+    import pandas as pd
+
+    from agents.query import open_reader
+    from agents.simulate import DEFAULT_START, simulate
+    from agents.simulate.profile import load_profile
+    from analyzer.forecast.demand import demand_series
+    from analyzer.forecast.model import CapacityForecaster
+
+    prof = load_profile(None).model_copy(deep=True)
+    if growth_per_week is not None:
+        prof.mix.gpu_growth_per_week = prof.mix.cpu_growth_per_week = growth_per_week
+    start = pd.Timestamp(DEFAULT_START)
+    with tempfile.TemporaryDirectory() as tmp:
+        simulate(nodes=nodes, days=days, interval=interval, seed=seed, profile=prof, store=f"embedded:{tmp}")
+        with open_reader(f"embedded:{tmp}") as reader:
+            ds = demand_series(reader, start, start + pd.Timedelta(days=days), every="1h")
+    cut = start + pd.Timedelta(days=train_days)
+    train, test = ds[ds["time"] < cut], ds[ds["time"] >= cut]
+    horizon = pd.Timedelta(days=days - train_days)
+    preds = {"model": CapacityForecaster().fit(train).predict(horizon),
+             "no_trend": CapacityForecaster(trend=None).fit(train).predict(horizon)}
+    flat = train.groupby("pool")["demand"].mean()
+    joined = test.merge(preds["model"][["time", "pool", "forecast"]], on=["time", "pool"]).merge(
+        preds["no_trend"][["time", "pool", "forecast"]].rename(columns={"forecast": "no_trend"}), on=["time", "pool"])
+    joined["flat_mean"] = joined["pool"].map(flat)
+    methods = ("forecast", "no_trend", "flat_mean")
+    per_pool = {}
+    for pool, g in joined.groupby("pool"):
+        y = g["demand"].to_numpy()
+        row = {"train_mean": float(flat[pool]), "test_mean": float(y.mean())}
+        for m in methods:
+            err = np.abs(g[m].to_numpy() - y)
+            row[f"wape_{m}"] = float(err.sum() / max(y.sum(), 1e-9))
+            row[f"mape_{m}"] = float(np.mean(err / y)) if (y > 0).all() else None
+        per_pool[pool] = row
+    y = joined["demand"].to_numpy()
+    pooled = {m: float(np.abs(joined[m].to_numpy() - y).sum() / y.sum()) for m in methods}
+    return {"nodes": nodes, "days": days, "train_days": train_days, "seed": seed, "interval": interval,
+            "growth_per_week": prof.mix.gpu_growth_per_week, "wape": pooled, "pools": per_pool}
+
+
 def alibaba(path: str) -> dict:
     import pandas as pd
 
@@ -119,7 +167,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--alibaba", help="directory with pod_gpu_duty_cycle_anon.csv.gz (alibaba-genai-2026)")
     args = ap.parse_args(argv)
-    out = {"synthetic": synthetic_backtest(), "simulated": simulated_fleet()}
+    out = {"synthetic": synthetic_backtest(), "simulated": simulated_fleet(),
+           "simulated_growth": {g: growth_backtest(growth_per_week=g) for g in (None, 0.10)}}
     if args.alibaba:
         out["alibaba_genai"] = alibaba(args.alibaba)
     print(json.dumps(out, indent=1, default=str))
