@@ -73,10 +73,10 @@ def derive(job: Job, nodes: list[Node]) -> None:
             + (per_node / rate if rate else 0.5))
         t.update(cpu_cores=cores, lustre_read=per_node * BYTES_PER_SAMPLE[job.workload], lustre_write=2e6,
                  nvme_write=30e6, nvme_read=per_node * BYTES_PER_SAMPLE[job.workload] * 0.2,
-                 net_bytes=link * 0.8 * (1 - tt.compute_fraction) if len(job.hosts) > 1 else 0.0,
+                 net_bytes=link * 0.8 * tt.comm_fraction if len(job.hosts) > 1 else 0.0,
                  net_path=path, network_bytes_per_second=link, oversubscription=taper,
                  # a tapered spine: the HCA has data queued but no credits for (1 - 1/taper) of its sending time
-                 ib_blocked=(1 - 1 / taper) * (1 - tt.compute_fraction) if path == "ib" else 0.0,
+                 ib_blocked=(1 - 1 / taper) * tt.comm_fraction if path == "ib" else 0.0,
                  nvlink_bytes=(acc.link_bytes_per_second * 0.3 * util if devices > 1 else 0.0))
         if job.straggler:
             t["straggler_gpu"] = {"host": nodes[job.hosts[-1]].host, "gpu": job.gpus[job.hosts[-1]][-1]}

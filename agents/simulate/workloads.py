@@ -148,6 +148,7 @@ class TrainingTruth:
     throughput: float  # true samples/s of the job = min(gpu_bound, input_cap) * straggler slowdown
     bottleneck: str
     compute_fraction: float  # share of a step the GPUs compute (the rest they wait)
+    comm_fraction: float = 0.0  # share of the time the collectives run (fewer steps when input-bound)
 
 
 def training_truth(workload: str, accelerator: str, devices: int, nodes: int, network_bytes_per_second: float,
@@ -168,7 +169,9 @@ def training_truth(workload: str, accelerator: str, devices: int, nodes: int, ne
     else:
         bottleneck = NATIVE_BOTTLENECK[FAMILY[workload]]
     compute_fraction = (throughput / straggler_slowdown) / (x1 * devices)
-    return TrainingTruth(gpu_bound, input_cap, throughput, bottleneck, compute_fraction)
+    # each step communicates overhead x its compute time: at the GPUs' pace that is 1 - compute_fraction
+    return TrainingTruth(gpu_bound, input_cap, throughput, bottleneck, compute_fraction,
+                         overhead * compute_fraction)
 
 
 def truth_table() -> dict:
