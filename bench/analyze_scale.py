@@ -218,6 +218,30 @@ def simulate_embedded(store: Path, nodes: int, days: float, interval: float, see
             "size_mb": size / 2**20, "interval": interval}
 
 
+def load_influx(base_url: str, work: Path, args) -> dict:
+    """Simulate the fleet into influxd, or reuse what an earlier run with the same options loaded into
+    work/influxd (influxd keeps its data dir there; a marker is written only after a complete load)."""
+    from agents.simulate import simulate
+
+    marker = work / "influx-load.json"
+    wanted = {"nodes": args.nodes, "days": args.days, "interval": args.influx_interval, "seed": args.seed,
+              "start": START, "measurements": list(INFLUX_MEASUREMENTS)}
+    if marker.exists():
+        done = json.loads(marker.read_text())
+        if {k: done.get(k) for k in wanted} == wanted:
+            return {**done, "reused": True}
+        raise SystemExit(f"{work / 'influxd'} holds a fleet loaded with other options ({done}); "
+                         "use another --workdir")
+    loader = InfluxLoader(base_url)
+    t0 = time.perf_counter()
+    simulate(nodes=args.nodes, days=args.days, interval=args.influx_interval, seed=args.seed,
+             start=START, sink=loader, truth_path=work / "influx-truth.json")
+    done = {**wanted, "seconds": time.perf_counter() - t0, "points": loader.points,
+            "seconds_posting": loader.seconds_posting}
+    marker.write_text(json.dumps(done))
+    return done
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nodes", type=int, default=1000)
@@ -226,6 +250,9 @@ def main() -> None:
     ap.add_argument("--influx-interval", type=float, default=300, help="InfluxDB sampling interval (s)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--skip-influx", action="store_true")
+    ap.add_argument("--skip-embedded", action="store_true", help="measure InfluxDB only")
+    ap.add_argument("--load-only", action="store_true",
+                    help="create (or reuse) the stores in --workdir, measure nothing")
     ap.add_argument("--workdir", help="keep the stores here (default: a temp dir, removed afterwards)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--every", default="5m",
@@ -244,28 +271,20 @@ def main() -> None:
                     "cpus": os.cpu_count(), "every": args.every}
     try:
         store = work / "embedded"
-        if not (store / "truth.json").exists():
+        if not args.skip_embedded and not (store / "truth.json").exists():
             result["embedded_simulate"] = simulate_embedded(store, args.nodes, args.days, args.interval, args.seed)
-        for every in args.every.split(","):
+        for every in [] if args.skip_embedded or args.load_only else args.every.split(","):
             key = "embedded" if every == "5m" else f"embedded/{every}"
             result[key] = measure(f"embedded:{store}", work / "state-embedded", since, every, args.cap_mb)
             result[key].update(interval=args.interval, every=every)
         if not args.skip_influx:
-            from agents.simulate import simulate
             from tests.services import influxd
 
             (work / "influxd").mkdir(exist_ok=True)
             with influxd(work / "influxd") as server:
-                loader = InfluxLoader(server.url)
-                t0 = time.perf_counter()
-                simulate(nodes=args.nodes, days=args.days, interval=args.influx_interval, seed=args.seed,
-                         start=START, sink=loader, truth_path=work / "influx-truth.json")
-                result["influx_load"] = {"seconds": time.perf_counter() - t0, "points": loader.points,
-                                         "seconds_posting": loader.seconds_posting,
-                                         "interval": args.influx_interval,
-                                         "measurements": list(INFLUX_MEASUREMENTS)}
+                result["influx_load"] = load_influx(server.url, work, args)
                 url = server.url.replace("http://", "influxdb://") + f"/{DB}"
-                for every in args.every.split(","):
+                for every in [] if args.load_only else args.every.split(","):
                     key = "influxdb" if every == "5m" else f"influxdb/{every}"
                     result[key] = measure(url, work / "state-influx", since, every, args.cap_mb)
                     result[key].update(interval=args.influx_interval, every=every)

@@ -384,6 +384,10 @@ def empty_stats(q: AggregateQuery):
 class Reader(abc.ABC):
     """One query API over InfluxDB and the embedded store (see the module doc for the frame contract)."""
 
+    # queries a caller may have in flight at once from threads (the embedded reader's one DuckDB connection
+    # is not shared between threads, and DuckDB parallelizes each query itself)
+    parallel_queries: int = 1
+
     def frame(self, measurement: str, fields: Sequence[str], start, end, every: str | dt.timedelta | None = None,
               by: Sequence[str] = (), agg: str = "mean"):
         """Values of `fields` in [start, end): raw points when every is None, else `agg` per bucket of

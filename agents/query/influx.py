@@ -47,6 +47,8 @@ def _secret(name: str) -> str | None:
 
 
 class InfluxReader(Reader):
+    parallel_queries = 2  # influxd answers one query while this process parses another
+
     def __init__(self, url: StoreURL, timeout: float = 120.0) -> None:
         if url.kind != "influxdb":
             raise ValueError(f"InfluxReader needs an influxdb:// URL, got {url}")
@@ -97,18 +99,19 @@ class InfluxReader(Reader):
     # -- queries --------------------------------------------------------------------------------
     def _frame(self, q: FrameQuery):
         qi = identifiers.influxql
+        where = f" WHERE time >= {int(q.start_ns)} AND time < {int(q.end_ns)}"
         if q.every_ns is None:
-            select = ", ".join(qi(f, "field") for f in q.fields)
-        else:
-            select = ", ".join(f"{_agg(q, qi(f, 'field'))} AS {qi(f, 'field')}" for f in q.fields)
-        text = (f"SELECT {select} FROM {qi(q.measurement, 'measurement')}"
-                f" WHERE time >= {int(q.start_ns)} AND time < {int(q.end_ns)}")
-        group = [f"time({influx_duration(q.every_ns)})"] if q.every_ns is not None else []
-        group += [qi(t, "tag") for t in q.by]
-        if group:
-            text += " GROUP BY " + ", ".join(group)
-        if q.every_ns is not None:
-            text += " fill(none)"
+            # raw points: tags selected as columns of one series, not GROUP BY tags, since influxd spends
+            # tens of microseconds on each output group (a measurement with one point per job answers in a
+            # second instead of ten)
+            select = ", ".join([*(f"{qi(f, 'field')}::field AS {qi(f'__f{i}')}" for i, f in enumerate(q.fields)),
+                                *(f"{qi(t, 'tag')}::tag AS {qi(f'__g{i}')}" for i, t in enumerate(q.by))])
+            times, tags, values = _raw_columns(self._series(f"SELECT {select} FROM {qi(q.measurement, 'measurement')}"
+                                                            + where), len(q.by), len(q.fields))
+            return finalize(q, times, dict(zip(q.by, tags, strict=True)), dict(zip(q.fields, values, strict=True)))
+        select = ", ".join(f"{_agg(q, qi(f, 'field'))} AS {qi(f, 'field')}" for f in q.fields)
+        group = [f"time({influx_duration(q.every_ns)})", *(qi(t, "tag") for t in q.by)]
+        text = f"SELECT {select} FROM {qi(q.measurement, 'measurement')}{where} GROUP BY {', '.join(group)} fill(none)"
         return _assemble(q, self._series(text))
 
     def _aggregate(self, q: AggregateQuery):
@@ -123,16 +126,24 @@ class InfluxReader(Reader):
         group += [qi(t, "tag") for t in q.by]
         tail = (" GROUP BY " + ", ".join(group) if group else "") + (" fill(none)" if q.every_ns is not None else "")
         source = f" FROM {qi(q.measurement, 'measurement')}{where}{tail}"
-        values = [s for s in q.stats if s.agg.name not in TIME_AGGS]
+        # one selector statement per (first|last, field) asked for with a time: it also answers that field's
+        # first/last value (the value at that time), so asking for both costs one scan
+        selectors: dict[tuple[str, str], list] = {}
+        for s in q.stats:
+            if s.agg.name in TIME_AGGS:
+                selectors.setdefault((s.agg.name.removesuffix("_time"), s.field), []).append(s)
+        for s in q.stats:
+            if s.agg.name in ("first", "last") and (s.agg.name, s.field) in selectors:
+                selectors[(s.agg.name, s.field)].append(s)
+        served = {id(s) for group in selectors.values() for s in group}
+        values = [s for s in q.stats if id(s) not in served]
         statements = []
         if values:
             select = ", ".join(f"{_agg(s, qi(s.field, 'field'))} AS {qi(s.name, 'column')}" for s in values)
             statements.append(("SELECT " + select + source, values))
-        for s in q.stats:
-            if s.agg.name in TIME_AGGS:
-                fn = "first" if s.agg.name == "first_time" else "last"
-                statements.append((f"SELECT {fn}({qi(s.field, 'field')}) AS {qi(s.name, 'column')}{source}", [s]))
-        names = [[s.name for s in stats] for _, stats in statements]
+        for (fn, field), stats in selectors.items():
+            statements.append((f"SELECT {fn}({qi(field, 'field')}) AS {qi('__v')}{source}", stats))
+        names = [[s.name for s in stats] if i == 0 and values else ["__v"] for i, (_, stats) in enumerate(statements)]
         parts = self._many([text for text, _ in statements], q.by, names)
         if len(parts) == 1:
             times, tags, cols = parts[0]
@@ -195,40 +206,72 @@ def _assemble(q: FrameQuery, series_iter):
 
 
 def _columns(series_iter, by, names):
-    """Series documents -> (times, TagCodes per tag, column per name), converted per series in bulk: one code
-    per series for each tag and one float64 array per numeric column, so no Python object is kept per value."""
+    """Series documents -> (times, TagCodes per tag, column per name): rows of all series gathered into one
+    table converted once per column (many series of one row each are the common answer of a per-series
+    aggregate), tags as one code per series."""
     import numpy as np
 
-    times: list = []
+    rows_all: list = []
+    counts: list[int] = []
     codes: dict[str, list] = {t: [] for t in by}
     lookup: dict[str, dict] = {t: {} for t in by}
-    values: dict[str, list] = {f: [] for f in names}
+    layout = None
     for series in series_iter:
         rows = series.get("values") or []
         if not rows:
             continue
-        n = len(rows)
-        index = {c: i for i, c in enumerate(series["columns"])}
-        table = np.empty((n, len(series["columns"])), dtype=object)
-        table[:] = rows
-        times.append(table[:, 0].astype(np.int64))
+        if layout is None:
+            layout = list(series["columns"])
+        elif series["columns"] != layout:  # never seen within one statement; kept correct anyway
+            index = [series["columns"].index(c) if c in series["columns"] else None for c in layout]
+            rows = [[r[i] if i is not None else None for i in index] for r in rows]
+        rows_all.extend(rows)
+        counts.append(len(rows))
         series_tags = series.get("tags") or {}
         for t in by:
             seen = lookup[t]
-            codes[t].append(np.full(n, seen.setdefault(series_tags.get(t, ""), len(seen)), dtype=np.int64))
-        for f in names:
-            i = index.get(f)
-            values[f].append(np.full(n, np.nan) if i is None else _numeric_or_raw(table[:, i]))
-    if not times:
+            codes[t].append(seen.setdefault(series_tags.get(t, ""), len(seen)))
+    if not rows_all:
         return (np.zeros(0, dtype=np.int64), {t: TagCodes(np.zeros(0, dtype=np.int64), []) for t in by},
                 {f: np.zeros(0) for f in names})
-    tags = {t: TagCodes(np.concatenate(codes[t]), list(lookup[t])) for t in by}
-    return np.concatenate(times), tags, {f: _concat(values[f]) for f in names}
+    table = np.empty((len(rows_all), len(layout)), dtype=object)
+    table[:] = rows_all
+    del rows_all
+    index = {c: i for i, c in enumerate(layout)}
+    times = table[:, 0].astype(np.int64)
+    n = np.asarray(counts, dtype=np.int64)
+    tags = {t: TagCodes(np.repeat(np.asarray(codes[t], dtype=np.int64), n), list(lookup[t])) for t in by}
+    values = {f: (np.full(len(times), np.nan) if f not in index else _numeric_or_raw(table[:, index[f]]))
+              for f in names}
+    return times, tags, values
+
+
+def _raw_columns(series_iter, n_tags: int, n_fields: int):
+    """A raw query's rows (tags selected as __g columns, fields as __f) -> (times, tag columns, field columns)."""
+    import numpy as np
+
+    names = [f"__g{i}" for i in range(n_tags)] + [f"__f{i}" for i in range(n_fields)]
+    rows_all: list = []
+    layout = None
+    for series in series_iter:
+        rows = series.get("values") or []
+        if layout is None and rows:
+            layout = list(series["columns"])
+        rows_all.extend(rows)
+    if not rows_all:
+        return np.zeros(0, dtype=np.int64), [[] for _ in range(n_tags)], [np.zeros(0) for _ in range(n_fields)]
+    table = np.empty((len(rows_all), len(layout)), dtype=object)
+    table[:] = rows_all
+    del rows_all
+    index = {c: i for i, c in enumerate(layout)}
+    cols = {c: (table[:, index[c]] if c in index else np.full(len(table), None, dtype=object)) for c in names}
+    return (table[:, 0].astype(np.int64), [cols[f"__g{i}"] for i in range(n_tags)],
+            [_numeric_or_raw(cols[f"__f{i}"]) for i in range(n_fields)])
 
 
 def _with_times(cols: dict, stats, times) -> dict:
-    """A time stat's statement reports the point's time in the time column; its value column is the value."""
-    return {s.name: (times if s.agg.name in TIME_AGGS else cols[s.name]) for s in stats}
+    """A selector statement reports the point's time in the time column and its value as __v."""
+    return {s.name: (times if s.agg.name in TIME_AGGS else cols.get("__v", cols.get(s.name))) for s in stats}
 
 
 def _merge_series(q: AggregateQuery, parts):
