@@ -44,6 +44,20 @@ def _capped(lines: list[str], indent: str) -> list[str]:
     return [*lines[:SHOWN], f"{indent}... and {len(lines) - SHOWN} more (--format json lists them all)"]
 
 
+def _structures(scores: Any, pad: str) -> list[str]:
+    """One line per sub-model that chose its structure (the forecaster's pools): which, and its CV error
+    against the flat mean's, so a planner sees where the forecast is only a flat mean and why."""
+    if not isinstance(scores, dict):
+        return []
+    out = []
+    for part, sc in scores.items():
+        if isinstance(sc, dict) and "structure" in sc:
+            cv = "" if sc.get("wape") is None else \
+                f" (CV WAPE {_num(sc['wape'])}, flat mean {_num(sc.get('wape_flat_mean'))})"
+            out.append(f"{pad}{part}: {sc['structure']}{cv}")
+    return out
+
+
 def render_text(run: SavedRun) -> str:
     r = models_report(run)
     w = r["window"] or {}
@@ -59,6 +73,7 @@ def render_text(run: SavedRun) -> str:
             lines.append(f"  {n:<{width}}  {_num(e['score']):>7}  {_num(e['n_train']):>7}  {_num(e['minimum']):>7}"
                          f"  {(e['class'] or '').rsplit('.', 1)[-1]}")
             pad = f"  {'':<{width}}    "
+            lines += _structures(e.get("scores"), pad)  # a handful of pools: all of them
             partial = (e.get("partial") or {}).items()
             lines += _capped([f"{pad}not fitted for {part}: {reason}" for part, reason in partial], pad)
     else:

@@ -49,7 +49,11 @@ def score(model: CapacityForecaster, test: pd.DataFrame):
 def test_recovers_trend_daily_weekly_on_held_out_week(seed):
     train, test = held_out(synthetic(28, seed), 21)
     model = CapacityForecaster(horizon="7d").fit(train)
-    assert model.pools_["gpu:A100"]["terms"] == {"daily": 4, "weekly": 3}
+    # Cross-validation finds the true structure: a slope, two daily harmonics, one weekly - no more.
+    m = model.pools_["gpu:A100"]
+    assert m["structure"].trend in ("linear", "damped") and m["terms"] == {"daily": 2, "weekly": 1}
+    assert m["cv"]["wape"] < 0.5 * m["cv"]["wape_flat_mean"]
+    assert "+daily2+weekly1" in model.structures_["gpu:A100"]
     mape, covered, _ = score(model, test)
     assert mape < MAPE_THRESHOLD
     assert 0.80 <= covered <= 0.97
@@ -75,15 +79,19 @@ def test_interval_widens_with_horizon():
 
 
 def test_short_history_drops_weekly_terms():
-    model = CapacityForecaster().fit(synthetic(10, 0))
+    model = CapacityForecaster(select="fixed").fit(synthetic(10, 0))
     assert model.pools_["gpu:A100"]["terms"] == {"daily": 4}
     assert model.summary().loc[0, "seasonalities"] == "daily"
-    assert CapacityForecaster().fit(synthetic(14.5, 0)).pools_["gpu:A100"]["terms"] == {"daily": 4, "weekly": 3}
+    fixed = CapacityForecaster(select="fixed").fit(synthetic(14.5, 0))
+    assert fixed.pools_["gpu:A100"]["terms"] == {"daily": 4, "weekly": 3}
+    # Cross-validated: 10 days leave no 14-day first fold, so no weekly candidate at all.
+    cv = CapacityForecaster().fit(synthetic(10, 0)).pools_["gpu:A100"]
+    assert "weekly" not in cv["terms"] and cv["terms"].get("daily", 0) >= 1
 
 
 def test_coarse_step_drops_daily_terms():
     df = synthetic(30, 0, step="1D")
-    model = CapacityForecaster().fit(df)
+    model = CapacityForecaster(select="fixed").fit(df)
     assert model.pools_["gpu:A100"]["terms"] == {"weekly": 2}  # 7 points per week: 2 harmonics below Nyquist
 
 
@@ -148,7 +156,9 @@ def test_estimator_contract_and_bad_input():
     with pytest.raises(NotFittedError):
         m.predict()
     m.fit(synthetic(5, 0))
-    assert m.n_train_ == 120 and m.min_points == 24 and 0.8 < m.score_ <= 1
+    # score_: CV skill against the flat mean (0 = no better); the daily cycle (amplitude 20, noise 4) wins.
+    assert m.n_train_ == 120 and m.min_points == 24 and 0.2 < m.score_ <= 1
+    assert m.scores_["gpu:A100"]["structure"] == m.structures_["gpu:A100"]
     again = pickle.loads(pickle.dumps(m))
     pd.testing.assert_frame_equal(again.predict(), m.predict())
     assert len(m.predict()) == 72
@@ -158,6 +168,10 @@ def test_estimator_contract_and_bad_input():
         CapacityForecaster(interval=1.5).fit(synthetic(5, 0))
     with pytest.raises(ValueError, match="seasonalities"):
         CapacityForecaster(seasonalities=("yearly",)).fit(synthetic(5, 0))
+    with pytest.raises(ValueError, match="select"):
+        CapacityForecaster(select="best").fit(synthetic(5, 0))
+    with pytest.raises(ValueError, match="trend"):
+        CapacityForecaster(trend="quadratic").fit(synthetic(5, 0))
 
 
 @pytest.mark.parametrize("model,expected", [
@@ -277,7 +291,8 @@ def test_forecast_on_simulated_fleet(sim_store):
         ds = demand_series(reader, SIM_START, SIM_START + pd.Timedelta(days=3), every="1h")
     model = CapacityForecaster(horizon="2d").fit(ds)
     assert set(model.pools_) == set(ds["pool"])
-    assert all(m["terms"] == {"daily": 4} for m in model.pools_.values())  # 3 days: no weekly terms
+    assert not any("weekly" in m["terms"] for m in model.pools_.values())  # 3 days: no weekly terms
+    assert all(m["cv"]["folds"] >= 1 and m["note"] for m in model.pools_.values())
     s = model.summary().set_index("pool")
     assert (s["capacity"] == ds.groupby("pool")["capacity"].max()).all()
     p = model.predict()
@@ -297,18 +312,47 @@ def test_real_alibaba_genai_trace_is_below_the_minimum():
     assert out["fit"].startswith("InsufficientData: ") and "0.95 days of demand history; need at least 2" in out["fit"]
 
 
-def test_forecast_beats_flat_mean_on_a_growing_simulated_fleet():
+@pytest.fixture(scope="module")
+def growing_fleet():
     # 128 nodes x 28 days with job arrivals rising 10% of the starting rate per week: three weeks to train
-    # (weekly terms need 14 days), the fourth held out. A flat mean of each pool's history misses the growth;
-    # the forecaster's trend should not. Figures for the default growth (5%/week): docs/validation.md.
+    # (weekly structures need a 14-day first fold), the fourth held out.
     from analyzer.forecast.validate import growth_backtest
 
-    r = growth_backtest(nodes=128, days=28, train_days=21, seed=1, growth_per_week=0.10, interval=600)
+    return growth_backtest(nodes=128, days=28, train_days=21, seed=1, growth_per_week=0.10, interval=600)
+
+
+def test_forecast_beats_flat_mean_on_a_growing_simulated_fleet(growing_fleet):
+    # Figures for this run, the default growth and other seeds: docs/validation.md, "Capacity forecast".
+    r = growing_fleet
     w = r["wape"]
     assert w["forecast"] < 0.75 * w["flat_mean"], w
+    assert w["forecast"] < 0.75 * w["seasonal_naive"], w
     # What wins is the trend: the same forecaster without it is no better than the flat mean (within 5%).
     assert w["no_trend"] > 0.95 * w["flat_mean"], w
-    # The largest pool (x86 CPU nodes, ~3,000 busy threads) grew ~30% from the training mean to the test week.
+    # The largest pool (x86 CPU nodes, ~3,000 busy threads) grew ~30% from the training mean to the test week,
+    # and its cross-validation found the trend.
     x86 = r["pools"]["cpu:x86_64"]
     assert x86["test_mean"] > 1.2 * x86["train_mean"]
+    assert "linear" in x86["structure"] or "damped" in x86["structure"], x86
     assert x86["mape_forecast"] < 0.6 * x86["mape_flat_mean"], x86
+
+
+def test_pools_without_forecastable_structure_get_the_flat_mean(growing_fleet):
+    # The structure is chosen per pool: a pool whose CV found nothing 15% better than its flat mean is
+    # forecast by exactly that mean, so it cannot do worse than it; here that is 5 of the 7 pools.
+    pools = growing_fleet["pools"]
+    flat = {p for p, row in pools.items() if row["structure"] == "mean(all)"}
+    assert len(flat) >= 4, {p: row["structure"] for p, row in pools.items()}
+    for p in flat:
+        assert pools[p]["wape_forecast"] == pytest.approx(pools[p]["wape_flat_mean"], rel=1e-9), p
+    # Every pool within 20% of the flat mean; the one over 5% (A100 here, 1.16) is a pool whose training
+    # weeks rose steadily (66, 90, 102 GPUs) and whose CV therefore kept a damped trend.
+    assert max(row["ratio_to_flat_mean"] for row in pools.values()) < 1.2
+    over = {p for p, row in pools.items() if row["ratio_to_flat_mean"] > 1.05}
+    assert over <= {"gpu:A100"}, over
+
+
+def test_interval_coverage_on_the_growing_fleet(growing_fleet):
+    # 90% intervals over all pools and the held-out week: near nominal (0.83 measured; the hours of one
+    # week are strongly autocorrelated, so a few long jobs decide several percent).
+    assert 0.75 <= growing_fleet["coverage"] <= 0.97

@@ -1,4 +1,5 @@
-"""Capacity forecast: demand per pool (demand.py) and the seasonal-trend forecaster (model.py)."""
+"""Capacity forecast: demand per pool (demand.py) and the forecaster (model.py) whose structure each pool
+earns by cross-validation (select.py) among the candidates in structures.py."""
 
 from analyzer.forecast.demand import accelerator_type, demand_series
 from analyzer.forecast.model import CapacityForecaster

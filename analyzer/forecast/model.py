@@ -1,18 +1,21 @@
-"""CapacityForecaster: per-pool demand forecast from trend + daily and weekly seasonality.
+"""CapacityForecaster: per-pool demand forecast whose structure each pool earns by cross-validation.
 
-The model per pool is a linear regression (ridge, penalty off the intercept) on
-    1, t, sin/cos(2 pi k t / 1 day) for k <= daily_order, sin/cos(2 pi k t / 7 days) for k <= weekly_order
-with t in days since the first training point. Prediction intervals come from the empirical quantiles of
-the in-sample residuals (no normality assumed: demand residuals are skewed by job start/stop steps),
-inflated by the degrees of freedom used and by the regression's own leverage at the forecast point,
-sqrt(1 + s x0' (X'X + aD)^-1 x0), which grows with the horizon through the trend term: the further out,
-the wider. s = (1 + rho) / (1 - rho) for the residuals' lag-1 autocorrelation rho (>= 0): correlated
-residuals carry less information about the coefficients than as many independent ones.
+For every pool the estimator scores a grid of structures (analyzer.forecast.structures: flat means of the
+whole history and of its last 1/3/7 days, seasonal naive by day and by week, and ridge regressions with no,
+linear or damped trend x daily x weekly Fourier orders x ridge strength) by rolling-origin cross-validation
+on the training history only (analyzer.forecast.select), keeps the best, preferring fewer coefficients
+within `tolerance`, and refits it on the whole history. A pool whose demand has no structure that forecasts
+better than a flat mean gets the flat mean, and its summary says so. `select="fixed"` skips the search and
+fits exactly trend + daily_order + weekly_order (capped by the history), the forecaster's old behaviour.
+
+Prediction intervals are each structure's own (structures.py). When the chosen structure's intervals covered
+less than `interval` of the cross-validation test points, they are widened by the factor that makes them
+cover it there (never narrowed: a handful of folds is too little to trust a narrowing).
 
 Minimums (analyzer.minimums): fewer than MIN_HISTORY_DAYS (2) days of history or fewer than MIN_POINTS
-non-missing points raise InsufficientData; weekly terms need WEEKLY_MIN_DAYS (14: two full weekly
-cycles, otherwise a weekly term cannot be told apart from trend and from a one-off week); daily terms need
-2 days and a sampling step of at most a quarter day (a daily cycle needs several points per day).
+non-missing points raise InsufficientData; weekly terms and last week's seasonal naive need WEEKLY_MIN_DAYS
+(14) days before the first fold (two weekly cycles, else a weekly term cannot be told from trend or from a
+one-off week); daily terms need a sampling step of at most a quarter day.
 """
 
 from __future__ import annotations
@@ -21,31 +24,46 @@ import math
 
 from sklearn.base import BaseEstimator
 
+from analyzer.forecast import select as sel
+from analyzer.forecast import structures as st
+from analyzer.forecast.structures import DAY_NS, PERIOD_DAYS, Structure
 from analyzer.minimums import MIN_HISTORY_DAYS, InsufficientData
 
-DAY_NS = 86_400 * 10**9
-PERIOD_DAYS = {"daily": 1.0, "weekly": 7.0}
-WEEKLY_MIN_DAYS = 14.0
-DAILY_MIN_DAYS = 2.0
-DAILY_MAX_STEP_DAYS = 0.25
+WEEKLY_MIN_DAYS = sel.WEEKLY_MIN_DAYS
+DAILY_MIN_DAYS = sel.DAILY_MIN_DAYS
+DAILY_MAX_STEP_DAYS = sel.DAILY_MAX_STEP_DAYS
+TRENDS = {None: (None,), "linear": (None, "linear", "damped"), "damped": (None, "damped")}
+FLAT = Structure()
+MARGIN = 0.15
 
 
 class CapacityForecaster(BaseEstimator):
     """Fit on a long frame [time, pool, demand(, capacity)]; predict [time, pool, forecast, lower, upper].
 
-    horizon: how far predict() looks ahead by default ("14d", "36h" or a timedelta).
-    seasonalities: which of "daily", "weekly" to try (each dropped when the history is too short for it).
+    horizon: how far predict() looks ahead by default ("14d", "36h" or a timedelta); also the furthest
+        cross-validation folds are scored at.
+    seasonalities: which of "daily", "weekly" may be used (each dropped when the history is too short for it).
     interval: central coverage of the prediction interval (0.9 = 5% to 95%).
-    daily_order, weekly_order: Fourier harmonics per seasonality.
-    trend: "linear" or None (a flat level).
-    alpha: ridge penalty on every term but the intercept (features are O(1), so 1e-3 barely shrinks).
+    daily_order, weekly_order: the highest Fourier harmonics tried (select="cv") or used (select="fixed").
+    trend: the most trend allowed: "linear" (tries none, linear and damped), "damped" (none or damped), None.
+    alpha: ridge penalty on the seasonal terms (features are O(1), so 1e-3 barely shrinks); cv also tries 1.
+    select: "cv" (choose each pool's structure by rolling-origin cross-validation) or "fixed".
+    cv_folds: forecast origins in the cross-validation.
+    tolerance: a structure with fewer coefficients within this fraction of the best CV error is preferred.
+
+    Fitted: pools_ (per pool: "structure", "model" (its name), "terms", "cv" (WAPE, MAE, coverage, folds,
+    the flat mean's and seasonal naive's WAPE, the runner-up), "note", plus the fitted state), structures_
+    {pool: name}, scores_ {pool: {structure, cv_wape, cv_wape_flat_mean, ...}}, skipped_, capacity_,
+    n_train_, training_window_. score_ = mean over pools of the CV skill 1 - MAE / MAE(flat mean): 0 means
+    no better than the flat mean, 1 a perfect forecast.
     """
 
     MIN_POINTS = 24
     min_points = MIN_POINTS
 
     def __init__(self, horizon="14d", seasonalities=("daily", "weekly"), interval: float = 0.9,
-                 daily_order: int = 4, weekly_order: int = 3, trend: str | None = "linear", alpha: float = 1e-3):
+                 daily_order: int = 4, weekly_order: int = 3, trend: str | None = "linear", alpha: float = 1e-3,
+                 select: str = "cv", cv_folds: int = 5, tolerance: float = 0.02):
         self.horizon = horizon
         self.seasonalities = seasonalities
         self.interval = interval
@@ -53,6 +71,9 @@ class CapacityForecaster(BaseEstimator):
         self.weekly_order = weekly_order
         self.trend = trend
         self.alpha = alpha
+        self.select = select
+        self.cv_folds = cv_folds
+        self.tolerance = tolerance
 
     # -- fitting ------------------------------------------------------------------------------------------------
     def fit(self, X, y=None) -> CapacityForecaster:
@@ -61,13 +82,7 @@ class CapacityForecaster(BaseEstimator):
         import numpy as np
         import pandas as pd
 
-        if not 0 < float(self.interval) < 1:
-            raise ValueError(f"interval must be in (0, 1), got {self.interval!r}")
-        unknown = set(self.seasonalities) - set(PERIOD_DAYS)
-        if unknown:
-            raise ValueError(f"unknown seasonalities {sorted(unknown)}: use {sorted(PERIOD_DAYS)}")
-        if self.trend not in ("linear", None):
-            raise ValueError(f"trend must be 'linear' or None, got {self.trend!r}")
+        self._check_params()
         missing = {"time", "pool", "demand"} - set(X.columns)
         if missing:
             raise ValueError(f"demand frame lacks columns {sorted(missing)}; expected time, pool, demand")
@@ -91,12 +106,31 @@ class CapacityForecaster(BaseEstimator):
         if not self.pools_:
             reasons = "; ".join(self.skipped_.values()) or "no pools in the demand frame"
             raise InsufficientData(f"no pool has enough demand history to forecast ({reasons})")
-        self.score_ = float(np.mean([p["r2"] for p in self.pools_.values()]))
+        self.structures_ = {p: m["model"] for p, m in self.pools_.items()}
+        self.scores_ = {p: {"structure": m["model"], **{k: v for k, v in m["cv"].items() if k != "runner_up"}}
+                        for p, m in self.pools_.items()}
+        skills = [m["cv"]["skill"] for m in self.pools_.values() if m["cv"].get("skill") is not None]
+        self.score_ = float(np.mean(skills)) if skills else float(np.mean([m["r2"] for m in self.pools_.values()]))
         self.training_window_ = (df["time"].min(), df["time"].max())
         return self
 
+    def _check_params(self) -> None:
+        if not 0 < float(self.interval) < 1:
+            raise ValueError(f"interval must be in (0, 1), got {self.interval!r}")
+        unknown = set(self.seasonalities) - set(PERIOD_DAYS)
+        if unknown:
+            raise ValueError(f"unknown seasonalities {sorted(unknown)}: use {sorted(PERIOD_DAYS)}")
+        if self.trend not in TRENDS:
+            raise ValueError(f"trend must be 'linear', 'damped' or None, got {self.trend!r}")
+        if self.select not in ("cv", "fixed"):
+            raise ValueError(f"select must be 'cv' or 'fixed', got {self.select!r}")
+        if int(self.cv_folds) < 1:
+            raise ValueError(f"cv_folds must be at least 1, got {self.cv_folds!r}")
+
     def _fit_one(self, pool: str, g) -> dict:
         import numpy as np
+
+        from agents.query.base import parse_every
 
         t_ns = g["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         y = g["demand"].to_numpy(dtype=float)
@@ -106,59 +140,77 @@ class CapacityForecaster(BaseEstimator):
         if span < MIN_HISTORY_DAYS:
             raise InsufficientData(f"{pool}: {span:.2f} days of demand history; need at least {MIN_HISTORY_DAYS:g}")
         step_ns = int(np.median(np.diff(t_ns)))
-        terms = self._terms(span, step_ns / DAY_NS)
-        origin = int(t_ns[0])
-        A = self._design(t_ns, origin, terms)
-        if len(y) < 2 * A.shape[1]:
-            raise InsufficientData(f"{pool}: {len(y)} demand points for {A.shape[1]} terms; "
-                                   f"need at least {2 * A.shape[1]}")
-        pen = np.full(A.shape[1], float(self.alpha))
-        pen[: 2 if self.trend == "linear" else 1] = 0.0  # shrinking level or slope would bias every forecast
-        gram = A.T @ A + np.diag(pen * len(y))
-        gram_inv = np.linalg.pinv(gram)
-        coef = gram_inv @ (A.T @ y)
-        fitted = A @ coef
-        resid = y - fitted
-        n, p = A.shape
-        # Residuals of a fit are smaller than the noise by about sqrt((n - p) / n): undo that.
-        resid = resid * math.sqrt(n / max(n - p, 1))
-        a = (1 - float(self.interval)) / 2
-        q_lo, q_hi = np.quantile(resid, [a, 1 - a])
-        # Demand residuals are autocorrelated (a job holds its GPUs for hours): n such points pin the
-        # coefficients down only as well as n (1 - rho) / (1 + rho) independent ones would, so the
-        # leverage (parameter uncertainty, which grows with the horizon through the trend) is scaled up.
-        rho = float(np.corrcoef(resid[:-1], resid[1:])[0, 1]) if len(resid) > 2 and resid.std() > 0 else 0.0
-        rho = min(max(rho, 0.0), 0.95) if rho == rho else 0.0
-        ss_tot = float(np.sum((y - y.mean()) ** 2))
-        r2 = 1 - float(np.sum((y - fitted) ** 2)) / ss_tot if ss_tot > 0 else 1.0
-        mape = float(np.mean(np.abs(y - fitted)[y != 0] / np.abs(y[y != 0]))) if np.any(y != 0) else math.nan
-        return {"coef": coef, "gram_inv": gram_inv, "origin": origin, "terms": terms, "step_ns": step_ns,
-                "last_ns": int(t_ns[-1]), "q_lo": float(q_lo), "q_hi": float(q_hi),
-                "lev_scale": (1 + rho) / (1 - rho), "rho": rho, "r2": r2, "mape": mape,
-                "n": n, "span_days": span, "y_max": float(y.max())}
+        horizon_ns = parse_every(self.horizon)
+        if self.select == "fixed":
+            s, cv = self._fixed_structure(span, step_ns / DAY_NS), {}
+            note = "fixed structure (select='fixed')"
+        else:
+            s, cv, note = self._cross_validate(t_ns, y, span, step_ns, horizon_ns)
+        try:
+            state = st.fit(s, t_ns, y, self.interval)
+        except ValueError as e:
+            raise InsufficientData(f"{pool}: {len(y)} demand points for {s.name} ({e})") from None
+        widen = cv.get("widen", 1.0)
+        if widen > 1.0:
+            state["q_lo"] *= widen
+            state["q_hi"] *= widen
+        return {**state, "structure": s, "model": s.name, "terms": s.terms(), "cv": cv, "note": note,
+                "step_ns": step_ns, "last_ns": int(t_ns[-1]), "span_days": span, "y_max": float(y.max())}
 
-    def _terms(self, span_days: float, step_days: float) -> dict:
-        """Which seasonal terms this history supports: {"daily": order, "weekly": order}."""
-        terms = {}
-        if "daily" in self.seasonalities and span_days >= DAILY_MIN_DAYS and step_days <= DAILY_MAX_STEP_DAYS:
-            # No harmonic above the Nyquist rate of the sampling step.
-            terms["daily"] = max(0, min(int(self.daily_order), int(1.0 / step_days / 2) - 1 or 1))
-        if "weekly" in self.seasonalities and span_days >= WEEKLY_MIN_DAYS:
-            terms["weekly"] = max(0, min(int(self.weekly_order), int(7.0 / step_days / 2) - 1 or 1))
-        return {k: v for k, v in terms.items() if v > 0}
+    def _fixed_structure(self, span: float, step_days: float) -> Structure:
+        daily, weekly = sel.orders_for(step_days, self.daily_order, self.weekly_order)
+        use_daily = "daily" in self.seasonalities and span >= DAILY_MIN_DAYS
+        use_weekly = "weekly" in self.seasonalities and span >= WEEKLY_MIN_DAYS
+        return Structure(trend=self.trend, daily=daily if use_daily else 0, weekly=weekly if use_weekly else 0,
+                         alpha=float(self.alpha))
 
-    def _design(self, t_ns, origin: int, terms: dict):
+    def _cross_validate(self, t_ns, y, span: float, step_ns: int, horizon_ns: int):
+        """(structure, cv facts, note) for one pool."""
+        p = sel.plan(span, horizon_ns / DAY_NS, "weekly" in self.seasonalities)
+        if p is None:
+            return FLAT, {}, f"{span:.1f} days are too few to cross-validate: flat mean"
+        min_train, min_test = p
+        cands = sel.candidates(min_train, step_ns / DAY_NS, self.seasonalities, self.daily_order,
+                               self.weekly_order, TRENDS[self.trend], float(self.alpha))
+        masks = sel.folds(t_ns, min_train, min_test, horizon_ns, int(self.cv_folds))
+        if not masks:
+            return FLAT, {}, "no cross-validation fold: flat mean"
+        scores = sel.cross_validate(t_ns, y, cands, masks, self.interval)
+        best = sel.choose(scores, float(self.tolerance), MARGIN)
+        by_name = {c["structure"].name: c for c in scores}
+        flat = by_name[FLAT.name]
+        snaive = [c for c in scores if c["structure"].kind == "snaive" and math.isfinite(c["mae"])]
+        others = sorted((c for c in scores if c is not best and math.isfinite(c["mae"])), key=lambda c: c["mae"])
+        cov = best["coverage"]
+        cv = {"wape": best["wape"], "mae": best["mae"], "coverage": cov, "folds": len(masks),
+              "candidates": len(cands), "wape_flat_mean": flat["wape"],
+              "wape_seasonal_naive": min((c["wape"] for c in snaive), default=None),
+              "skill": 1 - best["mae"] / flat["mae"] if flat["mae"] > 0 else 0.0,
+              "widen": self._widen(t_ns, y, best["structure"], masks) if cov == cov and cov < self.interval else 1.0,
+              "runner_up": others[0]["structure"].name if others else None}
+        s = best["structure"]
+        if s.is_naive:
+            rival = next((c for c in others if not c["structure"].is_naive), None)
+            note = f"no structure forecast better than {s.name} in cross-validation"
+            if rival is not None:
+                note += f" (best structured: {rival['structure'].name}, WAPE {rival['wape']:.3f} vs {best['wape']:.3f})"
+        else:
+            note = f"beats the flat mean in cross-validation: WAPE {best['wape']:.3f} vs {flat['wape']:.3f}"
+        return s, cv, note
+
+    def _widen(self, t_ns, y, s: Structure, masks) -> float:
+        """The factor on the interval's half-widths around the forecast that makes it cover `interval` of the
+        CV test points (>= 1)."""
         import numpy as np
 
-        t = (np.asarray(t_ns, dtype=np.int64) - origin) / DAY_NS
-        cols = [np.ones_like(t)]
-        if self.trend == "linear":
-            cols.append(t / 7.0)  # per week: keeps the column O(1) like the Fourier terms
-        for name, order in terms.items():
-            w = 2 * np.pi * t / PERIOD_DAYS[name]
-            for k in range(1, order + 1):
-                cols += [np.sin(k * w), np.cos(k * w)]
-        return np.column_stack(cols)
+        need = []
+        for tr, te in masks:
+            state = st.fit(s, t_ns[tr], y[tr], self.interval)
+            mean, lo, hi = st.predict(s, state, t_ns[te])
+            e = y[te] - mean
+            half = np.where(e >= 0, hi - mean, mean - lo)
+            need.append(np.abs(e) / np.maximum(half, 1e-9))
+        return float(max(1.0, np.quantile(np.concatenate(need), self.interval)))
 
     # -- prediction ---------------------------------------------------------------------------------------------
     def predict(self, horizon=None):
@@ -194,20 +246,16 @@ class CapacityForecaster(BaseEstimator):
         import numpy as np
         import pandas as pd
 
-        A = self._design(t_ns, m["origin"], m["terms"])
-        mean = A @ m["coef"]
-        lev = np.einsum("ij,jk,ik->i", A, m["gram_inv"], A)
-        widen = np.sqrt(1.0 + np.clip(lev, 0, None) * m["lev_scale"])
-        lower = mean + m["q_lo"] * widen
-        upper = mean + m["q_hi"] * widen
+        mean, lower, upper = st.predict(m["structure"], m, t_ns)
         # Demand is a count of busy devices: never below zero.
         return pd.DataFrame({"time": pd.to_datetime(t_ns, unit="ns", utc=True), "pool": pool,
                              "forecast": np.clip(mean, 0, None), "lower": np.clip(lower, 0, None),
                              "upper": np.clip(upper, 0, None)})
 
     def summary(self, horizon=None):
-        """Per pool: terms used, peak forecast (and when), capacity, first time the upper bound exceeds
-        capacity (NaT if never within the horizon), headroom = capacity - peak forecast, fit quality."""
+        """Per pool: the structure chosen and why, its CV error against the flat mean's and the seasonal naive's,
+        peak forecast (and when), capacity, first time the upper bound exceeds capacity (NaT if never within
+        the horizon), headroom = capacity - peak forecast, in-sample fit quality."""
         import pandas as pd
 
         pred = self.predict(horizon)
@@ -217,14 +265,18 @@ class CapacityForecaster(BaseEstimator):
             cap = self.capacity_.get(pool, math.nan)
             i = p["forecast"].idxmax()
             over = p[p["upper"] > cap] if cap == cap else p.iloc[0:0]
-            rows.append({"pool": pool, "seasonalities": ",".join(m["terms"]) or "none",
+            cv = m["cv"]
+            rows.append({"pool": pool, "structure": m["model"], "seasonalities": ",".join(m["terms"]) or "none",
+                         "cv_wape": cv.get("wape"), "cv_wape_flat_mean": cv.get("wape_flat_mean"),
+                         "cv_wape_seasonal_naive": cv.get("wape_seasonal_naive"), "note": m["note"],
                          "peak_forecast": float(p.loc[i, "forecast"]), "peak_time": p.loc[i, "time"],
                          "peak_upper": float(p["upper"].max()), "capacity": cap,
                          "shortfall_time": over["time"].iloc[0] if len(over) else pd.NaT,
                          "headroom": cap - float(p.loc[i, "forecast"]), "r2": m["r2"], "mape": m["mape"],
                          "n_train": m["n"], "history_days": m["span_days"]})
         for pool, why in self.skipped_.items():
-            rows.append({"pool": pool, "seasonalities": "skipped: " + why, "capacity": self.capacity_.get(pool)})
+            rows.append({"pool": pool, "structure": "skipped", "seasonalities": "skipped: " + why,
+                         "capacity": self.capacity_.get(pool)})
         return pd.DataFrame(rows)
 
     def _check_fitted(self) -> None:

@@ -1,12 +1,13 @@
 """Validation figures for the capacity forecast (docs/validation.md, "Capacity forecast").
 
-    python -m analyzer.forecast.validate [--alibaba DIR]
+    python -m analyzer.forecast.validate [--alibaba DIR] [--seeds 1,2,3]
 
 1. Synthetic back-test: 28 days hourly of known trend + daily + weekly + noise, train on 21, forecast 7;
    MAPE and 90%-interval coverage over seeds.
 2. Simulated fleet: demand_series against the scheduler's placements in truth.json (GPU-hours per hour
    per accelerator type), and a back-test (train 7 days, forecast 2) per pool. Then a growing fleet
-   (job arrivals rising by mix.gpu/cpu_growth_per_week): train 21 days, forecast 7, against a flat mean.
+   (job arrivals rising by mix.gpu/cpu_growth_per_week): train 21 days, forecast 7, against a flat mean and
+   the seasonal naive, per pool, with the structure each pool's cross-validation chose.
 3. Real trace (optional): the Alibaba GenAI fleet's GPU duty cycle, summed over pods per 5 minutes.
 """
 
@@ -90,7 +91,7 @@ def simulated_fleet(nodes: int = 24, days: int = 9, train_days: int = 7, seed: i
             "mean_demand": float(y.mean()), "capacity": model.capacity_.get(pool),
             "wape": wape(g["forecast"]), "wape_no_trend": wape(g["flat"]), "wape_last_day_mean": wape(last),
             "coverage": float(np.mean((y >= g["lower"].to_numpy() - 1e-9) & (y <= g["upper"].to_numpy() + 1e-9))),
-            "terms": ",".join(model.pools_[pool]["terms"])}
+            "terms": ",".join(model.pools_[pool]["terms"]), "structure": model.pools_[pool]["model"]}
     return {"nodes": nodes, "days": days, "train_days": train_days, "seed": seed,
             "gpu_demand_max_abs_error_vs_truth": err, "pools": per_pool}
 
@@ -99,15 +100,14 @@ def growth_backtest(nodes: int = 128, days: int = 28, train_days: int = 21, seed
                     growth_per_week: float | None = None, interval: float = 600) -> dict:
     """A simulated fleet whose job arrivals grow (profile mix.gpu/cpu_growth_per_week; None = the default
     profile's): fit on train_days (long enough for weekly terms), forecast the rest, against a flat mean
-    of each pool's training history. WAPE pooled over all pools and per pool; MAPE per pool."""
-    import numpy as np
+    of each pool's training history and last week repeated. WAPE pooled over all pools and per pool; MAPE per
+    pool (growth_scores)."""
     import pandas as pd
 
     from agents.query import open_reader
     from agents.simulate import DEFAULT_START, simulate
     from agents.simulate.profile import load_profile
     from analyzer.forecast.demand import demand_series
-    from analyzer.forecast.model import CapacityForecaster
 
     prof = load_profile(None).model_copy(deep=True)
     if growth_per_week is not None:
@@ -117,29 +117,49 @@ def growth_backtest(nodes: int = 128, days: int = 28, train_days: int = 21, seed
         simulate(nodes=nodes, days=days, interval=interval, seed=seed, profile=prof, store=f"embedded:{tmp}")
         with open_reader(f"embedded:{tmp}") as reader:
             ds = demand_series(reader, start, start + pd.Timedelta(days=days), every="1h")
-    cut = start + pd.Timedelta(days=train_days)
+    return growth_scores(ds, start + pd.Timedelta(days=train_days), pd.Timedelta(days=days - train_days)) | {
+        "nodes": nodes, "days": days, "train_days": train_days, "seed": seed, "interval": interval,
+        "growth_per_week": prof.mix.gpu_growth_per_week}
+
+
+def growth_scores(ds, cut, horizon) -> dict:
+    """Train on ds before cut, forecast `horizon`: WAPE pooled and per pool of the forecaster (structure
+    chosen by CV), the same estimator with no trend, each pool's training mean held flat, and last week
+    repeated (seasonal naive); the structure each pool got and the forecaster's interval coverage."""
+    import numpy as np
+    import pandas as pd
+
+    from analyzer.forecast.model import CapacityForecaster
+
     train, test = ds[ds["time"] < cut], ds[ds["time"] >= cut]
-    horizon = pd.Timedelta(days=days - train_days)
-    preds = {"model": CapacityForecaster().fit(train).predict(horizon),
-             "no_trend": CapacityForecaster(trend=None).fit(train).predict(horizon)}
+    model = CapacityForecaster(horizon=horizon).fit(train)
+    preds = {"model": model.predict(horizon),
+             "no_trend": CapacityForecaster(trend=None, horizon=horizon).fit(train).predict(horizon)}
     flat = train.groupby("pool")["demand"].mean()
-    joined = test.merge(preds["model"][["time", "pool", "forecast"]], on=["time", "pool"]).merge(
+    joined = test.merge(preds["model"][["time", "pool", "forecast", "lower", "upper"]], on=["time", "pool"]).merge(
         preds["no_trend"][["time", "pool", "forecast"]].rename(columns={"forecast": "no_trend"}), on=["time", "pool"])
     joined["flat_mean"] = joined["pool"].map(flat)
-    methods = ("forecast", "no_trend", "flat_mean")
+    # Seasonal naive: the demand one week before (the last training week repeated for a 7-day horizon).
+    week = train.assign(time=train["time"] + pd.Timedelta(days=7))[["time", "pool", "demand"]]
+    joined = joined.merge(week.rename(columns={"demand": "seasonal_naive"}), on=["time", "pool"], how="left")
+    methods = ("forecast", "no_trend", "flat_mean", "seasonal_naive")
     per_pool = {}
     for pool, g in joined.groupby("pool"):
         y = g["demand"].to_numpy()
-        row = {"train_mean": float(flat[pool]), "test_mean": float(y.mean())}
-        for m in methods:
-            err = np.abs(g[m].to_numpy() - y)
-            row[f"wape_{m}"] = float(err.sum() / max(y.sum(), 1e-9))
-            row[f"mape_{m}"] = float(np.mean(err / y)) if (y > 0).all() else None
+        m = model.pools_[pool]
+        row = {"train_mean": float(flat[pool]), "test_mean": float(y.mean()), "structure": m["model"],
+               "cv_wape": m["cv"].get("wape"), "cv_wape_flat_mean": m["cv"].get("wape_flat_mean"),
+               "coverage": float(np.mean((y >= g["lower"].to_numpy() - 1e-9) & (y <= g["upper"].to_numpy() + 1e-9)))}
+        for meth in methods:
+            err = np.abs(g[meth].to_numpy() - y)
+            row[f"wape_{meth}"] = float(np.nansum(err) / max(y.sum(), 1e-9))
+            row[f"mape_{meth}"] = float(np.nanmean(err / y)) if (y > 0).all() else None
+        row["ratio_to_flat_mean"] = row["wape_forecast"] / max(row["wape_flat_mean"], 1e-12)
         per_pool[pool] = row
     y = joined["demand"].to_numpy()
-    pooled = {m: float(np.abs(joined[m].to_numpy() - y).sum() / y.sum()) for m in methods}
-    return {"nodes": nodes, "days": days, "train_days": train_days, "seed": seed, "interval": interval,
-            "growth_per_week": prof.mix.gpu_growth_per_week, "wape": pooled, "pools": per_pool}
+    pooled = {meth: float(np.nansum(np.abs(joined[meth].to_numpy() - y)) / y.sum()) for meth in methods}
+    cover = float(np.mean((y >= joined["lower"].to_numpy() - 1e-9) & (y <= joined["upper"].to_numpy() + 1e-9)))
+    return {"wape": pooled, "coverage": cover, "pools": per_pool}
 
 
 def alibaba(path: str) -> dict:
@@ -166,9 +186,12 @@ def alibaba(path: str) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--alibaba", help="directory with pod_gpu_duty_cycle_anon.csv.gz (alibaba-genai-2026)")
+    ap.add_argument("--seeds", default="1", help="comma-separated simulator seeds for the growing fleet (1)")
     args = ap.parse_args(argv)
+    seeds = [int(x) for x in args.seeds.split(",")]
     out = {"synthetic": synthetic_backtest(), "simulated": simulated_fleet(),
-           "simulated_growth": {g: growth_backtest(growth_per_week=g) for g in (None, 0.10)}}
+           "simulated_growth": {f"seed {k} growth {g}": growth_backtest(seed=k, growth_per_week=g)
+                                for k in seeds for g in (None, 0.10)}}
     if args.alibaba:
         out["alibaba_genai"] = alibaba(args.alibaba)
     print(json.dumps(out, indent=1, default=str))
