@@ -129,3 +129,13 @@ def test_trend_pool_gets_a_trend():
     assert m["structure"].trend in ("linear", "damped") and m["note"].startswith("beats the flat mean")
     # The flat mean trails a +20/day ramp by ~10.5 days x 20 = 210 on average over the folds' tests.
     assert m["cv"]["wape"] < 0.3 * m["cv"]["wape_flat_mean"]
+
+
+def test_models_show_lists_each_pools_structure():
+    from analyzer.show import _structures
+
+    scores = {"gpu:A100": {"structure": "mean(all)", "wape": 0.2301, "wape_flat_mean": 0.2301},
+              "cpu:x86_64": {"structure": "damped(0.9/d)", "wape": 0.104, "wape_flat_mean": 0.14}}
+    assert _structures(scores, "  ") == ["  gpu:A100: mean(all) (CV WAPE 0.23, flat mean 0.23)",
+                                         "  cpu:x86_64: damped(0.9/d) (CV WAPE 0.104, flat mean 0.14)"]
+    assert _structures({"r2": 0.9}, "  ") == [] and _structures(None, "  ") == []
