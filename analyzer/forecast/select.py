@@ -1,7 +1,7 @@
 """Choosing a pool's forecast structure by rolling-origin cross-validation on its training history.
 
 The candidates (candidates()) are the obvious baselines - flat means of the whole history and of its last
-1, 3, 7 days, the seasonal naive forecasts (yesterday / last week repeated) - and the regressions: level,
+7 days, the seasonal naive forecasts (yesterday / last week repeated) - and the regressions: level,
 linear or damped trend, x daily Fourier order x weekly Fourier order x ridge strength.
 
 Folds (folds()): forecast origins spread evenly from `min_train` days after the first point to `min_test`
@@ -12,9 +12,10 @@ judged on the horizon it will be used for, not on the next few hours, which a tr
 right and the next week wrong. Every candidate is scored on the same folds: the grid holds only structures
 the shortest fold can fit (weekly terms and last week's seasonal naive need a 14-day first fold).
 
-Choice (choose()): the lowest mean absolute error over all folds' test points, except that a structure
-with fewer coefficients within `tolerance` of the best wins over it: a difference that small is noise
-across a handful of folds, and the simpler structure is the one that fails more gently.
+Choice (choose()): the flat mean of the whole history stays unless some candidate's mean absolute error over
+all folds' test points is lower by `margin` (model.MARGIN, 15%); then, among the candidates within
+`tolerance` of the best, the one with the fewest coefficients wins: a difference that small is noise across a
+handful of folds, and the simpler structure is the one that fails more gently.
 """
 
 from __future__ import annotations
