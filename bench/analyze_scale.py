@@ -351,7 +351,8 @@ def main() -> None:
     if "influx_load" in result:
         lo = result["influx_load"]
         rate = lo["points"] / lo["seconds"]
-        print(f"  influx load: {lo['points']:,} points in {lo['seconds']:.0f} s ({rate:,.0f}/s)")
+        print(f"  influx load: {lo['points']:,} points in {lo['seconds']:.0f} s ({rate:,.0f}/s)"
+              + (f" (loaded earlier into {work / 'influxd'}, reused)" if lo.get("reused") else ""))
 
 
 if __name__ == "__main__":
