@@ -86,21 +86,21 @@ def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
     if "job" not in set(reader.measurements()):
         return pd.DataFrame(columns=COLUMNS)
     fetch = _Fetcher(reader, start, end)
-    _submit_all(fetch)
-    jobs = fetch.get("job")
-    if jobs is not None:
-        jobs = jobs[jobs["since"].notna()]  # a job known only through fields other than cpus_allocated
-    if jobs is None or jobs.empty:
-        fetch.close()
-        return pd.DataFrame(columns=COLUMNS)
-
-    span = _Spans(jobs, every_ns, time_ns(start), time_ns(end))
-    out = span.per_job()
-    out = _gpu_columns(out, span, fetch)
-    out = _host_rates(out, span, fetch)
-    out = _throughput(out, fetch.get("progress"))
-    out = _job_info(out, fetch.get("info"))
-    fetch.close()
+    try:
+        _submit_all(fetch)
+        jobs = fetch.get("job")
+        if jobs is not None:
+            jobs = jobs[jobs["since"].notna()]  # a job known only through fields other than cpus_allocated
+        if jobs is None or jobs.empty:
+            return pd.DataFrame(columns=COLUMNS)
+        span = _Spans(jobs, every_ns, time_ns(start), time_ns(end))
+        out = span.per_job()
+        out = _gpu_columns(out, span, fetch)
+        out = _host_rates(out, span, fetch)
+        out = _throughput(out, fetch.get("progress"))
+        out = _job_info(out, fetch.get("info"))
+    finally:
+        fetch.close()  # a failed query must not leave the others running
 
     out["workload"] = ""
     alloc = out["cpus_allocated"].where(out["cpus_allocated"] > 0)

@@ -243,3 +243,28 @@ def test_matches_the_per_bucket_table(legacy_pair):
             (c, np.median(err), np.quantile(err, 0.9), err.max())
         if c.endswith("_per_second") and b[both].std() > 0:
             assert np.corrcoef(a[both], b[both])[0, 1] > 0.99, c
+
+
+def test_cpu_only_fleet(tmp_path):
+    """Only the job measurement: GPU, host-rate, progress and job_info columns are empty, not errors."""
+    EmbeddedWriter(tmp_path).write([p for p in hand_built_points() if p.measurement == "job"])
+    with open_reader(f"embedded:{tmp_path}") as reader:
+        jt = job_table(reader, pd.Timestamp(T0, tz="UTC"), pd.Timestamp(T0 + 20 * MIN, tz="UTC"), every="1m")
+    j1 = jt.set_index("job").loc["1"]
+    assert (j1["gpus"], j1["accelerator"], j1["unit"], j1["name"]) == (0, "", "", "")
+    assert j1["duration_seconds"] == 600 and j1["cpu_cores_mean"] == pytest.approx(6.0)  # 1-minute buckets
+    for c in ("gpu_utilization_mean", "energy_joules", "net_bytes_per_second", "throughput", "time_limit_seconds"):
+        assert math.isnan(j1[c]), c
+
+
+def test_influxdb_gives_the_same_table(tmp_path_factory, hand_table):
+    """The hand-built points in a real influxd: the job table equals the embedded store's."""
+    from tests.services import influxd
+    from tests.store_helpers import create_database, write_points
+
+    with influxd(tmp_path_factory.mktemp("features-influxd")) as server:
+        create_database(server.url, "fw")
+        write_points(server.url, "fw", hand_built_points())
+        reader = open_reader(server.url.replace("http://", "influxdb://") + "/fw")
+        jt = job_table(reader, pd.Timestamp(T0 - 5 * MIN, tz="UTC"), pd.Timestamp(T0 + 20 * MIN, tz="UTC"))
+    pd.testing.assert_frame_equal(jt.set_index("job"), hand_table, check_exact=False, rtol=1e-9)
