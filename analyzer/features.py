@@ -9,18 +9,18 @@ per 5-minute bucket:
   highest CPU cores;
 - job_gpu, per (job, host, GPU): utilization (sum, count, highest, samples below IDLE_UTILIZATION) and
   the job's peak GPU memory;
-- gpu, per GPU: model, memory size and highest power cap; per GPU and hour: power, power cap and memory
-  bandwidth;
-- disk, lustre, net, infiniband, per host (device) and hour: rates, and InfiniBand xmit_wait's last
-  counter value (differenced per hour, resets dropped);
-- job_progress, per (job, host, unit): throughput; job_info, per job: name, account, limits.
+- gpu, per GPU: model, memory size and highest power cap; per GPU and GPU_ALIGN (2 h): power, power cap
+  and memory bandwidth;
+- disk, lustre, net, infiniband, per host (device) and HOST_ALIGN (1 h): rates, and InfiniBand
+  xmit_wait's last counter value (differenced per hour, resets dropped);
+- job_progress, per (job, host, unit): throughput; job_info raw (one point per job): name, account, limits.
 
 Time alignment: a job occupies each of its hosts, and the GPUs it holds there, from its first to its
 last sample on that host without gaps (its span), in buckets of `every`. start is the start of the
 bucket of the job's first sample, end the end of the bucket of its last one (as before the rewrite).
-The joins that need time use the spans: hourly GPU power, cap and bandwidth are weighted by the time the
-job held the GPU in each hour; hourly host rates are split evenly, bucket by bucket, among the jobs whose
-spans cover the bucket on that host.
+The coarse GPU and host means are turned back into one value per job on the unit by analyzer.unmix
+(exclusive for a GPU, additive for a host; exact when a job's values are constant while it runs); host
+rates are then rebuilt per bucket of `every` as the sum over the jobs there and split evenly among them.
 
 Column meanings that differ from the per-bucket table this replaced (bench: docs/benchmarks.md "Analyzer
 scale"; checked against it in tests/test_features.py with the tolerances stated there):
@@ -31,11 +31,12 @@ scale"; checked against it in tests/test_features.py with the tolerances stated 
   gpu_utilization_p95: mean over the job's GPUs of each GPU's highest sample (peak, as above);
   gpu_idle_seconds: duration x the smallest share, over the job's GPUs, of samples below 5% busy (was:
   buckets in which all were below); the gpu series no longer fills in a utilization job_gpu lacks;
-- power_watts_mean, power_limit_watts, gpu_memory_bandwidth_mean, energy_joules: hour-resolved GPU
-  values (was: every-resolved), so a job that shares an hour on a GPU with another job or with idle
-  time gets that hour's mean;
-- disk/lustre/net/ib rates: hour-resolved host rates, shared per bucket as before; ib_xmit_wait_per_second:
-  per-hour counter differences;
+- power_watts_mean, power_limit_watts, gpu_memory_bandwidth_mean, energy_joules: unmixed from 2-hour GPU
+  means (was: every-resolved means over the buckets the job held the GPU);
+- disk/lustre/net/ib rates: unmixed from hourly host means; two jobs that always share their hours on a
+  host cannot be told apart, and get the even split of what they moved together;
+  ib_xmit_wait_per_second: per-hour counter differences (a reset inside an hour loses the increments
+  before it);
 - throughput: sum over hosts of each host's mean progress rate, in the unit with the most samples.
 Rates are the agent's reset-safe rates, clipped at zero.
 """
@@ -71,7 +72,7 @@ HOST_RATES = {  # column -> (measurement, series tags, fields summed)
     "net_bytes_per_second": ("net", ["interface"], ["rx_bytes_per_second", "tx_bytes_per_second"]),
     "ib_bytes_per_second": ("infiniband", ["device", "port"], ["xmit_bytes_per_second", "rcv_bytes_per_second"]),
 }
-GPU_HOURLY = {"power_watts_mean": "power_watts", "power_limit_watts": "power_limit_watts",
+GPU_MEANS = {"power_watts_mean": "power_watts", "power_limit_watts": "power_limit_watts",
               "gpu_memory_bandwidth_mean": "memory_bandwidth_ratio"}
 
 
@@ -83,9 +84,10 @@ def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
     from agents.query.base import parse_every, time_ns
 
     every_ns = parse_every(every)
-    if "job" not in set(reader.measurements()):
+    present = set(reader.measurements())
+    if "job" not in present:
         return pd.DataFrame(columns=COLUMNS)
-    fetch = _Fetcher(reader, start, end)
+    fetch = _Fetcher(reader, start, end, present)
     try:
         _submit_all(fetch)
         jobs = fetch.get("job")
@@ -132,7 +134,7 @@ def _submit_all(fetch) -> None:
                  where=[("utilization_ratio", "<", IDLE_UTILIZATION)])
     fetch.submit("gpu", "gpu", {"total": ("memory_total_bytes", "max"), "cap_max": ("power_limit_watts", "max")},
                  by=["host", "uuid", "model"])
-    fetch.submit("gpu_hourly", "gpu", {c: (f, "mean") for c, f in GPU_HOURLY.items()}, by=["host", "uuid"],
+    fetch.submit("gpu_means", "gpu", {c: (f, "mean") for c, f in GPU_MEANS.items()}, by=["host", "uuid"],
                  every=GPU_ALIGN)
     for col, (m, tags, fields) in HOST_RATES.items():
         fetch.submit(col, m, {f: (f, "mean") for f in fields}, by=["host", *tags], every=HOST_ALIGN)
@@ -148,9 +150,8 @@ class _Fetcher:
     """Named aggregate queries, run two at a time where the reader allows it (parallel_queries), else one
     after the other when asked for; get() gives None for an absent measurement or an empty answer."""
 
-    def __init__(self, reader, start, end) -> None:
-        self.reader, self.start, self.end = reader, start, end
-        self.present = set(reader.measurements())
+    def __init__(self, reader, start, end, present: set[str]) -> None:
+        self.reader, self.start, self.end, self.present = reader, start, end, present
         self.requests: dict[str, tuple] = {}
         self.results: dict = {}
         workers = getattr(reader, "parallel_queries", 1)
@@ -298,8 +299,8 @@ def _gpu_columns(out, span: _Spans, fetch):
     import numpy as np
     import pandas as pd
 
-    jg, idle, gpus, hourly = fetch.get("job_gpu"), fetch.get("job_gpu_idle"), fetch.get("gpu"), \
-        fetch.get("gpu_hourly")
+    jg, idle, gpus, means = fetch.get("job_gpu"), fetch.get("job_gpu_idle"), fetch.get("gpu"), \
+        fetch.get("gpu_means")
     nan = np.full(span.n_jobs, np.nan)
     if jg is None:
         return out.assign(accelerator="", gpus=0, **{c: nan for c in (
@@ -346,7 +347,7 @@ def _gpu_columns(out, span: _Spans, fetch):
         out["accelerator"] = ""
     out["power_limit_max_watts"] = out["accelerator"].map(models).astype(float)
     out["accelerator"] = out["accelerator"].astype(object)
-    out = _gpu_hourly(out, span, jg, row, hourly)
+    out = _gpu_unmixed(out, span, jg, row, means)
     return out
 
 
@@ -359,8 +360,8 @@ def _mean_per_job(values, job, n_jobs: int):
     return np.where(cnt > 0, s / np.where(cnt > 0, cnt, 1), np.nan)
 
 
-def _gpu_hourly(out, span: _Spans, jg, row, hourly):
-    """GPU power, cap and bandwidth per job from the GPUs' hourly means: each GPU's hours unmixed into one
+def _gpu_unmixed(out, span: _Spans, jg, row, means):
+    """GPU power, cap and bandwidth per job from the GPUs' coarse means: each GPU's buckets unmixed into one
     value per job that held it (analyzer.unmix, exclusive), averaged over the job's GPUs weighted by the
     time it held each; energy is power x that time."""
     import numpy as np
@@ -370,24 +371,24 @@ def _gpu_hourly(out, span: _Spans, jg, row, hourly):
     from analyzer.unmix import unmix
 
     n_jobs = span.n_jobs
-    if hourly is None:
-        return out.assign(energy_joules=np.nan, **{c: np.nan for c in GPU_HOURLY})
+    if means is None:
+        return out.assign(energy_joules=np.nan, **{c: np.nan for c in GPU_MEANS})
     align = parse_every(GPU_ALIGN)
     # one entry per (job, host, uuid): a GPU listed under two gpu index tags is held once
     held = pd.DataFrame({"row": row, "host": jg["host"].to_numpy(object), "uuid": jg["uuid"].to_numpy(object)})
     held = held.drop_duplicates().reset_index(drop=True)
-    gpu_index = pd.MultiIndex.from_frame(hourly[["host", "uuid"]]).drop_duplicates()
+    gpu_index = pd.MultiIndex.from_frame(means[["host", "uuid"]]).drop_duplicates()
     gpu = gpu_index.get_indexer(pd.MultiIndex.from_frame(held[["host", "uuid"]]))
     rep, hour, seconds, window = span.hours(held["row"].to_numpy(), align)
     known = gpu[rep] >= 0
-    obs = hourly.assign(power_watts_mean=hourly["power_watts_mean"].clip(lower=0))
+    obs = means.assign(power_watts_mean=means["power_watts_mean"].clip(lower=0))
     x, _ = unmix(gpu[rep][known], rep[known], hour[known], (seconds / window)[known],
                  gpu_index.get_indexer(pd.MultiIndex.from_frame(obs[["host", "uuid"]])),
                  obs["time"].to_numpy("datetime64[ns]").view("int64") // align,
-                 obs[list(GPU_HOURLY)].to_numpy(float), additive=False, n_occupants=len(held))
+                 obs[list(GPU_MEANS)].to_numpy(float), additive=False, n_occupants=len(held))
     held_s = np.bincount(rep, weights=seconds, minlength=len(held))
     job = span.job[held["row"].to_numpy()]
-    for i, col in enumerate(GPU_HOURLY):
+    for i, col in enumerate(GPU_MEANS):
         v = x[:, i]
         ok = ~np.isnan(v)
         w = np.bincount(job[ok], weights=held_s[ok], minlength=n_jobs)
