@@ -57,6 +57,8 @@ START, END = T0, T0 + 5 * 60 * S
 CASES = {
     "raw": dict(fields=["load", "reqs"], start=START, end=END),
     "raw_by_host": dict(fields=["load", "temp"], start=START, end=END, by=["host"]),
+    "raw_sparse_field_by_rack_host": dict(fields=["temp"], start=START, end=END, by=["rack", "host"]),
+    "raw_absent_tag": dict(fields=["reqs"], start=START, end=END, by=["nope", "host"]),
     **{f"{agg}_1m_by_host": dict(fields=["load", "reqs", "temp"], start=START, end=END, every="1m", by=["host"],
                                  agg=agg)
        for agg in ("mean", "max", "min", "last", "sum", "count", "p50", "p95", "p5")},
@@ -118,6 +120,9 @@ def test_values_by_hand(stores):
         # bucket 0 starts before the window (InfluxQL labels it with its aligned start) and holds 3 points
         assert cut[cut.host == "a"]["time"].iloc[0] == pd.Timestamp(T0, tz="UTC")
         assert cut[cut.host == "a"]["load"].tolist() == [3, 6, 6, 6, 2]
+
+        sparse = stores[name].frame("ctest", ["temp"], START, END, by=["nope", "host"])
+        assert len(sparse) == 12 and set(sparse.host) == {"a"} and set(sparse.nope) == {""}  # only a has temp
 
         racks = stores[name].frame("ctest", ["load"], START, END, every="1m", by=["rack"], agg="count")
         assert sorted(set(racks.rack)) == ["", "r1", "r2"]
