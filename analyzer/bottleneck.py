@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from analyzer.minimums import require
 
 CLASSES = ("gpu_compute", "gpu_memory_bandwidth", "cpu_input", "storage_io", "network", "idle", "cpu_compute")
-FEATURES = ("has_gpu", "gpu_util", "gpu_util_p95", "membw", "membw_per_util", "idle_fraction", "cpu_input_ratio",
+FEATURES = ("has_gpu", "gpu_util", "gpu_util_peak", "membw", "membw_per_util", "idle_fraction", "cpu_input_ratio",
             "log_io", "log_net", "log_ib", "log_ib_wait", "nodes", "gpus")
 
 # Rule thresholds (method="rules"), each with the reason it sits where it does.
@@ -39,7 +39,7 @@ def features(jobs) -> np.ndarray:
     io = np.nansum([col("disk_bytes_per_second"), col("lustre_bytes_per_second")], axis=0)
     dur = col("duration_seconds")
     out = np.column_stack([
-        has_gpu, np.nan_to_num(util), np.nan_to_num(col("gpu_utilization_p95")),
+        has_gpu, np.nan_to_num(util), np.nan_to_num(col("gpu_utilization_peak")),
         np.nan_to_num(col("gpu_memory_bandwidth_mean")),
         np.nan_to_num(col("gpu_memory_bandwidth_mean") / np.maximum(util, 0.01)),
         np.nan_to_num(col("gpu_idle_seconds") / np.where(dur > 0, dur, np.nan)),

@@ -25,10 +25,10 @@ rates are then rebuilt per bucket of `every` as the sum over the jobs there and 
 Column meanings that differ from the per-bucket table this replaced (bench: docs/benchmarks.md "Analyzer
 scale"; checked against it in tests/test_features.py with the tolerances stated there):
 - cpu_cores_mean: sum over the job's hosts of each host's mean sample (was: mean over buckets of the sum);
-  cpu_cores_p95: sum over hosts of each host's highest sample (was the 95th percentile over buckets;
-  percentiles cost influxd 10 x a mean, so the peak, an upper bound of it, is used);
+  cpu_cores_peak: sum over hosts of each host's highest sample (was cpu_cores_p95, the 95th percentile over
+  buckets; percentiles cost influxd 10 x a mean, so the peak, an upper bound of it, is used);
 - gpu_utilization_mean: mean over all the job's GPU samples (equal when sampling >= every);
-  gpu_utilization_p95: mean over the job's GPUs of each GPU's highest sample (peak, as above);
+  gpu_utilization_peak: mean over the job's GPUs of each GPU's highest sample (was gpu_utilization_p95);
   gpu_idle_seconds: duration x the smallest share, over the job's GPUs, of samples below 5% busy (was:
   buckets in which all were below); the gpu series no longer fills in a utilization job_gpu lacks;
 - power_watts_mean, power_limit_watts, gpu_memory_bandwidth_mean, energy_joules: unmixed from 2-hour GPU
@@ -55,9 +55,9 @@ HOST_ALIGN = "1h"
 
 COLUMNS = [
     "job", "scheduler", "user", "workload", "hosts", "nodes", "accelerator", "gpus", "cpus_allocated", "start",
-    "end", "duration_seconds", "gpu_utilization_mean", "gpu_utilization_p95", "gpu_memory_bandwidth_mean",
+    "end", "duration_seconds", "gpu_utilization_mean", "gpu_utilization_peak", "gpu_memory_bandwidth_mean",
     "gpu_memory_used_max_bytes", "gpu_memory_total_bytes", "gpu_idle_seconds", "power_watts_mean",
-    "power_limit_watts", "power_limit_max_watts", "energy_joules", "cpu_cores_mean", "cpu_cores_p95",
+    "power_limit_watts", "power_limit_max_watts", "energy_joules", "cpu_cores_mean", "cpu_cores_peak",
     "memory_peak_bytes", "memory_limit_bytes", "throughput", "unit", "disk_bytes_per_second",
     "lustre_bytes_per_second", "net_bytes_per_second", "ib_bytes_per_second", "ib_xmit_wait_per_second",
     "cpu_input_ratio",
@@ -235,7 +235,7 @@ class _Spans:
         cpus = s[["cpus", "cpus_end"]].max(axis=1)
         sums = pd.DataFrame({"cpus_allocated": cpus, "memory_peak_bytes": s["peak"],
                              "memory_limit_bytes": s["limit"], "cpu_cores_mean": cores,
-                             "cpu_cores_p95": s["cores_max"].clip(lower=0)}).groupby(self.job).sum(min_count=1)
+                             "cpu_cores_peak": s["cores_max"].clip(lower=0)}).groupby(self.job).sum(min_count=1)
         out = out.join(sums.set_axis(self.job_index[sums.index]))
         out = out.reset_index()
         for c in ("cpus_allocated", "memory_peak_bytes", "memory_limit_bytes"):
@@ -304,7 +304,7 @@ def _gpu_columns(out, span: _Spans, fetch):
     nan = np.full(span.n_jobs, np.nan)
     if jg is None:
         return out.assign(accelerator="", gpus=0, **{c: nan for c in (
-            "gpu_utilization_mean", "gpu_utilization_p95", "gpu_memory_bandwidth_mean", "gpu_memory_used_max_bytes",
+            "gpu_utilization_mean", "gpu_utilization_peak", "gpu_memory_bandwidth_mean", "gpu_memory_used_max_bytes",
             "gpu_memory_total_bytes", "gpu_idle_seconds", "power_watts_mean", "power_limit_watts",
             "power_limit_max_watts", "energy_joules")})
     g = [*JOB_KEYS, "host", "gpu", "uuid"]
@@ -322,7 +322,7 @@ def _gpu_columns(out, span: _Spans, fetch):
     util_n = np.bincount(job, weights=n, minlength=n_jobs)
     util_s = np.bincount(job, weights=jg["s"].fillna(0).to_numpy(float), minlength=n_jobs)
     out["gpu_utilization_mean"] = np.where(util_n > 0, util_s / np.where(util_n > 0, util_n, 1), np.nan).clip(0, 1)
-    out["gpu_utilization_p95"] = _mean_per_job(jg["hi"].clip(0, 1).to_numpy(float), job, n_jobs)
+    out["gpu_utilization_peak"] = _mean_per_job(jg["hi"].clip(0, 1).to_numpy(float), job, n_jobs)
     share = np.where(n > 0, jg["idle"].to_numpy(float) / np.where(n > 0, n, 1), np.nan)
     out["gpu_idle_seconds"] = _per_job(share, job, n_jobs, "min") * span.durations
     out["gpu_memory_used_max_bytes"] = _per_job(jg["mem"].to_numpy(float), job, n_jobs, "max")

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator
 
 # trailing separators followed by digits, dates, hex ids or run counters, repeatedly
 _TAIL = re.compile(r"([-_.](run|v|r|seed|job)?\d[\da-f]*|[-_.][0-9a-f]{6,}|[-_.]\d{4}-\d{2}-\d{2})$", re.I)
-SIGNATURE = ("gpu_utilization_mean", "gpu_utilization_p95", "gpu_memory_ratio", "cpu_input_ratio", "log_io",
+SIGNATURE = ("gpu_utilization_mean", "gpu_utilization_peak", "gpu_memory_ratio", "cpu_input_ratio", "log_io",
              "log_net", "gpus")
 
 
@@ -40,7 +40,7 @@ def signature(jobs) -> np.ndarray:
     mem = col("gpu_memory_used_max_bytes") / col("gpu_memory_total_bytes")
     io = np.nansum([col("disk_bytes_per_second"), col("lustre_bytes_per_second")], axis=0)
     net = np.nansum([col("net_bytes_per_second"), col("ib_bytes_per_second")], axis=0)
-    return np.nan_to_num(np.column_stack([col("gpu_utilization_mean"), col("gpu_utilization_p95"), mem,
+    return np.nan_to_num(np.column_stack([col("gpu_utilization_mean"), col("gpu_utilization_peak"), mem,
                                           col("cpu_input_ratio"), np.log10(1 + io), np.log10(1 + net),
                                           np.log2(1 + np.nan_to_num(col("gpus")))]))
 

@@ -12,7 +12,7 @@ END = "2026-11-22"
 
 
 def job(**kw) -> dict:
-    base = {"gpus": 4, "nodes": 1, "gpu_utilization_mean": 0.9, "gpu_utilization_p95": 0.95,
+    base = {"gpus": 4, "nodes": 1, "gpu_utilization_mean": 0.9, "gpu_utilization_peak": 0.95,
             "gpu_memory_bandwidth_mean": 0.4, "gpu_idle_seconds": 0.0, "duration_seconds": 3600.0,
             "cpu_input_ratio": 0.3, "disk_bytes_per_second": 1e6, "lustre_bytes_per_second": 1e7,
             "net_bytes_per_second": 1e5, "ib_bytes_per_second": 0.0, "ib_xmit_wait_per_second": 0.0}

@@ -88,7 +88,7 @@ def test_job_identity_span_cpu_and_memory(hand_table):
     assert j1["start"] == pd.Timestamp(T0, tz="UTC") and j1["duration_seconds"] == 600
     assert j2["duration_seconds"] == 300
     assert j1["cpus_allocated"] == 16 and j1["cpu_cores_mean"] == pytest.approx(6.0)
-    assert j1["cpu_cores_p95"] == pytest.approx(6.0) and j2["cpu_cores_p95"] == pytest.approx(1.0)
+    assert j1["cpu_cores_peak"] == pytest.approx(6.0) and j2["cpu_cores_peak"] == pytest.approx(1.0)
     assert j1["cpu_input_ratio"] == pytest.approx(6 / 16)
     assert j1["memory_peak_bytes"] == 3 * 10**9 and j1["memory_limit_bytes"] == 8 * 10**9
     assert j1["throughput"] == pytest.approx(50.0) and j1["unit"] == "samples"
@@ -102,7 +102,7 @@ def test_gpu_columns_cover_only_the_jobs_gpus(hand_table):
     # (0.8*5 + 0*5 + 0.02*10) / 20 samples
     assert j1["gpu_utilization_mean"] == pytest.approx(0.21)
     # the mean over the job's GPUs of each one's highest sample: (0.8 + 0.02) / 2
-    assert j1["gpu_utilization_p95"] == pytest.approx(0.41)
+    assert j1["gpu_utilization_peak"] == pytest.approx(0.41)
     # GPU-a0 below 5% in 5 of its 10 samples, GPU-a1 in all: both idle for half of the 600 s at most
     assert j1["gpu_idle_seconds"] == 300
     assert j1["gpu_memory_used_max_bytes"] == 10 * 10**9 and j1["gpu_memory_total_bytes"] == 80 * 10**9
@@ -189,11 +189,12 @@ def test_simulated_fleet_matches_truth(sim):
 
 # Allowed difference from the per-bucket table, as |new - old| / mean |old| over the jobs: (median, 90th
 # percentile, max). Measured on this fleet (60 s sampling, 5-minute buckets): the GPU columns unmix 2-hour
-# means, the host rates 1-hour means, and the p95 columns are now per-sample peaks. Columns not listed
+# means, the host rates 1-hour means, and the peak columns are per-sample peaks where the old table had
+# 95th percentiles over buckets (compared with those, under the new names). Columns not listed
 # must be equal (floats to 1e-9).
 LEGACY_TOLERANCE = {
     "gpu_utilization_mean": (0.001, 0.002, 0.01),
-    "gpu_utilization_p95": (0.08, 0.12, 0.15),
+    "gpu_utilization_peak": (0.08, 0.12, 0.15),
     "gpu_memory_bandwidth_mean": (0.005, 0.04, 0.15),
     "gpu_idle_seconds": (0.001, 0.001, 0.3),
     "power_watts_mean": (0.005, 0.025, 0.1),
@@ -201,7 +202,7 @@ LEGACY_TOLERANCE = {
     "energy_joules": (0.002, 0.006, 0.04),
     "cpu_cores_mean": (0.001, 0.001, 0.003),
     "cpu_input_ratio": (0.001, 0.001, 0.003),
-    "cpu_cores_p95": (0.01, 0.02, 0.04),
+    "cpu_cores_peak": (0.01, 0.02, 0.04),
     "throughput": (0.001, 0.001, 0.005),
     "disk_bytes_per_second": (0.015, 0.12, 1.0),
     "lustre_bytes_per_second": (0.015, 0.17, 1.4),
@@ -218,6 +219,7 @@ def legacy_pair(sim_path):
     with open_reader(f"embedded:{sim_path}") as reader:
         new = job_table(reader, "2026-11-20", "2026-11-22")
         old = legacy_job_table(reader, "2026-11-20", "2026-11-22")
+    old = old.rename(columns={"cpu_cores_p95": "cpu_cores_peak", "gpu_utilization_p95": "gpu_utilization_peak"})
     return new.set_index("job"), old.set_index("job")
 
 

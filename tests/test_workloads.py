@@ -17,7 +17,7 @@ def test_normalize_name(raw, norm):
 
 
 def test_named_and_unnamed_jobs_by_hand():
-    rows = [{"name": n, "user": "alice", "gpus": 4, "gpu_utilization_mean": u, "gpu_utilization_p95": u,
+    rows = [{"name": n, "user": "alice", "gpus": 4, "gpu_utilization_mean": u, "gpu_utilization_peak": u,
              "gpu_memory_used_max_bytes": 1e9, "gpu_memory_total_bytes": 8e10, "cpu_input_ratio": 0.1,
              "disk_bytes_per_second": 1e5, "lustre_bytes_per_second": 0.0, "net_bytes_per_second": 0.0,
              "ib_bytes_per_second": 0.0}
