@@ -58,3 +58,25 @@ def test_simulated_grouping(sim):
     print(f"clustering purity {p:.3f} (workload), {pk:.3f} (kind) over {(~named).sum()} unnamed jobs, "
           f"{wi.n_clusters_} clusters")
     assert p >= 0.6 and pk >= 0.9
+
+
+def test_many_unnamed_jobs_are_clustered_on_a_silhouette_sample():
+    """Above SILHOUETTE_SAMPLE unnamed jobs the silhouette is scored on a sample: three planted groups (idle,
+    busy 1-GPU, busy 8-GPU with heavy I/O) still come back as exactly three clusters, each pure."""
+    import numpy as np
+
+    from analyzer.workloads import SILHOUETTE_SAMPLE
+
+    rng = np.random.default_rng(3)
+    n = SILHOUETTE_SAMPLE // 3 + 200  # per group: 3,600 jobs in all
+    groups = [(0.02, 1, 1e5), (0.9, 1, 1e5), (0.6, 8, 5e9)]
+    rows = [{"name": "", "user": "u", "gpus": g, "gpu_utilization_mean": u + rng.normal(0, 0.01),
+             "gpu_utilization_peak": u + 0.02, "gpu_memory_used_max_bytes": 1e9, "gpu_memory_total_bytes": 8e10,
+             "cpu_input_ratio": 0.2, "disk_bytes_per_second": io, "lustre_bytes_per_second": 0.0,
+             "net_bytes_per_second": 0.0, "ib_bytes_per_second": 0.0, "truth": k}
+            for k, (u, g, io) in enumerate(groups) for _ in range(n)]
+    jobs = pd.DataFrame(rows)
+    wi = WorkloadIdentifier().fit(jobs)
+    assert len(jobs) > SILHOUETTE_SAMPLE
+    assert wi.n_clusters_ == 3
+    assert purity(wi.labels_, jobs["truth"]) == 1.0
