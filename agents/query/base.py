@@ -121,14 +121,19 @@ class FrameQuery:
         by = tuple(validate(b, "tag") for b in by)
         if not fields:
             raise ValueError("frame() needs at least one field")
-        names = ["time", *by, *fields]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate or reserved column names in {names}")
-        start_ns, end_ns = time_ns(start), time_ns(end)
-        if end_ns <= start_ns:
-            raise ValueError(f"end {end!r} is not after start {start!r}")
-        every_ns = None if every is None else parse_every(every)
+        start_ns, end_ns, every_ns = _checked_window(["time", *by, *fields], start, end, every)
         return cls(measurement, fields, start_ns, end_ns, every_ns, by, parse_agg(agg))
+
+
+def _checked_window(names: list[str], start, end, every) -> tuple[int, int, int | None]:
+    """(start_ns, end_ns, every_ns) of a request whose output columns are names, checked as both query
+    kinds need: distinct column names, end after start, a valid bucket width."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate or reserved column names in {names}")
+    start_ns, end_ns = time_ns(start), time_ns(end)
+    if end_ns <= start_ns:
+        raise ValueError(f"end {end!r} is not after start {start!r}")
+    return start_ns, end_ns, None if every is None else parse_every(every)
 
 
 @dataclass(frozen=True)
@@ -179,13 +184,7 @@ class AggregateQuery:
             if not (isinstance(spec, tuple | list) and len(spec) == 2):
                 raise ValueError(f"stat {name!r}: give (field, aggregate), got {spec!r}")
             built.append(Stat(validate(name, "column"), validate(spec[0], "field"), parse_stat(spec[1])))
-        names = ["time", *by, *stats]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate or reserved column names in {names}")
-        start_ns, end_ns = time_ns(start), time_ns(end)
-        if end_ns <= start_ns:
-            raise ValueError(f"end {end!r} is not after start {start!r}")
-        every_ns = None if every is None else parse_every(every)
+        start_ns, end_ns, every_ns = _checked_window(["time", *by, *stats], start, end, every)
         if every_ns is not None and any(s.agg.name in TIME_AGGS for s in built):
             # InfluxQL labels a bucket with its start, never with a point's time
             raise ValueError("first_time and last_time are per series only: use every=None")
