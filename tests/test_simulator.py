@@ -30,6 +30,15 @@ def _run(seed: int, nodes: int = 14, days: float = 0.5, profile=None, interval: 
     return result, {k: pa.concat_tables(v) for k, v in tables.items()}
 
 
+def _run_with_truth(tmp_dir, seed: int, nodes: int, days: float, profile=None, interval: float = 300):
+    """(tables by measurement, truth.json as a dict) of one simulation kept in memory."""
+    tables: dict[str, list[pa.Table]] = defaultdict(list)
+    truth_path = tmp_dir / "truth.json"
+    simulate(nodes=nodes, days=days, interval=interval, seed=seed, profile=profile, truth_path=truth_path,
+             sink=lambda name, t: tables[name].append(t))
+    return {k: pa.concat_tables(v) for k, v in tables.items()}, json.loads(truth_path.read_text())
+
+
 @pytest.fixture(scope="module")
 def sim():
     return _run(7)
@@ -39,11 +48,7 @@ def sim():
 def rebooting(tmp_path_factory):
     prof = load_profile(None).model_copy(deep=True)
     prof.mix.reboot_probability = 1.0
-    truth = tmp_path_factory.mktemp("truth") / "truth.json"
-    tables: dict[str, list[pa.Table]] = defaultdict(list)
-    simulate(nodes=10, days=1, interval=300, seed=11, profile=prof, truth_path=truth,
-             sink=lambda name, t: tables[name].append(t))
-    return {k: pa.concat_tables(v) for k, v in tables.items()}, json.loads(truth.read_text())
+    return _run_with_truth(tmp_path_factory.mktemp("truth"), 11, nodes=10, days=1, profile=prof)
 
 
 def test_same_seed_same_tables_other_seed_different():
@@ -99,12 +104,9 @@ def test_fleet_is_heterogeneous(sim):
 
 
 def test_idle_jobs_barely_use_their_gpus(tmp_path):
-    truth_path = tmp_path / "truth.json"
-    tables: dict[str, list[pa.Table]] = defaultdict(list)
-    simulate(nodes=14, days=1, interval=300, seed=5, truth_path=truth_path, sink=lambda n, t: tables[n].append(t))
-    truth = json.loads(truth_path.read_text())
-    jg = pa.concat_tables(tables["job_gpu"]).to_pandas()
-    gpu = pa.concat_tables(tables["gpu"]).to_pandas()
+    tables, truth = _run_with_truth(tmp_path, 5, nodes=14, days=1)
+    jg = tables["job_gpu"].to_pandas()
+    gpu = tables["gpu"].to_pandas()
     idle = [j for j in truth["jobs"] if j.get("bottleneck") == "idle"]
     busy = [j for j in truth["jobs"] if j.get("bottleneck") == "gpu_compute" and j["kind"] == "training"]
     assert idle and busy
@@ -124,12 +126,9 @@ def test_idle_jobs_barely_use_their_gpus(tmp_path):
 
 
 def test_progress_rate_matches_true_throughput(tmp_path):
-    truth_path = tmp_path / "truth.json"
-    tables: dict[str, list[pa.Table]] = defaultdict(list)
-    simulate(nodes=14, days=0.5, interval=INTERVAL, seed=7, truth_path=truth_path,
-             sink=lambda n, t: tables[n].append(t))
-    truth = {j["job"]: j for j in json.loads(truth_path.read_text())["jobs"]}
-    prog = pa.concat_tables(tables["job_progress"]).to_pandas()
+    tables, truth = _run_with_truth(tmp_path, 7, nodes=14, days=0.5, interval=INTERVAL)
+    truth = {j["job"]: j for j in truth["jobs"]}
+    prog = tables["job_progress"].to_pandas()
     training = [jid for jid in prog["job"].unique() if truth[jid]["kind"] == "training"]
     assert len(training) >= 3
     for jid in training:
@@ -333,13 +332,9 @@ def test_tcp_fallback_and_tapered_spine_show_in_the_series(tmp_path):
     for c in prof.node_class:
         if c.name == "a100-epyc":
             c.leaf_nodes = 1  # every multi-node A100 job spans leaf switches of the 2:1 spine
-    truth_path = tmp_path / "truth.json"
-    tables: dict[str, list[pa.Table]] = defaultdict(list)
-    simulate(nodes=24, days=1, interval=300, seed=4, profile=prof, truth_path=truth_path,
-             sink=lambda n, t: tables[n].append(t))
-    truth = json.loads(truth_path.read_text())
-    net = pa.concat_tables(tables["net"]).to_pandas()
-    ib = pa.concat_tables(tables["infiniband"]).to_pandas()
+    tables, truth = _run_with_truth(tmp_path, 4, nodes=24, days=1, profile=prof)
+    net = tables["net"].to_pandas()
+    ib = tables["infiniband"].to_pandas()
     ib["wait_rate"] = ib.groupby("host")["xmit_wait"].diff() / 300
 
     def during(df, j, col):
@@ -422,13 +417,9 @@ def test_influxdb_store(influxdb_server):
 def test_stragglers_and_input_bound_jobs_show_in_the_series(tmp_path):
     prof = load_profile(None).model_copy(deep=True)
     prof.mix.straggler_probability = 1.0
-    truth_path = tmp_path / "truth.json"
-    tables: dict[str, list[pa.Table]] = defaultdict(list)
-    simulate(nodes=14, days=1, interval=300, seed=21, profile=prof, truth_path=truth_path,
-             sink=lambda n, t: tables[n].append(t))
-    truth = json.loads(truth_path.read_text())
-    gpu = pa.concat_tables(tables["gpu"]).to_pandas()
-    job = pa.concat_tables(tables["job"]).to_pandas()
+    tables, truth = _run_with_truth(tmp_path, 21, nodes=14, days=1, profile=prof)
+    gpu = tables["gpu"].to_pandas()
+    job = tables["job"].to_pandas()
     stragglers = [j for j in truth["jobs"] if j["placed"] and j["straggler"]]
     assert stragglers
     for j in stragglers:
