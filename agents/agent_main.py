@@ -81,7 +81,11 @@ def run_agent(config_path: str | None, overrides: dict[str, Any], once: bool, fm
 
         latest = LatestSample()
         host, port = parse_listen(config.agent.listen)
-        serve(latest, host, port)
+        try:
+            serve(latest, host, port)
+        except OSError as e:  # the port is taken, or this host has no such address
+            raise ConfigError("listen", "agent.listen", f"cannot listen on {config.agent.listen}: "
+                              f"{e.strerror or e}") from None
         outputs.append(latest.update)
     elif store is None:
         outputs.append(lambda points: print_points(points, fmt))

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agents import collectors
+from agents.stores.settings import StoreSettings
 
 ENV_PREFIX = "FLEETWISE_"
 
@@ -38,10 +39,15 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class AgentSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# Below this a collection loop only spins (1e-9 s busy-looped); no collector is useful faster.
+MIN_INTERVAL_SECONDS = 0.1
 
-    interval_seconds: float = Field(10.0, gt=0, description="Seconds between collections.")
+
+class AgentSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    interval_seconds: float = Field(10.0, ge=MIN_INTERVAL_SECONDS, le=86400.0,
+                                    description="Seconds between collections (0.1 to 86400).")
     jitter_seconds: float = Field(
         1.0, ge=0, description="Random offset (fixed per process) added to the wall-clock-aligned ticks."
     )
@@ -64,49 +70,21 @@ class AgentSettings(BaseModel):
             raise ValueError(f"unknown collector(s) {unknown}; known: {', '.join(collectors.REGISTRY)}")
         return names
 
+    @field_validator("host")
+    @classmethod
+    def _carriable_host(cls, value: str) -> str:
+        # Every point carries host as a tag: a value line protocol cannot carry would lose every round.
+        if value:
+            from agents.points import check_tag_value
+
+            check_tag_value("host", value)
+        return value
+
     @field_validator("listen")
     @classmethod
     def _valid_listen(cls, value: str) -> str:
         if value:
             parse_listen(value)
-        return value
-
-
-class StoreSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field("", description="embedded:PATH or influxdb://[user@]host:port/db; empty prints only.")
-    spool_dir: Path | None = Field(
-        None, description="Directory of the durable spool; unset: /var/lib/fleetwise/spool, or next to an "
-        "embedded store (PATH.spool).")
-    spool_max_bytes: int = Field(256 * 2**20, ge=4096, description="Bound of the spool; when full the oldest "
-                                 "batches are dropped (and counted).")
-    batch_max_points: int = Field(5000, gt=0, description="Most points sent in one request.")
-    flush_interval_seconds: float = Field(10.0, gt=0, description="Longest a point waits in the spool before "
-                                          "a batch smaller than batch_max_points is sent.")
-    retry_base_seconds: float = Field(1.0, gt=0, description="First retry delay; doubles on each failure (jittered).")
-    retry_max_seconds: float = Field(60.0, gt=0, description="Cap of the retry delay.")
-    timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of one write.")
-    ca_file: Path | None = Field(None, description="Extra CA bundle for https stores; certificates are always "
-                                 "verified.")
-    gzip: bool = Field(True, description="Compress write bodies (Content-Encoding: gzip).")
-    create_database: bool = Field(True, description="Run CREATE DATABASE when the database is missing and the "
-                                  "credentials allow it.")
-    shutdown_flush_seconds: float = Field(5.0, ge=0, description="On SIGTERM, how long to keep sending; the "
-                                          "rest stays in the spool for the next start.")
-    compact_interval_seconds: float = Field(3600.0, gt=0, description="Embedded store: how often the agent merges "
-                                            "each day's small files (one per round) and applies retention.")
-    compact_min_files: int = Field(16, ge=2, description="Embedded store: merge a day once it has this many files.")
-    retention_days: float | None = Field(None, gt=0, description="Embedded store: delete days older than this; "
-                                         "unset keeps everything.")
-
-    @field_validator("url")
-    @classmethod
-    def _valid_url(cls, value: str) -> str:
-        if value:
-            from agents.stores.url import parse_store_url
-
-            parse_store_url(value)
         return value
 
 
@@ -152,8 +130,14 @@ def first_error(exc: ValidationError, prefix: tuple = ()) -> tuple[str, str]:
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         message = "unknown key"
-    elif "input" in err and not isinstance(err["input"], dict | list) and repr(err["input"]) not in message:
-        message += f" (got {err['input']!r})"
+    elif "input" in err and not isinstance(err["input"], dict | list):
+        shown = err["input"]
+        if isinstance(shown, str) and "://" in shown:
+            from agents.stores.url import redact
+
+            shown = redact(shown)  # a store URL may hold a password: never print it back
+        if repr(shown) not in message:
+            message += f" (got {shown!r})"
     return key, message
 
 
@@ -168,6 +152,8 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
                 data = tomllib.load(f)
         except OSError as e:
             raise ConfigError(str(path), "", e.strerror or str(e)) from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(str(path), "", f"not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(str(path), "", f"not valid TOML: {e}") from None
 
@@ -180,8 +166,13 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
         env_source[key_path] = var
 
     def blame(key: str) -> str:
-        var = env_source.get(tuple(key.split(".")))
-        return f"environment {var}" if var else source
+        # The variable that set this key, or a key under it, or the table it is in: never "defaults" when an
+        # environment variable is the culprit.
+        parts = tuple(key.split("."))
+        for path, var in env_source.items():
+            if path[:len(parts)] == parts or parts[:len(path)] == path:
+                return f"environment {var}"
+        return source
 
     try:
         config = Config.model_validate(data)
@@ -192,12 +183,12 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
     for name, options in config.collectors.items():
         if name not in collectors.REGISTRY:
             known = ", ".join(collectors.REGISTRY)
-            raise ConfigError(source, f"collectors.{name}", f"unknown collector; known: {known}")
+            raise ConfigError(blame(f"collectors.{name}"), f"collectors.{name}", f"unknown collector; known: {known}")
         try:
             config.collector_options(name)
         except ValidationError as e:
             key, message = first_error(e, ("collectors", name))
             raise ConfigError(blame(key), key, message) from None
         if not isinstance(options, dict):
-            raise ConfigError(source, f"collectors.{name}", "must be a table")
+            raise ConfigError(blame(f"collectors.{name}"), f"collectors.{name}", "must be a table")
     return config

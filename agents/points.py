@@ -26,6 +26,11 @@ def _check_name(kind: str, text: str) -> None:
         raise InvalidPoint(f"{kind} {text!r} ends with a backslash, which line protocol cannot carry")
 
 
+def check_tag_value(key: str, value: str) -> None:
+    """Raise InvalidPoint when line protocol cannot carry `value` as the value of tag `key`."""
+    _check_name(f"tag {key!r} value", value)
+
+
 def _check_backslash_before(kind: str, text: str, specials: str) -> None:
     # InfluxDB 1.x drops the backslash of backslash-space in a measurement and refuses it in a field key:
     # no escaping gets such names back unchanged, so refuse them rather than store a different name.

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzer.minimums import InsufficientData
-from analyzer.state import DEFAULT_KEEP, DEFAULT_STATE_DIR, SavedRun, StateDir
+from analyzer.state import DEFAULT_KEEP, DEFAULT_STATE_DIR, SavedRun, StateDir, safe_store_url
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ _BOUND_MEASUREMENTS = ("job", "gpu", "cpu")
 
 class Skip(Exception):
     """A step cannot run: its input is missing or its module is absent. The message is the reason."""
+
+
+class NotEnoughData(Exception):
+    """Nothing could be fitted (an empty window, an empty or unreadable store). The run is abandoned and
+    `latest` keeps naming the previous good run, which the dashboard goes on showing."""
 
 
 @dataclass
@@ -92,7 +97,10 @@ def resolve_window(reader, since: str | dt.timedelta = DEFAULT_SINCE, until=None
     now_ts = pd.Timestamp(now or dt.datetime.now(dt.UTC))
     now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
     if until is not None:
-        end = to_timestamp(until)
+        try:
+            end = to_timestamp(until)
+        except ValueError:  # pandas' own words name neither the option nor the format
+            raise ValueError(f"--until {until!r}: give an ISO 8601 time, e.g. 2026-11-20T00:00:00Z") from None
     else:
         end = now_ts
         lasts = [b[1] for m in _BOUND_MEASUREMENTS if m in set(reader.measurements())
@@ -110,7 +118,8 @@ def resolve_window(reader, since: str | dt.timedelta = DEFAULT_SINCE, until=None
         except ValueError:
             raise ValueError(f"--since {since!r}: give a duration (7d, 36h) or an ISO 8601 time") from None
     if start >= end:
-        raise ValueError(f"the window is empty: start {start} is not before end {end}")
+        ends = f"--until {until!r}" if until is not None else "the end of the data (or now)"
+        raise ValueError(f"the window is empty: --since {since!r} starts at {start}, not before {ends} at {end}")
     return start, end
 
 
@@ -298,9 +307,18 @@ def _save_tables(run: _Run) -> None:
             run.writer.save_table(key, frame)
 
 
+def _not_enough(store_url: str, window, jobs: int, run: _Run, state: StateDir) -> str:
+    why = next(iter(run.failed.items()), None)
+    reason = f"step {why[0]} failed: {why[1]}" if why else f"{jobs} jobs, no model could be fitted"
+    latest = state.latest_id()
+    kept = f"latest still names run {latest}" if latest else "no run was saved"
+    return (f"not enough data in {safe_store_url(store_url)} from {window[0]} to {window[1]} ({reason}); "
+            f"{kept}")
+
+
 def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=None,
             state_dir: str | Path = DEFAULT_STATE_DIR, n_jobs: int = -1, every: str = DEFAULT_EVERY,
-            keep: int = DEFAULT_KEEP, now: dt.datetime | None = None) -> AnalyzeResult:
+            keep: int = DEFAULT_KEEP, now: dt.datetime | None = None, settings=None) -> AnalyzeResult:
     """Fit every model on [until - since, until) of the store and save them as a new run in state_dir."""
     from agents.query import open_reader
     from agents.query.base import parse_every
@@ -308,7 +326,8 @@ def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=Non
     t0 = time.perf_counter()
     parse_every(every)  # a bad bucket width is the caller's mistake: refuse it before a run is started
     state = StateDir(state_dir, keep=keep)
-    with open_reader(store_url) as reader:
+    state.prepare()  # a bad --state is said before the store is read, and named as the state directory
+    with open_reader(store_url, settings) as reader:
         window = resolve_window(reader, since, until, now=now, every=every)
         writer = state.new_run(store=store_url, window=window, since=str(since), every=every, n_jobs=n_jobs)
         run = _Run(writer, window, n_jobs)
@@ -330,6 +349,8 @@ def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=Non
             writer.manifest["summary"] = {"jobs": n_jobs_seen, "workloads": n_workloads,
                                           "fitted": run.fitted, "skipped": run.skipped, "failed": run.failed,
                                           "seconds": round(time.perf_counter() - t0, 3)}
+            if not run.fitted:
+                raise NotEnoughData(_not_enough(store_url, window, n_jobs_seen, run, state))
             saved = writer.commit()
         except BaseException:
             writer.abandon()

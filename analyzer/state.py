@@ -246,10 +246,9 @@ class StateDir:
 
     def new_run(self, *, store: str | None = None, window: tuple[Any, Any] | None = None,
                 **meta: Any) -> RunWriter:
-        from fleetwise import __version__
+        from agents import __version__
 
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.runs_dir.mkdir(exist_ok=True, mode=0o700)
+        self.prepare()
         while True:
             run_id = new_run_id()
             path = self.runs_dir / run_id
@@ -267,11 +266,26 @@ class StateDir:
         }
         return RunWriter(self, run_id, path, manifest)
 
+    def prepare(self) -> None:
+        """Create the directory (owner-only). StateError names the state directory when that cannot be done,
+        so a bad --state is never blamed on the store."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.runs_dir.mkdir(exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise StateError(f"state directory {self.root}: {_os_reason(e)}") from None
+        if not os.access(self.runs_dir, os.W_OK | os.X_OK):
+            raise StateError(f"state directory {self.root}: not writable")
+
     def latest_id(self) -> str | None:
+        if self.root.exists() and not self.root.is_dir():
+            raise StateError(f"state directory {self.root}: not a directory")
         try:
             run_id = (self.root / LATEST).read_text().strip()
         except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError) as e:
+            raise StateError(f"{self.root / LATEST}: {_os_reason(e)}") from None
         if not _RUN_ID.match(run_id):
             raise StateError(f"{self.root / LATEST}: {run_id[:40]!r} is not a run id")
         return run_id
@@ -291,8 +305,10 @@ class StateDir:
             manifest = json.loads((path / MANIFEST).read_text())
         except FileNotFoundError:
             raise StateError(f"run {run_id} in {self.root} is missing or incomplete") from None
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise StateError(f"{path / MANIFEST}: not valid JSON ({e})") from None
+        except OSError as e:
+            raise StateError(f"{path / MANIFEST}: {_os_reason(e)}") from None
         if manifest.get("format_version") != FORMAT_VERSION:
             raise StateError(f"{path / MANIFEST}: format version {manifest.get('format_version')!r}, "
                              f"this fleetwise reads {FORMAT_VERSION}")
@@ -317,6 +333,10 @@ class StateDir:
         if doomed:
             log.info("pruned %d old run(s) from %s", len(doomed), self.root)
         return sorted(doomed)
+
+
+def _os_reason(e: Exception) -> str:
+    return (e.strerror if isinstance(e, OSError) and e.strerror else None) or str(e)
 
 
 def _abandoned(run: Path) -> bool:

@@ -1,3 +1,5 @@
 """fleetwise: the command line over agents, analyzer and dashboard."""
 
-__version__ = "0.1.0"
+from agents import __version__
+
+__all__ = ["__version__"]

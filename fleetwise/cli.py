@@ -117,29 +117,46 @@ def _ingest_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_ingest)
 
 
+def _store_settings():
+    """[store] settings from FLEETWISE_STORE__* (ingest and simulate have no file): the same retries, batch
+    size, CA and timeouts as the agent. A bad variable is a config error naming it."""
+    from agents.config import load_config
+
+    return load_config(None).store
+
+
 def _run_ingest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from agents.stores.secrets import SecretError
     from agents.stores.url import StoreURLError
+    from agents.stores.writers import StoreWriteError, open_writer
     from agents.traces import TraceFormatError, ingest
-    from agents.traces.sink import StoreWriteError, open_sink
 
+    settings = _store_settings()
     try:
         if not Path(args.path).exists():
             raise TraceFormatError(f"{args.path}: no such file or directory")
-        sink = open_sink(args.store)
+        sink = open_writer(args.store, settings)
         try:
             report = ingest(args.kind, args.path, sink, epoch=args.epoch, store=args.store)
         finally:
             sink.close()
-    except (TraceFormatError, StoreURLError, OSError) as e:
+    except (TraceFormatError, StoreURLError, SecretError) as e:
         print(f"fleetwise: ingest: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    except StoreWriteError as e:
-        print(f"fleetwise: ingest: {e}", file=sys.stderr)
+    except (StoreWriteError, OSError) as e:
+        print(f"fleetwise: ingest: {_os_error(e)}", file=sys.stderr)
         return 1
     sys.stdout.write(report.to_json() + "\n" if args.format == "json" else report.to_text())
     return 0
+
+
+def _os_error(e: BaseException) -> str:
+    """One line for an OSError: the file and the system's words, without the errno tuple."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    return str(e)
 
 
 def _simulate_parser(sub: argparse._SubParsersAction) -> None:
@@ -159,16 +176,25 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from agents.simulate import simulate
     from agents.simulate.profile import ProfileError
-    from agents.stores.url import StoreURLError
+    from agents.stores.writers import StoreWriteError
 
+    settings = _store_settings()
+    if args.truth and Path(args.truth).is_dir():
+        print(f"fleetwise simulate: --truth {args.truth} is a directory; name the file to write", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         r = simulate(nodes=args.nodes, days=args.days, interval=args.interval, seed=args.seed, store=args.store,
-                     profile=args.profile, start=args.start, truth_path=args.truth)
-    except (ProfileError, StoreURLError, ValueError) as e:
+                     profile=args.profile, start=args.start, truth_path=args.truth, settings=settings)
+    except (ProfileError, ValueError) as e:  # StoreURLError and SecretError are ValueErrors
         print(f"fleetwise simulate: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    except (StoreWriteError, OSError) as e:
+        print(f"fleetwise simulate: {_os_error(e)}", file=sys.stderr)
+        return 1
     print(f"simulated {r.nodes} nodes x {r.rounds} rounds: {r.rows} rows in {r.seconds:.1f} s")
     if r.truth_path:
         print(f"ground truth: {r.truth_path}")
@@ -256,19 +282,32 @@ def _run_analyze(args: argparse.Namespace) -> int:
     if args.jobs == 0:
         print("fleetwise analyze: --jobs must be a positive count or negative (-1 = all cores)", file=sys.stderr)
         return EXIT_CONFIG
-    from analyzer.pipeline import analyze
+    settings = _store_settings()
+    from analyzer.pipeline import NotEnoughData, analyze
+    from analyzer.state import StateError
 
     try:
         result = analyze(store, since=args.since, until=args.until, state_dir=args.state, n_jobs=args.jobs,
-                         every=args.every)
-    except (StoreURLError, ValueError) as e:
-        print(f"fleetwise analyze: {e}", file=sys.stderr)
+                         every=args.every, settings=settings)
+    except StateError as e:
+        print(f"fleetwise analyze: --state: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    except (StoreURLError, ValueError) as e:
+        print(f"fleetwise analyze: {_one_line(e)}", file=sys.stderr)
+        return EXIT_CONFIG
+    except NotEnoughData as e:
+        print(f"fleetwise analyze: {_one_line(e)}", file=sys.stderr)
+        return 1
     except (QueryError, OSError) as e:
-        print(f"fleetwise analyze: cannot read {store}: {e}", file=sys.stderr)
+        print(f"fleetwise analyze: cannot read {store}: {_one_line(_os_error(e))}", file=sys.stderr)
         return 1
     print(result.summary())
     return 0 if result.ok else 1
+
+
+def _one_line(e: BaseException | str) -> str:
+    """Library messages (pyarrow's, duckdb's) can span lines; a command's error is one."""
+    return " ".join(str(e).split())
 
 
 def _models_parser(sub: argparse._SubParsersAction) -> None:
@@ -286,7 +325,7 @@ def _run_models_show(args: argparse.Namespace) -> int:
 
     try:
         run = load_latest(args.state)
-    except StateError as e:
+    except StateError as e:  # names the state directory or the file in it
         print(f"fleetwise models show: {e}", file=sys.stderr)
         return EXIT_CONFIG
     sys.stdout.write(render(run, args.format))

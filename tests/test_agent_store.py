@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -99,16 +100,27 @@ def test_sigterm_during_outage_exits_and_keeps_the_spool(influxdb_server, tmp_pa
         [sys.executable, "-m", "fleetwise", "agent", "--store", url_of(influxdb_server), "--interval", "0.2",
          "--collectors", "memory"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         env=env_with(tmp_path, FLEETWISE_STORE__SHUTDOWN_FLUSH_SECONDS="2", FLEETWISE_AGENT__JITTER_SECONDS="0"))
-    time.sleep(2)
+    import sqlite3
+
+    def queued() -> int:
+        paths = list((tmp_path / "spool").glob("*.sqlite"))
+        if not paths:
+            return 0
+        try:
+            with contextlib.closing(sqlite3.connect(paths[0], timeout=10)) as db:
+                return db.execute("SELECT count(*) FROM batches").fetchone()[0]
+        except sqlite3.OperationalError:  # the agent has not created the table yet
+            return 0
+
+    # Wait on the condition (five rounds spooled), not on a clock: a loaded machine starts Python slowly.
+    deadline = time.monotonic() + 120
+    while queued() < 5 and agent.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     started = time.monotonic()
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=20) == 0
     assert time.monotonic() - started < 6
-    import sqlite3
-
-    [path] = (tmp_path / "spool").glob("*.sqlite")
-    queued = sqlite3.connect(path).execute("SELECT count(*) FROM batches").fetchone()[0]
-    assert queued >= 5
+    assert queued() >= 5
 
 
 def test_bad_store_url_and_unusable_spool_are_clear_errors(tmp_path):

@@ -150,4 +150,5 @@ def test_a_jobs_own_file_reports_only_that_job_and_no_identity(tmp_path, caplog)
     assert progress == {"42": 100.0, "7": 3.0}  # job 999's sample from job 42's file is dropped
     infos = [(p.tags["user"], p.fields.get("name")) for p in points if p.measurement == "job_info"]
     assert infos == [("alice", "train")]
-    assert "other jobs ['999']" in caplog.text and "cannot set its identity" in caplog.text
+    assert "samples for 1 other job(s) ignored" in caplog.text and "cannot set its identity" in caplog.text
+    assert "999" not in caplog.text  # labels are the file's content: counted, never quoted

@@ -35,7 +35,7 @@ def test_file_values_and_collector_options(tmp_path):
 @pytest.mark.parametrize(("text", "key", "problem"), [
     ("[agent]\nintervall_seconds = 5\n", "agent.intervall_seconds", "unknown key"),
     ("[agent]\ninterval_seconds = \"often\"\n", "agent.interval_seconds", "valid number"),
-    ("[agent]\ninterval_seconds = -1\n", "agent.interval_seconds", "greater than 0"),
+    ("[agent]\ninterval_seconds = -1\n", "agent.interval_seconds", "greater than or equal to 0.1"),
     ("[agent]\ncollectors = [\"cpu\", \"gpus\"]\n", "agent.collectors", "unknown collector"),
     ("[agent]\nlisten = \"9464\"\n", "agent.listen", "HOST:PORT"),
     ("[storage]\nurl = \"x\"\n", "storage", "unknown key"),
@@ -86,7 +86,7 @@ def test_config_check_cli_exit_codes(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert str(bad) in lines[0] and "agent.interval_seconds" in lines[0] and "greater than 0" in lines[0]
+    assert str(bad) in lines[0] and "agent.interval_seconds" in lines[0] and "greater than or equal to 0.1" in lines[0]
 
 
 def test_agent_with_bad_config_exits_2(tmp_path):

@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.points import InvalidPoint, Point
-from agents.stores.influxdb import InfluxV1Writer, InfluxV2Writer, _ssl_context, quote_identifier, rejected_lines
+from agents.stores.connection import ssl_context
+from agents.stores.influxdb import InfluxV1Writer, InfluxV2Writer, quote_identifier, rejected_lines
 from agents.stores.lineproto import LineEncoder
 from agents.stores.result import Outcome
 from agents.stores.secrets import Credentials, SecretError, influx_credentials
@@ -153,7 +154,7 @@ def test_identifiers_are_validated_and_quoted():
 
 
 def test_tls_is_verified_by_default():
-    context = _ssl_context(None)
+    context = ssl_context(None)
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
     writer = InfluxV1Writer(parse_store_url("influxdbs://example.invalid:8086/fleet"))
     assert writer._context.verify_mode is ssl.CERT_REQUIRED and writer._context.check_hostname

@@ -325,11 +325,11 @@ def test_genai_through_embedded_store(tmp_path, genai):
     import duckdb
 
     from agents.stores.embedded import EmbeddedWriter
-    from agents.traces.sink import open_sink
+    from agents.stores.writers import open_writer
 
     path, expected, _ = genai
-    sink = open_sink(f"embedded:{tmp_path / 'store'}")
-    assert isinstance(sink.writer, EmbeddedWriter)
+    sink = open_writer(f"embedded:{tmp_path / 'store'}")
+    assert isinstance(sink.sink.writer, EmbeddedWriter)
     report = ingest("alibaba-genai", path, sink)
     sink.close()
     assert report.points_written == expected.rows_written == 157_417 + 161_413

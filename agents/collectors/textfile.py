@@ -10,19 +10,26 @@ optionally with cpus, gpus and time_limit_seconds labels, or as separate samples
     fleetwise_job_cpus_requested{job="123"} 32
     fleetwise_job_gpus_requested{job="123"} 4
 All samples of one job (job, scheduler, user) merge into one job_info point per round.
+
+Files are opened without following links, except the one the Slurm prolog (root) makes from
+DIR/job-N.prom to ../jobs/N/progress.prom: a link in DIR may point inside DIR's parent, and what it
+points to must itself be a regular file, not another link. So a job cannot make its progress.prom a
+link to /proc/self/environ or a secret. Log lines name the file and a line number, never its content.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.collectors.base import Collector, Cycle, read_text
+from agents.collectors.base import Collector, Cycle
 from agents.points import FieldValue, Point
 from agents.schema.jobs import JOB_INFO, JOB_PROGRESS
 
@@ -66,8 +73,9 @@ def parse_textfile(text: str) -> tuple[list[tuple[dict[str, str], float]], list[
     infos: dict[tuple[str, str, str], dict] = {}
     try:
         families = list(text_string_to_metric_families(text))
-    except Exception as exc:  # the parser raises ValueError, IndexError, ... on malformed input
-        raise TextfileError(f"not Prometheus text format: {exc}") from exc
+    except Exception:  # the parser raises ValueError, IndexError, ... on malformed input
+        # Its message quotes the offending line: never log content (the file may hold anything), name the line.
+        raise TextfileError(f"line {_first_bad_line(text)}: not Prometheus text format") from None
     for family in families:
         for sample in family.samples:
             labels = sample.labels
@@ -90,6 +98,59 @@ def parse_textfile(text: str) -> tuple[list[tuple[dict[str, str], float]], list[
     info_out = [({"job": j, "scheduler": sch, "user": u}, {k: v for k, v in f.items() if v is not None})
                 for (j, sch, u), f in infos.items()]
     return out, info_out
+
+
+def _first_bad_line(text: str) -> int:
+    """1-based number of the first line at which the parser fails (bisection over prefixes)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    lines = text.split("\n")
+
+    def fails(k: int) -> bool:
+        try:
+            list(text_string_to_metric_families("\n".join(lines[:k]) + "\n"))
+        except Exception:
+            return True
+        return False
+
+    lo, hi = 1, len(lines)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fails(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def read_textfile(path: Path, directory: Path, max_bytes: int) -> str:
+    """The file's text, without following links out of the textfile directory (see the module docstring).
+
+    Raises TextfileError (a reason without content), FileNotFoundError when it vanished."""
+    target = path
+    if path.is_symlink():
+        link = os.readlink(path)
+        target = Path(os.path.normpath(path.parent / link))
+        allowed = directory.resolve().parent
+        if not target.parent.resolve().is_relative_to(allowed):
+            raise TextfileError(f"a link pointing outside {allowed}; not followed")
+    try:
+        # O_NOFOLLOW: the last component must not be a link; O_NONBLOCK: a FIFO must not hang the agent.
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        if e.errno == getattr(os, "ELOOP", 40):
+            raise TextfileError("a link to a link; not followed") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise TextfileError("not a regular file")
+        if info.st_size > max_bytes:
+            raise TextfileError(f"larger than {max_bytes} bytes")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise TextfileError(f"larger than {max_bytes} bytes")
+    return data.decode("utf-8", errors="replace")
 
 
 def _number(value, field: str) -> float | int | None:
@@ -119,22 +180,25 @@ class TextfileCollector(Collector):
         if match is None:
             return progress, info
         owner = match.group(1)
-        foreign = sorted({tags["job"] for tags, _ in progress if tags["job"] != owner})
+        foreign = {tags["job"] for tags, _ in progress if tags["job"] != owner}
         if foreign:
-            self._log_once(path, f"samples for other jobs {foreign} ignored: job {owner}'s file reports job {owner}")
+            # The count, not the ids: labels are the file's content, which a log line never quotes.
+            self._log_once(path, f"samples for {len(foreign)} other job(s) ignored: job {owner}'s file reports "
+                                 f"job {owner} only")
         if info:
             self._log_once(path, "job_info ignored: a job's own file cannot set its identity")
         return [(tags, v) for tags, v in progress if tags["job"] == owner], []
 
     def _read(self, path: Path) -> tuple[list, list]:
         try:
-            if path.stat().st_size > self.options.max_file_bytes:
-                raise TextfileError(f"larger than {self.options.max_file_bytes} bytes")
-            return parse_textfile(read_text(path))
+            return parse_textfile(read_textfile(path, self.options.directory, self.options.max_file_bytes))
         except FileNotFoundError:
             return [], []  # removed between listing and reading: the job ended
-        except (OSError, TextfileError) as exc:
+        except TextfileError as exc:
             self._log_once(path, str(exc))
+            return [], []
+        except OSError as exc:
+            self._log_once(path, exc.strerror or type(exc).__name__)
             return [], []
 
     def collect(self, cycle: Cycle) -> Iterator[Point]:
@@ -146,7 +210,7 @@ class TextfileCollector(Collector):
         series: dict[tuple[str, ...], float] = {}
         infos: dict[tuple[str, ...], dict] = {}
         for path in sorted(directory.glob("*.prom")):
-            if not path.is_file():
+            if path.is_dir():
                 continue
             progress, info = self._owned(path, *self._read(path))
             for tags, value in progress:

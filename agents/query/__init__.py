@@ -6,12 +6,15 @@ See agents.query.base for the frame contract both backends honour.
 from __future__ import annotations
 
 from agents.query.base import QueryError, Reader, parse_agg, parse_every
-from agents.stores.url import parse_store_url
+from agents.stores.settings import StoreSettings
+from agents.stores.url import StoreURL, parse_store_url
 
 
-def open_reader(url: str) -> Reader:
-    """A Reader for a store URL (embedded:PATH or influxdb(s)://host:port/db)."""
-    parsed = parse_store_url(url)
+def open_reader(url: str | StoreURL, settings: StoreSettings | None = None) -> Reader:
+    """A Reader for a store URL (embedded:PATH or influxdb(s)://host:port/db), reached as the writers reach
+    it (agents.stores.connection: same credentials, same `ca_file`)."""
+    settings = settings or StoreSettings()
+    parsed = parse_store_url(url) if isinstance(url, str) else url
     if parsed.kind == "embedded":
         from agents.query.embedded import EmbeddedReader
 
@@ -19,7 +22,7 @@ def open_reader(url: str) -> Reader:
     if parsed.kind == "influxdb":
         from agents.query.influx import InfluxReader
 
-        return InfluxReader(parsed)
+        return InfluxReader(parsed, settings.query_timeout_seconds, settings.ca_file)
     raise ValueError(
         f"{parsed}: querying needs the v1 /query endpoint (InfluxQL); InfluxDB 2.x and 3.x serve it too via a "
         "DBRP mapping, so name the store as influxdb://host:port/DB (influxdbs:// for HTTPS) to read from it")

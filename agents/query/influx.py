@@ -8,14 +8,12 @@ FLEETWISE_INFLUXDB_TOKEN(_FILE)); HTTPS certificates are verified.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 from agents.query import identifiers
 from agents.query.base import (
@@ -30,39 +28,26 @@ from agents.query.base import (
     finalize_stats,
     influx_duration,
 )
+from agents.stores.connection import describe_foreign, endpoint, influx_error, is_influx_answer
+from agents.stores.secrets import Credentials
 from agents.stores.url import StoreURL
 
 _CHUNK_SIZE = 10_000
 
 
-def _secret(name: str) -> str | None:
-    value = os.environ.get(name)
-    if value:
-        return value
-    path = os.environ.get(name + "_FILE")
-    if path:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read().strip()
-    return None
-
-
 class InfluxReader(Reader):
     parallel_queries = 2  # influxd answers one query while this process parses another
 
-    def __init__(self, url: StoreURL, timeout: float = 120.0) -> None:
+    def __init__(self, url: StoreURL, timeout: float = 120.0, ca_file: Path | None = None,
+                 credentials: Credentials | None = None) -> None:
         if url.kind != "influxdb":
             raise ValueError(f"InfluxReader needs an influxdb:// URL, got {url}")
         self.url = url
         self.timeout = timeout
-        self._headers = {"Accept": "application/json"}
-        token = _secret("FLEETWISE_INFLUXDB_TOKEN")
-        password = _secret("FLEETWISE_INFLUXDB_PASSWORD")
-        if token:
-            self._headers["Authorization"] = f"Token {token}"
-        elif url.user or password:
-            creds = f"{url.user}:{password or ''}".encode()
-            self._headers["Authorization"] = "Basic " + base64.b64encode(creds).decode()
-        self._ssl = ssl.create_default_context() if url.base_url.startswith("https:") else None
+        # The writers' endpoint: same credentials, same CA (a private CA that can be written can be read).
+        self.endpoint = endpoint(url, timeout, ca_file, credentials)
+        self._headers = {"Accept": "application/json", **self.endpoint.auth_headers()}
+        self._ssl = self.endpoint.ssl_context()
 
     # -- transport ------------------------------------------------------------------------------
     def _results(self, q: str) -> Iterator[dict]:
@@ -76,15 +61,23 @@ class InfluxReader(Reader):
         try:
             resp = urllib.request.urlopen(req, timeout=self.timeout, context=self._ssl)
         except urllib.error.HTTPError as e:
-            detail = e.read().decode(errors="replace")[:500]
-            raise QueryError(f"InfluxDB at {self.url.base_url} answered {e.code}: {detail}") from None
+            body = e.read()
+            if not is_influx_answer(e.headers, body):
+                raise QueryError(f"{self.url.base_url}: {describe_foreign(e.code, e.headers, body)}") from None
+            raise QueryError(f"InfluxDB at {self.url.base_url} answered {e.code}: {influx_error(body)}") from None
         except OSError as e:
             raise QueryError(f"InfluxDB at {self.url.base_url} unreachable: {e}") from None
         with resp:
+            if not is_influx_answer(resp.headers, b""):
+                body = resp.read(4096)
+                raise QueryError(f"{self.url.base_url}: {describe_foreign(resp.status, resp.headers, body)}")
             for line in resp:
                 if not line.strip():
                     continue
-                doc = json.loads(line)
+                try:
+                    doc = json.loads(line)
+                except ValueError:
+                    raise QueryError(f"InfluxDB at {self.url.base_url} sent a line that is not JSON") from None
                 if doc.get("error"):
                     raise QueryError(f"InfluxDB: {doc['error']}")
                 for result in doc.get("results", []):

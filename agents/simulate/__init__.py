@@ -43,6 +43,26 @@ def parse_start(text: str) -> int:
     return int(t.timestamp()) * 10**9 + t.microsecond * 1000
 
 
+# Bounds that keep a typo from becoming a hang or an out-of-memory kill: 100,000 nodes is beyond the largest
+# fleets in the public traces; below one second a sample says nothing a real agent could (its floor is 0.1 s
+# for collection, and nothing is sampled faster than 1 s in practice); ten years of days.
+MAX_NODES, MAX_DAYS, MIN_INTERVAL, MAX_INTERVAL = 100_000, 3660, 1.0, 86400.0
+
+
+def check_size(n_nodes: int, days: float, interval: float) -> None:
+    """Raise ValueError naming the option that is out of range."""
+    import math
+
+    if not 1 <= n_nodes <= MAX_NODES:
+        raise ValueError(f"--nodes {n_nodes}: give 1 to {MAX_NODES:,}")
+    if not (math.isfinite(days) and 0 < days <= MAX_DAYS):
+        raise ValueError(f"--days {days:g}: give a number of days above 0 and at most {MAX_DAYS}")
+    if not (math.isfinite(interval) and MIN_INTERVAL <= interval <= MAX_INTERVAL):
+        raise ValueError(f"--interval {interval:g}: give {MIN_INTERVAL:g} to {MAX_INTERVAL:g} seconds")
+    if round(days * 86400 / interval) < 1:
+        raise ValueError(f"--days {days:g} is shorter than one --interval {interval:g} s")
+
+
 def plan(n_nodes: int, days: float, interval: float, seed: int, profile=None):
     """Fleet, jobs (placed, with truth) and the number of rounds; no emission."""
     import numpy as np
@@ -50,8 +70,7 @@ def plan(n_nodes: int, days: float, interval: float, seed: int, profile=None):
     from agents.simulate import scheduler, truth
     from agents.simulate.profile import Profile, load_profile
 
-    if n_nodes < 1 or days <= 0 or interval <= 0:
-        raise ValueError("nodes, days and interval must be positive")
+    check_size(n_nodes, days, interval)
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     rounds = round(days * 86400 / interval)
     rng = np.random.Generator(np.random.PCG64(seed))
@@ -66,7 +85,7 @@ def plan(n_nodes: int, days: float, interval: float, seed: int, profile=None):
 
 def simulate(nodes: int = 32, days: float = 3, interval: float = 60, seed: int = 1, store: str | None = None,
              profile=None, start: str = DEFAULT_START, truth_path: str | Path | None = None,
-             sink=None) -> SimulationResult:
+             sink=None, settings=None) -> SimulationResult:
     """Generate the fleet into `store` (embedded:PATH or influxdb://...) or hand tables to `sink(name, table)`."""
     from agents.simulate import truth
     from agents.simulate.emit import Emitter
@@ -74,7 +93,7 @@ def simulate(nodes: int = 32, days: float = 3, interval: float = 60, seed: int =
     t0 = time.perf_counter()
     start_ns = parse_start(start)
     prof, fleet, jobs, rounds = plan(nodes, days, interval, seed, profile)
-    write, close, store_dir = _open_store(store, sink)
+    write, close, store_dir = _open_store(store, sink, settings)
     em = Emitter(fleet, jobs, start_ns, interval, rounds, seed)
     by_measurement: Tally = Tally()
     # Chunks end at UTC midnights so each embedded day partition gets one file per measurement.
@@ -138,52 +157,19 @@ def summarize(fleet, jobs, em, rounds: int, interval: float) -> dict:
     }
 
 
-def _open_store(store: str | None, sink):
+def _open_store(store: str | None, sink, settings=None):
+    """(write(name, table), close(), embedded directory or None), through the one store writer
+    (agents.stores.writers.open_writer): the same batches, retries and quarantine as the agent and ingest."""
     if sink is not None:
         return sink, lambda: None, None
     if store is None:
         raise ValueError("give a store URL (embedded:PATH or influxdb://host:port/db)")
-    from agents.stores.url import parse_store_url
-
-    url = parse_store_url(store)
-    if url.kind == "embedded":
-        from agents.schema import MEASUREMENTS
-        from agents.stores.embedded import EmbeddedWriter
-
-        writer = EmbeddedWriter(url.path)
-        return (lambda name, table: writer.write_table(name, table, MEASUREMENTS[name].tags)), (lambda: None), url.path
-    return _influx_writer(url)
-
-
-def _influx_writer(url):
-    """Line protocol in small batches through the project's InfluxDB writers."""
-    from agents.points import Point
     from agents.schema import MEASUREMENTS
-    from agents.stores.influxdb import InfluxV1Writer, InfluxV2Writer
-    from agents.stores.result import Outcome
-    from agents.stores.secrets import influx_credentials
+    from agents.stores.writers import open_writer
 
-    creds = influx_credentials(url.user)
-    w = InfluxV1Writer(url, creds) if url.kind == "influxdb" else InfluxV2Writer(url, creds)
-    if url.kind == "influxdb":
-        w.ensure_database()
-    batch_lines = 5000
-
-    def write(name: str, table) -> None:
-        tags = MEASUREMENTS[name].tags
-        for batch in table.to_batches(max_chunksize=batch_lines):
-            cols = batch.to_pydict()
-            times = batch.column("time").cast("int64").to_pylist()
-            lines = []
-            for k, t_ns in enumerate(times):
-                fields = {f: cols[f][k] for f in cols if f != "time" and f not in tags and cols[f][k] is not None}
-                if fields:
-                    lines.append(Point(name, {t: cols[t][k] for t in tags}, fields, t_ns).to_line())
-            result = w.send(("\n".join(lines) + "\n").encode())
-            if result.outcome is not Outcome.OK:
-                raise RuntimeError(f"InfluxDB rejected a {name} batch: {result}")
-
-    return write, w.close, None
+    writer = open_writer(store, settings)
+    directory = writer.url.path if writer.url.kind == "embedded" else None
+    return (lambda name, table: writer.write_table(name, table, MEASUREMENTS[name].tags)), writer.close, directory
 
 
 def demo(store: str = "embedded:./var/demo-store", nodes: int = 32, days: float = 3, interval: float = 60,

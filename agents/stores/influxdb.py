@@ -6,17 +6,17 @@ InfluxDB serves (1.x natively, 2.x and 3.x through their compatibility APIs, wit
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import gzip
 import http.client
 import json
 import logging
 import re
-import ssl
 import time
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
+from agents.stores.connection import describe_foreign, endpoint, influx_error, is_influx_answer
 from agents.stores.result import OK, Outcome, SendResult
 from agents.stores.secrets import Credentials
 from agents.stores.url import StoreURL
@@ -57,11 +57,6 @@ def rejected_lines(message: str, lines: set[bytes]) -> dict[bytes, str]:
     return found
 
 
-def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
-    # Verified by default; a private CA is added, verification is never turned off.
-    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-
-
 class InfluxV1Writer:
     """POST line protocol to {base}/write?db=&rp=&precision=ns, gzip-compressed, over one kept-alive connection."""
 
@@ -76,14 +71,11 @@ class InfluxV1Writer:
         quote_identifier(url.database)
         if url.retention_policy:
             quote_identifier(url.retention_policy)
-        self.credentials = credentials or Credentials(user=url.user)
+        self.endpoint = endpoint(url, timeout_seconds, ca_file, credentials or Credentials(user=url.user))
         self.timeout = timeout_seconds
         self.use_gzip = use_gzip
         self.create_database = create_database
-        parts = urlsplit(url.base_url)
-        self._https = parts.scheme == "https"
-        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 8086
-        self._context = _ssl_context(ca_file) if self._https else None
+        self._context = self.endpoint.ssl_context()
         self._conn: http.client.HTTPConnection | None = None
         query = {"db": url.database, "precision": "ns"}
         if url.retention_policy:
@@ -92,6 +84,14 @@ class InfluxV1Writer:
         self._logged: set[str] = set()
         self._create_tried = -1e9
 
+    @property
+    def credentials(self) -> Credentials:
+        return self.endpoint.credentials
+
+    @credentials.setter
+    def credentials(self, value: Credentials) -> None:  # e.g. after creating the first admin user
+        self.endpoint = dataclasses.replace(self.endpoint, credentials=value)
+
     # -- public ---------------------------------------------------------------------------------------------
     def send(self, payload: bytes, timeout: float | None = None) -> SendResult:
         body = gzip.compress(payload, compresslevel=1) if self.use_gzip else payload
@@ -99,9 +99,17 @@ class InfluxV1Writer:
         if self.use_gzip:
             headers["Content-Encoding"] = "gzip"
         try:
-            status, answer = self._request("POST", self._write_path, body, headers, timeout)
+            status, answer_headers, answer = self._request("POST", self._write_path, body, headers, timeout)
         except (OSError, http.client.HTTPException) as e:
             return SendResult(Outcome.RETRY, f"{self.url}: {type(e).__name__}: {e}")
+        if status == 204 and not answer:
+            return OK  # InfluxDB's only success answer to /write, even behind a proxy that drops its headers
+        if not is_influx_answer(answer_headers, answer):
+            # Not InfluxDB's word on the data (a proxy, a login page, plain HTTP to an HTTPS port): neither
+            # success nor bad data. Keep the batch; dead-lettering it would throw good data away.
+            message = describe_foreign(status, answer_headers, answer)
+            self._log_once("foreign", "%s: %s", self.url, message)
+            return SendResult(Outcome.RETRY, message, status)
         if 200 <= status < 300:
             return OK
         message = _error_text(answer)
@@ -126,10 +134,15 @@ class InfluxV1Writer:
         """CREATE DATABASE (a no-op when it exists). False when the credentials do not allow it."""
         q = f"CREATE DATABASE {quote_identifier(self.database)}"
         try:
-            status, answer = self._request("POST", "/query", urlencode({"q": q}).encode(),
-                                           {"Content-Type": "application/x-www-form-urlencoded"}, None)
+            status, answer_headers, answer = self._request(
+                "POST", "/query", urlencode({"q": q}).encode(),
+                {"Content-Type": "application/x-www-form-urlencoded"}, None)
         except (OSError, http.client.HTTPException) as e:
             log.warning("cannot create InfluxDB database %s at %s: %s", self.database, self.url.base_url, e)
+            return False
+        if not is_influx_answer(answer_headers, answer):
+            log.warning("cannot create InfluxDB database %s at %s: %s", self.database, self.url.base_url,
+                        describe_foreign(status, answer_headers, answer))
             return False
         message = _error_text(answer)
         if status == 200 and '"error"' not in answer.decode("utf-8", "replace"):
@@ -143,9 +156,11 @@ class InfluxV1Writer:
 
     def query(self, q: str) -> dict:
         """An InfluxQL query on this database (tests, benchmarks, the health check)."""
-        status, answer = self._request("POST", "/query?" + urlencode({"db": self.database}),
-                                       urlencode({"q": q}).encode(),
-                                       {"Content-Type": "application/x-www-form-urlencoded"}, None)
+        status, answer_headers, answer = self._request("POST", "/query?" + urlencode({"db": self.database}),
+                                                       urlencode({"q": q}).encode(),
+                                                       {"Content-Type": "application/x-www-form-urlencoded"}, None)
+        if not is_influx_answer(answer_headers, answer):
+            raise RuntimeError(f"InfluxDB query failed: {describe_foreign(status, answer_headers, answer)}")
         if status != 200:
             raise RuntimeError(f"InfluxDB query failed: HTTP {status}: {_error_text(answer)}")
         return json.loads(answer)
@@ -167,36 +182,27 @@ class InfluxV1Writer:
                        "in the spool.", self.database, self.url.base_url, quote_identifier(self.database))
         return False
 
-    def _auth_header(self) -> dict[str, str]:
-        c = self.credentials
-        if c.token:
-            return {"Authorization": f"Token {c.token}"}
-        if c.user and c.password:
-            raw = base64.b64encode(f"{c.user}:{c.password}".encode()).decode()
-            return {"Authorization": f"Basic {raw}"}
-        return {}
-
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
         if self._conn is None:
-            if self._https:
-                self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
-                                                         context=self._context)
+            host, port = self.endpoint.host, self.endpoint.port
+            if self.endpoint.https:
+                self._conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._context)
             else:
-                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+                self._conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
         self._conn.timeout = timeout or self.timeout
         if self._conn.sock is not None:
             self._conn.sock.settimeout(self._conn.timeout)
         return self._conn
 
     def _request(self, method: str, path: str, body: bytes, headers: dict[str, str],
-                 timeout: float | None) -> tuple[int, bytes]:
-        headers = {**headers, **self._auth_header()}
+                 timeout: float | None) -> tuple[int, http.client.HTTPMessage, bytes]:
+        headers = {**headers, **self.endpoint.auth_headers()}
         for attempt in (0, 1):
             conn = self._connection(timeout)
             try:
                 conn.request(method, path, body=body, headers=headers)
                 response = conn.getresponse()
-                return response.status, response.read()
+                return response.status, response.headers, response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 # A kept-alive connection the server closed meanwhile: one fresh try.
                 self.close()
@@ -216,11 +222,8 @@ class InfluxV1Writer:
 
 
 def _error_text(answer: bytes) -> str:
-    text = answer.decode("utf-8", "replace").strip()
-    try:
-        return str(json.loads(text).get("error", text))
-    except (ValueError, AttributeError):
-        return text[:500]
+    found = influx_error(answer)
+    return found if found is not None else answer.decode("utf-8", "replace").strip()[:500]
 
 
 class InfluxV2Writer:
@@ -252,8 +255,11 @@ class InfluxV2Writer:
         try:
             self.write_api.write(bucket=self.bucket, org=self.org, record=payload, write_precision=WritePrecision.NS)
         except ApiException as e:
-            message = _error_text((e.body or "").encode() if isinstance(e.body, str) else (e.body or b""))
+            body = (e.body or "").encode() if isinstance(e.body, str) else (e.body or b"")
             status = int(e.status or 0)
+            if not is_influx_answer(e.headers, body):
+                return SendResult(Outcome.RETRY, describe_foreign(status, e.headers, body), status)
+            message = _error_text(body)
             if status in (400, 413, 422):
                 return SendResult(Outcome.REJECTED, f"HTTP {status}: {message}", status)
             return SendResult(Outcome.RETRY, f"HTTP {status}: {message}", status)

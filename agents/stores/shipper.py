@@ -6,6 +6,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from agents.stores.result import Outcome, SendResult
@@ -22,9 +23,35 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class _Retry(Exception):
+class Unavailable(Exception):
+    """The store stopped answering (RETRY) while a refused batch was being split: keep it, try later."""
+
     def __init__(self, result: SendResult) -> None:
+        super().__init__(result.message)
         self.result = result
+
+
+def isolate_rejected(send: Callable[[bytes, float | None], SendResult], lines: list[bytes], result: SendResult,
+                     timeout: float | None = None) -> tuple[list[tuple[bytes, str]], int]:
+    """Split a refused batch until each refused part is one line. Returns (bad lines with the reason, points
+    sent). Raises Unavailable when the store answers RETRY meanwhile. Shared by the agent's shipper and the
+    spool-less writer (ingest, simulate), so a malformed point is quarantined the same way everywhere."""
+    if len(lines) == 1:
+        return [(lines[0], result.rejected.get(lines[0], result.message))], 0
+    bad: list[tuple[bytes, str]] = []
+    sent = 0
+    middle = len(lines) // 2
+    for half in (lines[:middle], lines[middle:]):
+        answer = send(b"\n".join(half), timeout)
+        if answer.outcome is Outcome.OK:
+            sent += len(half)
+        elif answer.outcome is Outcome.RETRY:
+            raise Unavailable(answer)
+        else:
+            more, more_sent = isolate_rejected(send, half, answer, timeout)
+            bad.extend(more)
+            sent += more_sent
+    return bad, sent
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -120,33 +147,14 @@ class Shipper:
             # because InfluxDB keeps one point per series and timestamp.
             return True if rest is None else self.ship(rest, timeout)
         try:
-            bad, sent = self._bisect(lines, result, timeout)
-        except _Retry as r:
+            bad, sent = isolate_rejected(self.sink.send, lines, result, timeout)
+        except Unavailable as r:
             self._problem(r.result.message)
             return False
         log.warning("store refused %d point(s) of a batch of %d (found by bisection), moved to the dead_letter "
                     "table: %s", len(bad), len(lines), bad[0][1] if bad else result.message)
         self.spool.dead_letter(batch, bad, [], sent_points=sent)
         return True
-
-    def _bisect(self, lines: list[bytes], result: SendResult, timeout: float | None) -> tuple[list, int]:
-        """Split a refused batch until each refused part is one line. Returns (bad lines, points sent)."""
-        if len(lines) == 1:
-            return [(lines[0], result.rejected.get(lines[0], result.message))], 0
-        bad: list[tuple[bytes, str]] = []
-        sent = 0
-        middle = len(lines) // 2
-        for half in (lines[:middle], lines[middle:]):
-            answer = self.sink.send(b"\n".join(half), timeout)
-            if answer.outcome is Outcome.OK:
-                sent += len(half)
-            elif answer.outcome is Outcome.RETRY:
-                raise _Retry(answer)
-            else:
-                more, more_sent = self._bisect(half, answer, timeout)
-                bad.extend(more)
-                sent += more_sent
-        return bad, sent
 
     def _sleep(self, stop: threading.Event, seconds: float) -> None:
         # Woken by new data or stop; the stop event is checked by the caller's loop.

@@ -76,9 +76,13 @@ class Spool:
     def __init__(self, path: Path | str, max_bytes: int = 256 * 2**20, synchronous: str = "FULL") -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
+        self._synchronous = synchronous.upper()
+        if self.path.is_dir():
+            raise SpoolError(f"spool {self.path} is a directory, not a spool file "
+                             "(set [store] spool_dir to a directory of its own)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o640)
+            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
             raise SpoolError(f"cannot use spool {self.path}: {e.strerror or e} "
                              "(set [store] spool_dir to a writable directory)") from None
@@ -89,6 +93,37 @@ class Spool:
             raise SpoolError(f"spool {self.path} is in use by another agent") from None
         self._mutex = threading.Lock()
         self._drop_logged_at, self._drops_unlogged = -1e9, 0
+        # Drops that could not be written to the meta table (the disk was full): added by the next commit,
+        # and counted in stats() meanwhile, so the spool measurement never under-reports a loss.
+        self._pending: dict[str, int] = {}
+        try:
+            try:
+                self._open()
+            except sqlite3.DatabaseError as e:
+                if isinstance(e, sqlite3.OperationalError) and _full(e):
+                    raise
+                self._close_db()
+                self._set_aside(e)
+                self._open()
+        except (sqlite3.Error, OSError) as e:
+            self._close_db()
+            os.close(self._lock_fd)
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise SpoolError(f"cannot use spool {self.path}: {reason}") from None
+
+    def _close_db(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+
+    def _open(self) -> None:
+        # Owner-only: the spool holds the fleet's telemetry and is nobody else's business (SQLite gives the
+        # -wal and -shm files the database file's mode).
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)
+        os.close(fd)
+        max_bytes = self.max_bytes
         # Autocommit mode: every statement group below is an explicit BEGIN IMMEDIATE ... COMMIT.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         # Both must precede the first table. Large pages (up to 64 KiB, at most 1/1024 of the bound): a
@@ -101,29 +136,105 @@ class Spool:
         self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed batch survives power loss, not only a process crash.
-        self._db.execute(f"PRAGMA synchronous={'NORMAL' if synchronous.upper() == 'NORMAL' else 'FULL'}")
+        self._db.execute(f"PRAGMA synchronous={'NORMAL' if self._synchronous == 'NORMAL' else 'FULL'}")
         # The WAL is part of the disk footprint: checkpoint and truncate it in proportion to the bound.
         wal_pages = max(4, min(1000, max_bytes // self.page_size // 4))
         self._db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
         self._db.execute(f"PRAGMA journal_size_limit={max(65536, min(2**20, max_bytes // 4))}")
         self._db.executescript(_SCHEMA)
+        self._db.execute("SELECT count(*) FROM meta").fetchone()  # reads a page: a damaged file says so here
         self._queued_bytes = self._db.execute("SELECT coalesce(sum(bytes), 0) FROM batches").fetchone()[0]
+
+    def _set_aside(self, error: Exception) -> None:
+        """A file that is not a usable SQLite database (a torn copy, another program's file): keep it for
+        inspection under another name and start an empty spool, rather than crash-loop under Restart=always."""
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+        except OSError as e:
+            os.close(self._lock_fd)
+            raise SpoolError(f"spool {self.path} is damaged ({error}) and cannot be moved aside: "
+                             f"{e.strerror or e}") from None
+        log.error("spool %s was not a usable database (%s): moved to %s, starting an empty spool; what it held is "
+                  "not sent", self.path, error, aside.name)
 
     # -- writing side (the agent loop) --------------------------------------------------------------------
     def enqueue(self, payload: bytes, fmt: str, points: int) -> int | None:
         """Commit a batch; returns its id, or None when the batch alone exceeds the bound (dropped, counted)."""
         size = len(payload)
-        with self._mutex, self._tx():
+        with self._mutex:
             if size > self.max_bytes:
-                self._bump({"dropped_batches": 1, "dropped_points": points})
+                self._lost(1, points)
                 log.warning("a batch of %d bytes exceeds spool_max_bytes=%d on its own: dropped", size, self.max_bytes)
+                self._persist_pending()
                 return None
-            self._make_room(size)
-            cur = self._db.execute(
-                "INSERT INTO batches (format, points, bytes, created, payload) VALUES (?, ?, ?, ?, ?)",
-                (fmt, points, size, time.time(), payload))
+            if not self._disk_has_room(size):
+                self._lost(1, points)
+                self._note_drops(points, "the disk holding the spool is full")
+                return None
+            queued = self._queued_bytes
+            try:
+                with self._tx():
+                    self._make_room(size)
+                    cur = self._db.execute(
+                        "INSERT INTO batches (format, points, bytes, created, payload) VALUES (?, ?, ?, ?, ?)",
+                        (fmt, points, size, time.time(), payload))
+                    self._bump(self._pending)
+            except sqlite3.OperationalError as e:
+                if not _full(e):
+                    raise
+                self._queued_bytes = queued  # rolled back: nothing was deleted
+                self._lost(1, points)
+                self._note_drops(points, "the disk holding the spool is full")
+                self._give_back_wal()
+                return None
+            self._pending = {}
             self._queued_bytes += size
             return cur.lastrowid
+
+    # -- a full disk ----------------------------------------------------------------------------------------
+    def _disk_has_room(self, size: int) -> bool:
+        """Whether committing `size` more bytes leaves the file system a margin. A commit needs the batch's pages
+        twice (WAL, then the database at checkpoint) plus a few pages of b-tree, meta and free list; below that SQLite
+        would fail half-way. When short, give the WAL's space back first (it only holds committed pages)."""
+        need = 2 * size + 8 * self.page_size
+        if _free_bytes(self.path.parent) >= need:
+            return True
+        self._give_back_wal()
+        return _free_bytes(self.path.parent) >= need
+
+    def _give_back_wal(self) -> None:
+        # TRUNCATE: copy the WAL into the database and cut the WAL file to zero bytes, so the WAL does not
+        # keep (or grow back into) the space a full disk needs; journal_size_limit alone only trims it
+        # after a checkpoint that a disk-full failure never reaches.
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _lost(self, batches: int, points: int) -> None:
+        self._pending["dropped_batches"] = self._pending.get("dropped_batches", 0) + batches
+        self._pending["dropped_points"] = self._pending.get("dropped_points", 0) + points
+
+    def _persist_pending(self) -> None:
+        """Write pending drop counts to the meta table now; they stay pending when the disk refuses."""
+        try:
+            with self._tx():
+                self._bump(self._pending)
+        except sqlite3.OperationalError as e:
+            if not _full(e):
+                raise
+            return
+        self._pending = {}
+
+    def _note_drops(self, points: int, why: str) -> None:
+        """Log lost points at most once a minute, for as long as it goes on, with the count since the last line."""
+        self._drops_unlogged += points
+        if time.monotonic() - self._drop_logged_at >= 60:
+            log.warning("spool %s: %s; dropped %d points since the last message (counted in the spool "
+                        "measurement's dropped_points)", self.path, why, self._drops_unlogged)
+            self._drop_logged_at, self._drops_unlogged = time.monotonic(), 0
 
     def _make_room(self, size: int) -> None:
         if self._queued_bytes + size <= self.max_bytes:
@@ -138,13 +249,8 @@ class Spool:
             dropped_points += points
         self._bump({"dropped_batches": dropped_batches, "dropped_points": dropped_points})
         self._db.execute("PRAGMA incremental_vacuum")
-        self._drops_unlogged += dropped_points
         # At most once a minute: a long outage with a full spool drops a batch every round.
-        if time.monotonic() - self._drop_logged_at >= 60:
-            log.warning("spool full (spool_max_bytes=%d): dropped the oldest batches, %d points since the last "
-                        "message (counted in the spool measurement's dropped_points)", self.max_bytes,
-                        self._drops_unlogged)
-            self._drop_logged_at, self._drops_unlogged = time.monotonic(), 0
+        self._note_drops(dropped_points, f"full (spool_max_bytes={self.max_bytes}): dropped the oldest batches")
 
     # -- reading side (the shipper) -----------------------------------------------------------------------
     def peek(self, max_points: int) -> Batch | None:
@@ -168,10 +274,13 @@ class Spool:
 
     def ack(self, batch: Batch) -> None:
         """The store has the batch: delete its rows (a row dropped meanwhile is simply gone already)."""
-        with self._mutex, self._tx():
-            self._delete(batch.ids)
-            self._bump({"sent_points": batch.points})
-            self._set("last_success_timestamp_seconds", time.time())
+        with self._mutex:
+            with self._tx():
+                self._delete(batch.ids)
+                self._bump({"sent_points": batch.points})
+                self._bump(self._pending)
+                self._set("last_success_timestamp_seconds", time.time())
+            self._pending = {}
 
     def dead_letter(self, batch: Batch, rejected: list[tuple[bytes, str]], remaining: list[bytes],
                     sent_points: int = 0) -> Batch | None:
@@ -207,7 +316,8 @@ class Spool:
         with self._mutex:
             count, nbytes = self._db.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM batches").fetchone()
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        return SpoolStats(count, nbytes, *(int(meta.get(k, 0)) for k in COUNTERS[:-1]),
+            pending = dict(self._pending)
+        return SpoolStats(count, nbytes, *(int(meta.get(k, 0)) + pending.get(k, 0) for k in COUNTERS[:-1]),
                           float(meta.get(COUNTERS[-1], 0.0)))
 
     def close(self) -> None:
@@ -235,6 +345,20 @@ class Spool:
     def _set(self, key: str, value: float) -> None:
         self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+def _full(error: sqlite3.OperationalError) -> bool:
+    """SQLITE_FULL, or the I/O error a write past a file size limit gives."""
+    text = str(error).lower()
+    return "full" in text or "disk i/o error" in text
+
+
+def _free_bytes(directory: Path) -> int:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return 2**62  # cannot tell: let SQLite try, its error is handled
+    return st.f_bavail * st.f_frsize
 
 
 class _Transaction:

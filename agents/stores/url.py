@@ -15,9 +15,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
 
 _DB_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+# Query parameters that carry credentials (InfluxDB 1.x reads u= and p=; proxies and clients use the others).
+SECRET_PARAMS = frozenset({"p", "u", "password", "passwd", "pwd", "token", "auth", "authorization", "secret",
+                           "apikey", "api_key", "access_token"})
 
 
 class StoreURLError(ValueError):
@@ -41,32 +44,67 @@ class StoreURL:
         return f"{self.kind}:{self.base_url}/{self.database}"
 
 
+def redact(url: str) -> str:
+    """The URL as it may be printed: a password in it and the values of credential parameters become ***."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            netloc = netloc.replace(":" + parts.password + "@", ":***@", 1)
+        query = "&".join(
+            f"{k}=***" if k.lower() in SECRET_PARAMS else f"{k}={v}"
+            for k, v in parse_qsl(parts.query, keep_blank_values=True))
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:  # an unparsable netloc (a bad port, a stray bracket): show nothing of it
+        return url.split(":", 1)[0] + ":..."
+
+
 def parse_store_url(url: str) -> StoreURL:
+    """Parse and check a store URL. Every message shows the URL redacted: a secret is never printed back."""
     if url.startswith("embedded:"):
         path = url[len("embedded:"):]
         if not path:
             raise StoreURLError("embedded: needs a directory, e.g. embedded:/var/lib/fleetwise/store")
-        return StoreURL(kind="embedded", path=Path(path).expanduser())
+        expanded = Path(path).expanduser()
+        if str(expanded).startswith("~"):
+            user = path[1:].split("/", 1)[0]
+            raise StoreURLError(f"embedded:{path}: cannot expand ~{user}: no such user")
+        return StoreURL(kind="embedded", path=expanded)
+    try:
+        return _parse_influx_url(url)
+    except ValueError as e:
+        if isinstance(e, StoreURLError):
+            raise
+        raise StoreURLError(f"store URL {redact(url)!r}: {e}") from None
+
+
+def _parse_influx_url(url: str) -> StoreURL:
     parts = urlsplit(url)
     schemes = {"influxdb": ("influxdb", "http"), "influxdbs": ("influxdb", "https"),
                "influxdb2": ("influxdb2", "http"), "influxdb2s": ("influxdb2", "https")}
     if parts.scheme not in schemes:
         raise StoreURLError(
-            f"unknown store URL {url!r}: expected embedded:PATH, influxdb://host:port/db or influxdb2://host:port/bucket"
+            f"unknown store URL {redact(url)!r}: expected embedded:PATH, influxdb://host:port/db or influxdb2://host:port/bucket"
         )
     kind, http_scheme = schemes[parts.scheme]
-    if parts.password:
-        raise StoreURLError("put no password in a store URL; set FLEETWISE_INFLUXDB_PASSWORD(_FILE) instead")
+    if parts.password is not None:
+        raise StoreURLError(f"put no password in a store URL ({redact(url)!r}); set "
+                            "FLEETWISE_INFLUXDB_PASSWORD(_FILE) or FLEETWISE_INFLUXDB_TOKEN(_FILE) instead")
+    secrets = sorted(k for k in parse_qs(parts.query, keep_blank_values=True) if k.lower() in SECRET_PARAMS)
+    if secrets:
+        raise StoreURLError(f"put no credentials in a store URL's query ({', '.join(secrets)} in {redact(url)!r}); "
+                            "the user goes before the host (influxdb://USER@host:port/db), the password or token in "
+                            "FLEETWISE_INFLUXDB_PASSWORD(_FILE) / FLEETWISE_INFLUXDB_TOKEN(_FILE)")
     if not parts.hostname:
-        raise StoreURLError(f"store URL {url!r} has no host")
+        raise StoreURLError(f"store URL {redact(url)!r} has no host")
     database = parts.path.strip("/")
     if not database or not _DB_NAME.match(database):
-        raise StoreURLError(f"store URL {url!r}: database/bucket name must match {_DB_NAME.pattern}")
+        raise StoreURLError(f"store URL {redact(url)!r}: database/bucket name must match {_DB_NAME.pattern}")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     port = parts.port or 8086
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     if kind == "influxdb2" and not query.get("org"):
-        raise StoreURLError(f"store URL {url!r}: the v2 write API needs ?org=ORG")
+        raise StoreURLError(f"store URL {redact(url)!r}: the v2 write API needs ?org=ORG")
     return StoreURL(kind=kind, base_url=f"{http_scheme}://{host}:{port}", database=database,
                     retention_policy=query.pop("rp", ""), org=query.pop("org", ""), user=parts.username or "",
                     params=query)

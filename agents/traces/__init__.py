@@ -9,9 +9,12 @@ from __future__ import annotations
 import importlib
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agents.traces.report import IngestReport, TraceFormatError
-from agents.traces.sink import Sink
+
+if TYPE_CHECKING:
+    from agents.stores.writers import StoreWriter
 
 # kind -> module with load(path, report, epoch_ns) yielding lists of points
 LOADERS: dict[str, str] = {
@@ -28,24 +31,28 @@ ABSOLUTE_TIME = {"alibaba-genai"}
 
 def parse_epoch(text: str) -> int:
     """Unix nanoseconds from ISO 8601 (no offset means UTC) or from Unix seconds."""
+    from agents.traces.table import TIME_MAX_SECONDS, TIME_MIN_SECONDS
+
     try:
         seconds = float(text)
     except ValueError:
-        pass
-    else:
-        if seconds != seconds or abs(seconds) > 1e11:  # NaN, inf, or beyond year 5000
-            raise TraceFormatError(f"--epoch {text!r}: not a usable Unix time")
-        return round(seconds) * 1_000_000_000
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise TraceFormatError(f"--epoch {text!r}: expected ISO 8601 (2023-01-01T00:00:00Z) or Unix seconds") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp()) * 1_000_000_000
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise TraceFormatError(f"--epoch {text!r}: expected ISO 8601 (2023-01-01T00:00:00Z) or Unix seconds") \
+                from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp()
+    # The same range as every row's time (agents.traces.table.RowCheck.time); NaN fails both comparisons.
+    if not TIME_MIN_SECONDS <= seconds < TIME_MAX_SECONDS:
+        raise TraceFormatError(f"--epoch {text!r}: out of range; give a time from 1970 to 2099")
+    return round(seconds) * 1_000_000_000
 
 
-def ingest(kind: str, path: Path | str, sink: Sink, epoch: str | None = None, store: str = "") -> IngestReport:
+def ingest(kind: str, path: Path | str, sink: StoreWriter, epoch: str | None = None, store: str = "") -> IngestReport:
+    """Load a trace into `sink` (agents.stores.writers.open_writer): points the store refuses are counted
+    in the report's points_rejected, never written and never blocking the rest."""
     if kind not in LOADERS:
         raise TraceFormatError(f"unknown trace kind {kind!r}; known: {', '.join(LOADERS)}")
     path = Path(path)
@@ -59,9 +66,11 @@ def ingest(kind: str, path: Path | str, sink: Sink, epoch: str | None = None, st
         epoch_ns = parse_epoch(epoch or DEFAULT_EPOCH)
     loader = importlib.import_module(LOADERS[kind])
     report = IngestReport(kind=kind, store=store)
+    rejected_before = sink.rejected_points
     for points in loader.load(path, report, epoch_ns):
         if points:
             report.points_written += sink.write(points)
+    report.points_rejected = sink.rejected_points - rejected_before
     return report
 
 

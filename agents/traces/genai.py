@@ -52,10 +52,11 @@ def load(path: Path, report: IngestReport, epoch_ns: int | None = None) -> Itera
             value = check.number("value", maximum=100, over_reason="percent_over_100") / 100.0
         else:
             value = check.number("value")
+        # Milliseconds first (in check.time): seconds * 1e9 as a float would lose precision at Unix-epoch magnitudes.
+        times = check.time(ts)
         check.unique(["container_ip", "timestamp_anon"])
         ok = check.finish()
-        # Milliseconds first: seconds * 1e9 as a float would lose precision at Unix-epoch magnitudes.
-        time_ns = ((ts[ok] * 1000).round().astype("int64") * 1_000_000).tolist()
+        time_ns = times[ok].tolist()
         values = value[ok].tolist() if field == "utilization_ratio" else value[ok].round().astype("int64").tolist()
         pods = pod[ok].tolist()
         for start in range(0, len(pods), CHUNK):

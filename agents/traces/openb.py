@@ -72,6 +72,7 @@ def _pods(file: Path, fr: FileReport, epoch_ns: int) -> list[Point]:
     # A pod still pending was never scheduled; one still running may have no deletion yet.
     deleted = check.number("deletion_time", required=False)
     scheduled = check.number("scheduled_time", required=False)
+    check.time(created, epoch_ns)
     check.unique(["name", "creation_time"])
     ok = check.finish()
     epoch_s = epoch_ns / NS

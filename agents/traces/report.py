@@ -38,6 +38,7 @@ class IngestReport:
     store: str = ""
     files: list[FileReport] = field(default_factory=list)
     points_written: int = 0
+    points_rejected: int = 0  # refused by the store (malformed), quarantined
 
     def file(self, path: str) -> FileReport:
         report = FileReport(path=path)
@@ -62,6 +63,7 @@ class IngestReport:
     def to_dict(self) -> dict:
         return {"kind": self.kind, "store": self.store, "rows_read": self.rows_read,
                 "rows_written": self.rows_written, "points_written": self.points_written,
+                "points_rejected": self.points_rejected,
                 "skipped": dict(sorted(self.skipped.items())), "files": [f.to_dict() for f in self.files]}
 
     def to_json(self) -> str:
@@ -77,5 +79,6 @@ class IngestReport:
             for warning in f.warnings:
                 lines.append(f"    warning: {warning}")
         lines.append(f"total: read {self.rows_read}, written {self.rows_written}, "
-                     f"skipped {sum(self.skipped.values())}, points {self.points_written}")
+                     f"skipped {sum(self.skipped.values())}, points {self.points_written}"
+                     + (f", refused by the store {self.points_rejected}" if self.points_rejected else ""))
         return "\n".join(lines) + "\n"

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 GZIP_MAGIC = b"\x1f\x8b"
+# Trace times must fall in [1970-01-01, 2100-01-01) UTC: inside the range every store can hold (int64 ns until
+# 2262) with room to spare, and far enough out that no real trace is refused.
+TIME_MIN_SECONDS, TIME_MAX_SECONDS = 0, 4_102_444_800
 
 
 def read_bytes(path: Path, report: FileReport) -> bytes:
@@ -45,26 +48,55 @@ def read_bytes(path: Path, report: FileReport) -> bytes:
 
 
 def _gunzip(raw: bytes, out: bytearray) -> str:
-    """Decode every gzip member into out, chunk by chunk so that damage keeps what came before it.
+    """Decode every gzip member into out, chunk by chunk so that a cut-off stream keeps what came before it.
 
-    Returns "" when the stream is whole, else what is wrong with it.
+    Returns "" when the stream is whole, else what is wrong with it. A member that is cut short keeps what
+    it decoded (deflate decodes a prefix exactly); a member whose data is damaged (a bad CRC, an invalid
+    block) keeps nothing: its CRC covers the whole member, so none of what it decoded is verified, and a
+    flipped bit decodes into plausible wrong numbers. Whole members before it are kept.
     """
     data = raw
     while data:
         d = zlib.decompressobj(wbits=31)
+        verified = len(out)
         try:
             for start in range(0, len(data), 1 << 16):
                 out += d.decompress(data[start:start + (1 << 16)])
                 if d.eof:
                     break
         except zlib.error as e:
-            return str(e)
+            del out[verified:]
+            return f"{e}; nothing of the damaged gzip member is kept"
         if not d.eof:
             return "compressed file ended before the end-of-stream marker"
         data = d.unused_data.lstrip(b"\0")  # gzip allows zero padding between members
         if data and not data.startswith(GZIP_MAGIC):
             return "trailing garbage after the gzip stream"
     return ""
+
+
+def _utf8_lines(path: Path, data: bytes, report: FileReport) -> bytes:
+    """The data without its lines that are not UTF-8 (each counted as a skipped row "not_utf8"); a header that
+    is not UTF-8 makes the file unreadable."""
+    try:
+        data.decode("utf-8")
+        return data
+    except UnicodeDecodeError:
+        pass
+    lines = data.split(b"\n")
+    kept, bad = [], 0
+    for number, line in enumerate(lines, 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            if number == 1:
+                raise TraceFormatError(f"{path}: line 1 is not UTF-8 text; is this a CSV file?") from None
+            bad += 1
+            continue
+        kept.append(line)
+    report.rows_read += bad
+    report.skip("not_utf8", bad)
+    return b"\n".join(kept)
 
 
 def read_csv(path: Path, report: FileReport, required: Sequence[str], *,
@@ -76,7 +108,7 @@ def read_csv(path: Path, report: FileReport, required: Sequence[str], *,
     """
     import pandas as pd
 
-    data = read_bytes(path, report)
+    data = _utf8_lines(path, read_bytes(path, report), report)
     if names is not None:
         first = next((line for line in data.splitlines() if line.strip()), b"")
         found = first.count(b",") + 1 if first else 0
@@ -154,6 +186,17 @@ class RowCheck:
         if maximum is not None:
             self._fail(~empty & (values > maximum), over_reason)
         return values
+
+    def time(self, seconds: pd.Series, offset_ns: int = 0) -> pd.Series:
+        """Row times in ns since the Unix epoch from seconds (after offset_ns); a time before 1970 or from
+        2100 on is a unit error (milliseconds read as seconds, 1e13 s) and skips the row as
+        "time_out_of_range" rather than wrapping around int64 into a plausible-looking year."""
+        import numpy as np
+
+        t = offset_ns / 1e9 + seconds
+        self._fail(seconds.notna() & ~((t >= TIME_MIN_SECONDS) & (t < TIME_MAX_SECONDS)), "time_out_of_range")
+        ns = (np.round(t.where(self.ok & t.notna(), 0.0) * 1000).astype("int64") * 1_000_000)
+        return ns
 
     def unique(self, columns: Sequence[str]) -> None:
         """Later rows that repeat an earlier valid row's key would overwrite it in InfluxDB: skip them."""
