@@ -10,7 +10,7 @@ import pytest
 from agents.simulate import simulate
 from analyzer import pipeline
 from analyzer.pipeline import analyze
-from analyzer.state import load_latest
+from analyzer.state import StateDir, load_latest
 from tests.helpers import run_cli
 
 # Every model the pipeline is responsible for: each must appear in the manifest, fitted or with a reason.
@@ -98,14 +98,12 @@ def test_too_little_data_fits_nothing_and_says_why(tmp_path):
 
 
 def test_empty_window(tmp_path, fleet):
-    result = analyze(f"embedded:{fleet / 'store'}", until="2026-01-01T00:00:00Z", since="1d",
-                     state_dir=tmp_path / "state")
-    m = result.run.manifest
-    assert result.jobs == 0 and result.workloads == 0 and result.fitted == []
-    assert m["models"]["workloads"] == {"status": "skipped", "class": None, "reason": "no jobs in the window"}
-    assert set(MODELS) <= set(m["models"])
-    _check_entries(m["models"])
-    assert "fitted: 0" in result.summary()
+    # Nothing to fit: no run is committed, and the message says why in one line.
+    with pytest.raises(pipeline.NotEnoughData, match="not enough data .* 0 jobs, no model could be fitted"):
+        analyze(f"embedded:{fleet / 'store'}", until="2026-01-01T00:00:00Z", since="1d",
+                state_dir=tmp_path / "state")
+    assert StateDir(tmp_path / "state").latest_id() is None
+    assert StateDir(tmp_path / "state").run_ids() == []
 
 
 def test_a_broken_step_is_recorded_and_the_run_completes(tmp_path, fleet, monkeypatch):

@@ -32,6 +32,10 @@ _RETRIES = 8
 _BATCH_ROWS = 1 << 20  # rows converted from Arrow at a time: bounds the transient copy
 
 
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
 def _day(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns // 10**9, dt.UTC).strftime("%Y-%m-%d")
 
@@ -78,7 +82,11 @@ class EmbeddedReader(Reader):
                 pass
             except duckdb.IOException as e:
                 if all(os.path.exists(f) for f in files):
-                    raise QueryError(f"{measurement}: {e}") from e
+                    raise QueryError(f"{measurement}: {_first_line(e)}") from e
+            except duckdb.Error as e:
+                # A damaged file (zero bytes, cut short) or one of another schema: say which measurement and
+                # what DuckDB found (its message names the file), in one line.
+                raise QueryError(f"{measurement}: unreadable data: {_first_line(e)}") from e
             time.sleep(0.01 * (attempt + 1))
         raise QueryError(f"{measurement}: files kept vanishing while reading (retention or compaction running?)")
 

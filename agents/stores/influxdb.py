@@ -107,9 +107,8 @@ class InfluxV1Writer:
         if not is_influx_answer(answer_headers, answer):
             # Not InfluxDB's word on the data (a proxy, a login page, plain HTTP to an HTTPS port): neither
             # success nor bad data. Keep the batch; dead-lettering it would throw good data away.
-            message = describe_foreign(status, answer_headers, answer)
-            self._log_once("foreign", "%s: %s", self.url, message)
-            return SendResult(Outcome.RETRY, message, status)
+            # The shipper logs it once per distinct problem; ingest and simulate report it when they give up.
+            return SendResult(Outcome.RETRY, describe_foreign(status, answer_headers, answer), status)
         if 200 <= status < 300:
             return OK
         message = _error_text(answer)
