@@ -99,7 +99,7 @@ def test_too_little_data_fits_nothing_and_says_why(tmp_path):
 
 def test_empty_window(tmp_path, fleet):
     # Nothing to fit: no run is committed, and the message says why in one line.
-    with pytest.raises(pipeline.NotEnoughData, match="not enough data .* 0 jobs, no model could be fitted"):
+    with pytest.raises(pipeline.NotEnoughData, match=r"not enough data .* \(0 jobs, no model could be fitted\)"):
         analyze(f"embedded:{fleet / 'store'}", until="2026-01-01T00:00:00Z", since="1d",
                 state_dir=tmp_path / "state")
     assert StateDir(tmp_path / "state").latest_id() is None
