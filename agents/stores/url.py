@@ -65,7 +65,10 @@ def parse_store_url(url: str) -> StoreURL:
         path = url[len("embedded:"):]
         if not path:
             raise StoreURLError("embedded: needs a directory, e.g. embedded:/var/lib/fleetwise/store")
-        expanded = Path(path).expanduser()
+        try:
+            expanded = Path(path).expanduser()
+        except RuntimeError:  # pathlib's "Could not determine home directory"
+            expanded = Path(path)
         if str(expanded).startswith("~"):
             user = path[1:].split("/", 1)[0]
             raise StoreURLError(f"embedded:{path}: cannot expand ~{user}: no such user")
