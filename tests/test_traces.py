@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -400,6 +401,7 @@ def test_unreachable_influxdb_is_exit_1(tmp_path):
 
     path = require_data("alibaba-pai-2020")
     result = run_cli(["ingest", "alibaba-pai-spec", str(path), "--store", f"influxdb://127.0.0.1:{free_port()}/x"],
-                     cwd=tmp_path)
-    assert result.returncode == 1 and "did not take a batch after 3 tries" in result.stderr
+                     cwd=tmp_path, env={**os.environ, "FLEETWISE_STORE__GIVE_UP_SECONDS": "1"})
+    assert result.returncode == 1 and "did not take a batch within give_up_seconds=1" in result.stderr
+    assert "Connection refused" in result.stderr
     assert "Traceback" not in result.stderr

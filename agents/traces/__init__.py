@@ -66,11 +66,11 @@ def ingest(kind: str, path: Path | str, sink: StoreWriter, epoch: str | None = N
         epoch_ns = parse_epoch(epoch or DEFAULT_EPOCH)
     loader = importlib.import_module(LOADERS[kind])
     report = IngestReport(kind=kind, store=store)
-    rejected_before = sink.rejected_points
+    rejected_before = getattr(sink, "rejected_points", 0)
     for points in loader.load(path, report, epoch_ns):
         if points:
             report.points_written += sink.write(points)
-    report.points_rejected = sink.rejected_points - rejected_before
+    report.points_rejected = getattr(sink, "rejected_points", 0) - rejected_before
     return report
 
 
