@@ -7,12 +7,8 @@ it passes the real influxd's answers through (headers included), as a well-behav
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -24,68 +20,13 @@ from agents.stores.settings import StoreSettings
 from agents.stores.url import parse_store_url
 from agents.stores.writers import open_sink
 from tests.helpers import run_cli
+from tests.http_fakes import ForeignServer
 
 T0 = 1_790_000_000_000_000_000
 # What Go's net/http (influxd, most proxies in Go) answers to plain HTTP on a TLS port, and a login page.
 HTTPS_PORT = (400, "text/plain; charset=utf-8", b"Client sent an HTTP request to an HTTPS server.\n")
 LOGIN_PAGE = (200, "text/html; charset=utf-8", b"<html><body>Please sign in (token=abc)</body></html>")
 BAD_GATEWAY = (502, "text/html", b"<html><body>502 Bad Gateway</body></html>")
-
-
-class ForeignServer:
-    """Answers every request with `answer` (status, content type, body), or forwards to `target` when set."""
-
-    def __init__(self, answer: tuple[int, str, bytes]) -> None:
-        self.answer = answer
-        self.target: str | None = None
-        self.requests = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _any(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.requests += 1
-                if outer.target:
-                    status, headers, data = _forward(outer.target, self.command, self.path, self.headers, body)
-                else:
-                    status, content_type, data = outer.answer
-                    headers = [("Content-Type", content_type)]
-                self.send_response(status)
-                for key, value in headers:
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = _any
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"influxdb://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _forward(target: str, method: str, path: str, headers, body: bytes):
-    parts = urllib.parse.urlsplit(target)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers={k: v for k, v in headers.items()
-                                                       if k.lower() not in ("host", "connection")})
-        answer = conn.getresponse()
-        data = answer.read()
-        keep = [(k, v) for k, v in answer.getheaders()
-                if k.lower() not in ("content-length", "connection", "transfer-encoding")]
-        return answer.status, keep, data
-    finally:
-        conn.close()
 
 
 @pytest.fixture
