@@ -91,7 +91,7 @@ def test_without_the_ca_neither_writer_nor_reader_trusts_the_store(https_influx,
     settings = StoreSettings(give_up_seconds=0.5, retry_base_seconds=0.1, retry_max_seconds=0.2)
     writer = open_writer(url, settings)
     try:
-        with pytest.raises(StoreWriteError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        with pytest.raises(StoreWriteError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
             writer.write([Point("memory", {"host": "n"}, {"used_bytes": 1.0}, T0)])
     finally:
         writer.close()
