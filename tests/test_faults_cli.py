@@ -103,7 +103,7 @@ def test_bad_input_is_one_clear_line(tmp_path, busy, argv, env, code, culprit):
     fill = {k: v.format(**values) for k, v in env.items()}
     if "FLEETWISE_STORE__SPOOL_DIR" in fill:
         # The spool file's own path is a directory (the name the agent derives from the store URL).
-        from agents.stores.settings import StoreSettings
+        from agents.config import StoreSettings
         from agents.stores.url import parse_store_url
         from agents.stores.writers import spool_path
 

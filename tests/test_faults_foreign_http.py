@@ -16,7 +16,7 @@ from agents.points import Point
 from agents.query import QueryError, open_reader
 from agents.stores.influxdb import InfluxV1Writer
 from agents.stores.result import Outcome
-from agents.stores.settings import StoreSettings
+from agents.config import StoreSettings
 from agents.stores.url import parse_store_url
 from agents.stores.writers import open_sink
 from tests.helpers import run_cli

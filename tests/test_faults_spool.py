@@ -23,7 +23,7 @@ from tests.helpers import free_port
 FULL_DISK = textwrap.dedent("""
     import io, json, logging, os, sqlite3, sys
     from agents.points import Point
-    from agents.stores.settings import StoreSettings
+    from agents.config import StoreSettings
     from agents.stores.writers import open_sink
 
     disk, port = sys.argv[1], int(sys.argv[2])
