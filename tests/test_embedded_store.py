@@ -138,7 +138,7 @@ def test_retention_removes_whole_old_days(tmp_path):
 
 def test_resending_a_batch_through_the_sink_does_not_duplicate_rows(tmp_path):
     """The spool resends a batch whose ack was lost in a crash: the embedded sink must not add rows twice."""
-    from agents.stores.writers import EmbeddedSink
+    from agents.stores.embedded_sink import EmbeddedSink
 
     sink = EmbeddedSink(tmp_path)
     t = 1_700_000_000 * 10**9
@@ -163,7 +163,7 @@ def test_the_agents_embedded_sink_compacts_and_applies_retention(tmp_path):
     import time as _time
 
     from agents.config import StoreSettings
-    from agents.stores.writers import EmbeddedSink
+    from agents.stores.embedded_sink import EmbeddedSink
 
     sink = EmbeddedSink(tmp_path, StoreSettings(compact_interval_seconds=3600, compact_min_files=4,
                                                 retention_days=2))
