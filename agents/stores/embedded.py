@@ -347,7 +347,7 @@ class EmbeddedWriter:
         files, keys = live_files_and_keys(day_dir, on_bad=quarantine)
         if len(files) < max(min_files, 2):
             return False
-        tables, merged_files = [], []
+        tables, merged_files, leftovers = [], [], []
         for f in files:
             try:
                 tables.append(pq.read_table(f))
@@ -356,6 +356,10 @@ class EmbeddedWriter:
                 raise
             except (ValueError, OSError) as e:  # ArrowInvalid: not Parquet, truncated
                 quarantine(f, e)
+                continue
+            # Files an earlier compaction merged but could not delete (it was killed): hidden by f's footer
+            # today, they would come back once f is merged away, so the new file supersedes them too.
+            leftovers += [day_dir / n for n in footer(f)[0] if (day_dir / n).exists()]
         if len(tables) < 2:
             return False
         tags = list(dict.fromkeys(
@@ -369,9 +373,9 @@ class EmbeddedWriter:
         merged = merged.sort_by(TIME).replace_schema_metadata({TAGS_KEY: json.dumps(tags).encode()})
         keys.discard(None)
         self._publish_all([(m, d, merged, "compact", {
-            SUPERSEDES_KEY: json.dumps([f.name for f in merged_files]).encode(),
+            SUPERSEDES_KEY: json.dumps([f.name for f in merged_files + leftovers]).encode(),
             BATCHES_KEY: json.dumps(sorted(keys)).encode()}, None)])
-        for f in merged_files:
+        for f in merged_files + leftovers:
             f.unlink(missing_ok=True)
         fsync_dir(day_dir)
         return True
