@@ -12,11 +12,11 @@ import os
 
 import pytest
 
+from agents.config import StoreSettings
 from agents.points import Point
 from agents.query import QueryError, open_reader
 from agents.stores.influxdb import InfluxV1Writer
 from agents.stores.result import Outcome
-from agents.config import StoreSettings
 from agents.stores.url import parse_store_url
 from agents.stores.writers import open_sink
 from tests.helpers import run_cli

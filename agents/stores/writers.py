@@ -13,7 +13,6 @@ agents.stores.connection (one address, one TLS setup with `ca_file`, one credent
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -24,7 +23,7 @@ from pathlib import Path
 from agents.points import InvalidPoint, Point
 from agents.schema.spool import SPOOL
 from agents.stores.lineproto import LineEncoder
-from agents.stores.result import OK, Outcome, SendResult
+from agents.stores.result import Outcome, SendResult
 from agents.stores.secrets import influx_credentials
 from agents.stores.settings import StoreSettings
 from agents.stores.shipper import Shipper, Sink, Unavailable, backoff_delay, isolate_rejected
@@ -36,65 +35,12 @@ log = logging.getLogger("fleetwise.store")
 DEFAULT_SPOOL_DIR = Path("/var/lib/fleetwise/spool")
 
 
-class EmbeddedSink:
-    """Spooled JSON points -> the embedded Parquet store, so local writes get the same durability."""
-
-    format = "json"
-
-    def __init__(self, path: Path, settings: StoreSettings | None = None) -> None:
-        from agents.stores.embedded import EmbeddedWriter  # pyarrow: only when the embedded store is used
-
-        self.writer = EmbeddedWriter(path)
-        self.settings = settings or StoreSettings()
-        self._maintained = time.monotonic()
-
-    def send(self, payload: bytes, timeout: float | None = None) -> SendResult:
-        points, bad = [], {}
-        for line in payload.split(b"\n"):
-            if not line:
-                continue
-            try:
-                points.append(Point(**json.loads(line)))
-            except (ValueError, TypeError) as e:
-                bad[line] = f"not a JSON point: {e}"
-        if bad:
-            return SendResult(Outcome.REJECTED, next(iter(bad.values())), rejected=bad)
-        try:
-            # Named by content: a batch resent after a crash between publish and ack replaces its own files.
-            self.writer.write(points, key=hashlib.sha256(payload).hexdigest()[:32])
-        except OSError as e:  # disk full, permissions: keep the batch
-            return SendResult(Outcome.RETRY, f"embedded store: {e}")
-        except (ValueError, TypeError) as e:
-            # InvalidPoint, mixed field types (pyarrow's errors subclass these): the writer checks and
-            # converts everything before publishing a file, so nothing was written and bisection is safe.
-            return SendResult(Outcome.REJECTED, f"embedded store refused the batch: {e}")
-        if time.monotonic() - self._maintained >= self.settings.compact_interval_seconds:
-            self.maintain()
-        return OK
-
-    def maintain(self) -> None:
-        """Merge small files and apply retention. The agent writes one file per measurement and round, so
-        without this a day would hold thousands of files; it runs in the shipper thread, keeping one writer."""
-        self._maintained = time.monotonic()
-        try:
-            merged = self.writer.compact(min_files=self.settings.compact_min_files)
-            removed = self.writer.retain(self.settings.retention_days) if self.settings.retention_days else []
-        except OSError as e:  # a full disk must not stop the writes; the next interval tries again
-            log.warning("embedded store maintenance failed: %s", e)
-            return
-        if merged or removed:
-            log.info("embedded store: %d partitions compacted, %d days past retention removed", merged, len(removed))
-
-    def close(self) -> None:
-        close = getattr(self.writer, "close", None)
-        if close:
-            close()
-
-
 def make_sink(url: StoreURL, settings: StoreSettings) -> Sink:
     """The one-request sender for a store; InfluxDB is reached through agents.stores.connection."""
     if url.kind == "embedded":
         _writable_directory(url.path)
+        from agents.stores.embedded_sink import EmbeddedSink  # only when the embedded store is used
+
         return EmbeddedSink(url.path, settings)
     credentials = influx_credentials(url.user)
     if url.kind == "influxdb2":
@@ -133,6 +79,7 @@ class StoreWriter:
         self.rejected_points = 0  # refused by the store as malformed: quarantined, counted, logged once
         self._encoder = LineEncoder()
         self._logged: set[str] = set()
+        self._bulk = None
 
     def send(self, payload: bytes, timeout: float | None = None) -> SendResult:
         return self.sink.send(payload, timeout)
@@ -183,8 +130,16 @@ class StoreWriter:
         return written
 
     def _embedded(self):
-        """The EmbeddedWriter behind an embedded store's sink (bulk writes skip the JSON form), else None."""
-        return getattr(self.sink, "writer", None) if self.url.kind == "embedded" else None
+        """For an embedded store, the columnar EmbeddedWriter (pyarrow) that bulk writes (ingest, simulate) go
+        through instead of the agent's pending-row path; None for InfluxDB. Made on first use, so the agent,
+        which only calls send(), never imports pyarrow."""
+        if self.url.kind != "embedded":
+            return None
+        if self._bulk is None:
+            from agents.stores.embedded import EmbeddedWriter
+
+            self._bulk = EmbeddedWriter(self.url.path)
+        return self._bulk
 
     def write_lines(self, lines: list[bytes]) -> int:
         written = 0
