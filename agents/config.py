@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agents import collectors
+from agents.points import check_tag_value
 from agents.stores.settings import StoreSettings
 
 ENV_PREFIX = "FLEETWISE_"
@@ -75,8 +76,6 @@ class AgentSettings(BaseModel):
     def _carriable_host(cls, value: str) -> str:
         # Every point carries host as a tag: a value line protocol cannot carry would lose every round.
         if value:
-            from agents.points import check_tag_value
-
             check_tag_value("host", value)
         return value
 
