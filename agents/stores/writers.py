@@ -35,7 +35,7 @@ log = logging.getLogger("fleetwise.store")
 DEFAULT_SPOOL_DIR = Path("/var/lib/fleetwise/spool")
 
 
-def make_sink(url: StoreURL, settings: StoreSettings) -> Sink:
+def make_writer(url: StoreURL, settings: StoreSettings) -> Sink:
     """The one-request sender for a store; InfluxDB is reached through agents.stores.connection."""
     if url.kind == "embedded":
         _writable_directory(url.path)
@@ -187,7 +187,7 @@ def open_writer(url: str | StoreURL, settings: StoreSettings | None = None) -> S
     """The store at `url`, opened for writing with `settings` ([store]); see the module docstring."""
     settings = settings or StoreSettings()
     store_url = parse_store_url(url) if isinstance(url, str) else url
-    return StoreWriter(store_url, make_sink(store_url, settings), settings)
+    return StoreWriter(store_url, make_writer(store_url, settings), settings)
 
 
 def spool_path(url: StoreURL, settings: StoreSettings) -> Path:
