@@ -58,8 +58,10 @@ def _writable_directory(path: Path) -> None:
     naming it: a file, an unwritable or impossible directory is a mistake in the URL, not a crash."""
     if path.exists() and not path.is_dir():
         raise StoreURLError(f"embedded:{path}: not a directory")
+    from agents.stores.embedded_files import make_root  # the store's own modes (0750)
+
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_root(path)
     except OSError as e:
         raise StoreURLError(f"embedded:{path}: cannot create the store directory: {e.strerror or e}") from None
     if not os.access(path, os.W_OK | os.X_OK):
