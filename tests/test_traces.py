@@ -325,12 +325,11 @@ def test_cli_json_report_and_embedded_round_trip(tmp_path):
 def test_genai_through_embedded_store(tmp_path, genai):
     import duckdb
 
-    from agents.stores.embedded import EmbeddedWriter
     from agents.stores.writers import open_writer
 
     path, expected, _ = genai
     sink = open_writer(f"embedded:{tmp_path / 'store'}")
-    assert isinstance(sink.sink.writer, EmbeddedWriter)
+    assert sink.url.kind == "embedded"
     report = ingest("alibaba-genai", path, sink)
     sink.close()
     assert report.points_written == expected.rows_written == 157_417 + 161_413
