@@ -21,7 +21,7 @@ DELTA = [250, 0, 100, 550, 50, 20, 30, 0, 50, 0]
 
 
 def tree(tmp_path: Path, arch: str = "x86_64") -> Roots:
-    shutil.copytree(HOST / arch, tmp_path / arch)
+    shutil.copytree(HOST / arch, tmp_path / arch, symlinks=True)
     return Roots(proc=tmp_path / arch / "proc", sys=tmp_path / arch / "sys")
 
 

@@ -28,7 +28,7 @@ DEBUGFS_LLITE = "sys/kernel/debug/lustre/llite/home-ffff9c2f3a8e2800/stats"
 @pytest.fixture
 def node(tmp_path) -> Path:
     root = tmp_path / "node"
-    shutil.copytree(FIXTURES / "host" / "x86_64", root)
+    shutil.copytree(FIXTURES / "host" / "x86_64", root, symlinks=True)
     return root
 
 

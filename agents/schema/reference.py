@@ -35,7 +35,7 @@ def render_markdown() -> str:
             if f.kind is Kind.INFO:
                 prom = f"label `{f.name}` of `{m.info_name if m.name.endswith('_info') else m.info_name + '_info'}`"
             elif f.exposed:
-                prom = f"`{m.prometheus_name(f.name)}`"
+                prom = f"`{m.prometheus_sample(f.name)}`"
             else:
                 prom = "(not exposed)"
             out.append(
