@@ -4,6 +4,8 @@ from agents.schema.types import counter, gauge, info, measurement, rate
 
 CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
 
+_GUEST_HELP = "Time running guests' virtual CPUs since boot, already counted in the user and nice modes."
+
 # The modes that add up to the whole time: guest and guest_nice are already inside user and nice.
 ACCOUNTED_MODES = CPU_MODES[:8]
 
@@ -22,15 +24,16 @@ CPU = measurement(
             node_exporter=f'node_cpu_seconds_total{{mode="{mode}"}}',
             family="seconds",
             labels=(("mode", mode),),
+            family_help="CPU time by mode since boot; guest time is inside user and nice.",
         )
         for mode in ACCOUNTED_MODES
     ),
     counter("guest_seconds", "Time running a guest's virtual CPUs, already counted in user_seconds.",
             telegraf="cpu.time_guest", node_exporter='node_cpu_guest_seconds_total{mode="user"}',
-            family="guest_seconds", labels=(("mode", "user"),)),
+            family="guest_seconds", labels=(("mode", "user"),), family_help=_GUEST_HELP),
     counter("guest_nice_seconds", "Time running niced guests, already counted in nice_seconds.",
             telegraf="cpu.time_guest_nice", node_exporter='node_cpu_guest_seconds_total{mode="nice"}',
-            family="guest_seconds", labels=(("mode", "nice"),)),
+            family="guest_seconds", labels=(("mode", "nice"),), family_help=_GUEST_HELP),
     *(
         rate(
             f"{mode}_ratio",

@@ -29,6 +29,7 @@ class Field:
     # fleetwise_<measurement>_seconds_total{mode="user"}.
     family: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+    family_help: str = ""  # the family's HELP on /metrics (a field's own help names one label value)
 
     @property
     def exposed(self) -> bool:
