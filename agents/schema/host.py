@@ -149,12 +149,13 @@ HWMON = measurement(
     "chip is named after the device the sensor belongs to, as node_exporter names it (e.g. "
     "platform_coretemp_0), so it survives the hwmonN renumbering of a reboot; sensor is temp1, power1, ...",
     ("chip", "sensor"),
-    gauge("temp_celsius", "Temperature (temp*_input, millidegrees / 1000).", telegraf="temp.temp",
-          node_exporter="node_hwmon_temp_celsius"),
+    gauge("temp_celsius", "Temperature (temp*_input, millidegrees / 1000).",
+          telegraf="temp.temp / sensors.temp_input", node_exporter="node_hwmon_temp_celsius"),
     gauge("temp_max_celsius", "The chip's high limit (temp*_max).", node_exporter="node_hwmon_temp_max_celsius"),
     gauge("temp_crit_celsius", "The chip's critical limit (temp*_crit).",
           node_exporter="node_hwmon_temp_crit_celsius"),
     gauge("power_watts", "Power (power*_average, else power*_input; microwatts / 1e6).",
+          telegraf="sensors.power_average",
           node_exporter="node_hwmon_power_average_watt / node_hwmon_power_input_watt"),
     info("label", "The sensor's label (temp*_label: 'Package id 0', 'Composite', ...).",
          node_exporter="node_hwmon_sensor_label{label}"),
@@ -166,7 +167,8 @@ THERMAL_ZONE = measurement(
     "thermal_zone",
     "Thermal zones from /sys/class/thermal/thermal_zone*/ (ACPI, SoC and package sensors).",
     ("zone", "type"),
-    gauge("temp_celsius", "Zone temperature (temp, millidegrees / 1000).", node_exporter="node_thermal_zone_temp"),
+    gauge("temp_celsius", "Zone temperature (temp, millidegrees / 1000).", telegraf="temp.temp",
+          node_exporter="node_thermal_zone_temp"),
 )
 
 RAPL = measurement(
@@ -176,9 +178,10 @@ RAPL = measurement(
     "max_energy_range_uj; the agent's rate adds the range back over a wrap.",
     ("zone", "domain"),
     counter("energy_joules", "Energy since some start (energy_uj / 1e6); wraps at max_energy_range_uj.",
-            telegraf="intel_powerstat.current_power_consumption_watts (as rate)",
             node_exporter="node_rapl_<domain>_joules_total"),
-    rate("power_watts", "Average power over the interval (energy difference / time, wrap-safe)."),
+    rate("power_watts", "Average power over the interval (energy difference / time, wrap-safe).",
+         telegraf="powerstat_package.current_power_consumption_watts / current_dram_power_consumption_watts",
+         node_exporter="rate(node_rapl_<domain>_joules_total)"),
 )
 
 EDAC = measurement(

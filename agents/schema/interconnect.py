@@ -23,11 +23,11 @@ NET = measurement(
     counter("tx_drops", "Sent packets dropped.", type=int, telegraf="net.drop_out",
             node_exporter="node_network_transmit_drop_total"),
     gauge("up", "1 when the interface's operstate is up (/sys/class/net/IF/operstate).", type=int,
-          node_exporter="node_network_up"),
+          telegraf="ethtool.interface_up", node_exporter="node_network_up"),
     info("operstate", "The kernel's operational state: up, down, dormant, lowerlayerdown, unknown, ...",
          node_exporter="node_network_info{operstate}"),
     gauge("speed_bytes_per_second", "Negotiated link speed (speed in Mb/s x 125000); absent while the link is "
-          "down or the driver does not say (speed reads -1 or EINVAL).", type=int, telegraf="net.speed (Mb/s)",
+          "down or the driver does not say (speed reads -1 or EINVAL).", type=int, telegraf="ethtool tag speed (Mb/s)",
           node_exporter="node_network_speed_bytes"),
     gauge("mtu_bytes", "MTU.", type=int, node_exporter="node_network_mtu_bytes"),
     rate("rx_bytes_per_second", "Receive rate over the interval."),
