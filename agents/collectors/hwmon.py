@@ -60,25 +60,36 @@ class HwmonCollector(Collector):
     name = "hwmon"
     measurements = (HWMON,)
 
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        # entry -> (chip, driver name, sensor files). Naming a chip resolves symlinks and reads files that
+        # do not change while the driver stays loaded: done again only when the set of hwmon entries changes.
+        self._chips: dict[str, tuple[str, str, dict[str, dict[str, str]]]] = {}
+
     def collect(self, cycle: Cycle) -> Iterator[Point]:
         base = self.sys("class", "hwmon")
         entries = listdir(base)
         if not entries:
             self.log_once("absent", logging.DEBUG, "no hwmon chips under %s", base)
+        if set(entries) != set(self._chips):
+            self._chips = {entry: self._describe(base / entry) for entry in entries}
         for entry in entries:
-            directory = base / entry
-            chip = chip_name(directory)
-            try:
-                driver = read_text(directory / "name").strip()
-            except OSError:
-                driver = ""
-            for sensor, files in sensors(directory).items():
-                fields = self._fields(directory, sensor, files)
+            chip, driver, files_by_sensor = self._chips[entry]
+            for sensor, files in files_by_sensor.items():
+                fields = self._fields(base / entry, sensor, files)
                 if not fields:
                     continue  # a sensor whose reads fail (ENODATA from a sleeping device)
                 if driver:
                     fields["chip_name"] = driver
                 yield self.point(HWMON, {"chip": chip, "sensor": sensor}, fields, cycle)
+
+    @staticmethod
+    def _describe(directory: Path) -> tuple[str, str, dict[str, dict[str, str]]]:
+        try:
+            driver = read_text(directory / "name").strip()
+        except OSError:
+            driver = ""
+        return chip_name(directory), driver, sensors(directory)
 
     @staticmethod
     def _fields(directory: Path, sensor: str, files: dict[str, str]) -> dict[str, FieldValue]:
