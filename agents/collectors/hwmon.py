@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from agents.collectors.base import Collector, Cycle, listdir, read_int, read_text
+from agents.collectors.base import Collector, Cycle, listdir, read_int, read_str
 from agents.points import FieldValue, Point
 from agents.schema.host import HWMON
 
@@ -39,10 +39,7 @@ def chip_name(hwmon_dir: Path) -> str:
             return f"{kind}_{name}"
         if name:
             return name
-    try:
-        name = clean_name(read_text(hwmon_dir / "name"))
-    except OSError:
-        name = ""
+    name = clean_name(read_str(hwmon_dir / "name"))
     return name or clean_name(Path(os.path.realpath(hwmon_dir)).name)
 
 
@@ -85,11 +82,7 @@ class HwmonCollector(Collector):
 
     @staticmethod
     def _describe(directory: Path) -> tuple[str, str, dict[str, dict[str, str]]]:
-        try:
-            driver = read_text(directory / "name").strip()
-        except OSError:
-            driver = ""
-        return chip_name(directory), driver, sensors(directory)
+        return chip_name(directory), read_str(directory / "name"), sensors(directory)
 
     @staticmethod
     def _fields(directory: Path, sensor: str, files: dict[str, str]) -> dict[str, FieldValue]:
@@ -108,10 +101,7 @@ class HwmonCollector(Collector):
                     fields["power_watts"] = value * _MICRO
                     break
         if fields and "label" in files:
-            try:
-                label = read_text(directory / files["label"]).strip()
-            except OSError:
-                label = ""
+            label = read_str(directory / files["label"])
             if label:
                 fields["label"] = label
         return fields

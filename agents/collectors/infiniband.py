@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from agents.collectors.base import Collector, Cycle, listdir, read_int, read_text
+from agents.collectors.base import Collector, Cycle, listdir, read_int, read_str
 from agents.points import FieldValue, Point
 from agents.schema.interconnect import INFINIBAND, INFINIBAND_HW
 
@@ -50,13 +50,6 @@ def parse_rate(text: str) -> float | None:
     return float(m.group(1)) * 1e9 / 8 if m else None
 
 
-def _read_optional(path: Path) -> str | None:
-    try:
-        return read_text(path).strip()
-    except OSError:
-        return None
-
-
 class InfinibandCollector(Collector):
     name = "infiniband"
     measurements = (INFINIBAND, INFINIBAND_HW)
@@ -83,13 +76,11 @@ class InfinibandCollector(Collector):
             # port's state and rate still tell whether the link is up, so the point keeps those.
             self.log_once((device, port), logging.DEBUG, "%s port %s has no readable counters", device, port)
         for file_name, field in (("state", "state"), ("phys_state", "physical_state")):
-            text = _read_optional(path / file_name)
-            if text is not None and (n := parse_state(text)) is not None:
+            if (n := parse_state(read_str(path / file_name))) is not None:
                 fields[field] = n
-        rate_text = _read_optional(path / "rate")
-        if rate_text is not None and (r := parse_rate(rate_text)) is not None:
+        if (r := parse_rate(read_str(path / "rate"))) is not None:
             fields["rate_bytes_per_second"] = r
-        link_layer = _read_optional(path / "link_layer")
+        link_layer = read_str(path / "link_layer")
         if link_layer:
             fields["link_layer"] = link_layer
         for counter, rate_field in (("xmit_bytes", "xmit_bytes_per_second"), ("rcv_bytes", "rcv_bytes_per_second")):

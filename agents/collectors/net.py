@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.collectors.base import Collector, Cycle, Regex, read_int, read_text
+from agents.collectors.base import Collector, Cycle, Regex, read_int, read_str, read_text
 from agents.points import FieldValue, Point
 from agents.schema.interconnect import NET
 
@@ -91,10 +91,7 @@ class NetCollector(Collector):
         an interface gone between the two reads)."""
         base = self.sys("class", "net", iface)
         out: dict[str, FieldValue] = {}
-        try:
-            state = read_text(base / "operstate").strip()
-        except OSError:
-            state = ""
+        state = read_str(base / "operstate")
         if state:
             out["operstate"] = state
             out["up"] = int(state == "up")

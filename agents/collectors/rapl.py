@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from agents.collectors.base import Collector, Cycle, listdir, read_int, read_text
+from agents.collectors.base import Collector, Cycle, listdir, read_int, read_str
 from agents.points import FieldValue, Point
 from agents.schema.host import RAPL
 
@@ -46,10 +46,7 @@ class RaplCollector(Collector):
         for zone_dir in zones:
             zone = zone_dir[len(_PREFIX):]
             energy = read_int(base / zone_dir / "energy_uj")
-            try:
-                domain = read_text(base / zone_dir / "name").strip()
-            except OSError:
-                domain = ""
+            domain = read_str(base / zone_dir / "name")
             if energy is None or not domain:
                 self.log_once(("unreadable", zone), logging.INFO,
                               "RAPL zone %s: energy_uj or name unreadable (root only since Linux 5.10)", zone_dir)

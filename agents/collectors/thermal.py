@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from agents.collectors.base import Collector, Cycle, listdir, read_int, read_text
+from agents.collectors.base import Collector, Cycle, listdir, read_int, read_str
 from agents.points import Point
 from agents.schema.host import THERMAL_ZONE
 
@@ -24,10 +24,7 @@ class ThermalCollector(Collector):
         for zone in zones:
             # A zone whose sensor is asleep or broken fails its read (EAGAIN, ENODATA): skip it this round.
             temp = read_int(base / zone / "temp")
-            try:
-                kind = read_text(base / zone / "type").strip()
-            except OSError:
-                kind = ""
+            kind = read_str(base / zone / "type")
             if temp is None or not kind:
                 continue
             yield self.point(THERMAL_ZONE, {"zone": zone[len(_PREFIX):], "type": kind},
