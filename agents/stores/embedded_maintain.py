@@ -58,9 +58,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:  # disk full, permissions: the next pass tries again
         print(f"fleetwise: store compact: {path}: {e}", file=sys.stderr)
         return 1
-    if folded or compacted or removed:
-        log.info("embedded store %s: %d pending batches folded, %d partitions compacted, %d days removed",
-                 path, folded, compacted, len(removed))
+    print(f"{path}: {folded} pending batches folded, {compacted} partitions compacted, {len(removed)} days removed")
     return 0
 
 
