@@ -13,6 +13,7 @@ Exit 2: bad arguments or a path that is not a directory.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -44,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not path.is_dir():
         print(f"fleetwise: store compact: {path}: not a directory", file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("pyarrow") is None:
+        print("fleetwise: store compact: writing Parquet needs pyarrow: pip install 'fleetwise[store]'",
+              file=sys.stderr)
         return 2
     if args.nice:
         os.nice(10)
