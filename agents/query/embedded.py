@@ -119,7 +119,7 @@ class EmbeddedReader(Reader):
         parts = [_PARQUET] if files else []
         if points:
             try:
-                self._con.register(_PENDING_VIEW, store._to_table(measurement, points))
+                self._con.register(_PENDING_VIEW, store.points_to_table(measurement, points))
             except store.InvalidPoint as e:
                 raise QueryError(f"{measurement}: pending rows of {self.path} cannot be read together: {e}") from e
             parts.append(_PENDING_VIEW)
