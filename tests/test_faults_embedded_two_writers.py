@@ -77,5 +77,7 @@ def test_maintenance_refuses_to_wait_for_another_writer_and_names_it(tmp_path):
     assert busy.returncode == 3, busy.stderr
     assert str(tmp_path) in busy.stderr and f"pid {os.getpid()}" in busy.stderr
     assert "Traceback" not in busy.stderr and len(busy.stderr.strip().splitlines()) == 1
-    free = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+    free = subprocess.run([sys.executable, "-m", "fleetwise", "store", "compact", str(tmp_path), "--min-files", "2"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert free.returncode == 0, free.stderr
+    assert free.stdout == f"{tmp_path}: 0 pending batches folded, 0 partitions compacted, 0 days removed\n"

@@ -100,7 +100,10 @@ class EmbeddedReader(Reader):
         Pending files are listed BEFORE the partitions: a batch folded in between is then seen in
         the partition (and its pending rows dropped by key) or, if its pending file is gone when read,
         FileNotFoundError makes _run list again."""
-        pending = [p for p in rows.list_pending(self.path) if p not in self._bad]
+        listed = rows.list_pending(self.path)
+        if len(self._pending) > len(listed):  # forget batches folded since: a dashboard's reader lives long
+            self._pending = {p: v for p, v in self._pending.items() if p in set(listed)}
+        pending = [p for p in listed if p not in self._bad]
         lo = _day(first_ns) if first_ns is not None else ""
         hi = _day(last_ns) if last_ns is not None else "9999-99-99"
         files: list[str] = []
@@ -120,7 +123,7 @@ class EmbeddedReader(Reader):
         parts = [_PARQUET] if files else []
         if points:
             try:
-                self._con.register(_PENDING_VIEW, store._to_table(measurement, points))
+                self._con.register(_PENDING_VIEW, store.points_to_table(measurement, points))
             except store.InvalidPoint as e:
                 raise QueryError(f"{measurement}: pending rows of {self.path} cannot be read together: {e}") from e
             parts.append(_PENDING_VIEW)

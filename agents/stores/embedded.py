@@ -32,7 +32,6 @@ from pathlib import Path
 
 from agents.points import InvalidPoint, Point
 from agents.stores.embedded_files import (
-    BAD_PREFIX,
     fsync_dir,
     make_dirs,
     make_root,
@@ -59,10 +58,6 @@ TAGS_KEY = b"fleetwise.tags"
 SUPERSEDES_KEY = b"fleetwise.supersedes"
 BATCHES_KEY = b"fleetwise.batches"
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-_NS_PER_DAY = NS_PER_DAY
-
-__all__ = ["BAD_PREFIX", "EmbeddedWriter", "InvalidPoint", "day_dirs", "live_files", "measurement_dirs"]
-
 
 def encode_name(name: str) -> str:
     """A measurement name as one safe directory name: every byte outside [A-Za-z0-9_-] as %XX.
@@ -231,7 +226,7 @@ class EmbeddedWriter:
             for m, day in list(groups):
                 if key in live_files_and_keys(self._day_dir(m, day))[1]:
                     del groups[(m, day)]  # this batch is already there (a resend after a crash)
-        tables = [(m, day, _to_table(m, pts)) for (m, day), pts in groups.items()]
+        tables = [(m, day, points_to_table(m, pts)) for (m, day), pts in groups.items()]
         self._publish_all([(m, day, table, "part", None, key) for m, day, table in tables])
         return sum(t.num_rows for _, _, t in tables)
 
@@ -395,7 +390,7 @@ class EmbeddedWriter:
             set_retained_before(self.path, cutoff_ns)
             for m in sorted(measurement_dirs(self.path)):
                 for d, day_dir in day_dirs(self.path, m):
-                    if day_of_start_ns(d) + _NS_PER_DAY > cutoff_ns:
+                    if day_of_start_ns(d) + NS_PER_DAY > cutoff_ns:
                         continue
                     doomed = day_dir.parent / f".deleting-{day_dir.name}-{uuid.uuid4().hex}"
                     os.replace(day_dir, doomed)
@@ -429,7 +424,8 @@ def _field_type(values: list, declared: type | None):
     raise InvalidPoint(f"field values of mixed types {sorted(k.__name__ for k in kinds)}")
 
 
-def _to_table(measurement: str, points: list[Point]):
+def points_to_table(measurement: str, points: list[Point]):
+    """Points of one measurement as a pyarrow table in the store's layout (also how readers see pending rows)."""
     import math
 
     import pyarrow as pa

@@ -13,6 +13,7 @@ Exit 2: bad arguments or a path that is not a directory.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -45,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_dir():
         print(f"fleetwise: store compact: {path}: not a directory", file=sys.stderr)
         return 2
+    if importlib.util.find_spec("pyarrow") is None:
+        print("fleetwise: store compact: writing Parquet needs pyarrow: pip install 'fleetwise[store]'",
+              file=sys.stderr)
+        return 2
     if args.nice:
         os.nice(10)
     writer = EmbeddedWriter(path)
@@ -58,9 +63,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:  # disk full, permissions: the next pass tries again
         print(f"fleetwise: store compact: {path}: {e}", file=sys.stderr)
         return 1
-    if folded or compacted or removed:
-        log.info("embedded store %s: %d pending batches folded, %d partitions compacted, %d days removed",
-                 path, folded, compacted, len(removed))
+    print(f"{path}: {folded} pending batches folded, {compacted} partitions compacted, {len(removed)} days removed")
     return 0
 
 

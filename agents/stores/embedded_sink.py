@@ -9,6 +9,7 @@ sink starts every compact_interval_seconds, so their memory is given back when t
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 import subprocess
@@ -35,6 +36,10 @@ class EmbeddedSink:
         self.settings = settings or StoreSettings()
         self._maintained = time.monotonic()
         self._child: subprocess.Popen | None = None
+        if importlib.util.find_spec("pyarrow") is None:  # looks for it without loading it
+            log.warning("embedded store %s: pyarrow is not installed (pip install 'fleetwise[store]'), so the "
+                        "agent's batches stay in %s/.pending until maintenance can fold them into Parquet; "
+                        "readers see them meanwhile", self.path, self.path)
 
     def send(self, payload: bytes, timeout: float | None = None) -> SendResult:
         lines = [line for line in payload.split(b"\n") if line]
