@@ -1,0 +1,1 @@
+"""The recommender: right-sizing, power caps, rebalancing and packing."""
