@@ -21,11 +21,20 @@ that, the one with the least inner exceedance). The test parts never take part i
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from analyzer.recommend.sizing import METHODS, SizingSettings, estimate_sizes, fleetwise_parts, fleetwise_size, layout
+from analyzer.recommend.sizing import (
+    KRR_POINTS_REQUIRED,
+    METHODS,
+    SizingSettings,
+    estimate_sizes,
+    fleetwise_parts,
+    fleetwise_size,
+    layout,
+)
 from analyzer.validate.series import SeriesTable
 
 TRAIN_FRACTION = 0.7
@@ -98,7 +107,8 @@ def case(train: SeriesTable, test: SeriesTable, resource: str, settings: SizingS
     return c
 
 
-def choose(train: SeriesTable, resource: str, settings: SizingSettings) -> tuple[SizingSettings, dict]:
+def choose(train: SeriesTable, resource: str, settings: SizingSettings,
+           progress: Callable[[int, int], None] | None = None) -> tuple[SizingSettings, dict]:
     """Nested validation inside the training parts: (chosen settings, what the choice saw)."""
     cases = [c for f in INNER_FRACTIONS if len((c := case(*split(train, f, settings.min_points), resource,
                                                              settings)).labels)]
@@ -107,7 +117,10 @@ def choose(train: SeriesTable, resource: str, settings: SizingSettings) -> tuple
     base = {m: np.mean([c.baselines[m] for c in cases], axis=0) for m in ("krr", "vpa")}
     bound = min(b[1] for b in base.values())
     best = None
-    for w, margin in itertools.product(SPREAD_WEIGHTS, MARGINS):
+    grid = list(itertools.product(SPREAD_WEIGHTS, MARGINS))
+    for i, (w, margin) in enumerate(grid):
+        if progress is not None:
+            progress(i + 1, len(grid))
         slack, ex = np.mean([c.score(fleetwise_size(*c.parts, margin, w)) for c in cases], axis=0)
         key = (0, slack, ex) if ex <= bound + 1e-12 else (1, ex, slack)
         if best is None or key < best[0]:
@@ -122,16 +135,25 @@ def choose(train: SeriesTable, resource: str, settings: SizingSettings) -> tuple
 
 
 def backtest(table: SeriesTable, train_fraction: float = TRAIN_FRACTION, resource: str = "memory",
-             settings: SizingSettings | None = None, nested: bool = True) -> dict:
+             settings: SizingSettings | None = None, nested: bool = True,
+             progress: Callable[[int, int], None] | None = None) -> dict:
     """The backtest's figures (see the module docstring)."""
     settings = settings or SizingSettings()
     train, test = split(table, train_fraction, MIN_POINTS)
-    chosen, why = choose(train, resource, settings) if nested else (settings, {"note": "nested validation off"})
+    chosen, why = choose(train, resource, settings, progress) if nested else \
+        (settings, {"note": "nested validation off"})
     c = case(train, test, resource, chosen)
+    total = len(np.unique(table.ids))
+    if len(c.labels) == 0:
+        return {"series": 0, "methods": {m: {"slack": None, "exceedance": None} for m in METHODS},
+                "resource": resource, "train_fraction": train_fraction, "skipped_series": total,
+                "nested_validation": why,
+                "note": f"no series has {MIN_POINTS} points on both sides of the split "
+                        f"(and {KRR_POINTS_REQUIRED} in its history, which KRR needs)"}
     fw = c.score(fleetwise_size(*c.parts, chosen.margin, chosen.spread_weight))
     methods = {"fleetwise": fw, **c.baselines}
     return {"series": len(c.labels),
             "methods": {m: {"slack": methods[m][0], "exceedance": methods[m][1]} for m in METHODS},
             "resource": resource, "train_fraction": train_fraction,
-            "skipped_series": int(len(np.unique(table.ids)) - len(c.labels)),
+            "skipped_series": total - len(c.labels),
             "nested_validation": why}

@@ -1,0 +1,353 @@
+"""Placing pods on a heterogeneous GPU cluster: first-fit, best-fit, FGD and fleetwise.
+
+A node has CPU (milli-cores), memory (MiB), and GPUs of one model, each with 1000 milli-GPU. A pod asks
+for CPU, memory, ``num_gpu`` GPUs with ``gpu_milli`` of each (below 1000 it shares one GPU with other
+pods), and optionally a set of allowed GPU models (``gpu_spec``). A pod fits a node when the node has the
+CPU and memory left, an allowed model, and ``num_gpu`` GPUs each with ``gpu_milli`` left.
+
+- ``first_fit``: the first node (in the node list's order) that fits; the first GPU(s) that fit.
+- ``best_fit``: the node that leaves the least free CPU and GPU, each normalised by the largest node's
+  (Σ 0.5 · (free - request) / max spec, as in the FGD paper's simulator); the GPU with least left that fits.
+- ``fgd``: Fragmentation Gradient Descent (Weng et al., "Beware of Fragmentation", USENIX ATC 2023),
+  after its simulator (hkust-adsl/kubernetes-scheduler-simulator, pkg/utils/frag.go and
+  plugin/fgd_score.go): the workload's *typical pods* are the most frequent pod shapes (CPU, milli-GPU,
+  GPU count, GPU models) that together cover 95% of pods, CPU-only pods included, weighted by frequency.
+  A node's fragmentation F_n = Σ_m p_m · F_n(m): for a typical pod m that the node could host (model
+  allowed, enough CPU, enough GPUs with m's milli-GPU left), the free milli-GPU on GPUs with less than
+  m's milli-GPU left; otherwise (CPU-only m, a model it does not allow, too little CPU or GPU) all the
+  node's free milli-GPU. Each pod goes to the node, and for a shared GPU the GPU, whose fragmentation
+  grows least. Memory is checked for fit but, as in the paper, not in the measure. Two departures from
+  the simulator, both to make the result deterministic: the fragmentation change is compared exactly,
+  not through the scheduler's integer 0-100 sigmoid score, and ties go to the first node in list order
+  rather than to a random one.
+- ``fleetwise``: FGD's measure with two additions: a typical pod also needs its memory (the smallest
+  request of its shape), since a node out of memory strands its GPUs as surely as one out of CPU; and
+  among equal fragmentation changes the best-fit node wins, which keeps large free blocks whole.
+
+Nodes whose states are identical give identical scores, so each decision scores one node per distinct
+state (numpy over states, typical pods and GPUs), which keeps 8,000 pods on 1,500 nodes to seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+MILLI = 1000
+METHODS = ("fleetwise", "first_fit", "best_fit", "fgd")
+TYPICAL_COVERAGE = 0.95   # the simulator's podPopularityThreshold (95%, step 1, CPU pods included)
+
+
+@dataclass(frozen=True)
+class Nodes:
+    names: np.ndarray
+    cpu: np.ndarray       # milli-cores
+    memory: np.ndarray    # MiB
+    gpus: np.ndarray      # count
+    model: np.ndarray     # GPU model per node ("" for CPU-only nodes)
+
+
+@dataclass(frozen=True)
+class Pods:
+    names: np.ndarray
+    cpu: np.ndarray
+    memory: np.ndarray
+    num_gpu: np.ndarray
+    gpu_milli: np.ndarray  # per GPU; below 1000 the pod shares one GPU
+    gpu_spec: np.ndarray   # "" (any model) or models joined by "|"
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class Typical:
+    """Typical pod shapes and their frequencies (sum 1)."""
+
+    cpu: np.ndarray
+    milli: np.ndarray
+    num: np.ndarray
+    access: np.ndarray    # [shape, model code] may the shape use that model
+    memory: np.ndarray    # smallest memory request among the shape's pods
+    p: np.ndarray
+
+
+def typical_pods(pods: Pods, models: list[str], coverage: float = TYPICAL_COVERAGE) -> Typical:
+    """The most frequent (cpu, milli-GPU, GPU count, spec) shapes covering `coverage` of pods, frequencies
+    renormalised over them (utils.GetTypicalPods, CPU-only pods included)."""
+    keys: dict[tuple, list] = {}
+    for i in range(len(pods)):
+        k = (int(pods.cpu[i]), int(pods.gpu_milli[i]) if pods.num_gpu[i] else 0, int(pods.num_gpu[i]),
+             str(pods.gpu_spec[i]))
+        keys.setdefault(k, [0, pods.memory[i]])
+        keys[k][0] += 1
+        keys[k][1] = min(keys[k][1], pods.memory[i])
+    # Most frequent first; equal counts in the simulator's order (larger CPU, then milli, count, spec).
+    ranked = sorted(keys.items(), key=lambda kv: (-kv[1][0], tuple(-x if isinstance(x, int) else x
+                                                                   for x in kv[0])))
+    total = len(pods)
+    chosen, cum = [], 0
+    for k, (n, mem) in ranked:
+        if cum >= coverage * total:
+            break
+        chosen.append((k, n, mem))
+        cum += n
+    access = np.array([[_allowed(k[3], m) for m in models] for k, _, _ in chosen], dtype=bool).reshape(
+        len(chosen), len(models))
+    counts = np.array([n for _, n, _ in chosen], dtype=float)
+    return Typical(np.array([k[0] for k, _, _ in chosen], dtype=np.int64),
+                   np.array([k[1] for k, _, _ in chosen], dtype=np.int64),
+                   np.array([k[2] for k, _, _ in chosen], dtype=np.int64), access,
+                   np.array([mem for _, _, mem in chosen], dtype=np.int64), counts / counts.sum())
+
+
+def _allowed(spec: str, model: str) -> bool:
+    """utils.IsNodeAccessibleToPodByType: no spec allows any model; a CPU node has no model."""
+    allowed = [s for s in spec.split("|") if s]
+    if not allowed:
+        return True
+    return bool(model) and model in allowed
+
+
+@dataclass
+class State:
+    """What is left on every node; GPU slots a node does not have hold -1 so that nothing fits them."""
+
+    cpu: np.ndarray
+    memory: np.ndarray
+    gpu: np.ndarray       # [node, slot] milli-GPU left
+    model: np.ndarray     # model code per node (index into models; "" is a model too, for CPU nodes)
+    models: list[str] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, nodes: Nodes) -> State:
+        models = sorted(set(nodes.model.tolist()))
+        slots = max(int(nodes.gpus.max()) if len(nodes.gpus) else 0, 1)
+        gpu = np.where(np.arange(slots)[None, :] < nodes.gpus[:, None], MILLI, -1).astype(np.int64)
+        code = np.searchsorted(np.array(models), nodes.model)
+        return cls(nodes.cpu.astype(np.int64).copy(), nodes.memory.astype(np.int64).copy(), gpu,
+                   code.astype(np.int64), models)
+
+    def free_gpu(self) -> np.ndarray:
+        return np.clip(self.gpu, 0, None).sum(axis=1)
+
+
+def fits(state: State, cpu: int, memory: int, num: int, milli: int, access: np.ndarray) -> np.ndarray:
+    """Mask of nodes the pod fits (access: per model code, may the pod use it)."""
+    ok = (state.cpu >= cpu) & (state.memory >= memory)
+    if num > 0:
+        ok &= access[state.model] & ((state.gpu >= milli).sum(axis=1) >= num)
+    return ok
+
+
+def fragmentation(cpu: np.ndarray, memory: np.ndarray | None, gpu: np.ndarray, model: np.ndarray,
+                  typ: Typical) -> np.ndarray:
+    """FGD's F_n per node state (rows of cpu/gpu/model); with `memory` given, a typical pod also needs its
+    memory to count as hostable (fleetwise's addition)."""
+    left = np.clip(gpu, 0, None)                         # [K, G]
+    total = left.sum(axis=1).astype(float)               # [K]
+    milli = typ.milli[None, :, None]                     # [1, M, 1]
+    fit_gpu = (gpu[:, None, :] >= milli).sum(axis=2)     # [K, M] GPUs with the shape's milli left
+    small = (left[:, None, :] * (left[:, None, :] < milli)).sum(axis=2).astype(float)
+    host = typ.access.T[model] & (fit_gpu >= typ.num[None, :]) & (cpu[:, None] >= typ.cpu[None, :])
+    if memory is not None:
+        host &= memory[:, None] >= typ.memory[None, :]
+    host &= typ.milli[None, :] > 0                       # a CPU-only shape counts all free GPU
+    per_shape = np.where(host, small, total[:, None])
+    return per_shape @ typ.p
+
+
+@dataclass(frozen=True)
+class PackingSettings:
+    """fleetwise's additions to FGD (each can be switched off; all off is FGD)."""
+
+    memory_aware: bool = True      # a typical pod needs its memory to count as hostable
+    tie_break: str = "best_fit"    # among equal fragmentation changes: "best_fit" or "first" node
+    demand_weighted: bool = False  # typical pods weighted by count x GPUs asked (not by count alone)
+
+
+@dataclass(frozen=True)
+class Choice:
+    node: int
+    gpus: tuple[int, ...]
+
+
+def _take_gpus(row: np.ndarray, num: int, milli: int, pick: str) -> tuple[int, ...]:
+    """GPU slots for a pod on one node: `pick` "first" (lowest index) or "tight" (least left that fits)."""
+    if num == 0:
+        return ()
+    ok = np.flatnonzero(row >= milli)
+    if pick == "tight":
+        ok = ok[np.argsort(row[ok], kind="stable")]
+    return tuple(int(g) for g in ok[:num])
+
+
+class StateIds:
+    """A small integer per node naming its scoring state (CPU, model, GPUs left as a multiset, and memory
+    when the measure uses it): nodes with equal ids score alike, so each decision scores one per id."""
+
+    def __init__(self, state: State, with_memory: bool) -> None:
+        self.with_memory = with_memory
+        self.known: dict[tuple, int] = {}
+        self.ids = np.array([self._id(state, n) for n in range(len(state.cpu))], dtype=np.int64)
+
+    def _id(self, state: State, n: int) -> int:
+        key = (int(state.cpu[n]), int(state.model[n]), tuple(sorted(state.gpu[n].tolist())),
+               int(state.memory[n]) if self.with_memory else 0)
+        return self.known.setdefault(key, len(self.known))
+
+    def update(self, state: State, n: int) -> None:
+        self.ids[n] = self._id(state, n)
+
+    def distinct(self, idx: np.ndarray) -> np.ndarray:
+        """The first node (in list order) of each distinct state among idx (idx ascending)."""
+        _, first = np.unique(self.ids[idx], return_index=True)
+        return idx[np.sort(first)]
+
+
+def take_gpus(rows: np.ndarray, num: int, milli: int) -> np.ndarray:
+    """Rows after nodeRes.Sub: `num` GPUs with `milli` taken from the least-left GPUs that fit."""
+    out = rows.copy()
+    if num == 0 or len(rows) == 0:
+        return out
+    key = np.where(rows >= milli, rows, np.iinfo(np.int64).max)
+    cols = np.argsort(key, axis=1, kind="stable")[:, :num]
+    r = np.arange(len(rows))[:, None]
+    out[r, cols] -= milli
+    return out
+
+
+def _fgd_choice(state: State, ids: StateIds, idx: np.ndarray, cpu: int, num: int, milli: int, typ: Typical,
+                memory: int | None, tie_break: Callable[[np.ndarray], np.ndarray] | None) -> Choice:
+    with_mem = memory is not None
+    reps = ids.distinct(idx)
+    mem_now = state.memory[reps] if with_mem else None
+    before = fragmentation(state.cpu[reps], mem_now, state.gpu[reps], state.model[reps], typ)
+    if num == 1 and milli < MILLI:
+        # A shared GPU: every GPU that fits is a candidate (fgd_score.go loops over them).
+        cand_node, cand_gpu = np.nonzero(state.gpu[reps] >= milli)
+        gpu_after = state.gpu[reps][cand_node]
+        gpu_after[np.arange(len(cand_node)), cand_gpu] -= milli
+    else:
+        cand_node, cand_gpu = np.arange(len(reps)), None
+        gpu_after = take_gpus(state.gpu[reps], num, milli)
+    cpu_after = state.cpu[reps][cand_node] - cpu
+    mem_after = mem_now[cand_node] - memory if with_mem else None
+    after = fragmentation(cpu_after, mem_after, gpu_after, state.model[reps][cand_node], typ)
+    delta = after - before[cand_node]
+    best = np.flatnonzero(delta <= delta.min() + 1e-9)
+    if tie_break is not None and len(best) > 1:
+        score = tie_break(reps[cand_node[best]])
+        best = best[score <= score.min() + 1e-12]
+    k = int(best[0])
+    node = int(reps[cand_node[k]])
+    if cand_gpu is not None:
+        return Choice(node, (int(cand_gpu[k]),))
+    return Choice(node, _take_gpus(state.gpu[node], num, milli, "tight"))
+
+
+MAX_SPEC_CPU = 128_000  # gpushareutils.MaxSpecCpu / MaxSpecGpu: the largest node of the trace
+MAX_SPEC_GPU = 8_000
+
+
+def _best_fit_score(state: State, idx: np.ndarray, cpu: int, num: int, milli: int) -> np.ndarray:
+    """best_fit_score.go: Σ 0.5 (free - request) / max spec over CPU and total GPU; lower is better."""
+    free_gpu = state.free_gpu()[idx]
+    return (0.5 * (state.cpu[idx] - cpu) / MAX_SPEC_CPU + 0.5 * (free_gpu - num * milli) / MAX_SPEC_GPU)
+
+
+def choose(method: str, state: State, ids: StateIds | None, ok: np.ndarray, cpu: int, memory: int, num: int,
+           milli: int, typ: Typical, settings: PackingSettings | None = None) -> Choice:
+    settings = settings or PackingSettings()
+    idx = np.flatnonzero(ok)
+    if method == "first_fit":
+        node = int(idx[0])
+        return Choice(node, _take_gpus(state.gpu[node], num, milli, "first"))
+    if method == "best_fit":
+        s = _best_fit_score(state, idx, cpu, num, milli)
+        node = int(idx[int(np.argmin(s))])
+        return Choice(node, _take_gpus(state.gpu[node], num, milli, "tight"))
+    if method == "fgd":
+        return _fgd_choice(state, ids, idx, cpu, num, milli, typ, None, None)
+    if method == "fleetwise":
+        return _fgd_choice(state, ids, idx, cpu, num, milli, typ, memory if settings.memory_aware else None,
+                           (lambda nodes: _best_fit_score(state, nodes, cpu, num, milli))
+                           if settings.tie_break == "best_fit" else None)
+    raise ValueError(f"unknown packing method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+@dataclass
+class PackingResult:
+    placed: np.ndarray          # per pod, placed or not
+    state: State
+    node_of: np.ndarray         # per pod, its node (-1 when not placed)
+
+    def summary(self, nodes: Nodes, pods: Pods, typ: Typical) -> dict:
+        allocated = float((pods.num_gpu * pods.gpu_milli)[self.placed].sum() / MILLI)
+        return {"pods_placed": int(self.placed.sum()), "pods_failed": int((~self.placed).sum()),
+                "gpus_allocated": round(allocated, 3),
+                "gpus_stranded": round(stranded_gpus(self.state, pods, ~self.placed, typ) / MILLI, 3)}
+
+
+def _access_table(pods: Pods, models: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(per pod, its spec's index) and (per distinct spec, per model code: allowed)."""
+    specs, inverse = np.unique(pods.gpu_spec.astype(str), return_inverse=True)
+    table = np.array([[_allowed(s, m) for m in models] for s in specs], dtype=bool).reshape(len(specs), len(models))
+    return inverse, table
+
+
+def stranded_gpus(state: State, pods: Pods, pending: np.ndarray, typ: Typical) -> float:
+    """Free milli-GPU on nodes where no pending pod and no typical pod (with its smallest memory) fits."""
+    free = state.free_gpu()
+    usable = np.zeros(len(free), dtype=bool)
+    spec_of, table = _access_table(pods, state.models)
+    shapes = {(int(pods.cpu[i]), int(pods.memory[i]), int(pods.num_gpu[i]), int(pods.gpu_milli[i]),
+               int(spec_of[i])) for i in np.flatnonzero(pending) if pods.num_gpu[i] > 0}
+    for c, m, n, g, s in shapes:
+        usable |= fits(state, c, m, n, g, table[s])
+    for j in range(len(typ.p)):
+        if typ.num[j] > 0:
+            usable |= fits(state, int(typ.cpu[j]), int(typ.memory[j]), int(typ.num[j]), int(typ.milli[j]),
+                           typ.access[j])
+    return float(free[~usable & (free > 0)].sum())
+
+
+def demand_weighted(typ: Typical) -> Typical:
+    """The same shapes weighted by count x GPUs asked (CPU-only shapes as a tenth of a GPU)."""
+    p = typ.p * np.maximum(typ.num * typ.milli / MILLI, 0.1)
+    return replace(typ, p=p / p.sum())
+
+
+def pack(method: str, nodes: Nodes, pods: Pods, typ: Typical | None = None,
+         progress: Callable[[int, int], None] | None = None, settings: PackingSettings | None = None
+         ) -> PackingResult:
+    """Place every pod in the given order (arrival order); a pod that fits nowhere stays unplaced."""
+    settings = settings or PackingSettings()
+    state = State.empty(nodes)
+    typ = typ if typ is not None else typical_pods(pods, state.models)
+    if method == "fleetwise" and settings.demand_weighted:
+        typ = demand_weighted(typ)
+    spec_of, table = _access_table(pods, state.models)
+    placed = np.zeros(len(pods), dtype=bool)
+    node_of = np.full(len(pods), -1, dtype=np.int64)
+    ids = StateIds(state, with_memory=method == "fleetwise" and settings.memory_aware) \
+        if method in ("fgd", "fleetwise") else None
+    for i in range(len(pods)):
+        cpu, mem, num = int(pods.cpu[i]), int(pods.memory[i]), int(pods.num_gpu[i])
+        milli = int(pods.gpu_milli[i]) if num else 0
+        ok = fits(state, cpu, mem, num, milli, table[spec_of[i]])
+        if ok.any():
+            c = choose(method, state, ids, ok, cpu, mem, num, milli, typ, settings)
+            state.cpu[c.node] -= cpu
+            state.memory[c.node] -= mem
+            for g in c.gpus:
+                state.gpu[c.node, g] -= milli
+            if ids is not None:
+                ids.update(state, c.node)
+            placed[i] = True
+            node_of[i] = c.node
+        if progress is not None:
+            progress(i + 1, len(pods))
+    return PackingResult(placed, state, node_of)
