@@ -4,18 +4,20 @@ Every method sees the same history (times in seconds, usage values) and returns 
 entry point, `estimate_sizes`, sizes many series at once with numpy (no Python loop per series), so a
 fleet of 100,000 jobs sizes in seconds; `estimate_size` is the one-series view of it.
 
-- ``fleetwise``: exponentially decayed percentiles. The size is a geometric blend of the decayed typical
-  level (``percentile``, the median by default) and the decayed peak (``peak_percentile``), times
-  ``1 + margin``, times a short-history widening ``1 + short_history / sqrt(n_eff)``:
+- ``fleetwise``: exponentially decayed statistics (24 h half-life). The size is a geometric blend of the
+  decayed mean usage (the sustained level) and the decayed peak (the ``percentile`` of the history,
+  1.0 = its maximum), times ``1 + margin``, times a short-history widening ``1 + short_history / sqrt(n_eff)``
+  (n_eff: Kish's effective sample size of the decayed weights):
 
-      size = (1 + margin) * typical**(1 - spread_weight) * peak**spread_weight * (1 + short_history / sqrt(n_eff))
+      size = (1 + margin) * sustained**(1 - spread_weight) * peak**spread_weight * (1 + short_history / sqrt(n_eff))
 
-  The blend is how the size widens with noise: a flat series (peak == typical) gets typical * (1 + margin);
-  a spiky one gets more, but less than its peak * (1 + margin) because an isolated spike far above the
-  typical level recurs less than its height says (on the Alibaba GenAI GPU-memory trace, the later peak
-  over the earlier one falls as peak / median rises: Spearman -0.50 inside the training parts).
-  n_eff is Kish's effective sample size of the decayed weights. The defaults are what nested validation
-  chose on the training parts of the traces (docs/validation.md, "Backtests on real traces").
+  The blend is how the size widens with noise: a flat series (peak == sustained) gets its level times
+  (1 + margin); a spiky one more, but less than peak * (1 + margin), because an isolated spike far above
+  the sustained level recurs less than its height says (inside the training parts of the Alibaba GenAI
+  GPU-memory trace, the later peak over the earlier one falls as peak / median rises: Spearman -0.50).
+  The mean rather than the median is the sustained level because a mostly idle series (a GPU duty cycle
+  at 0 most of the time) has a median of 0 and would be sized at nothing. `default_settings(resource)`
+  holds what nested validation chose on the traces (docs/validation.md, "Backtests on real traces").
 - ``krr``: Robusta KRR's simple strategy: CPU at the 95th percentile of the history, memory at its
   maximum plus 15%, and no recommendation below 100 points.
 - ``vpa``: the Kubernetes VPA recommender: a decaying histogram (24 h half-life) with exponential buckets

@@ -77,7 +77,9 @@ class Case:
     baselines: dict        # method -> (slack, exceedance)
 
     def score(self, rec: np.ndarray) -> tuple[float, float]:
-        """(slack, exceedance) of one size per label."""
+        """(slack, exceedance) of one size per label (NaN when there is no series)."""
+        if len(self.labels) == 0:
+            return float("nan"), float("nan")
         r = rec[self.test_code]
         with np.errstate(divide="ignore", invalid="ignore"):
             term = np.where(r > 0, np.clip(r - self.used, 0.0, None) / r, (self.used <= 0).astype(float))
