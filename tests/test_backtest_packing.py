@@ -77,7 +77,7 @@ def test_gpu_model_constraints_and_sharing_are_honored():
     r = pack("first_fit", nodes, pods)
     assert r.node_of.tolist() == [1, 0, 0, 0, -1]          # the V100 is taken; no other node is allowed
     assert sorted(r.state.gpu[0].tolist()) == [200, 600]
-    assert r.state.gpu[1].tolist() == [0]
+    assert r.state.gpu[1].tolist() == [0, -1]                # -1: a slot the 1-GPU node does not have
 
 
 def test_memory_is_honored_for_fit():

@@ -149,6 +149,17 @@ def test_batch_matches_one_series_at_a_time():
             assert batch["value"][k] == pytest.approx(one.value)
 
 
+def test_defaults_per_resource_are_the_nested_validation_choices():
+    from analyzer.recommend.sizing import default_settings
+
+    assert (default_settings("memory").spread_weight, default_settings("memory").margin) == (0.25, 0.55)
+    assert (default_settings("gpu").spread_weight, default_settings("gpu").margin) == (1.0, -0.5)
+    # a GPU duty cycle sized at half its decayed peak: say so
+    t = np.arange(50) * MINUTE
+    est = estimate_size(t, np.where(np.arange(50) % 10 == 0, 80.0, 0.0), "fleetwise", "gpu")
+    assert est.value < 80.0 and "below observed peak" in est.reason
+
+
 def test_bad_settings_and_names_are_refused():
     with pytest.raises(ValueError, match="spread_weight"):
         SizingSettings(spread_weight=2.0)

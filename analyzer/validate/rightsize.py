@@ -30,6 +30,7 @@ from analyzer.recommend.sizing import (
     KRR_POINTS_REQUIRED,
     METHODS,
     SizingSettings,
+    default_settings,
     estimate_sizes,
     fleetwise_parts,
     fleetwise_size,
@@ -140,7 +141,7 @@ def backtest(table: SeriesTable, train_fraction: float = TRAIN_FRACTION, resourc
              settings: SizingSettings | None = None, nested: bool = True,
              progress: Callable[[int, int], None] | None = None) -> dict:
     """The backtest's figures (see the module docstring)."""
-    settings = settings or SizingSettings()
+    settings = settings or default_settings(resource)
     train, test = split(table, train_fraction, MIN_POINTS)
     chosen, why = choose(train, resource, settings, progress) if nested else \
         (settings, {"note": "nested validation off"})
