@@ -1,6 +1,6 @@
 """How fast right-sizing sizes a fleet. Goal: 100,000 jobs in < 10 s (issue 9).
 
-    .venv/bin/python bench/sizing_speed.py [--jobs 100000] [--points 30] [--seed 1] [--json]
+    .venv/bin/python bench/sizing_speed.py [--jobs 100000] [--points 100] [--seed 1] [--json]
 
 Each job gets `--points` usage samples (gamma-distributed, one a minute). Every method sizes all jobs in
 one batch (analyzer.recommend.sizing.estimate_sizes); the anchor is numpy sorting the same samples once
@@ -23,7 +23,7 @@ GOAL_SECONDS = 10.0
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--jobs", type=int, default=100_000)
-    p.add_argument("--points", type=int, default=30)
+    p.add_argument("--points", type=int, default=100)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()

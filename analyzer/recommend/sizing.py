@@ -151,7 +151,11 @@ class Groups:
 
 
 def layout(codes: np.ndarray, times: np.ndarray, values: np.ndarray, n_groups: int) -> Groups:
-    order = np.lexsort((times, codes))
+    dc = np.diff(codes)
+    if len(codes) and (dc >= 0).all() and ((np.diff(times) >= 0) | (dc > 0)).all():
+        order = slice(None)          # already by series, then time: as stores return it; skip the sort
+    else:
+        order = np.lexsort((times, codes))
     code = codes[order]
     bounds = np.arange(n_groups)
     return Groups(times[order], values[order], code, np.searchsorted(code, bounds, "left"),
@@ -203,7 +207,9 @@ def fleetwise_parts(g: Groups, n_groups: int, s: SizingSettings) -> tuple[np.nda
     w = _decay(g, s.half_life_hours * HOUR)
     total = g.sum(w)
     sustained = g.sum(w * g.values) / np.maximum(total, 1e-300)
-    peak = grouped_weighted_quantile(g.code, g.values, w, s.percentile, n_groups)
+    # The weighted 100th percentile is the maximum (every weight is positive): no sort needed.
+    peak = g.max(g.values) if s.percentile >= 1.0 else \
+        grouped_weighted_quantile(g.code, g.values, w, s.percentile, n_groups)
     n_eff = total ** 2 / np.maximum(g.sum(w * w), 1e-300)
     widen = 1.0 + s.short_history / np.sqrt(np.maximum(n_eff, 1.0))
     return np.maximum(sustained, 0.0), np.maximum(peak, 0.0), widen, w
