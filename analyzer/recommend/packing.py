@@ -219,6 +219,7 @@ class StateIds:
     def __init__(self, state: State, with_memory: bool) -> None:
         self.with_memory = with_memory
         self.known: dict[tuple, int] = {}
+        self.measured = np.full(0, np.nan)   # per id, the measure of that state (NaN: not yet computed)
         self.ids = np.array([self._id(state, n) for n in range(len(state.cpu))], dtype=np.int64)
 
     def _id(self, state: State, n: int) -> int:
@@ -228,6 +229,18 @@ class StateIds:
 
     def update(self, state: State, n: int) -> None:
         self.ids[n] = self._id(state, n)
+
+    def measure(self, state: State, reps: np.ndarray, fn: Callable, with_memory: bool, typ: Typical) -> np.ndarray:
+        """fn of each representative's state, computed once per state id (a state's measure never changes)."""
+        if len(self.measured) < len(self.known):
+            self.measured = np.concatenate([self.measured, np.full(len(self.known) - len(self.measured), np.nan)])
+        ids = self.ids[reps]
+        todo = np.isnan(self.measured[ids])
+        if todo.any():
+            r = reps[todo]
+            self.measured[ids[todo]] = fn(state.cpu[r], state.memory[r] if with_memory else None, state.gpu[r],
+                                          state.model[r], typ)
+        return self.measured[ids]
 
     def distinct(self, idx: np.ndarray) -> np.ndarray:
         """The first node (in list order) of each distinct state among idx (idx ascending)."""
@@ -253,7 +266,7 @@ def _fgd_choice(state: State, ids: StateIds, idx: np.ndarray, cpu: int, num: int
     with_mem = memory is not None
     reps = ids.distinct(idx)
     mem_now = state.memory[reps] if with_mem else None
-    before = measure(state.cpu[reps], mem_now, state.gpu[reps], state.model[reps], typ)
+    before = ids.measure(state, reps, measure, with_mem, typ)
     if num == 1 and milli < MILLI:
         # A shared GPU: every GPU that fits is a candidate (fgd_score.go loops over them).
         cand_node, cand_gpu = np.nonzero(state.gpu[reps] >= milli)
@@ -291,7 +304,7 @@ def _fgd_scheduler_choice(state: State, ids: StateIds, idx: np.ndarray, cpu: int
     decrease (for a shared GPU, its best GPU's score, the first GPU on ties); the scheduler then picks one
     of the top-scoring nodes at random (selectHost)."""
     reps = ids.distinct(idx)
-    before = fragmentation(state.cpu[reps], None, state.gpu[reps], state.model[reps], typ)
+    before = ids.measure(state, reps, fragmentation, False, typ)
     if num == 1 and milli < MILLI:
         cand_node, cand_gpu = np.nonzero(state.gpu[reps] >= milli)
         gpu_after = state.gpu[reps][cand_node]
