@@ -260,6 +260,18 @@ def take_gpus(rows: np.ndarray, num: int, milli: int) -> np.ndarray:
     return out
 
 
+def _candidates(state: State, reps: np.ndarray, num: int, milli: int
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(index into reps, GPU slot or None, GPU rows after) of each way to place the pod on reps: for a
+    shared GPU every GPU that fits (fgd_score.go loops over them), else nodeRes.Sub's one way."""
+    if num == 1 and milli < MILLI:
+        cand_node, cand_gpu = np.nonzero(state.gpu[reps] >= milli)
+        gpu_after = state.gpu[reps][cand_node]
+        gpu_after[np.arange(len(cand_node)), cand_gpu] -= milli
+        return cand_node, cand_gpu, gpu_after
+    return np.arange(len(reps)), None, take_gpus(state.gpu[reps], num, milli)
+
+
 def _fgd_choice(state: State, ids: StateIds, idx: np.ndarray, cpu: int, num: int, milli: int, typ: Typical,
                 memory: int | None, tie_break: Callable[[np.ndarray], np.ndarray] | None,
                 measure: Callable = fragmentation, tight_gpu: bool = False) -> Choice:
@@ -267,14 +279,7 @@ def _fgd_choice(state: State, ids: StateIds, idx: np.ndarray, cpu: int, num: int
     reps = ids.distinct(idx)
     mem_now = state.memory[reps] if with_mem else None
     before = ids.measure(state, reps, measure, with_mem, typ)
-    if num == 1 and milli < MILLI:
-        # A shared GPU: every GPU that fits is a candidate (fgd_score.go loops over them).
-        cand_node, cand_gpu = np.nonzero(state.gpu[reps] >= milli)
-        gpu_after = state.gpu[reps][cand_node]
-        gpu_after[np.arange(len(cand_node)), cand_gpu] -= milli
-    else:
-        cand_node, cand_gpu = np.arange(len(reps)), None
-        gpu_after = take_gpus(state.gpu[reps], num, milli)
+    cand_node, cand_gpu, gpu_after = _candidates(state, reps, num, milli)
     cpu_after = state.cpu[reps][cand_node] - cpu
     mem_after = mem_now[cand_node] - memory if with_mem else None
     after = measure(cpu_after, mem_after, gpu_after, state.model[reps][cand_node], typ)
@@ -305,13 +310,7 @@ def _fgd_scheduler_choice(state: State, ids: StateIds, idx: np.ndarray, cpu: int
     of the top-scoring nodes at random (selectHost)."""
     reps = ids.distinct(idx)
     before = ids.measure(state, reps, fragmentation, False, typ)
-    if num == 1 and milli < MILLI:
-        cand_node, cand_gpu = np.nonzero(state.gpu[reps] >= milli)
-        gpu_after = state.gpu[reps][cand_node]
-        gpu_after[np.arange(len(cand_node)), cand_gpu] -= milli
-    else:
-        cand_node, cand_gpu = np.arange(len(reps)), None
-        gpu_after = take_gpus(state.gpu[reps], num, milli)
+    cand_node, cand_gpu, gpu_after = _candidates(state, reps, num, milli)
     after = fragmentation(state.cpu[reps][cand_node] - cpu, None, gpu_after, state.model[reps][cand_node], typ)
     score = _sigmoid_score(after - before[cand_node])
     node_score = np.full(len(reps), np.iinfo(np.int64).min)

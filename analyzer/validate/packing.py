@@ -15,24 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agents.traces.report import FileReport, TraceFormatError
-from agents.traces.table import read_csv
+from agents.traces.report import TraceFormatError
 from analyzer.recommend.packing import METHODS, Nodes, Pods, State, pack, typical_pods
+from analyzer.validate.series import read_strict
 
 NODE_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
 POD_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec", "creation_time")
-
-
-def _read(path: str | Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise TraceFormatError(f"{path}: no such file")
-    report = FileReport(str(path))
-    df = read_csv(path, report, columns)
-    if report.skipped:
-        reason, count = sorted(report.skipped.items())[0]
-        raise TraceFormatError(f"{path}: {count} row(s) cannot be parsed ({reason.replace('_', ' ')})")
-    return df
 
 
 def _numbers(df: pd.DataFrame, path: str | Path, column: str, *, integer: bool = True,
@@ -54,14 +42,14 @@ def _numbers(df: pd.DataFrame, path: str | Path, column: str, *, integer: bool =
 
 
 def read_nodes(path: str | Path) -> Nodes:
-    df = _read(path, NODE_COLUMNS)
+    df = read_strict(path, NODE_COLUMNS)
     return Nodes(df["sn"].str.strip().to_numpy(), _numbers(df, path, "cpu_milli"), _numbers(df, path, "memory_mib"),
                  _numbers(df, path, "gpu"), df["model"].str.strip().to_numpy().astype(str))
 
 
 def read_pods(path: str | Path) -> Pods:
     """The pods in arrival order (creation_time; the file's order among equal times)."""
-    df = _read(path, POD_COLUMNS)
+    df = read_strict(path, POD_COLUMNS)
     created = _numbers(df, path, "creation_time", integer=False)
     order = np.argsort(created, kind="stable")
     num = _numbers(df, path, "num_gpu")

@@ -36,16 +36,24 @@ def _number(df: pd.DataFrame, path: Path, column: str) -> np.ndarray:
     return values
 
 
-def read_series(path: str | Path, id_col: str, time_col: str, value_col: str) -> SeriesTable:
-    """The trace's rows; raises TraceFormatError (one line naming the file and column) on bad input."""
+def read_strict(path: str | Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """All rows as text, or TraceFormatError naming the file (and the column) when one is missing or a row
+    cannot be parsed: a backtest scores every row, so it refuses what the ingest would skip."""
     path = Path(path)
     if not path.is_file():
         raise TraceFormatError(f"{path}: no such file")
     report = FileReport(str(path))
-    df = read_csv(path, report, (id_col, time_col, value_col))
+    df = read_csv(path, report, columns)
     if report.skipped:
         reason, count = sorted(report.skipped.items())[0]
         raise TraceFormatError(f"{path}: {count} row(s) cannot be parsed ({reason.replace('_', ' ')})")
+    return df
+
+
+def read_series(path: str | Path, id_col: str, time_col: str, value_col: str) -> SeriesTable:
+    """The trace's rows; raises TraceFormatError (one line naming the file and column) on bad input."""
+    path = Path(path)
+    df = read_strict(path, (id_col, time_col, value_col))
     ids = df[id_col].str.strip().to_numpy()
     empty = np.flatnonzero(ids == "")
     if len(empty):
