@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 MILLI = 1000
+_NEVER = np.iinfo(np.int64).max
 METHODS = ("fleetwise", "first_fit", "best_fit", "fgd")
 # FGD exactly as its Kubernetes plugin scores (integer 0-100 sigmoid, random ties): for comparison only.
 FGD_SCHEDULER = "fgd_scheduler"
@@ -171,16 +172,17 @@ def stranded_capacity(cpu: np.ndarray, memory: np.ndarray, gpu: np.ndarray, mode
                       typ: Typical) -> np.ndarray:
     """fleetwise's measure: per node state, Σ_m p_m (free milli-GPU that a stream of shape-m pods could not
     take: the node filled with as many m pods as its GPUs, CPU and memory allow)."""
-    left = np.clip(gpu, 0, None)
-    total = left.sum(axis=1).astype(float)
-    milli = np.maximum(typ.milli, 1)
-    per_gpu = (left[:, None, :] // milli[None, :, None]).sum(axis=2)         # [K, M] slots of the shape
-    by_gpu = per_gpu // np.maximum(typ.num, 1)[None, :]
-    big = np.iinfo(np.int64).max
-    by_cpu = np.where(typ.cpu > 0, cpu[:, None] // np.maximum(typ.cpu, 1)[None, :], big)
-    by_mem = np.where(typ.memory > 0, memory[:, None] // np.maximum(typ.memory, 1)[None, :], big)
+    # Floating-point floor division: several times faster than int64 // on these [K, M, G] arrays, and
+    # exact here (milli-GPU, milli-core and MiB counts are far below 2^53).
+    left = np.clip(gpu, 0, None).astype(float)
+    total = left.sum(axis=1)
+    milli = np.maximum(typ.milli, 1).astype(float)
+    per_gpu = np.floor(left[:, None, :] / milli[None, :, None]).sum(axis=2)   # [K, M] slots of the shape
+    by_gpu = np.floor(per_gpu / np.maximum(typ.num, 1)[None, :])
+    by_cpu = np.where(typ.cpu > 0, np.floor(cpu[:, None] / np.maximum(typ.cpu, 1)[None, :]), np.inf)
+    by_mem = np.where(typ.memory > 0, np.floor(memory[:, None] / np.maximum(typ.memory, 1)[None, :]), np.inf)
     k = np.minimum(np.minimum(by_gpu, by_cpu), by_mem)
-    k = np.where(typ.access.T[model] & (typ.milli[None, :] > 0), k, 0)
+    k = np.where(typ.access.T[model] & (typ.milli[None, :] > 0), k, 0.0)
     usable = k * (typ.num * typ.milli)[None, :]
     return np.maximum(total[:, None] - usable, 0.0) @ typ.p
 
@@ -253,7 +255,7 @@ def take_gpus(rows: np.ndarray, num: int, milli: int) -> np.ndarray:
     out = rows.copy()
     if num == 0 or len(rows) == 0:
         return out
-    key = np.where(rows >= milli, rows, np.iinfo(np.int64).max)
+    key = np.where(rows >= milli, rows, _NEVER)
     cols = np.argsort(key, axis=1, kind="stable")[:, :num]
     r = np.arange(len(rows))[:, None]
     out[r, cols] -= milli
