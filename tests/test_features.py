@@ -177,7 +177,7 @@ def test_simulated_fleet_matches_truth(sim):
         assert row.gpus == sum(len(g) for g in t["gpus"].values())
         assert (row.accelerator == "") == (t["accelerator"] is None)
         if t["accelerator"]:
-            assert t["accelerator"] in row.accelerator  # "A100" in "NVIDIA A100-SXM4-80GB"
+            assert row.accelerator == t["accelerator_key"]  # "a100-80gb", the canonical key
         assert abs(row.duration_seconds - (t["end_seconds"] - t["start_seconds"])) <= 600
         if t["bottleneck"] == "idle":
             assert row.gpu_utilization_mean < 0.05 and row.gpu_idle_seconds >= 0.9 * row.duration_seconds

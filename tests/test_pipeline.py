@@ -70,7 +70,7 @@ def test_tables_saved_with_the_run(fitted):
     assert {"time", "pool", "demand", "capacity"} <= set(demand.columns)
     # Every pool is one accelerator type or one CPU architecture present in the fleet.
     gpu_pools = {p for p in demand["pool"] if p.startswith("gpu:")}
-    assert gpu_pools == {"gpu:V100", "gpu:A100", "gpu:H100", "gpu:MI250"}
+    assert gpu_pools == {"gpu:v100-32gb", "gpu:a100-80gb", "gpu:h100-80gb", "gpu:mi250"}
 
 
 def test_fitted_models_load_back(fitted):
