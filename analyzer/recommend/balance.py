@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.recommend.occupancy import classes
+from analyzer.recommend.occupancy import NO_HOSTS, classes
 from analyzer.recommend.rows import Rec, Skipped
 
 KIND = "rebalance"
@@ -19,6 +19,8 @@ SPREAD = 0.3  # busiest minus idlest allocated share worth acting on
 
 
 def recommend(ctx) -> tuple[list[Rec], list[Skipped]]:
+    if ctx.hosts is None:
+        return [], [Skipped(KIND, "pool", "fleet", NO_HOSTS)]
     recs = []
     for occ in classes(ctx):
         if len(occ.hosts) < 2:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.recommend.occupancy import classes, pack
+from analyzer.recommend.occupancy import NO_HOSTS, classes, pack
 from analyzer.recommend.rows import WEEK_HOURS, Rec, Skipped
 
 KIND = "consolidate"
@@ -18,6 +18,8 @@ INSTANTS = 50  # busiest instants packed per class: the peak decides, the rest o
 
 
 def recommend(ctx) -> tuple[list[Rec], list[Skipped]]:
+    if ctx.hosts is None:
+        return [], [Skipped(KIND, "pool", "fleet", NO_HOSTS)]
     recs = []
     for occ in classes(ctx):
         n = len(occ.hosts)

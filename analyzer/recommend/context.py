@@ -17,7 +17,7 @@ HOST_COLUMNS = ["host", "accelerator", "gpus", "gpu_memory_bytes", "cpus"]
 class Context:
     jobs: Any  # the job table (analyzer.jobtable_schema) with the workload column filled
     window: tuple[Any, Any]
-    hosts: Any = None  # HOST_COLUMNS, one row per host; None: inferred from the jobs (capacity unknown)
+    hosts: Any = None  # HOST_COLUMNS, one row per host; None: capacity unknown
     throughput: Any = None  # analyzer.models.throughput.ThroughputMatrix
     power: Any = None  # analyzer.models.power.PowerCapModel
     scaling: dict[tuple[str, str], Any] = field(default_factory=dict)  # (workload, accelerator) -> ScalingModel
@@ -48,19 +48,14 @@ class Context:
         return WEEK_HOURS / h if h > 0 and math.isfinite(h) else math.nan
 
     def host_table(self):
-        """The hosts: as given, else each host the jobs ran on with the most GPUs any job saw there."""
+        """The hosts (HOST_COLUMNS); empty when the store had no gpu / cpu_info measurements: capacity guessed
+        from the jobs would invent free nodes, so the families that need capacity say it is unknown instead."""
         import pandas as pd
 
         if self.hosts is not None:
             return self.hosts
-        j = self.jobs
-        if len(j) == 0:
-            return pd.DataFrame({c: pd.Series(dtype=object) for c in HOST_COLUMNS})
-        rows = j.assign(host=j["hosts"].str.split(",")).explode("host")
-        per = rows.assign(g=rows["gpus"] / rows["nodes"], c=rows["cpus_allocated"] / rows["nodes"])
-        out = per.groupby("host").agg(accelerator=("accelerator", "max"), gpus=("g", "max"),
-                                      gpu_memory_bytes=("gpu_memory_total_bytes", "max"), cpus=("c", "max"))
-        return out.reset_index()[HOST_COLUMNS]
+        return pd.DataFrame({c: pd.Series(dtype=object if c in ("host", "accelerator") else float)
+                             for c in HOST_COLUMNS})
 
     def model_reason(self, name: str) -> str:
         return self.unfitted.get(name, f"model {name} was not fitted in this run")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.recommend.occupancy import classes, fits
+from analyzer.recommend.occupancy import NO_HOSTS, classes, fits
 from analyzer.recommend.rows import Rec, Skipped
 
 KIND = "fragmentation"
@@ -65,6 +65,8 @@ def moves(occ, k: int) -> list[tuple[str, list[tuple[str, float, str]]]]:
 
 
 def recommend(ctx) -> tuple[list[Rec], list[Skipped]]:
+    if ctx.hosts is None:
+        return [], [Skipped(KIND, "pool", "fleet", NO_HOSTS)]
     recs = []
     for occ in classes(ctx):
         if not occ.is_gpu or len(occ.hosts) < 2 or len(occ.dt) == 0:

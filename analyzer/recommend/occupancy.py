@@ -37,6 +37,9 @@ class ClassOccupancy:
         return p[(p["start_s"] <= self.times[k]) & (p["end_s"] > self.times[k])]
 
 
+NO_HOSTS = "no host capacity in the window (the store has no gpu or cpu_info measurements)"
+
+
 def classes(ctx) -> list[ClassOccupancy]:
     import pandas as pd
 
