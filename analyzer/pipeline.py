@@ -323,7 +323,6 @@ def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=Non
     """Fit every model on [until - since, until) of the store and save them as a new run in state_dir, with
     the recommendations (recommend: agents.config_recommend.RecommendSettings; None = the defaults)."""
     from agents.config_recommend import RecommendSettings
-
     from agents.query import open_reader
     from agents.query.base import parse_every
 

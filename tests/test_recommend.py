@@ -52,7 +52,7 @@ def test_jobtable_schema_refuses_a_wrong_table():
     from analyzer.jobtable_schema import JobTableError
 
     good = jobs([{"workload": "w"}])
-    with pytest.raises(JobTableError, match="lacks column.*gpus"):
+    with pytest.raises(JobTableError, match=r"lacks column.*gpus"):
         validate(good.drop(columns=["gpus"]))
     with pytest.raises(JobTableError, match="column gpus: float64 is not int"):
         validate(good.assign(gpus=1.5))
@@ -237,7 +237,7 @@ def test_powercap_from_a_fitted_model():
     from analyzer.models.observations import observations
 
     model = PowerCapModel().fit(observations(j))
-    recs, skipped = recommend.run(ctx(j, power=model), ("powercap",))
+    recs, _skipped = recommend.run(ctx(j, power=model), ("powercap",))
     r = recs.iloc[0]
     ev = json.loads(r["evidence"])
     assert ev["cap_fraction"] == pytest.approx(0.5, abs=0.011)
@@ -265,8 +265,8 @@ def test_cli_reads_the_latest_run(tmp_path):
     from analyzer.state import StateDir
 
     rows = [{"workload": "a", "cpus_allocated": 32.0, "cpu_cores_peak": 2.0} for _ in range(12)]
-    recs, skipped = recommend.run(ctx(jobs(rows + [{"workload": "rare", "gpus": 2, "accelerator": "a100-80gb",
-                                                       "gpu_utilization_mean": 0.5}])))
+    rare = {"workload": "rare", "gpus": 2, "accelerator": "a100-80gb", "gpu_utilization_mean": 0.5}
+    recs, skipped = recommend.run(ctx(jobs([*rows, rare])))
     w = StateDir(tmp_path).new_run(store="embedded:x", window=WINDOW)
     w.save_table("recommendations", recs)
     w.save_table("recommendations_skipped", skipped)

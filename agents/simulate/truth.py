@@ -144,7 +144,8 @@ def write_truth(path: Path, meta: dict, nodes: list[Node], jobs: list[Job], inte
         "workloads": wl.truth_table(),
         "nodes": [{"host": n.host, "class": n.cls.name, "arch": n.cls.cpu.arch, "cpu": n.cls.cpu.model,
                    "accelerator": n.cls.gpu_model_key or None,
-                   "accelerator_key": n.cls.accelerator.canonical_key if n.cls.accelerator else None, "devices": n.cls.devices,
+                   "accelerator_key": n.cls.accelerator.canonical_key if n.cls.accelerator else None,
+                   "devices": n.cls.devices,
                    "network": n.cls.network.key, "pool": n.cls.pool,
                    "reboot_seconds": None if n.reboot_round is None else n.reboot_round * interval}
                   for n in nodes],

@@ -181,7 +181,8 @@ def _idle_jobs(ctx, covered: set[str], recs: list[Rec]) -> None:
         recs.append(Rec(
             KIND, "job", f"{r.scheduler}/{r.job}",
             f"job {r.job} of {r.user or 'an unknown user'} held {int(r.gpus)} {r.accelerator} GPU"
-            f"{'s' if r.gpus > 1 else ''} idle for {100 * r.idle_share:.0f}% of its {r.duration_seconds / 3600:,.1f} h: "
+            f"{'s' if r.gpus > 1 else ''} idle for {100 * r.idle_share:.0f}% of its "
+            f"{r.duration_seconds / 3600:,.1f} h: "
             f"cancel it or release them (a one-off; per week at the window's rate)",
             "none for the job's work: its GPUs were below "
             f"{100 * IDLE_UTILIZATION:.0f}% busy in that share of its samples", accelerator=str(r.accelerator),

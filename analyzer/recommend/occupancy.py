@@ -53,7 +53,8 @@ def classes(ctx) -> list[ClassOccupancy]:
     nodes = pieces["nodes"].clip(lower=1)
     pieces = pd.DataFrame({
         "job": pieces["scheduler"].astype(str) + "/" + pieces["job"].astype(str), "host": pieces["host"],
-        "g": (pieces["gpus"] / nodes).to_numpy(float), "c": (pieces["cpus_allocated"] / nodes).fillna(0).to_numpy(float),
+        "g": (pieces["gpus"] / nodes).to_numpy(float),
+        "c": (pieces["cpus_allocated"] / nodes).fillna(0).to_numpy(float),
         "start_s": np.clip(pieces["start"].to_numpy("datetime64[ns]").view("int64") / 1e9, t0, t1),
         "end_s": np.clip(pieces["end"].to_numpy("datetime64[ns]").view("int64") / 1e9, t0, t1),
         "nodes": nodes.to_numpy(int)})

@@ -3,9 +3,10 @@
 The cap is PowerCapModel.energy_optimal_cap for the slowdown budget ([recommend] max_slowdown, 5% by
 default): the cap fraction, within the caps observed, that minimizes energy per unit of work while
 time(f) / time(1) stays within budget. Each job that ran above that cap saves its energy times
-1 - E(f) / E(f_job), at the fleet's observed usage, per week; its time grows by T(f) / T(f_job) <= T(f) / T(1).
-The interval widens the predicted slowdown by the fit's log-time RMSE over sqrt(jobs - 3). No model, no recommendation: the
-pair's (or the model's) reason is listed instead.
+1 - E(f) / E(f_job), at the fleet's observed usage, per week; its time grows by
+T(f) / T(f_job) <= T(f) / T(1).
+The interval widens the predicted slowdown by the fit's log-time RMSE over sqrt(jobs - 3). No model, no
+recommendation: the pair's (or the model's) reason is listed instead.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ analyzer.recommend.sizing; this module feeds them one workload's jobs at a time 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ def workloads(jobs) -> Iterator[Group]:
     bounds = np.flatnonzero(labels[1:] != labels[:-1]) + 1
     edges = np.concatenate([[0], bounds, [len(labels)]])
     users = j["user"].astype(str).to_numpy()
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
+    for a, b in itertools.pairwise(edges):
         owners = set(users[a:b])
         yield Group(str(labels[a]), j.iloc[a:b], starts[a:b], owners.pop() if len(owners) == 1 else "")
 
