@@ -21,7 +21,7 @@ import numpy as np
 
 from analyzer.features import IDLE_UTILIZATION
 from analyzer.recommend.rows import Rec, Skipped, fmt_hours, fmt_pct
-from analyzer.recommend.usage import Group, estimate, median, risk_text, workloads
+from analyzer.recommend.usage import Groups, risk_text, split_key
 
 KIND = "gpu"
 IDLE_JOB_SHARE = 0.5  # a job idle for more than half its run is reported on its own (jobstats flags far less)
@@ -31,60 +31,71 @@ Z90 = 1.645  # two-sided 90% interval, as the scaling model's bootstrap
 def recommend(ctx) -> tuple[list[Rec], list[Skipped]]:
     recs: list[Rec] = []
     skipped: list[Skipped] = []
+    jobs = ctx.jobs[(ctx.jobs["gpus"] > 0) & (ctx.jobs["accelerator"].astype(str) != "")]
+    g = Groups.of(jobs, by_accelerator=True)
     covered: set[str] = set()
-    for g in workloads(ctx.jobs[ctx.jobs["gpus"] > 0]):
-        accs = g.jobs["accelerator"].astype(str).to_numpy()
-        for acc in sorted(set(accs) - {""}):
-            sub = Group(g.workload, g.jobs[accs == acc], g.times_s[accs == acc], g.owner)
-            if _idle(ctx, sub, acc, recs, skipped):
-                covered.update(sub.jobs["job"].astype(str))
+    if len(g.jobs):
+        util, gpus, hours = g.col("gpu_utilization_mean"), g.col("gpus"), g.hours
+        busy = gpus * g.col("gpu_utilization_peak").clip(0, 1)
+        idle_est = g.estimate(util, "gpu", ctx)
+        busy_est = g.estimate(busy, "gpu", ctx)
+        held = g.sum(gpus * hours).to_dict()
+        current = g.median(gpus).to_dict()
+        med_util = g.median(util).to_dict()
+        owners = g.owners().to_dict()
+        arrays = {c: g.array(c) for c in ("gpus", "nodes", "duration_seconds", "gpu_memory_used_max_bytes",
+                                          "gpu_utilization_peak", "gpu_utilization_mean")}
+        arrays["busy"] = busy.to_numpy(float)
+        job_ids = g.jobs["job"].astype(str).to_numpy(object)
+        for key, rows in g.slices().items():
+            est = idle_est.get(key)
+            workload, acc = split_key(key)
+            if est is None or est.value is None:
+                reason = est.reason if est is not None else "no utilization measured"
+                skipped.append(Skipped(KIND, "workload", f"{workload} on {acc}", f"GPU use: {reason}"))
                 continue
-            _count(ctx, sub, acc, recs, skipped)
-            _type(ctx, sub, acc, recs)
+            sub = {c: a[rows] for c, a in arrays.items()}
+            n = rows.stop - rows.start
+            if est.value < IDLE_UTILIZATION:
+                over = int((sub["gpu_utilization_mean"] > 1e-9).sum())
+                recs.append(_idle(ctx, workload, acc, est, held[key], med_util[key], current[key], n, over,
+                                  owners[key]))
+                covered.update(job_ids[rows])
+                continue
+            _count(ctx, workload, acc, busy_est.get(key), sub, owners[key], recs, skipped)
+            _type(ctx, workload, acc, sub, owners[key], recs)
     _idle_jobs(ctx, covered, recs)
     return recs, skipped
 
 
-def _idle(ctx, g: Group, acc: str, recs: list[Rec], skipped: list[Skipped]) -> bool:
-    util = g.col("gpu_utilization_mean")
-    est = estimate(g, util, "gpu", ctx)
-    if est.value is None:
-        skipped.append(Skipped(KIND, "workload", f"{g.workload} on {acc}", f"GPU use: {est.reason}"))
-        return False
-    if est.value >= IDLE_UTILIZATION:
-        return False
-    gpus = g.col("gpus")
-    held = gpus * g.hours
-    idle_hours = float(np.nansum(held))
-    risk, below = risk_text(est, 0.0, util, "utilization", lambda v: f"{v:.3f}")
-    recs.append(Rec(
-        KIND, "workload", g.workload,
-        f"release the GPUs of workload {g.workload}{_owner(g)} on {acc} (request none, or a CPU node): its "
-        f"{g.n} jobs held {fmt_hours(idle_hours)} GPU-hours at {100 * median(util):.1f}% mean utilization",
-        risk + "; nothing it ran used the GPU, so no slowdown is expected", accelerator=acc, owner=g.owner,
+def _idle(ctx, workload, acc, est, idle_hours, median_util, current, n, over, owner) -> Rec:
+    risk, below = risk_text(est, 0.0, over, n, "utilization", lambda v: f"{v:.3f}")
+    return Rec(
+        KIND, "workload", workload,
+        f"release the GPUs of workload {workload}{_who(owner)} on {acc} (request none, or a CPU node): its "
+        f"{n} jobs held {fmt_hours(idle_hours)} GPU-hours at {100 * median_util:.1f}% mean utilization",
+        risk + "; nothing it ran used the GPU, so no slowdown is expected", accelerator=acc, owner=owner,
         detail=f"idle/{acc}", method=ctx.settings.method, gpu_hours_week=idle_hours * ctx.per_week,
         exceed_probability=est.exceed_probability, below_peak=below, slowdown=0.0, slowdown_low=0.0,
         slowdown_high=0.0,
-        evidence={"resource": "gpu", "accelerator": acc, "jobs": g.n, "idle_gpu_hours": idle_hours,
+        evidence={"resource": "gpu", "accelerator": acc, "jobs": n, "idle_gpu_hours": idle_hours,
                   "utilization_estimate": est.value, "utilization_peak": est.peak,
-                  "current_gpus_median": median(gpus), "recommended_gpus": 0,
-                  "window": [str(ctx.window[0]), str(ctx.window[1])]}))
-    return True
+                  "current_gpus_median": current, "recommended_gpus": 0,
+                  "window": [str(ctx.window[0]), str(ctx.window[1])]})
 
 
-def _count(ctx, g: Group, acc: str, recs: list[Rec], skipped: list[Skipped]) -> None:
-    gpus = g.col("gpus")
-    busy = gpus * np.clip(g.col("gpu_utilization_peak"), 0, 1)
-    current = median(gpus)
-    est = estimate(g, busy, "gpu", ctx)
-    if est.value is None:
-        return  # _idle already said why
+def _count(ctx, workload, acc, est, sub: dict, owner, recs, skipped) -> None:
+    """sub: the group's rows as arrays (gpus, nodes, duration_seconds, busy, ...)."""
+    if est is None or est.value is None:
+        return  # the idle check already said why
+    gpus = sub["gpus"]
+    current = float(np.median(gpus))
     new = max(1, math.ceil(est.value - 1e-9))
     if new > current * (1 - ctx.settings.min_saving) or new >= current:
         return
-    nodes = median(g.col("nodes"))
+    nodes = float(np.median(sub["nodes"]))
     per_node = max(1.0, current / max(nodes, 1))
-    model = ctx.scaling.get((g.workload, acc))
+    model = ctx.scaling.get((workload, acc))
     slow = lo = hi = math.nan
     if model is not None:
         new_nodes = max(1, math.ceil(new / per_node))
@@ -97,53 +108,55 @@ def _count(ctx, g: Group, acc: str, recs: list[Rec], skipped: list[Skipped]) -> 
         lo = x_old_lo / x_new_hi - 1 if math.isfinite(x_new_hi) else math.nan
         hi = x_old_hi / x_new_lo - 1 if math.isfinite(x_new_lo) else math.nan
         if not (math.isfinite(hi) and hi <= ctx.settings.max_slowdown):
-            skipped.append(Skipped(KIND, "workload", f"{g.workload} on {acc}",
+            skipped.append(Skipped(KIND, "workload", f"{workload} on {acc}",
                                    f"GPU count: {new} instead of {current:g} would slow it by {fmt_pct(slow)} "
                                    f"(up to {fmt_pct(hi)}), over the {fmt_pct(ctx.settings.max_slowdown)} budget"))
             return
         cost = f"predicted slowdown {fmt_pct(slow)} (90% interval {fmt_pct(lo)} to {fmt_pct(hi)}, scaling model)"
     else:
-        why = ctx.model_reason(f"scaling[{g.workload}/{acc}]")
+        why = ctx.model_reason(f"scaling[{workload}/{acc}]")
         cost = f"throughput cost unknown: no scaling model for it on {acc} ({why})"
-    freed = float(np.nansum(np.clip(gpus - new, 0, None) * g.hours))
-    risk, below = risk_text(est, float(new), busy, "busy GPUs")
+    hours = sub["duration_seconds"] / 3600
+    freed = float(np.nansum(np.clip(gpus - new, 0, None) * hours))
+    b = sub["busy"]
+    risk, below = risk_text(est, float(new), int((b > new + 1e-9).sum()), len(b), "busy GPUs")
     recs.append(Rec(
-        KIND, "workload", g.workload,
-        f"request {new} GPU{'s' if new > 1 else ''} instead of {current:g} for workload {g.workload}{_owner(g)} "
-        f"on {acc}: it used {est.peak:,.1f} at most and {np.nanpercentile(busy, 95):,.1f} at p95 over {g.n} jobs",
-        f"{risk}; {cost}", accelerator=acc, owner=g.owner, detail=f"count/{acc}", method=ctx.settings.method,
+        KIND, "workload", workload,
+        f"request {new} GPU{'s' if new > 1 else ''} instead of {current:g} for workload {workload}{_who(owner)} "
+        f"on {acc}: it used {est.peak:,.1f} at most and {np.nanpercentile(b, 95):,.1f} at p95 over {len(b)} jobs",
+        f"{risk}; {cost}", accelerator=acc, owner=owner, detail=f"count/{acc}", method=ctx.settings.method,
         gpu_hours_week=freed * ctx.per_week, exceed_probability=est.exceed_probability, below_peak=below,
         slowdown=slow, slowdown_low=lo, slowdown_high=hi,
-        evidence={"resource": "gpu", "accelerator": acc, "jobs": g.n, "current_gpus_median": current,
+        evidence={"resource": "gpu", "accelerator": acc, "jobs": len(b), "current_gpus_median": current,
                   "recommended_gpus": new, "busy_gpus_estimate": est.value, "busy_gpus_peak": est.peak,
                   "scaling_model": model is not None, "window": [str(ctx.window[0]), str(ctx.window[1])]}))
 
 
-def _type(ctx, g: Group, acc: str, recs: list[Rec]) -> None:
+def _type(ctx, workload: str, acc: str, sub: dict, owner: str, recs: list[Rec]) -> None:
     m = ctx.throughput
-    if m is None or g.workload not in m.matrix_.index or acc not in m.matrix_.columns:
+    if m is None or workload not in m.matrix_.index or acc not in m.matrix_.columns:
         return
     prices = ctx.settings.prices
     hosts = ctx.host_table()
     memory = hosts.groupby("accelerator")["gpu_memory_bytes"].max() if len(hosts) else {}
-    need = float(np.nanmax(g.col("gpu_memory_used_max_bytes"))) if np.isfinite(
-        g.col("gpu_memory_used_max_bytes")).any() else math.nan
-    util = float(np.nanpercentile(g.col("gpu_utilization_peak"), 95)) if np.isfinite(
-        g.col("gpu_utilization_peak")).any() else 1.0
+    mem = sub["gpu_memory_used_max_bytes"]
+    need = float(np.nanmax(mem)) if np.isfinite(mem).any() else math.nan
+    peaks = sub["gpu_utilization_peak"]
+    util = float(np.nanpercentile(peaks, 95)) if np.isfinite(peaks).any() else 1.0
     util = min(max(util, 0.0), 1.0)
-    x_a, s_a = m.predict(g.workload, acc, return_std=True)
-    gpu_hours = float(np.nansum(g.col("gpus") * g.hours)) * ctx.per_week
+    x_a, s_a = m.predict(workload, acc, return_std=True)
+    gpu_hours = float(np.nansum(sub["gpus"] * sub["duration_seconds"])) / 3600 * ctx.per_week
     best = None
     for b in m.matrix_.columns:
         if b == acc or prices.gpu_price(b) >= prices.gpu_price(acc):
             continue
-        allowed = ctx.settings.allowed_accelerators.get(g.workload)
+        allowed = ctx.settings.allowed_accelerators.get(workload)
         if allowed is not None and b not in allowed:
             continue
         cap = float(memory.get(b, math.nan)) if hasattr(memory, "get") else math.nan
         if not (math.isfinite(need) and math.isfinite(cap) and need <= 0.95 * cap):
             continue  # memory unknown or too small: never propose what may not fit
-        x_b, s_b = m.predict(g.workload, b, return_std=True)
+        x_b, s_b = m.predict(workload, b, return_std=True)
         sigma = math.sqrt(s_a ** 2 + s_b ** 2)
         r = x_b / x_a  # per-device speed of b relative to acc
         # the job kept acc busy `util` of the time: on b the same work needs util / r of it
@@ -158,16 +171,16 @@ def _type(ctx, g: Group, acc: str, recs: list[Rec]) -> None:
         return
     saving, b, r, slow, lo, hi, sigma, cap = best
     recs.append(Rec(
-        KIND, "workload", g.workload,
-        f"run workload {g.workload}{_owner(g)} on {b} instead of {acc}: it kept {acc} at most {100 * util:.0f}% "
+        KIND, "workload", workload,
+        f"run workload {workload}{_who(owner)} on {b} instead of {acc}: it kept {acc} at most {100 * util:.0f}% "
         f"busy (p95) and {b} runs it at {r:.2f}x the speed per GPU",
         f"predicted slowdown {fmt_pct(slow)} (90% interval {fmt_pct(lo)} to {fmt_pct(hi)}, throughput matrix, "
         f"log-uncertainty {sigma:.2f}); peak GPU memory {need / 2**30:,.1f} GiB of {cap / 2**30:,.0f}",
-        accelerator=acc, owner=g.owner, detail=f"type/{acc}", method="throughput-matrix", money_week=saving,
+        accelerator=acc, owner=owner, detail=f"type/{acc}", method="throughput-matrix", money_week=saving,
         slowdown=slow, slowdown_low=lo, slowdown_high=hi,
-        evidence={"resource": "gpu_type", "from": acc, "to": b, "jobs": g.n, "speed_ratio": r,
+        evidence={"resource": "gpu_type", "from": acc, "to": b, "jobs": len(sub["gpus"]), "speed_ratio": r,
                   "utilization_p95": util, "gpu_hours_week": gpu_hours, "observed_cell": bool(
-                      m.observed_.at[g.workload, b]), "window": [str(ctx.window[0]), str(ctx.window[1])]}))
+                      m.observed_.at[workload, b]), "window": [str(ctx.window[0]), str(ctx.window[1])]}))
 
 
 def _idle_jobs(ctx, covered: set[str], recs: list[Rec]) -> None:
@@ -193,5 +206,5 @@ def _idle_jobs(ctx, covered: set[str], recs: list[Rec]) -> None:
                       "window": [str(ctx.window[0]), str(ctx.window[1])]}))
 
 
-def _owner(g: Group) -> str:
-    return f" (run only by {g.owner})" if g.owner else ""
+def _who(owner: str) -> str:
+    return f" (run only by {owner})" if owner else ""

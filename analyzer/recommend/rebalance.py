@@ -71,20 +71,28 @@ def solve(pr: Problem, time_limit: float = 30.0) -> np.ndarray:
 
 
 def greedy(pr: Problem) -> np.ndarray:
-    """The anchor: (workload, pool) pairs by value per unit of capacity, best first, each workload once;
-    a workload left over stays where it ran if that still fits (else its best feasible pool with room)."""
+    """The anchor: from the observed placement, move one workload at a time to the pool that gains most while it
+    fits, best gain first, until no move gains (first-improvement local search; always feasible)."""
     n, m = pr.value.shape
-    assign = np.full(n, -1)
+    assign = pr.observed.copy()
     load = np.zeros(m)
-    score = np.where(pr.feasible, pr.value / np.maximum(pr.use, 1e-9), -np.inf)
-    for k in np.argsort(-score, axis=None, kind="stable"):
-        w, p = divmod(int(k), m)
-        if assign[w] >= 0 or not np.isfinite(score[w, p]):
-            continue
-        if load[p] + pr.use[w, p] <= pr.capacity[p] + 1e-9:
-            assign[w], load[p] = p, load[p] + pr.use[w, p]
-    for w in np.flatnonzero(assign < 0):
-        assign[w] = pr.observed[w]
+    np.add.at(load, assign, pr.use[np.arange(n), assign])
+    moved = True
+    while moved:
+        moved = False
+        gain = np.where(pr.feasible, pr.value - pr.value[np.arange(n), assign][:, None], -np.inf)
+        for k in np.argsort(-gain, axis=None, kind="stable"):
+            w, p = divmod(int(k), m)
+            g = pr.value[w, p] - pr.value[w, assign[w]]
+            if not (g > 1e-12 and pr.feasible[w, p]):
+                if gain.flat[k] <= 1e-12:
+                    break
+                continue
+            if load[p] + pr.use[w, p] <= pr.capacity[p] + 1e-9:
+                load[assign[w]] -= pr.use[w, assign[w]]
+                load[p] += pr.use[w, p]
+                assign[w] = p
+                moved = True
     return assign
 
 

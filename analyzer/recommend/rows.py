@@ -86,6 +86,7 @@ def to_frame(recs: list[Rec], prices, window: tuple[Any, Any]):
     import pandas as pd
 
     rows = []
+    start, end = pd.Timestamp(window[0]), pd.Timestamp(window[1])
     for r in recs:
         rows.append({
             "id": rec_id(r.kind, r.target_type, r.target, r.detail), "kind": r.kind, "target_type": r.target_type,
@@ -97,7 +98,7 @@ def to_frame(recs: list[Rec], prices, window: tuple[Any, Any]):
             "slowdown_low": float(r.slowdown_low), "slowdown_high": float(r.slowdown_high),
             "below_peak": bool(r.below_peak), "risk": r.risk, "method": r.method,
             "evidence": json.dumps(_jsonable(r.evidence), sort_keys=True),
-            "window_start": pd.Timestamp(window[0]), "window_end": pd.Timestamp(window[1])})
+            "window_start": start, "window_end": end})
     if not rows:
         frame = pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
         return frame
@@ -119,16 +120,18 @@ def skipped_frame(skipped: list[Skipped]):
 
 
 def _jsonable(value: Any) -> Any:
+    """Evidence as JSON: floats to 6 digits (what a reader can use), NaN as null, numpy scalars unwrapped."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(x) for k, x in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(x) for x in value]
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
     from analyzer.state import jsonable
 
-    v = jsonable(value)
-    if isinstance(v, float):
-        return round(v, 6)
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_jsonable(x) for x in v]
-    return v
+    return _jsonable(jsonable(value))
 
 
 def fmt_hours(h: float) -> str:
