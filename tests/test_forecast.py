@@ -244,7 +244,8 @@ def test_demand_series_matches_truth_placements(sim_store):
     devices = {}
     for n in truth["nodes"]:
         if n["accelerator"]:
-            devices[f"gpu:{n['accelerator']}"] = devices.get(f"gpu:{n['accelerator']}", 0) + n["devices"]
+            pool = f"gpu:{n['accelerator_key']}"
+            devices[pool] = devices.get(pool, 0) + n["devices"]
     # Capacity: every GPU reports unless its node is down for a planned reboot.
     cap = gpu.groupby("pool")["capacity"].agg(["max", "min"])
     assert cap["max"].to_dict() == devices
