@@ -81,9 +81,10 @@ def wl_straggler(t: dict) -> float:
     return STRAGGLER_SLOWDOWN if t["straggler"] else 1.0
 
 
-def test_applied_proposals_never_slow_a_job_beyond_the_stated_bound(sim):
-    recs, jobs, by_id = sim["recs"], sim["jobs"], sim["by_id"]
-    checked = {"gpu": 0, "powercap": 0}
+def resimulate(recs, jobs, by_id: dict) -> dict:
+    """Each GPU-count and power-cap proposal applied to each of its jobs, re-simulated: per kind the jobs checked,
+    the worst (1 + true slowdown) / (1 + stated bound), and the rows that state no bound."""
+    out = {"gpu": 0, "powercap": 0, "worst": 0.0, "unbounded": 0, "violations": []}
     for r in recs[recs["kind"].isin(["gpu", "powercap"])].to_dict("records"):
         ev = json.loads(r["evidence"])
         if r["target_type"] == "job":  # a one-off idle job: release all its GPUs
@@ -95,6 +96,7 @@ def test_applied_proposals_never_slow_a_job_beyond_the_stated_bound(sim):
         bound = r["slowdown_high"]
         if not math.isfinite(bound):
             assert "unknown" in r["risk"]  # no bound is claimed, and the risk says so
+            out["unbounded"] += 1
             continue
         for job in ids:
             t = by_id[job]
@@ -105,15 +107,22 @@ def test_applied_proposals_never_slow_a_job_beyond_the_stated_bound(sim):
             elif r["kind"] == "gpu":
                 new = ev["recommended_gpus"]
                 assert new > 0, (r["action"], job)  # GPUs released from a job that used them
-                per_node = t["devices_per_node"]
-                ratio = _time_ratio(t, new, max(1, math.ceil(new / per_node)), t["power_cap_fraction"])
+                ratio = _time_ratio(t, new, max(1, math.ceil(new / t["devices_per_node"])), t["power_cap_fraction"])
             else:
                 if t["power_cap_fraction"] <= ev["cap_fraction"]:
                     continue  # already capped lower: the proposal does not touch it
                 ratio = _time_ratio(t, t["devices_per_node"] * len(t["hosts"]), len(t["hosts"]), ev["cap_fraction"])
-            assert ratio <= 1 + bound + 1e-6, (r["action"], job, ratio, bound)
-            checked[r["kind"]] += 1
-    assert checked["gpu"] >= 5 and checked["powercap"] >= 1, checked
+            out["worst"] = max(out["worst"], ratio / (1 + bound))
+            if ratio > 1 + bound + 1e-6:
+                out["violations"].append((r["action"], job, ratio, bound))
+            out[r["kind"]] += 1
+    return out
+
+
+def test_applied_proposals_never_slow_a_job_beyond_the_stated_bound(sim):
+    res = resimulate(sim["recs"], sim["jobs"], sim["by_id"])
+    assert not res["violations"], res["violations"]
+    assert res["gpu"] >= 5 and res["powercap"] >= 1, res
 
 
 def test_cli_recommend_json(sim):
