@@ -282,3 +282,18 @@ def test_cli_reads_the_latest_run(tmp_path):
     assert r.stdout.count("\n") == 1  # the header only
     r = run_cli(["recommend", "--state", str(tmp_path / "none")])
     assert r.returncode == 2 and "no completed analyze run" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_mig_slice_for_a_workload_that_uses_a_fraction_of_one_gpu():
+    # 12 one-GPU jobs on a100-80gb, peaks 20-25% busy, 15 GB: 2g.20gb (2/7 = 29% >= 25%, 0.95 x 20 GB >= 15 GB)
+    rows = [{"workload": "small", "gpus": 1, "accelerator": "a100-80gb", "gpu_utilization_mean": 0.15,
+             "gpu_utilization_peak": 0.20 + 0.05 * (i % 2), "gpu_memory_used_max_bytes": 15e9,
+             "duration_seconds": 3600.0} for i in range(12)]
+    recs, _ = recommend.run(ctx(jobs(rows)), ("gpu",))
+    mig = recs[recs["action"].str.contains("MIG")]
+    assert len(mig) == 1 and "2g.20gb" in mig.iloc[0]["action"]
+    assert mig.iloc[0]["gpu_hours_week"] == pytest.approx(12 * (1 - 2 / 7))
+    assert "not modelled" in mig.iloc[0]["risk"] and math.isnan(mig.iloc[0]["slowdown"])
+    # on a type without MIG, or with 2 GPUs per job, none
+    recs, _ = recommend.run(ctx(jobs([{**r, "accelerator": "v100-32gb"} for r in rows])), ("gpu",))
+    assert not recs["action"].str.contains("MIG").any()

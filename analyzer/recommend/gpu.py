@@ -24,6 +24,14 @@ from analyzer.recommend.rows import Rec, Skipped, fmt_hours, fmt_pct
 from analyzer.recommend.usage import Groups, risk_text, split_key
 
 KIND = "gpu"
+# MIG GPU-instance profiles (compute slices of 7, memory in GB) from NVIDIA's MIG user guide, per type that has them
+MIG_PROFILES = {
+    "a100-40gb": ((1, 5), (2, 10), (3, 20), (4, 20), (7, 40)),
+    "a100-80gb": ((1, 10), (2, 20), (3, 40), (4, 40), (7, 80)),
+    "h100-80gb": ((1, 10), (2, 20), (3, 40), (4, 40), (7, 80)),
+    "h100-94gb": ((1, 12), (2, 24), (3, 47), (4, 47), (7, 94)),
+    "h200-141gb": ((1, 18), (2, 35), (3, 71), (4, 71), (7, 141)),
+}
 IDLE_JOB_SHARE = 0.5  # a job idle for more than half its run is reported on its own (jobstats flags far less)
 Z90 = 1.645  # two-sided 90% interval, as the scaling model's bootstrap
 
@@ -64,6 +72,7 @@ def recommend(ctx) -> tuple[list[Rec], list[Skipped]]:
                 continue
             _count(ctx, workload, acc, busy_est.get(key), sub, owners[key], recs, skipped)
             _type(ctx, workload, acc, sub, owners[key], recs)
+            _mig(ctx, workload, acc, sub, owners[key], recs)
     _idle_jobs(ctx, covered, recs)
     return recs, skipped
 
@@ -181,6 +190,32 @@ def _type(ctx, workload: str, acc: str, sub: dict, owner: str, recs: list[Rec]) 
         evidence={"resource": "gpu_type", "from": acc, "to": b, "jobs": len(sub["gpus"]), "speed_ratio": r,
                   "utilization_p95": util, "gpu_hours_week": gpu_hours, "observed_cell": bool(
                       m.observed_.at[workload, b]), "window": [str(ctx.window[0]), str(ctx.window[1])]}))
+
+
+def _mig(ctx, workload: str, acc: str, sub: dict, owner: str, recs: list[Rec]) -> None:
+    """A MIG slice for a one-GPU workload whose p95 peak utilization and peak memory fit a smaller profile."""
+    profiles = MIG_PROFILES.get(acc)
+    gpus, peaks, mem = sub["gpus"], sub["gpu_utilization_peak"], sub["gpu_memory_used_max_bytes"]
+    if profiles is None or np.any(gpus != 1) or not np.isfinite(peaks).all() or not np.isfinite(mem).all():
+        return
+    util, need = float(np.percentile(peaks, 95)), float(mem.max())
+    fit = [(g, gb) for g, gb in profiles if g / 7 >= util and 0.95 * gb * 1e9 >= need]
+    if not fit or fit[0][0] == 7:
+        return
+    g, gb = fit[0]
+    hours = float(np.nansum(sub["duration_seconds"])) / 3600 * ctx.per_week
+    recs.append(Rec(
+        KIND, "workload", workload,
+        f"run workload {workload}{_who(owner)} on a MIG {g}g.{gb}gb slice of {acc} instead of a whole GPU: its "
+        f"{len(gpus)} jobs kept the GPU at most {100 * util:.0f}% busy (p95 of their peaks) and used "
+        f"{need / 1e9:,.1f} GB of memory at most",
+        f"slowdown not modelled: a {g}g slice has {g}/7 of the SMs, {100 * g / 7:.0f}% against the "
+        f"{100 * util:.0f}% it used at its p95 peak, and {gb} GB; the job table has no MIG measurements to check "
+        "it against", accelerator=acc, owner=owner, detail=f"mig/{acc}", method="mig-profile",
+        gpu_hours_week=hours * (1 - g / 7),
+        evidence={"resource": "mig", "accelerator": acc, "profile": f"{g}g.{gb}gb", "jobs": len(gpus),
+                  "utilization_p95_of_peaks": util, "memory_peak_bytes": need,
+                  "window": [str(ctx.window[0]), str(ctx.window[1])]}))
 
 
 def _idle_jobs(ctx, covered: set[str], recs: list[Rec]) -> None:
