@@ -71,6 +71,10 @@ class AnalyzeResult:
                     lines.append(f"    {names[0]}: {self.skipped[names[0]]}")
                 else:
                     lines.append(f"    {family}: {len(names)} not fitted, e.g. {names[0]}: {self.skipped[names[0]]}")
+        rec = m.get("recommend")
+        if rec:
+            lines.append(f"  recommendations: {rec.get('recommendations', 0):,} (idle GPU-hours found: "
+                         f"{rec.get('idle_gpu_hours_found', 0):,.0f}; `fleetwise recommend` lists them)")
         for step, s in m["steps"].items():
             if s["status"] != "ok":
                 lines.append(f"  step {step} {s['status']}: {s.get('reason', '')}")

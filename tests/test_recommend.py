@@ -297,3 +297,36 @@ def test_mig_slice_for_a_workload_that_uses_a_fraction_of_one_gpu():
     # on a type without MIG, or with 2 GPUs per job, none
     recs, _ = recommend.run(ctx(jobs([{**r, "accelerator": "v100-32gb"} for r in rows])), ("gpu",))
     assert not recs["action"].str.contains("MIG").any()
+
+
+def _scaling(curve) -> object:
+    from analyzer.models.scaling import ScalingModel
+
+    rng = np.random.default_rng(0)
+    n = np.repeat([1, 2, 4, 8], 4)
+    return ScalingModel().fit(n, curve(n) * np.exp(rng.normal(0, 0.01, len(n))))
+
+
+def test_gpu_count_cut_is_priced_by_the_scaling_model():
+    # 12 jobs of 8 GPUs at 15% peak utilization: 1.2 busy GPU-equivalents -> the estimate rounds up to 2 or so
+    rows = [{"workload": "w", "gpus": 8, "accelerator": "a100-80gb", "gpu_utilization_mean": 0.1,
+             "gpu_utilization_peak": 0.15, "duration_seconds": 3600.0} for _ in range(12)]
+    j = jobs(rows)
+    # a workload that does not scale (input-bound: the same throughput on 1 or 8 GPUs): the cut costs nothing
+    flat = _scaling(lambda n: 100.0 + 0 * n)
+    recs, skipped = recommend.run(ctx(j, scaling={("w", "a100-80gb"): flat}), ("gpu",))
+    cut = recs[recs["action"].str.startswith("request")]
+    assert len(cut) == 1, skipped
+    new = json.loads(cut.iloc[0]["evidence"])["recommended_gpus"]
+    assert 2 <= new < 8
+    assert cut.iloc[0]["gpu_hours_week"] == pytest.approx(12 * (8 - new))
+    assert abs(cut.iloc[0]["slowdown"]) < 0.03 and 0 <= cut.iloc[0]["slowdown_high"] <= 0.05
+    # a workload that scales almost linearly: X(8) / X(new) is far over the 5% budget: no cut, and why
+    linear = _scaling(lambda n: 100.0 * n / (1 + 0.02 * (n - 1)))
+    recs, skipped = recommend.run(ctx(j, scaling={("w", "a100-80gb"): linear}), ("gpu",))
+    assert not recs["action"].str.startswith("request").any()
+    assert skipped["reason"].str.contains("over the 5.0% budget").any()
+    # no scaling model: the cut is proposed, and its cost is said to be unknown rather than guessed
+    recs, _ = recommend.run(ctx(j), ("gpu",))
+    cut = recs[recs["action"].str.startswith("request")].iloc[0]
+    assert math.isnan(cut["slowdown_high"]) and "throughput cost unknown" in cut["risk"]
