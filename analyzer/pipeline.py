@@ -305,7 +305,11 @@ def _recommend(run: _Run, reader, settings) -> None:
     # "scaling[squad/bert/a100-80gb]": workload names may hold "/", accelerator keys never do
     scaling = {tuple(m[len("scaling["):-1].rsplit("/", 1)): est for m, est in run.models.items()
                if m.startswith("scaling[")}
-    ctx = Context(jobs=jobs, window=run.window, hosts=hosts_from_store(reader, *run.window),
+    # Gains are per week of data: a 7-day window over 3 days of store counts 3 days, not 7.
+    firsts = [b[0] for m in _BOUND_MEASUREMENTS if m in set(reader.measurements())
+              for b in [reader.time_bounds(m)] if b is not None]
+    covered = (max(run.window[0], min(firsts)) if firsts else run.window[0], run.window[1])
+    ctx = Context(jobs=jobs, window=covered, hosts=hosts_from_store(reader, *run.window),
                   throughput=run.models.get("throughput"), power=run.models.get("power"), scaling=scaling,
                   unfitted=dict(run.skipped), settings=settings)
     recs, skipped = run_recommend(ctx)
