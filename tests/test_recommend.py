@@ -330,3 +330,17 @@ def test_gpu_count_cut_is_priced_by_the_scaling_model():
     recs, _ = recommend.run(ctx(j), ("gpu",))
     cut = recs[recs["action"].str.startswith("request")].iloc[0]
     assert math.isnan(cut["slowdown_high"]) and "throughput cost unknown" in cut["risk"]
+
+
+def test_bad_price_table_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[recommend.prices]\nkwh = -1\ngpu_hour = { "NVIDIA A100-SXM4-80GB" = 2.5 }\n')
+    r = run_cli(["analyze", "--store", f"embedded:{tmp_path}", "--config", str(bad), "--state", str(tmp_path / "s")])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "recommend.prices.kwh" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    from agents.config import load_config
+
+    good = tmp_path / "good.toml"
+    good.write_text('[recommend.prices]\ngpu_hour = { "NVIDIA A100-SXM4-80GB" = 2.5 }\n')
+    prices = load_config(good, env={}).recommend.prices
+    assert prices.gpu_price("a100-80gb") == 2.5 and prices.gpu_price("mi300x") == 0.0  # no default given
