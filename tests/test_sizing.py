@@ -154,9 +154,11 @@ def test_defaults_per_resource_are_the_nested_validation_choices():
 
     assert (default_settings("memory").spread_weight, default_settings("memory").margin) == (0.25, 0.55)
     assert (default_settings("gpu").spread_weight, default_settings("gpu").margin) == (1.0, -0.5)
+    assert default_settings("cpu") == default_settings("memory") == SizingSettings()
     # a GPU duty cycle sized at half its decayed peak: say so
     t = np.arange(50) * MINUTE
-    est = estimate_size(t, np.where(np.arange(50) % 10 == 0, 80.0, 0.0), "fleetwise", "gpu")
+    est = estimate_size(t, np.where(np.arange(50) % 10 == 0, 80.0, 0.0), "fleetwise", "gpu",
+                        default_settings("gpu"))
     assert est.value < 80.0 and "below observed peak" in est.reason
 
 

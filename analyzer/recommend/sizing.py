@@ -70,12 +70,13 @@ class SizingSettings:
 
 
 # What nested validation inside the training parts chose (docs/validation.md, "Backtests on real traces"):
-# GPU memory of the Alibaba GenAI pods for memory; their GPU duty cycle for the compressible resources
-# (no CPU trace of that shape is at hand, so CPU borrows the duty cycle's choice).
+# on the GPU memory of the Alibaba GenAI pods for memory (also SizingSettings()'s defaults), on their GPU
+# duty cycle for GPU utilisation. No CPU trace of that shape is at hand: CPU keeps the conservative memory
+# choice (unvalidated). Callers opt in; estimate_size(s) without settings use SizingSettings().
 _DEFAULTS = {
     "memory": SizingSettings(spread_weight=0.25, margin=0.55),
     "gpu": SizingSettings(spread_weight=1.0, margin=-0.5),
-    "cpu": SizingSettings(spread_weight=1.0, margin=-0.5),
+    "cpu": SizingSettings(spread_weight=0.25, margin=0.55),
 }
 
 
@@ -336,7 +337,7 @@ def estimate_sizes(series: Sequence | np.ndarray, times_s: Sequence[float] | np.
         raise ValueError(f"unknown sizing method {method!r}; choose one of {', '.join(METHODS)}")
     if resource not in RESOURCES:
         raise ValueError(f"unknown resource {resource!r}; choose one of {', '.join(RESOURCES)}")
-    s = settings or default_settings(resource)
+    s = settings or SizingSettings()
     t = np.asarray(times_s, dtype=float)
     v = np.asarray(values, dtype=float)
     if not (len(t) == len(v) == len(series)):
@@ -367,7 +368,7 @@ def estimate_size(times_s: Sequence[float] | np.ndarray, values: Sequence[float]
     t = np.asarray(times_s, dtype=float)
     r = estimate_sizes(np.zeros(len(t), dtype=np.int8), t, values, method, resource, settings)
     if len(r["series"]) == 0:
-        need = KRR_POINTS_REQUIRED if method == "krr" else (settings or default_settings(resource)).min_points
+        need = KRR_POINTS_REQUIRED if method == "krr" else (settings or SizingSettings()).min_points
         return SizeEstimate(None, 0.0, float("nan"), 0, f"no usable points (at least {need} needed)")
     value, n, peak = float(r["value"][0]), int(r["n"][0]), float(r["peak"][0])
     if math.isnan(value):
