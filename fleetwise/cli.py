@@ -74,6 +74,8 @@ def _docs_parser(sub: argparse._SubParsersAction) -> None:
     metrics.set_defaults(run=_run_docs_metrics)
     config = dsub.add_parser("config", help="print docs/configuration.md from the validation models")
     config.set_defaults(run=_run_docs_config)
+    jobtable = dsub.add_parser("jobtable", help="print docs/jobtable.md from the job table's schema")
+    jobtable.set_defaults(run=_run_docs_jobtable)
 
 
 def _run_docs_metrics(args: argparse.Namespace) -> int:
@@ -85,6 +87,13 @@ def _run_docs_metrics(args: argparse.Namespace) -> int:
 
 def _run_docs_config(args: argparse.Namespace) -> int:
     from agents.config_reference import render_markdown
+
+    sys.stdout.write(render_markdown())
+    return 0
+
+
+def _run_docs_jobtable(args: argparse.Namespace) -> int:
+    from analyzer.jobtable_schema import render_markdown
 
     sys.stdout.write(render_markdown())
     return 0
@@ -251,6 +260,8 @@ def _analyze_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=-1, metavar="N", help="parallel fits (default -1: all cores)")
     p.add_argument("--every", default="5m", metavar="DURATION",
                    help="bucket width of the job features (default 5m; coarser is faster on long windows)")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration; its [recommend] section sets the "
+                   "recommender's budgets and price table")
     p.set_defaults(run=_run_analyze)
 
 
@@ -282,13 +293,14 @@ def _run_analyze(args: argparse.Namespace) -> int:
     if args.jobs == 0:
         print("fleetwise analyze: --jobs must be a positive count or negative (-1 = all cores)", file=sys.stderr)
         return EXIT_CONFIG
-    settings = _store_settings()
+    from agents.config import load_config
     from analyzer.pipeline import NotEnoughData, analyze
     from analyzer.state import StateError
 
+    config = load_config(args.config)  # a bad file: ConfigError, one line, exit 2 (main)
     try:
         result = analyze(store, since=args.since, until=args.until, state_dir=args.state, n_jobs=args.jobs,
-                         every=args.every, settings=settings)
+                         every=args.every, recommend=config.recommend, settings=config.store)
     except StateError as e:
         print(f"fleetwise analyze: --state: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -349,9 +361,143 @@ def _run_store_compact(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _backtest_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backtest", help="score the recommender against baselines on real traces")
+    bsub = p.add_subparsers(dest="backtest_command", required=True)
+    r = bsub.add_parser("rightsize", help="right-sizing: fleetwise vs KRR vs VPA on usage series",
+                        description="Per series, fit on the first part of its time span and score the size on the "
+                                    "rest: slack (mean idle share of the size) and exceedance (share of series "
+                                    "that later use more than the size). See docs/validation.md.")
+    r.add_argument("--series", metavar="FILE", required=True, help="CSV (or .csv.gz), one row per sample")
+    r.add_argument("--id-col", metavar="C", required=True, help="column naming the series (pod, job)")
+    r.add_argument("--time-col", metavar="C", required=True, help="column of times in seconds")
+    r.add_argument("--value-col", metavar="C", required=True, help="column of usage values")
+    r.add_argument("--train-fraction", type=float, default=0.7, metavar="F",
+                   help="share of each series' time span that is history (default 0.7)")
+    r.add_argument("--resource", choices=("auto", "memory", "cpu", "gpu"), default="auto",
+                   help="what the values measure, for the baselines' recipes (default auto: memory when the file "
+                        "or value column names memory, gpu when it names gpu or duty, else cpu)")
+    r.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    r.set_defaults(run=_run_backtest_rightsize)
+    k = bsub.add_parser("packing", help="packing: fleetwise vs first-fit, best-fit and FGD on the openb trace",
+                        description="Place the pods on the nodes in arrival order, each method from empty nodes; "
+                                    "pods placed, GPUs allocated, GPUs stranded. See docs/validation.md.")
+    k.add_argument("--nodes", metavar="FILE", required=True, help="openb_node_list_*.csv")
+    k.add_argument("--pods", metavar="FILE", required=True, help="openb_pod_list_*.csv")
+    k.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    k.set_defaults(run=_run_backtest_packing)
+
+
+def _guess_resource(path: str, value_col: str) -> str:
+    name = f"{path} {value_col}".lower()
+    return "memory" if "mem" in name else "gpu" if ("gpu" in name or "duty" in name) else "cpu"
+
+
+def _run_backtest_rightsize(args: argparse.Namespace) -> int:
+    import json
+
+    from agents.traces.report import TraceFormatError
+    from analyzer.progress import Progress
+    from analyzer.validate.rightsize import backtest
+    from analyzer.validate.series import read_series
+
+    if not 0.0 < args.train_fraction < 1.0:
+        print(f"fleetwise backtest rightsize: --train-fraction {args.train_fraction} must be between 0 and 1",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    resource = _guess_resource(args.series, args.value_col) if args.resource == "auto" else args.resource
+    try:
+        table = read_series(args.series, args.id_col, args.time_col, args.value_col)
+    except (TraceFormatError, OSError) as e:
+        print(f"fleetwise backtest rightsize: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    r = backtest(table, args.train_fraction, resource, progress=Progress("nested validation"))
+    if args.format == "json":
+        print(json.dumps(r))
+        return 0
+    print(f"{args.series}: {r['series']} series ({resource}), history = first {args.train_fraction:.0%} of each")
+    for m, v in r["methods"].items():
+        if v["slack"] is None:
+            print(f"  {m:10s} no series to score")
+        else:
+            print(f"  {m:10s} slack {v['slack']:.4f}   exceedance {v['exceedance']:.4f}")
+    nv = r["nested_validation"]
+    if "margin" in nv:
+        print(f"  nested validation chose margin {nv['margin']}, spread_weight {nv['spread_weight']}")
+    return 0
+
+
+def _run_backtest_packing(args: argparse.Namespace) -> int:
+    import json
+
+    from agents.traces.report import TraceFormatError
+    from analyzer.progress import Progress
+    from analyzer.validate.packing import backtest, read_nodes, read_pods
+
+    try:
+        nodes, pods = read_nodes(args.nodes), read_pods(args.pods)
+    except (TraceFormatError, OSError) as e:
+        print(f"fleetwise backtest packing: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    bars: dict[str, Progress] = {}
+    r = backtest(nodes, pods, progress=lambda m, i, n: bars.setdefault(m, Progress(f"packing {m}"))(i, n))
+    if args.format == "json":
+        print(json.dumps(r))
+        return 0
+    print(f"{r['pods']} pods ({r['gpus_requested']:g} GPUs asked) on {r['nodes']} nodes ({r['gpus']} GPUs)")
+    for m, v in r["methods"].items():
+        print(f"  {m:10s} placed {v['pods_placed']:5d}   GPUs allocated {v['gpus_allocated']:8.1f}   "
+              f"stranded {v['gpus_stranded']:7.1f}   ({v['seconds']:.1f} s)")
+    return 0
+
+
+def _recommend_parser(sub: argparse._SubParsersAction) -> None:
+    from analyzer.recommend.rows import KINDS
+
+    p = sub.add_parser("recommend", help="print the latest analyze run's recommendations, largest gain first",
+                       description="Ranked actions from the latest analyze run (its recommend step): right-sizing, "
+                                   "GPUs, power caps, rebalancing, consolidation, fragmentation; each with its "
+                                   "gain per week, risk and evidence. Targets without enough history are listed "
+                                   "with the reason in --format json.")
+    p.add_argument("--state", metavar="DIR", default="var/state", help="state directory (default ./var/state)")
+    p.add_argument("--kind", choices=KINDS, help="only this kind")
+    p.add_argument("--min-gain", type=float, default=None, metavar="X",
+                   help="only recommendations saving at least X money per week (the price table's currency)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the N largest")
+    p.add_argument("--format", default="table", choices=("table", "json", "csv", "markdown"), help="output format")
+    p.set_defaults(run=_run_recommend)
+
+
+def _run_recommend(args: argparse.Namespace) -> int:
+    from analyzer.recommend.formats import render
+    from analyzer.state import StateError, load_latest
+
+    try:
+        run = load_latest(args.state)
+        recs = run.table("recommendations")
+        skipped = run.table("recommendations_skipped")
+    except StateError as e:
+        print(f"fleetwise recommend: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyError:
+        step = run.manifest.get("steps", {}).get("recommend", {})
+        why = step.get("reason") or "the run has no recommend step (made by an older fleetwise?)"
+        print(f"fleetwise recommend: run {run.run_id} has no recommendations: {why}", file=sys.stderr)
+        return 1
+    if args.kind:
+        recs = recs[recs["kind"] == args.kind]
+        skipped = skipped[skipped["kind"] == args.kind]
+    if args.min_gain is not None:
+        recs = recs[recs["money_week"] >= args.min_gain]
+    if args.limit is not None:
+        recs = recs.head(max(args.limit, 0))
+    sys.stdout.write(render(args.format, recs.reset_index(drop=True), skipped.reset_index(drop=True)))
+    return 0
+
+
 PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
     _agent_parser, _config_parser, _docs_parser, _demo_parser, _simulate_parser, _ingest_parser,
-    _validate_parser, _analyze_parser, _models_parser, _store_parser,
+    _validate_parser, _analyze_parser, _models_parser, _recommend_parser, _backtest_parser, _store_parser,
 )
 
 
