@@ -310,7 +310,11 @@ class EmbeddedWriter:
                     log.warning("embedded store: %s: %d point(s) cannot be stored, left out (first: %s)",
                                 path, len(problems), next(iter(problems.values())))
                     points = [p for i, p in enumerate(points) if i not in problems]
-                self._write_locked(points, pending_key(path))
+                try:
+                    self._write_locked(points, pending_key(path))
+                except (ValueError, TypeError) as e:  # rows pyarrow still refuses: set the batch aside, go on
+                    quarantine(path, e)
+                    continue
                 path.unlink()
                 done += 1
             if done:
