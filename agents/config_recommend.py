@@ -60,8 +60,9 @@ class RecommendSettings(BaseModel):
     min_saving: float = Field(0.1, ge=0, le=1, description="Smallest cut of a request worth recommending "
                               "(0.1 = 10% of what the workload asks for).")
     rebalance_objective: str = Field("throughput", description="Pool rebalancing objective: throughput "
-                                     "(maximize total normalized throughput) or cost (minimize money for the "
-                                     "same work).")
+                                     "(maximize total normalized throughput), cost (minimize money for the "
+                                     "same work) or energy (minimize GPU energy for the same work, from the "
+                                     "measured power per workload and type).")
     allowed_accelerators: dict[str, list[str]] = Field(
         default_factory=dict, description="Per workload, the accelerator keys it may run on (rebalancing never "
         "moves it elsewhere); unlisted workloads may run on any type whose memory and node shape fit.")
@@ -80,6 +81,6 @@ class RecommendSettings(BaseModel):
     @field_validator("rebalance_objective")
     @classmethod
     def _objective(cls, value: str) -> str:
-        if value not in ("throughput", "cost"):
-            raise ValueError(f"unknown objective {value!r}; known: throughput, cost")
+        if value not in ("throughput", "cost", "energy"):
+            raise ValueError(f"unknown objective {value!r}; known: throughput, cost, energy")
         return value
