@@ -8,11 +8,12 @@ Objective "cost": the same work for the least money, sum d_w (X_w,obs / X_wp) pr
 holding the GPU-hours that work needs there. Objective "energy": the same work for the least GPU energy,
 sum d_w (X_w,obs / X_wp) P_wp x_wp, P_wp the watts per GPU measured for w on p, or estimated from p's measured
 power scaled by w's utilization where w never ran on p (analyzer.recommend.pool_power: the assumption is in the
-row's risk and evidence; a pair it cannot estimate is excluded, and listed as skipped). A workload may only go where it is allowed ([recommend]
-allowed_accelerators), where one device holds its peak GPU memory, and where a node has as many GPUs as its
-jobs used on one; where it ran is always allowed, so the observed placement is feasible and the optimum is
-never worse. Reported: the gain against the observed placement, and the fewest moves (largest first) that
-get at least MOST of it while keeping every pool within capacity.
+row's risk and evidence; a pair it cannot estimate is excluded, and listed as skipped).
+A workload may only go where it is allowed ([recommend] allowed_accelerators), where one device holds its
+peak GPU memory, and where a node has as many GPUs as its jobs used on one; where it ran is always allowed, so
+the observed placement is feasible and the optimum is never worse. Reported: the gain against the observed
+placement, and the fewest moves (largest first) that get at least MOST of it while keeping every pool within
+capacity.
 """
 
 from __future__ import annotations
