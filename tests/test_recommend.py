@@ -161,14 +161,19 @@ def test_milp_never_moves_a_workload_where_it_does_not_fit():
     assert list(best) == [0, 1] and pr.objective(best) == 12.0
 
 
-def test_rebalance_on_a_context_checks_memory_and_node_shape():
+def _throughput(types: list[str], cells: dict[str, tuple[float, float]]):
+    """A throughput matrix fitted on one observation per cell: {workload: (throughput on each of types)}."""
     from analyzer.models.throughput import ThroughputMatrix
 
+    obs = pd.DataFrame({"workload": [w for w in cells for _ in types], "accelerator": types * len(cells),
+                        "throughput": [x for w in cells for x in cells[w]], "devices": 1, "weight": 1.0})
+    return ThroughputMatrix().fit(obs)
+
+
+def test_rebalance_on_a_context_checks_memory_and_node_shape():
     # two pools; workload "big-mem" would be 3x faster on v100 but needs 40 GiB per GPU (v100 has 32)
-    obs = pd.DataFrame({"workload": ["big-mem", "big-mem", "small", "small", "other", "other"],
-                        "accelerator": ["a100-80gb", "v100-32gb"] * 3,
-                        "throughput": [100.0, 300.0, 100.0, 150.0, 10.0, 20.0], "devices": 1, "weight": 1.0})
-    tm = ThroughputMatrix().fit(obs)
+    tm = _throughput(["a100-80gb", "v100-32gb"], {"big-mem": (100.0, 300.0), "small": (100.0, 150.0),
+                                                  "other": (10.0, 20.0)})
     rows = []
     for w, mem in (("big-mem", 40 * GIB), ("small", 4 * GIB)):
         rows += [{"workload": w, "gpus": 1, "accelerator": "a100-80gb", "gpu_memory_used_max_bytes": float(mem),
@@ -347,19 +352,17 @@ def test_bad_price_table_is_one_line_and_exit_2(tmp_path):
 
 
 def test_rebalance_energy_objective_with_measured_and_estimated_power():
-    from analyzer.models.throughput import ThroughputMatrix
-
     # w1 ran on a100 at 300 W, 50% busy, and would be 2x faster on h100, where it never ran; ref ran on h100 at
     # 600 W, 80% busy. w1's power on h100 is estimated: 50 W idle + (600 - 50) x 0.5 / 0.8 = 393.75 W; its energy
     # per unit of work falls from 300 / X_a100 to 393.75 / X_h100. w2 (3x faster on h100) measured 300 W on a100
-    # but no utilization: its h100 power cannot be estimated, so it is not moved and the reason is listed.
-    obs = pd.DataFrame({"workload": ["w1", "w1", "ref", "ref", "w2", "w2"],
-                        "accelerator": ["a100-80gb", "h100-80gb"] * 3,
-                        "throughput": [100.0, 200.0, 10.0, 40.0, 50.0, 150.0], "devices": 1, "weight": 1.0})
-    tm = ThroughputMatrix().fit(obs)
+    # but no utilization: its h100 power cannot be estimated, so it is not moved and the reason is listed. w3
+    # (10x faster on h100) has neither power nor utilization: its energy where it ran is unknown, it stays.
+    tm = _throughput(["a100-80gb", "h100-80gb"], {"w1": (100.0, 200.0), "ref": (10.0, 40.0), "w2": (50.0, 150.0),
+                                                  "w3": (10.0, 100.0)})
     rows = []
     for w, acc, watts, util, host in (("w1", "a100-80gb", 300.0, 0.5, "a0"), ("ref", "h100-80gb", 600.0, 0.8, "h0"),
-                                      ("w2", "a100-80gb", 300.0, np.nan, "a0")):
+                                      ("w2", "a100-80gb", 300.0, np.nan, "a0"),
+                                      ("w3", "a100-80gb", np.nan, np.nan, "a0")):
         rows += [{"workload": w, "gpus": 1, "accelerator": acc, "power_watts_mean": watts,
                   "gpu_utilization_mean": util, "duration_seconds": 24 * 3600.0, "hosts": host} for _ in range(2)]
     hosts = pd.DataFrame({"host": ["a0", "h0"], "accelerator": ["a100-80gb", "h100-80gb"], "gpus": [8, 8],
@@ -379,7 +382,8 @@ def test_rebalance_energy_objective_with_measured_and_estimated_power():
     assert r["method"] == "milp/energy" and "energy saved" in r["action"]
     why = dict(zip(skipped["target"], skipped["reason"], strict=True))
     assert "no measured GPU utilization" in why["w2 on h100-80gb"]
-    # objective: average watts, negated; observed = w1 2/7 GPU x 300 W + ref 2/7 x 600 W + w2 2/7 x 300 W
+    assert why["w3"].startswith("not moved: its energy is unknown where it ran")
+    # objective: average watts, negated; observed = w1 2/7 GPU x 300 W + ref 2/7 x 600 W + w2 2/7 x 300 W (w3: 0)
     assert c.summary["rebalance"]["observed"] == pytest.approx(-(2 / 7) * 1200)
     # the measured type mean is the ceiling of an estimate: ref on a100 would be 50 + 250 x 0.8 / 0.5 = 450 W,
     # above the 300 W a100 ever drew, so 300 W
