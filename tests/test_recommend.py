@@ -379,7 +379,7 @@ def test_rebalance_energy_objective_with_measured_and_estimated_power():
     assert r["kwh_week"] == pytest.approx(48 * (300 - 393.75 / ratio) / 1000)
     assert r["money_week"] == pytest.approx(48 * (2.2 - 3.5 / ratio) + r["kwh_week"] * 0.15)
     assert "estimated at 394 W" in r["risk"] and "affine in utilization" in r["risk"]
-    assert r["method"] == "milp/energy" and "energy saved" in r["action"]
+    assert r["method"] == "milp/energy" and "less GPU energy than the observed one" in r["action"]
     why = dict(zip(skipped["target"], skipped["reason"], strict=True))
     assert "no measured GPU utilization" in why["w2 on h100-80gb"]
     assert why["w3"].startswith("not moved: its energy is unknown where it ran")
@@ -449,3 +449,22 @@ def test_balance_never_overfills_gpus_at_any_instant():
     recs, skipped = recommend.run(_balance_context(rows, 64.0), ("balance",))
     assert len(recs) == 0 and skipped.iloc[0]["target"] == "h0"
     assert "workload a: h1 lacks the GPUs" in skipped.iloc[0]["reason"]
+
+
+def test_balance_moves_only_the_jobs_of_a_workload_that_fit():
+    # h0: workload a, two 4-GPU jobs (hours 0-84 and 84-168), and b, 1 GPU all week: 5/8 = 62.5%; h1: a one-off
+    # 6-GPU job in hours 100-112: 72 / 1344 = 5.4%. a's first job fits on h1, its second would need 6 + 4 = 10
+    # GPUs there: only the first moves (336 GPU-hours): h0 (840 - 336) / 1344 = 37.5%, h1 (72 + 336) / 1344 =
+    # 30.4%, 7 points apart; b alone (168 GPU-hours) would leave them 50% and 17.9%, 32 points apart.
+    rows = [("a", "h0", 4, 1.0, 0, 84), ("a", "h0", 4, 1.0, 84, 84), ("b", "h0", 1, 1.0, 0, 168),
+            ("", "h1", 6, 1.0, 100, 12)]
+    recs, _ = recommend.run(_balance_context(rows, 64.0), ("balance",))
+    assert len(recs) == 1
+    r = recs.iloc[0]
+    ev = json.loads(r["evidence"])
+    assert ev["unit"] == "workload a" and ev["jobs"] == ["slurm/1000"] and ev["jobs_moved"] == 1
+    assert ev["jobs_on_hot_host"] == 2 and ev["resource_hours_week"] == pytest.approx(336.0)
+    assert ev["hot_share_after"] == pytest.approx(0.375)
+    assert ev["cold_share_after"] == pytest.approx(408 / 1344, abs=1e-6)
+    assert "prefer the cold host for workload a (1 of its 2 jobs in the window fit there)" in r["action"]
+    assert "the other 1 would not have (h1 lacks the GPUs at some instant it ran) and stay" in r["risk"]

@@ -3,10 +3,12 @@
 Per node class (analyzer.recommend.occupancy: same accelerator type and GPU count, or same CPU count, so a job
 runs the same on any of its hosts), each host's allocated share over the window (GPUs for GPU classes, CPUs
 for CPU classes). While the busiest and the idlest host differ by SPREAD or more, the jobs of the hot host are
-replayed on the cold one, one unit at a time: a recurring workload (all its jobs on the hot host) or a one-off
-job. A unit is only moved when, at every instant it ran, the cold host still had the GPUs and CPUs free (CPU
-count unknown: not checked, and the risk says so) and a device large enough for its peak GPU memory; multi-node
-jobs are never moved (their placement is the scheduler's gang decision). Of the units that fit, the one that
+replayed on the cold one, one unit at a time: a recurring workload (its jobs on the hot host) or a one-off
+job. A job is only moved when, at every instant it ran, the cold host still had the GPUs and CPUs free (CPU
+count unknown: not checked, and the risk says so) and a device large enough for its peak GPU memory; a
+workload's jobs are replayed in start order and those that would not have fit stay (a soft affinity: "prefer
+the cold host"; "pin" when all fit). Multi-node jobs are never moved (their placement is the scheduler's gang
+decision). Of the units that fit, the one that
 leaves the two hosts closest is taken; the next round starts from the new shares, at most MAX_MOVES rounds.
 The action names the unit and the two hosts (pin the workload, or steer the job, to the cold host); the gain is
 the evening-out (shares before and after, resource-hours a week moved). It frees nothing, so its freed-resource
@@ -34,29 +36,34 @@ def _units(occ, host: str) -> dict[str, object]:
     return {str(k): g for k, g in p.groupby(key, sort=True)}
 
 
-def _profile(occ, grp) -> tuple[np.ndarray, np.ndarray]:
-    """GPUs and CPUs a unit holds per interval of the class's step function."""
-    n = len(occ.dt)
-    add_g, add_c = np.zeros(n + 1), np.zeros(n + 1)
-    a = np.searchsorted(occ.times, grp["start_s"].to_numpy())
-    b = np.searchsorted(occ.times, grp["end_s"].to_numpy())
-    np.add.at(add_g, a, grp["g"].to_numpy())
-    np.add.at(add_g, b, -grp["g"].to_numpy())
-    np.add.at(add_c, a, grp["c"].to_numpy())
-    np.add.at(add_c, b, -grp["c"].to_numpy())
-    return np.cumsum(add_g)[:n], np.cumsum(add_c)[:n]
-
-
-def _blocker(occ, grp, add_g, add_c, g_alloc, c_alloc, cold: int) -> str:
-    """Why a unit does not fit on the cold host ("" when it does)."""
-    if np.any(g_alloc[cold] + add_g > occ.gpus[cold] + 1e-9):
+def _blocker(occ, piece, g_cold: np.ndarray, c_cold: np.ndarray, cold: int) -> str:
+    """Why a job piece does not fit on the cold host over its intervals ("" when it does)."""
+    if np.any(g_cold + piece.g > occ.gpus[cold] + 1e-9):
         return f"{occ.hosts[cold]} lacks the GPUs at some instant it ran"
-    if np.isfinite(occ.cpus[cold]) and np.any(c_alloc[cold] + add_c > occ.cpus[cold] + 1e-9):
+    if np.isfinite(occ.cpus[cold]) and np.any(c_cold + piece.c > occ.cpus[cold] + 1e-9):
         return f"{occ.hosts[cold]} lacks the CPUs at some instant it ran"
-    mem, dev = grp["gpu_mem"].to_numpy(float), occ.gpu_memory[cold]
-    if np.isfinite(dev) and np.any(np.isfinite(mem) & (mem > MEMORY_HEADROOM * dev)):
+    dev = occ.gpu_memory[cold]
+    if np.isfinite(dev) and np.isfinite(piece.gpu_mem) and piece.gpu_mem > MEMORY_HEADROOM * dev:
         return f"its peak GPU memory does not fit a device of {occ.hosts[cold]}"
     return ""
+
+
+def _replay(occ, grp, g_alloc: np.ndarray, c_alloc: np.ndarray, cold: int):
+    """A unit's jobs replayed, in start order, on the cold host where each fits at every instant it ran (the
+    rest stay): (GPUs and CPUs added per interval, the jobs that moved, why the first that did not could not)."""
+    n = len(occ.dt)
+    add_g, add_c = np.zeros(n), np.zeros(n)
+    moved, why = [], ""
+    for piece in grp.sort_values(["start_s", "job"]).itertuples():
+        a, b = np.searchsorted(occ.times, [piece.start_s, piece.end_s])
+        reason = _blocker(occ, piece, g_alloc[cold, a:b] + add_g[a:b], c_alloc[cold, a:b] + add_c[a:b], cold)
+        if reason:
+            why = why or reason
+            continue
+        add_g[a:b] += piece.g
+        add_c[a:b] += piece.c
+        moved.append(piece.job)
+    return add_g, add_c, moved, why
 
 
 def _even_out(occ, span: float) -> tuple[list[dict], list[Skipped]]:
@@ -75,18 +82,17 @@ def _even_out(occ, span: float) -> tuple[list[dict], list[Skipped]]:
         for key, grp in _units(occ, occ.hosts[hot]).items():
             if (occ.hosts[hot], key) in moved_units:
                 continue
-            add_g, add_c = _profile(occ, grp)
+            add_g, add_c, jobs, why = _replay(occ, grp, g_alloc, c_alloc, cold)
             amount = float(((add_g if is_gpu else add_c) * occ.dt).sum())  # resource-seconds it moves
             new_hot, new_cold = share[hot] - amount / (cap[hot] * span), share[cold] + amount / (cap[cold] * span)
             after = abs(new_hot - new_cold)
+            if why and not jobs:
+                blocked.append([key, why])
             if not (amount > 0 and after < spread - 1e-9):
                 continue
-            why = _blocker(occ, grp, add_g, add_c, g_alloc, c_alloc, cold)
-            if why:
-                blocked.append([key, why])
-                continue
             if best is None or after < best["after"] - 1e-12:
-                best = {"unit": key, "jobs": sorted(grp["job"].unique()), "after": after, "amount": amount,
+                best = {"unit": key, "jobs": jobs, "of_jobs": int(grp["job"].nunique()), "stayed": why,
+                        "after": after, "amount": amount,
                         "add": (add_g, add_c), "hot": hot, "cold": cold, "hot_share": float(share[hot]),
                         "cold_share": float(share[cold]), "hot_after": new_hot, "cold_after": new_cold}
         if best is None:
@@ -124,8 +130,13 @@ def recommend(ctx) -> tuple[list[Rec], list[Skipped]]:
         for mv in moves:
             hot, cold = occ.hosts[mv["hot"]], occ.hosts[mv["cold"]]
             hours = mv["amount"] / 3600 * ctx.per_week
-            what = (f"pin {mv['unit']} ({len(mv['jobs'])} job{'s' if len(mv['jobs']) != 1 else ''} in the window)"
-                    if mv["unit"].startswith("workload") else f"steer {mv['unit']}")
+            k, n = len(mv["jobs"]), mv["of_jobs"]
+            if not mv["unit"].startswith("workload"):
+                what = f"steer {mv['unit']}"
+            elif k == n:
+                what = f"pin {mv['unit']} ({n} job{'s' if n != 1 else ''} in the window)"
+            else:  # a soft affinity: the jobs that would not have fit at their time stay where they ran
+                what = f"prefer the cold host for {mv['unit']} ({k} of its {n} jobs in the window fit there)"
             unchecked = "" if np.isfinite(occ.cpus[mv["cold"]]) else f"; the CPU count of {cold} is unknown: " \
                 "its CPUs were not checked"
             recs.append(Rec(
@@ -133,12 +144,14 @@ def recommend(ctx) -> tuple[list[Rec], list[Skipped]]:
                 f"{what} from hot host {hot} to cold host {cold} (class {occ.name}): moves {hours:,.0f} "
                 f"{unit_name}-hours a week; {hot} {100 * mv['hot_share']:.0f}% -> {100 * mv['hot_after']:.0f}% "
                 f"allocated, {cold} {100 * mv['cold_share']:.0f}% -> {100 * mv['cold_after']:.0f}%",
-                "none to the jobs' speed (same hardware); at every instant they ran in the window, " + cold
-                + " had their GPUs, CPUs and GPU memory free" + unchecked + "; it frees no capacity, it evens "
-                "out heat and wear",
+                "none to the jobs' speed (same hardware); at every instant the moved jobs ran in the window, "
+                + cold + " had their GPUs, CPUs and GPU memory free" + unchecked
+                + (f"; the other {n - k} would not have ({mv['stayed']}) and stay" if k < n else "")
+                + "; it frees no capacity, it evens out heat and wear",
                 accelerator=occ.name.split(" x")[0] if occ.is_gpu else "", detail=f"{mv['unit']}->{cold}",
                 method="occupancy replay",
                 evidence={"class": occ.name, "hosts": len(occ.hosts), "unit": mv["unit"], "jobs": mv["jobs"][:20],
+                          "jobs_moved": k, "jobs_on_hot_host": n,
                           "from": hot, "to": cold, "resource_hours_week": hours, "hot_share": mv["hot_share"],
                           "hot_share_after": mv["hot_after"], "cold_share": mv["cold_share"],
                           "cold_share_after": mv["cold_after"], "not_fitting": mv["blocked"],

@@ -188,7 +188,8 @@ def problem(ctx) -> tuple[Problem | None, str]:
                    power=power, notes=notes, excluded=excluded), ""
 
 
-OBJECTIVE_WORDS = {"throughput": "normalized throughput", "cost": "money saved", "energy": "energy saved"}
+OBJECTIVE_WORDS = {"throughput": "worth {} more normalized throughput than", "cost": "costing {} less than",
+                   "energy": "using {} less GPU energy than"}  # the placement's gain against the observed one
 
 
 def recommend(ctx) -> tuple[list[Rec], list[Skipped]]:
@@ -240,9 +241,9 @@ def recommend(ctx) -> tuple[list[Rec], list[Skipped]]:
                             "GPU power measured on both types")
         recs.append(Rec(
             KIND, "workload", name,
-            f"move workload {name} from {a} to {b}: {r:.2f}x its throughput per GPU; part of a placement worth "
-            f"{fmt_pct(gain / abs(base) if base else math.nan)} more {OBJECTIVE_WORDS[objective]}"
-            f" than the observed one ({len(moves)} of {int((best != pr.observed).sum())} moves)",
+            f"move workload {name} from {a} to {b}: {r:.2f}x its throughput per GPU; part of a placement "
+            f"{OBJECTIVE_WORDS[objective].format(fmt_pct(gain / abs(base) if base else math.nan))} the observed "
+            f"one ({len(moves)} of {int((best != pr.observed).sum())} moves)",
             risk, accelerator=a, detail=f"{a}->{b}", method=f"milp/{objective}",
             gpu_hours_week=d_week * (1 - 1 / r), kwh_week=kwh_week, money_week=money_week,
             slowdown=1 / r - 1, slowdown_low=1 / (r * math.exp(Z90 * sigma)) - 1,
