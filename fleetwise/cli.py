@@ -306,6 +306,96 @@ def _run_models_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backtest", help="score the recommender against baselines on real traces")
+    bsub = p.add_subparsers(dest="backtest_command", required=True)
+    r = bsub.add_parser("rightsize", help="right-sizing: fleetwise vs KRR vs VPA on usage series",
+                        description="Per series, fit on the first part of its time span and score the size on the "
+                                    "rest: slack (mean idle share of the size) and exceedance (share of series "
+                                    "that later use more than the size). See docs/validation.md.")
+    r.add_argument("--series", metavar="FILE", required=True, help="CSV (or .csv.gz), one row per sample")
+    r.add_argument("--id-col", metavar="C", required=True, help="column naming the series (pod, job)")
+    r.add_argument("--time-col", metavar="C", required=True, help="column of times in seconds")
+    r.add_argument("--value-col", metavar="C", required=True, help="column of usage values")
+    r.add_argument("--train-fraction", type=float, default=0.7, metavar="F",
+                   help="share of each series' time span that is history (default 0.7)")
+    r.add_argument("--resource", choices=("auto", "memory", "cpu", "gpu"), default="auto",
+                   help="what the values measure, for the baselines' recipes (default auto: memory when the file "
+                        "or value column names memory, gpu when it names gpu or duty, else cpu)")
+    r.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    r.set_defaults(run=_run_backtest_rightsize)
+    k = bsub.add_parser("packing", help="packing: fleetwise vs first-fit, best-fit and FGD on the openb trace",
+                        description="Place the pods on the nodes in arrival order, each method from empty nodes; "
+                                    "pods placed, GPUs allocated, GPUs stranded. See docs/validation.md.")
+    k.add_argument("--nodes", metavar="FILE", required=True, help="openb_node_list_*.csv")
+    k.add_argument("--pods", metavar="FILE", required=True, help="openb_pod_list_*.csv")
+    k.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    k.set_defaults(run=_run_backtest_packing)
+
+
+def _guess_resource(path: str, value_col: str) -> str:
+    name = f"{path} {value_col}".lower()
+    return "memory" if "mem" in name else "gpu" if ("gpu" in name or "duty" in name) else "cpu"
+
+
+def _run_backtest_rightsize(args: argparse.Namespace) -> int:
+    import json
+
+    from agents.traces.report import TraceFormatError
+    from analyzer.progress import Progress
+    from analyzer.validate.rightsize import backtest
+    from analyzer.validate.series import read_series
+
+    if not 0.0 < args.train_fraction < 1.0:
+        print(f"fleetwise backtest rightsize: --train-fraction {args.train_fraction} must be between 0 and 1",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    resource = _guess_resource(args.series, args.value_col) if args.resource == "auto" else args.resource
+    try:
+        table = read_series(args.series, args.id_col, args.time_col, args.value_col)
+    except (TraceFormatError, OSError) as e:
+        print(f"fleetwise backtest rightsize: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    r = backtest(table, args.train_fraction, resource, progress=Progress("nested validation"))
+    if args.format == "json":
+        print(json.dumps(r))
+        return 0
+    print(f"{args.series}: {r['series']} series ({resource}), history = first {args.train_fraction:.0%} of each")
+    for m, v in r["methods"].items():
+        if v["slack"] is None:
+            print(f"  {m:10s} no series to score")
+        else:
+            print(f"  {m:10s} slack {v['slack']:.4f}   exceedance {v['exceedance']:.4f}")
+    nv = r["nested_validation"]
+    if "margin" in nv:
+        print(f"  nested validation chose margin {nv['margin']}, spread_weight {nv['spread_weight']}")
+    return 0
+
+
+def _run_backtest_packing(args: argparse.Namespace) -> int:
+    import json
+
+    from agents.traces.report import TraceFormatError
+    from analyzer.progress import Progress
+    from analyzer.validate.packing import backtest, read_nodes, read_pods
+
+    try:
+        nodes, pods = read_nodes(args.nodes), read_pods(args.pods)
+    except (TraceFormatError, OSError) as e:
+        print(f"fleetwise backtest packing: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    bars: dict[str, Progress] = {}
+    r = backtest(nodes, pods, progress=lambda m, i, n: bars.setdefault(m, Progress(f"packing {m}"))(i, n))
+    if args.format == "json":
+        print(json.dumps(r))
+        return 0
+    print(f"{r['pods']} pods ({r['gpus_requested']:g} GPUs asked) on {r['nodes']} nodes ({r['gpus']} GPUs)")
+    for m, v in r["methods"].items():
+        print(f"  {m:10s} placed {v['pods_placed']:5d}   GPUs allocated {v['gpus_allocated']:8.1f}   "
+              f"stranded {v['gpus_stranded']:7.1f}   ({v['seconds']:.1f} s)")
+    return 0
+
+
 def _recommend_parser(sub: argparse._SubParsersAction) -> None:
     from analyzer.recommend.rows import KINDS
 
@@ -352,7 +442,7 @@ def _run_recommend(args: argparse.Namespace) -> int:
 
 PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
     _agent_parser, _config_parser, _docs_parser, _demo_parser, _simulate_parser, _ingest_parser,
-    _validate_parser, _analyze_parser, _models_parser, _recommend_parser,
+    _validate_parser, _analyze_parser, _models_parser, _recommend_parser, _backtest_parser,
 )
 
 
