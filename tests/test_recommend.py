@@ -399,11 +399,13 @@ def test_rebalance_objective_energy_is_a_known_setting():
         RecommendSettings(rebalance_objective="carbon")
 
 
-def _balance_context(rows: list[tuple[str, str, int, float, float, float]], cpus: float) -> Context:
-    # (workload, host, GPUs, CPUs, start hour, hours) on a class of two 8-GPU a100-80gb hosts
-    table = jobs([{"workload": w, "hosts": h, "gpus": g, "cpus_allocated": c, "accelerator": "a100-80gb",
-                   "start": T0 + pd.Timedelta(hours=s), "duration_seconds": d * 3600.0} for w, h, g, c, s, d in rows])
-    hosts = pd.DataFrame({"host": ["h0", "h1"], "accelerator": "a100-80gb", "gpus": 8,
+def _balance_context(rows: list[tuple[str, str, int, float, float, float]], cpus: float,
+                     names: tuple[str, ...] = ("h0", "h1")) -> Context:
+    # (workload, hosts, GPUs, CPUs, start hour, hours) on a class of 8-GPU a100-80gb hosts
+    table = jobs([{"workload": w, "hosts": h, "nodes": h.count(",") + 1, "gpus": g, "cpus_allocated": c,
+                   "accelerator": "a100-80gb", "start": T0 + pd.Timedelta(hours=s), "duration_seconds": d * 3600.0}
+                  for w, h, g, c, s, d in rows])
+    hosts = pd.DataFrame({"host": list(names), "accelerator": "a100-80gb", "gpus": 8,
                           "gpu_memory_bytes": 80.0 * GIB, "cpus": cpus})
     return ctx(table, hosts=hosts)
 
@@ -468,3 +470,12 @@ def test_balance_moves_only_the_jobs_of_a_workload_that_fit():
     assert ev["cold_share_after"] == pytest.approx(408 / 1344, abs=1e-6)
     assert "prefer the cold host for workload a (1 of its 2 jobs in the window fit there)" in r["action"]
     assert "the other 1 would not have (h1 lacks the GPUs at some instant it ran) and stay" in r["risk"]
+
+
+def test_balance_never_moves_a_multi_node_job():
+    # a 2-node job (6 GPUs on each of h0 and h2) all week: h0 and h2 75%, h1 idle; its piece on h0 would fit h1,
+    # but a gang-scheduled job is not split by hand: no move, and h0 is listed as skipped
+    recs, skipped = recommend.run(_balance_context([("m", "h0,h2", 12, 2.0, 0, 168)], 64.0, ("h0", "h1", "h2")),
+                                  ("balance",))
+    assert len(recs) == 0
+    assert list(skipped["target"]) == ["h0"] and "75% allocated" in skipped.iloc[0]["reason"]
