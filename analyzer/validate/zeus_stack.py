@@ -1,0 +1,179 @@
+"""The cross-type estimator that validate zeus scores: a blend of the structural model and the per-workload-ratio
+baseline, corrected on the profiled points by a small Gaussian process, with every setting chosen by nested
+leave-one-type-out on the training types.
+
+log t = w_eff * log t_structural + (1 - w_eff) * log t_per_workload_ratio + c(b, P)
+
+- w_eff = weight * exp(-fade * e): the structural model's weight, faded toward the baseline with e, how far the
+  configuration lies outside what the training types measured (zeus_fold: octaves of batch size, tenths of
+  relative limit). With weight 0 the estimator is the baseline; the structural model has to earn its weight on
+  types it was not tuned on.
+- c(b, P): the posterior mean of a Gaussian process fitted to the blend's log errors at the K profiled points of
+  the workload, with the kernel offset_sd^2 + local_sd^2 * exp(-d^2 / 2) over d^2 = (dlog2 b / batch_scale)^2 +
+  (d relative limit / limit_scale)^2, and NOISE_SD measurement noise. The constant part is a per-workload speed
+  correction learnt from all K points; the local part corrects near the profiled points only. Both shrink to 0
+  (the blend) when the points are few or noisy. With K = 1 the blend already passes through the anchor, so c = 0.
+- The stated 90 % interval: log t +- q * sqrt(gp variance + NOISE_SD^2 + (spread * e)^2); spread and q are
+  chosen on the inner folds (the narrowest interval that covers 90 % there), so it widens where the model
+  extrapolates.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from analyzer.validate.zeus_fold import Fold, draws, make_fold, profiled_mask, ratio_baselines
+
+NOISE_SD = 0.05  # log-time noise between neighbouring configurations (Zeus: +-5 % between adjacent caps, no trend)
+COVERAGE = 0.9
+
+
+@dataclass(frozen=True)
+class Params:
+    weight: float = 1.0
+    fade: float = 0.0
+    offset_sd: float = 0.0
+    local_sd: float = 0.0
+    batch_scale: float = 2.0
+    limit_scale: float = 0.3
+    spread: float = 0.0
+    q: float = 1.645
+
+
+# The candidates nested leave-one-type-out chooses among: the blend first, the correction second.
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+FADES = (0.0, 0.5, 2.0)
+OFFSET_SDS = (0.0, 0.1, 0.3)
+LOCAL_SDS = (0.0, 0.1, 0.3)
+BATCH_SCALES = (1.0, 3.0)
+LIMIT_SCALES = (0.15, 0.5)
+SPREADS = (0.0, 0.05, 0.1, 0.2)
+
+
+class Design:
+    """A fold's profiled draws, with the squared distances the Gaussian process needs, computed once."""
+
+    def __init__(self, fold: Fold, profiled: int, seeds: int):
+        self.fold = fold
+        self.picks = draws(fold, profiled, seeds)
+        self.mask = profiled_mask(fold, self.picks)
+        self.global_ratio, self.per_workload_ratio = ratio_baselines(fold, self.mask)
+        lb = np.log2(fold.held.batch_size.to_numpy(float))
+        rel = fold.held.relative_limit.to_numpy(float)
+        self.parts = []
+        for w, p in enumerate(self.picks):
+            rows = np.flatnonzero(fold.workload_index == w)
+            pp = (lambda x, p=p: (x[p][:, :, None] - x[p][:, None, :]) ** 2)
+            rp = (lambda x, p=p, rows=rows: (x[rows][None, :, None] - x[p][:, None, :]) ** 2)
+            self.parts.append((rows, p, pp(lb), pp(rel), rp(lb), rp(rel)))
+
+    def predict(self, params: Params) -> tuple[np.ndarray, np.ndarray]:
+        """(log time, log sd), each (seeds, n)."""
+        f = self.fold
+        w_eff = params.weight * np.exp(-params.fade * f.extrapolation)
+        blend = w_eff * np.log(f.struct_time) + (1 - w_eff) * np.log(self.per_workload_ratio)
+        resid = np.log(f.actual) - blend
+        c2, l2 = params.offset_sd ** 2, params.local_sd ** 2
+        corr = np.zeros_like(blend)
+        var = np.zeros_like(blend)
+        if c2 + l2 > 0:
+            seeds = np.arange(blend.shape[0])[:, None]
+            for rows, p, db_pp, dp_pp, db_rp, dp_rp in self.parts:
+                k = p.shape[1]
+                kpp = c2 + l2 * np.exp(-0.5 * (db_pp / params.batch_scale ** 2 + dp_pp / params.limit_scale ** 2))
+                kpp = kpp + NOISE_SD ** 2 * np.eye(k)
+                ks = c2 + l2 * np.exp(-0.5 * (db_rp / params.batch_scale ** 2 + dp_rp / params.limit_scale ** 2))
+                alpha = np.linalg.solve(kpp, resid[seeds, p][..., None])[..., 0]
+                corr[:, rows] = np.einsum("snk,sk->sn", ks, alpha)
+                v = np.linalg.solve(kpp, ks.transpose(0, 2, 1))
+                var[:, rows] = c2 + l2 - np.einsum("snk,skn->sn", ks, v)
+        sd = np.sqrt(np.maximum(var, 0) + NOISE_SD ** 2 + (params.spread * f.extrapolation) ** 2)
+        return blend + corr, sd
+
+    def power(self) -> np.ndarray:
+        """(seeds, n) average power: the structural model's, times each workload's geometric-mean ratio of
+        measured to predicted power at its profiled points."""
+        f = self.fold
+        lr = np.log(f.held.average_power.to_numpy(float) / f.struct_power)
+        onehot = np.eye(len(f.workloads))[f.workload_index]
+        m = self.mask.astype(float)
+        per_wl = (m * lr) @ onehot / np.maximum(m @ onehot, 1)
+        return f.struct_power * np.exp(per_wl[:, f.workload_index])
+
+
+def seed_mape(pred: np.ndarray, actual: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """MAPE of each draw (row of pred) over its test (unprofiled) configurations."""
+    err = np.abs(pred - actual) / actual
+    return (err * test).sum(axis=1) / test.sum(axis=1)
+
+
+def _mean_grid() -> list[Params]:
+    out = []
+    for w, fade in itertools.product(WEIGHTS, FADES):
+        if w == 0 and fade > 0:
+            continue  # fading the baseline toward itself changes nothing
+        for c, loc in itertools.product(OFFSET_SDS, LOCAL_SDS):
+            scales = itertools.product(BATCH_SCALES, LIMIT_SCALES) if loc > 0 else [(2.0, 0.3)]
+            out += [Params(w, fade, c, loc, bs, ls) for bs, ls in scales]
+    return out
+
+
+@dataclass
+class Choice:
+    params: Params
+    margin: float  # log-slowdown margin of the power-cap decision
+    inner: dict  # what the inner folds scored with the choice
+
+
+def choose(data: pd.DataFrame, train_types: list[str], profiled: int, seeds: int,
+           designs: dict | None = None) -> Choice:
+    """Every setting by leave-one-type-out among train_types only: the blend and the correction by the inner
+    folds' mean MAPE; the interval's spread and q by the narrowest interval covering 90 % of the inner folds'
+    errors; the power-cap margin by the largest inner saving with at most 5 % of choices over budget on every
+    inner fold. With fewer than two training types there is nothing to nest: the defaults stand."""
+    from analyzer.validate.zeus_powercap import MARGINS, decide
+
+    if len(train_types) < 2:
+        return Choice(Params(), 0.0, {})
+    designs = {} if designs is None else designs
+    inner = []
+    for t in train_types:
+        key = (tuple(sorted(train_types)), t, profiled, seeds)
+        if key not in designs:
+            designs[key] = Design(make_fold(data[data.gpu.isin(train_types)], t), profiled, seeds)
+        inner.append(designs[key])
+    tests = [~d.mask for d in inner]
+
+    def score(p: Params) -> float:
+        return float(np.mean([seed_mape(np.exp(d.predict(p)[0]), d.fold.actual, t).mean()
+                              for d, t in zip(inner, tests, strict=True)]))
+
+    grid = _mean_grid()
+    scores = [score(p) for p in grid]
+    best = grid[int(np.argmin(scores))]
+    # interval: for each spread, the q that covers 90 % of inner errors; keep the narrowest such interval
+    cal = []
+    for spread in SPREADS:
+        p = Params(**{**asdict(best), "spread": spread})
+        z, sds = [], []
+        for d, t in zip(inner, tests, strict=True):
+            lm, sd = d.predict(p)
+            z.append((np.abs(np.log(d.fold.actual) - lm) / sd)[t])
+            sds.append(sd[t])
+        q = float(np.quantile(np.concatenate(z), COVERAGE))
+        cal.append((q * float(np.mean(np.concatenate(sds))), spread, q))
+    _, spread, q = min(cal)
+    best = Params(**{**asdict(best), "spread": spread, "q": q})
+    # power-cap margin
+    preds = [(d, np.exp(d.predict(best)[0]), d.power()) for d in inner]
+    feasible = []
+    for margin in MARGINS:
+        res = [decide(d.fold, t, pw, margin) for d, t, pw in preds]
+        if max(r["over_budget_share"] for r in res) <= 0.05:
+            feasible.append((float(np.mean([r["energy_saving"] for r in res])), -margin, margin))
+    margin = max(feasible)[2] if feasible else MARGINS[-1]
+    return Choice(best, margin, {"mape": float(min(scores)), "folds": list(train_types)})
