@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
 FILE_RE = re.compile(r"^summary_power_([A-Za-z0-9_-]+)\.csv$")
 COLUMNS = ("dataset", "network", "batch_size", "optimizer", "power_limit", "time_per_epoch", "average_power")
 KEY = ["gpu", "workload", "batch_size", "power_limit"]

@@ -67,9 +67,9 @@ class Design:
         self.parts = []
         for w, p in enumerate(self.picks):
             rows = np.flatnonzero(fold.workload_index == w)
-            pp = (lambda x, p=p: (x[p][:, :, None] - x[p][:, None, :]) ** 2)
-            rp = (lambda x, p=p, rows=rows: (x[rows][None, :, None] - x[p][:, None, :]) ** 2)
-            self.parts.append((rows, p, pp(lb), pp(rel), rp(lb), rp(rel)))
+            pp = [(x[p][:, :, None] - x[p][:, None, :]) ** 2 for x in (lb, rel)]  # picks x picks
+            rp = [(x[rows][None, :, None] - x[p][:, None, :]) ** 2 for x in (lb, rel)]  # rows x picks
+            self.parts.append((rows, p, *pp, *rp))
 
     def correction(self, params: Params) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Per workload (rows, profiled picks, H, var): the Gaussian process's posterior mean at the workload's

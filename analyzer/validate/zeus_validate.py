@@ -41,7 +41,7 @@ def validate(data_dir: str | Path, holdout: str, profiled: int = 1, seeds: int =
         "holdout": fold.holdout,
         "profiled": profiled,
         "seeds": seeds,
-        "n": int(round(test.sum(axis=1).mean())),
+        "n": round(float(test.sum(axis=1).mean())),
         "mape": {k: float(seed_mape(v, actual, test).mean()) for k, v in preds.items()},
         "power_cap": {k: v for k, v in decide(fold, pred, power, choice.margin).items() if k != "n_decisions"},
     }
@@ -51,7 +51,7 @@ def validate(data_dir: str | Path, holdout: str, profiled: int = 1, seeds: int =
     per_workload = {}
     for w, name in enumerate(fold.workloads):
         t = test & (fold.workload_index == w)[None, :]
-        per_workload[name] = {"n": int(round(t.sum(axis=1).mean()))} | {
+        per_workload[name] = {"n": round(float(t.sum(axis=1).mean()))} | {
             k: float(seed_mape(v, actual, t).mean()) for k, v in preds.items()} | {
             "coverage_90": float(inside[t].mean())}
     return result | {
