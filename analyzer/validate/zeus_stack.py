@@ -59,9 +59,12 @@ class Design:
 
     def __init__(self, fold: Fold, profiled: int, seeds: int):
         self.fold = fold
-        self.picks = draws(fold, profiled, seeds)
+        # with K = 1 every draw profiles the same anchors: one draw stands for all of them
+        self.picks = draws(fold, profiled, seeds if profiled > 1 else 1)
         self.mask = profiled_mask(fold, self.picks)
         self.global_ratio, self.per_workload_ratio = ratio_baselines(fold, self.mask)
+        self.log_struct, self.log_ratio = np.log(fold.struct_time), np.log(self.per_workload_ratio)
+        self.log_actual = np.log(fold.actual)
         lb = np.log2(fold.held.batch_size.to_numpy(float))
         rel = fold.held.relative_limit.to_numpy(float)
         self.parts = []
@@ -91,8 +94,8 @@ class Design:
         """(log time, log sd), each (seeds, n); `correction` is self.correction(params), passed in to reuse."""
         f = self.fold
         w_eff = params.weight * np.exp(-params.fade * f.extrapolation)
-        blend = w_eff * np.log(f.struct_time) + (1 - w_eff) * np.log(self.per_workload_ratio)
-        resid = np.log(f.actual) - blend
+        blend = w_eff * self.log_struct + (1 - w_eff) * self.log_ratio
+        resid = self.log_actual - blend
         seeds = np.arange(blend.shape[0])[:, None]
         var = np.zeros_like(blend)
         for rows, p, h, v in correction if correction is not None else self.correction(params):
@@ -159,7 +162,9 @@ def choose(data: pd.DataFrame, train_types: list[str], profiled: int, seeds: int
     tests = [~d.mask for d in inner]
 
     scores: dict[Params, float] = {}
-    for kernel in _kernel_grid():
+    # With K = 1 the kernel cannot move the mean (the blend passes through the one point), so the blend is
+    # scored once and every kernel ties; the interval step below chooses among them.
+    for kernel in _kernel_grid() if profiled > 1 else [Params()]:
         corrections = [d.correction(kernel) for d in inner]
         for weight, fade in _blend_grid():
             p = Params(weight, fade, *astuple(kernel)[2:])
@@ -171,16 +176,20 @@ def choose(data: pd.DataFrame, train_types: list[str], profiled: int, seeds: int
     # already passes through the anchor) and each spread, the q that covers 90 % of the inner folds' errors;
     # keep the narrowest such interval.
     cal = []
-    for tied in (p for p, v in scores.items() if v <= inner_mape + 1e-12):
+    tied_best = [p for p, v in scores.items() if v <= inner_mape + 1e-12]
+    if profiled == 1:
+        tied_best = [Params(best.weight, best.fade, *astuple(k)[2:]) for k in _kernel_grid()]
+    for tied in tied_best:
+        fits = [d.predict(Params(**{**asdict(tied), "spread": 0.0})) for d in inner]
         for spread in SPREADS:
-            p = Params(**{**asdict(tied), "spread": spread})
             z, sds = [], []
-            for d, t in zip(inner, tests, strict=True):
-                lm, sd = d.predict(p)
-                z.append((np.abs(np.log(d.fold.actual) - lm) / sd)[t])
+            for d, t, (lm, sd0) in zip(inner, tests, fits, strict=True):
+                sd = np.sqrt(sd0 ** 2 + (spread * d.fold.extrapolation) ** 2)
+                z.append((np.abs(d.log_actual - lm) / sd)[t])
                 sds.append(sd[t])
             q = float(np.quantile(np.concatenate(z), COVERAGE))
-            cal.append((q * float(np.mean(np.concatenate(sds))), len(cal), Params(**{**asdict(p), "q": q})))
+            cal.append((q * float(np.mean(np.concatenate(sds))), len(cal),
+                        Params(**{**asdict(tied), "spread": spread, "q": q})))
     best = min(cal)[2]
     # power-cap margin
     preds = [(d, np.exp(d.predict(best)[0]), d.power()) for d in inner]
