@@ -101,12 +101,16 @@ def profiled_mask(fold: Fold, picks: list[np.ndarray]) -> np.ndarray:
     return mask
 
 
+def profiled_mean(fold: Fold, mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(seeds, n): for each draw and row, the mean of `values` over the profiled rows of the row's workload."""
+    onehot = np.eye(len(fold.workloads))[fold.workload_index]  # (n, W)
+    m = mask.astype(float)
+    per_wl = (m * values) @ onehot / np.maximum(m @ onehot, 1)  # (seeds, W)
+    return per_wl[:, fold.workload_index]
+
+
 def ratio_baselines(fold: Fold, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(global_ratio, per_workload_ratio) predictions, each (seeds, n), from the profiled rows of each draw."""
     lr = np.log(fold.actual / fold.raw)
-    W = len(fold.workloads)
-    onehot = np.eye(W)[fold.workload_index]  # (n, W)
-    m = mask.astype(float)
-    per_wl = (m * lr) @ onehot / np.maximum(m @ onehot, 1)  # (seeds, W)
-    glob = (m * lr).sum(axis=1) / m.sum(axis=1)
-    return fold.raw * np.exp(glob)[:, None], fold.raw * np.exp(per_wl[:, fold.workload_index])
+    glob = (mask * lr).sum(axis=1) / mask.sum(axis=1)
+    return fold.raw * np.exp(glob)[:, None], fold.raw * np.exp(profiled_mean(fold, mask, lr))

@@ -26,7 +26,7 @@ from dataclasses import asdict, astuple, dataclass
 import numpy as np
 import pandas as pd
 
-from analyzer.validate.zeus_fold import Fold, draws, make_fold, profiled_mask, ratio_baselines
+from analyzer.validate.zeus_fold import Fold, draws, make_fold, profiled_mask, profiled_mean, ratio_baselines
 
 NOISE_SD = 0.05  # log-time noise between neighbouring configurations (Zeus: +-5 % between adjacent caps, no trend)
 COVERAGE = 0.9
@@ -110,10 +110,7 @@ class Design:
         measured to predicted power at its profiled points."""
         f = self.fold
         lr = np.log(f.held.average_power.to_numpy(float) / f.struct_power)
-        onehot = np.eye(len(f.workloads))[f.workload_index]
-        m = self.mask.astype(float)
-        per_wl = (m * lr) @ onehot / np.maximum(m @ onehot, 1)
-        return f.struct_power * np.exp(per_wl[:, f.workload_index])
+        return f.struct_power * np.exp(profiled_mean(f, self.mask, lr))
 
 
 def seed_mape(pred: np.ndarray, actual: np.ndarray, test: np.ndarray) -> np.ndarray:
