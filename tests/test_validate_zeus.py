@@ -271,5 +271,16 @@ def test_profiled_and_seeds_reach_the_json(tiny):
     assert (out["profiled"], out["seeds"], out["n"]) == (2, 3, 3)  # d/n: 4 rows - 2 profiled; e/f: 2 - 1
     assert set(out["per_workload"]) == {"d/n", "e/f"} and 0 <= out["coverage_90"] <= 1
     assert out["chosen"]["inner_folds"] == ["aa", "bb"]
+    # a workload measured only at its anchor on the held-out type: nothing of it to predict, the rest still runs
+    with (tiny / "summary_power_hh.csv").open("a") as f:
+        f.write("g,h,8,x,200,7,150\n")
+    for gpu in ("aa", "bb"):
+        with (tiny / f"summary_power_{gpu}.csv").open("a") as f:
+            f.write("g,h,8,x,100,9,90\ng,h,8,x,200,6,140\n" if gpu == "aa" else "g,h,8,x,300,5,200\n")
+    r = run_cli(["validate", "zeus", "--data", str(tiny), "--holdout", "hh", "--profiled", "3", "--seeds", "2",
+                 "--format", "json", "--detail"], cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["n"] == 2 and set(out["per_workload"]) == {"d/n", "e/f"}  # d/n: 4 - 3 profiled; e/f: 2 - 1
     r = run_cli(["validate", "zeus", "--data", str(tiny), "--holdout", "hh", "--profiled", "0"], cwd=REPO)
     assert r.returncode == 2 and "--profiled and --seeds must be at least 1" in r.stderr

@@ -87,7 +87,7 @@ def draws(fold: Fold, profiled: int, seeds: int) -> list[np.ndarray]:
         rows = np.flatnonzero(fold.workload_index == w)
         a = rows[fold.anchor[rows]][0]
         rest = rows[rows != a]
-        k = min(profiled - 1, len(rest) - 1)
+        k = max(0, min(profiled - 1, len(rest) - 1))  # a workload keeps one row to predict, if it has one
         out.append(np.array([[a, *rng.choice(rest, size=k, replace=False)] for rng in rngs], dtype=int))
     return out
 

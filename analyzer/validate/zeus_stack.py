@@ -26,6 +26,7 @@ from dataclasses import asdict, astuple, dataclass
 import numpy as np
 import pandas as pd
 
+from analyzer.validate.zeus import ZeusDataError
 from analyzer.validate.zeus_fold import Fold, draws, make_fold, profiled_mask, profiled_mean, ratio_baselines
 
 NOISE_SD = 0.05  # log-time noise between neighbouring configurations (Zeus: +-5 % between adjacent caps, no trend)
@@ -154,8 +155,13 @@ def choose(data: pd.DataFrame, train_types: list[str], profiled: int, seeds: int
     for t in train_types:
         key = (tuple(sorted(train_types)), t, profiled, seeds)
         if key not in designs:
-            designs[key] = Design(make_fold(data[data.gpu.isin(train_types)], t), profiled, seeds)
+            try:
+                designs[key] = Design(make_fold(data[data.gpu.isin(train_types)], t), profiled, seeds)
+            except ZeusDataError:  # a training type with no anchor cannot be an inner fold
+                continue
         inner.append(designs[key])
+    if not inner:
+        return Choice(Params(), 0.0, {})
     tests = [~d.mask for d in inner]
 
     scores: dict[Params, float] = {}
@@ -196,4 +202,4 @@ def choose(data: pd.DataFrame, train_types: list[str], profiled: int, seeds: int
         if max(r["over_budget_share"] for r in res) <= 0.05:
             feasible.append((float(np.mean([r["energy_saving"] for r in res])), -margin, margin))
     margin = max(feasible)[2] if feasible else MARGINS[-1]
-    return Choice(best, margin, {"mape": inner_mape, "folds": list(train_types)})
+    return Choice(best, margin, {"mape": inner_mape, "folds": [d.fold.holdout for d in inner]})

@@ -51,6 +51,8 @@ def validate(data_dir: str | Path, holdout: str, profiled: int = 1, seeds: int =
     per_workload = {}
     for w, name in enumerate(fold.workloads):
         t = test & (fold.workload_index == w)[None, :]
+        if not t.any():  # measured only at its anchor: nothing to predict
+            continue
         per_workload[name] = {"n": round(float(t.sum(axis=1).mean()))} | {
             k: float(seed_mape(v, actual, t).mean()) for k, v in preds.items()} | {
             "coverage_90": float(inside[t].mean())}
