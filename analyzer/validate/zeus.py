@@ -58,22 +58,34 @@ def load(data_dir: str | Path) -> pd.DataFrame:
     return out
 
 
-def split(data: pd.DataFrame, holdout: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(train: other types, profiled: one row per workload of the held-out type, test: the rest of it)."""
+def held_out(data: pd.DataFrame, holdout: str, train_types: list[str] | None = None
+             ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """(train, held, anchor): the training types' rows (default: every other type), the held-out type's rows of
+    workloads that training measured and that have an anchor, sorted by workload, batch size and limit (index
+    0..n-1), and the anchor mask: each workload's largest batch size at the type's highest power limit."""
     holdout = holdout.lower()
-    if holdout not in set(data.gpu):
-        raise ZeusDataError(f"no measurements for GPU type {holdout!r}; have {', '.join(sorted(set(data.gpu)))}")
-    train = data[data.gpu != holdout]
-    held = data[data.gpu == holdout]
-    held = held[held.workload.isin(set(train.workload))]
+    types = sorted(set(data.gpu))
+    if holdout not in types:
+        raise ZeusDataError(f"no measurements for GPU type {holdout!r}; have {', '.join(types)}")
+    train = data[data.gpu.isin([t for t in (train_types or types) if t != holdout])]
+    held = data[(data.gpu == holdout) & data.workload.isin(set(train.workload))]
     pmax = held.power_limit.max()
-    bmax = held.groupby("workload").batch_size.transform("max")
-    is_prof = (held.batch_size == bmax) & (held.power_limit == pmax)
-    profiled = held[is_prof]
-    test = held[~is_prof & held.workload.isin(set(profiled.workload))]
-    if profiled.empty or test.empty:
+
+    def anchors(h: pd.DataFrame) -> pd.Series:
+        return (h.batch_size == h.groupby("workload").batch_size.transform("max")) & (h.power_limit == pmax)
+
+    held = held[held.workload.isin(set(held[anchors(held)].workload))]
+    held = held.sort_values(["workload", "batch_size", "power_limit"]).reset_index(drop=True)
+    anchor = anchors(held).to_numpy()
+    if not anchor.any() or anchor.all():
         raise ZeusDataError(f"{holdout}: no workload measured at its largest batch size and highest power limit")
-    return train.reset_index(drop=True), profiled.reset_index(drop=True), test.reset_index(drop=True)
+    return train.reset_index(drop=True), held, anchor
+
+
+def split(data: pd.DataFrame, holdout: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """K = 1: (train: other types, profiled: the anchor of each workload of the held-out type, test: the rest)."""
+    train, held, anchor = held_out(data, holdout)
+    return train, held[anchor].reset_index(drop=True), held[~anchor].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- baselines

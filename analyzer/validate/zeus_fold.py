@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analyzer.validate.zeus import ZeusDataError, raw_baseline
+from analyzer.validate.zeus import held_out, raw_baseline
 from analyzer.validate.zeus_model import CrossTypeModel
 
 BUDGET_STEP = 0.1  # relative-limit units that count as one "octave" of extrapolation below the trained caps
@@ -52,26 +52,11 @@ def _extrapolation(train: pd.DataFrame, held: pd.DataFrame) -> np.ndarray:
 
 def make_fold(data: pd.DataFrame, holdout: str, train_types: list[str] | None = None) -> Fold:
     """The fold holding `holdout` out, trained on `train_types` (default: every other type in data)."""
-    holdout = holdout.lower()
-    types = sorted(set(data.gpu))
-    if holdout not in types:
-        raise ZeusDataError(f"no measurements for GPU type {holdout!r}; have {', '.join(types)}")
-    train_types = [t for t in (train_types or types) if t != holdout]
-    train = data[data.gpu.isin(train_types)]
-    held = data[(data.gpu == holdout) & data.workload.isin(set(train.workload))]
-    pmax = held.power_limit.max()
-    bmax = held.groupby("workload").batch_size.transform("max")
-    is_anchor = (held.batch_size == bmax) & (held.power_limit == pmax)
-    held = held[held.workload.isin(set(held[is_anchor].workload))]
-    held = held.sort_values(["workload", "batch_size", "power_limit"]).reset_index(drop=True)
-    anchor = ((held.batch_size == held.groupby("workload").batch_size.transform("max"))
-              & (held.power_limit == pmax)).to_numpy()
-    if not anchor.any() or anchor.all():
-        raise ZeusDataError(f"{holdout}: no workload measured at its largest batch size and highest power limit")
+    train, held, anchor = held_out(data, holdout, train_types)
     model = CrossTypeModel().fit(train)
     time, power = model.predict(held[anchor], held)
     workloads = sorted(set(held.workload))
-    return Fold(holdout, held, anchor, time, power, raw_baseline(train, held), _extrapolation(train, held),
+    return Fold(holdout.lower(), held, anchor, time, power, raw_baseline(train, held), _extrapolation(train, held),
                 held.workload.map({w: i for i, w in enumerate(workloads)}).to_numpy(int), workloads)
 
 
