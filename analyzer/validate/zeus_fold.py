@@ -26,6 +26,7 @@ class Fold:
     anchor: np.ndarray  # bool: the K = 1 point of each workload
     struct_time: np.ndarray
     struct_power: np.ndarray
+    struct_log_slowdown: np.ndarray  # the structural model's log power-cap slowdown (0 at the highest limit)
     raw: np.ndarray  # ratio baselines before their ratio
     extrapolation: np.ndarray  # octaves of batch size outside the training range + tenths of limit below it
     workload_index: np.ndarray  # int code of each row's workload (sorted names)
@@ -54,10 +55,11 @@ def make_fold(data: pd.DataFrame, holdout: str, train_types: list[str] | None = 
     """The fold holding `holdout` out, trained on `train_types` (default: every other type in data)."""
     train, held, anchor = held_out(data, holdout, train_types)
     model = CrossTypeModel().fit(train)
-    time, power = model.predict(held[anchor], held)
+    time, power, log_slowdown = model.predict(held[anchor], held)
     workloads = sorted(set(held.workload))
-    return Fold(holdout.lower(), held, anchor, time, power, raw_baseline(train, held), _extrapolation(train, held),
-                held.workload.map({w: i for i, w in enumerate(workloads)}).to_numpy(int), workloads)
+    return Fold(holdout.lower(), held, anchor, time, power, log_slowdown, raw_baseline(train, held),
+                _extrapolation(train, held), held.workload.map({w: i for i, w in enumerate(workloads)}).to_numpy(int),
+                workloads)
 
 
 def draws(fold: Fold, profiled: int, seeds: int) -> list[np.ndarray]:

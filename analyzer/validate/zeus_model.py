@@ -145,9 +145,10 @@ class CrossTypeModel:
         self.train_ = train
         return self
 
-    def predict(self, anchors, rows) -> tuple[np.ndarray, np.ndarray]:
-        """(time_per_epoch, average_power) for every row of `rows` (workload, batch_size, power_limit) on the
-        held-out type, from `anchors`: one measured row per workload at the type's highest power limit."""
+    def predict(self, anchors, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(time_per_epoch, average_power, log power-cap slowdown) for every row of `rows` (workload, batch_size,
+        power_limit) on the held-out type, from `anchors`: one measured row per workload at the type's highest
+        power limit."""
         from analyzer.models.power import relative_slowdown
 
         floor_h = self.floor_scale * float(anchors.average_power.min())
@@ -165,6 +166,7 @@ class CrossTypeModel:
             sources.append((curves, dyn, o, speeds))
         time = np.full(len(rows), np.nan)
         power = np.full(len(rows), np.nan)
+        log_slow = np.full(len(rows), np.nan)
         wl_rows = rows.workload.to_numpy()
         for a in anchors.itertuples():
             m = wl_rows == a.workload
@@ -191,4 +193,5 @@ class CrossTypeModel:
             slow = relative_slowdown(x, self.alpha_, self.p_) / relative_slowdown(x0, self.alpha_, self.p_)
             time[m] = float(a.time_per_epoch) * np.exp(g_logt) * slow
             power[m] = np.minimum(floor_h + demand_dyn, self.rho_ * p)
-        return time, power
+            log_slow[m] = np.log(slow)
+        return time, power, log_slow

@@ -41,6 +41,8 @@ class Params:
     local_sd: float = 0.0
     batch_scale: float = 2.0
     limit_scale: float = 0.3
+    type_slowdown_sd: float = 0.0
+    type_batch_sd: float = 0.0
     spread: float = 0.0
     q: float = 1.645
 
@@ -52,6 +54,10 @@ OFFSET_SDS = (0.0, 0.1, 0.3, 1.0)
 LOCAL_SDS = (0.0, 0.1, 0.3, 1.0)
 BATCH_SCALES = (1.0, 3.0)
 LIMIT_SCALES = (0.15, 0.5)
+# Type-level terms shared by every workload of the held-out type (prior sd of the coefficient): a power response
+# steeper or shallower than the training types' (a relative error of the log slowdown, 30 % plausible), and a
+# per-step overhead off by a few percent per octave of batch size below the anchor.
+TYPE_TERMS = ((0.0, 0.0), (0.3, 0.0), (0.0, 0.03), (0.3, 0.03))
 SPREADS = (0.0, 0.05, 0.1, 0.2)
 
 
@@ -68,41 +74,49 @@ class Design:
         self.log_actual = np.log(fold.actual)
         lb = np.log2(fold.held.batch_size.to_numpy(float))
         rel = fold.held.relative_limit.to_numpy(float)
-        self.parts = []
-        for w, p in enumerate(self.picks):
-            rows = np.flatnonzero(fold.workload_index == w)
-            pp = [(x[p][:, :, None] - x[p][:, None, :]) ** 2 for x in (lb, rel)]  # picks x picks
-            rp = [(x[rows][None, :, None] - x[p][:, None, :]) ** 2 for x in (lb, rel)]  # rows x picks
-            self.parts.append((rows, p, *pp, *rp))
+        wi = fold.workload_index
+        # the type-level regressors: log slowdown, and octaves of batch size below the workload's anchor
+        z_slow = fold.struct_log_slowdown
+        z_batch = lb[fold.anchor][wi] - lb
+        p = self.p = np.concatenate(self.picks, axis=1)  # (seeds, M): every profiled row of the type
+        def pairs(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+            """Kernel ingredients between rows a and the profiled rows b (index arrays broadcast to 3-d)."""
+            return {"same": wi[a] == wi[b], "b": (lb[a] - lb[b]) ** 2, "r": (rel[a] - rel[b]) ** 2,
+                    "zs": z_slow[a] * z_slow[b], "zb": z_batch[a] * z_batch[b]}
 
-    def correction(self, params: Params) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """Per workload (rows, profiled picks, H, var): the Gaussian process's posterior mean at the workload's
-        rows is H @ (errors at the picks), its variance var; both depend on the kernel only, not on the blend."""
-        c2, l2 = params.offset_sd ** 2, params.local_sd ** 2
-        out = []
-        for rows, p, db_pp, dp_pp, db_rp, dp_rp in self.parts:
-            if c2 + l2 == 0:
-                out.append((rows, p, None, np.zeros((p.shape[0], len(rows)))))
-                continue
-            scale = (params.batch_scale ** 2, params.limit_scale ** 2)
-            kpp = c2 + l2 * np.exp(-0.5 * (db_pp / scale[0] + dp_pp / scale[1])) + NOISE_SD ** 2 * np.eye(p.shape[1])
-            ks = c2 + l2 * np.exp(-0.5 * (db_rp / scale[0] + dp_rp / scale[1]))  # (seeds, rows, K)
-            h = np.linalg.solve(kpp, ks.transpose(0, 2, 1)).transpose(0, 2, 1)  # kpp symmetric: ks @ inv(kpp)
-            out.append((rows, p, h, c2 + l2 - np.einsum("snk,snk->sn", h, ks)))
-        return out
+        self.pp = pairs(p[:, :, None], p[:, None, :])  # (seeds, M, M)
+        self.rp = pairs(np.arange(len(lb))[None, :, None], p[:, None, :])  # (seeds, n, M)
+        self.z2 = (z_slow ** 2, z_batch ** 2)
 
-    def predict(self, params: Params, correction: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _kernel(self, d: dict, params: Params) -> np.ndarray:
+        d2 = d["b"] / params.batch_scale ** 2 + d["r"] / params.limit_scale ** 2
+        local = params.local_sd ** 2 * np.exp(-0.5 * d2)
+        return (d["same"] * (params.offset_sd ** 2 + local) + params.type_slowdown_sd ** 2 * d["zs"]
+                + params.type_batch_sd ** 2 * d["zb"])
+
+    def correction(self, params: Params) -> tuple[np.ndarray, np.ndarray] | None:
+        """(H, var): the Gaussian process's posterior mean at every row is H @ (errors at the profiled rows), its
+        variance var; both depend on the kernel only, not on the blend. None when the kernel is zero."""
+        prior = (params.offset_sd ** 2 + params.local_sd ** 2 + params.type_slowdown_sd ** 2 * self.z2[0]
+                 + params.type_batch_sd ** 2 * self.z2[1])
+        if not np.any(prior > 0):
+            return None
+        kpp = self._kernel(self.pp, params) + NOISE_SD ** 2 * np.eye(self.p.shape[1])
+        ks = self._kernel(self.rp, params)  # (seeds, n, M)
+        h = np.linalg.solve(kpp, ks.transpose(0, 2, 1)).transpose(0, 2, 1)  # kpp symmetric: ks @ inv(kpp)
+        return h, prior - np.einsum("snm,snm->sn", h, ks)
+
+    def predict(self, params: Params, correction: tuple | bool | None = False) -> tuple[np.ndarray, np.ndarray]:
         """(log time, log sd), each (seeds, n); `correction` is self.correction(params), passed in to reuse."""
         f = self.fold
         w_eff = params.weight * np.exp(-params.fade * f.extrapolation)
         blend = w_eff * self.log_struct + (1 - w_eff) * self.log_ratio
-        resid = self.log_actual - blend
-        seeds = np.arange(blend.shape[0])[:, None]
         var = np.zeros_like(blend)
-        for rows, p, h, v in correction if correction is not None else self.correction(params):
-            if h is not None:
-                blend[:, rows] += np.einsum("snk,sk->sn", h, resid[seeds, p])
-                var[:, rows] = v
+        corr = self.correction(params) if correction is False else correction
+        if corr is not None:
+            h, var = corr
+            resid = self.log_actual - blend
+            blend = blend + np.einsum("snm,sm->sn", h, resid[np.arange(blend.shape[0])[:, None], self.p])
         sd = np.sqrt(np.maximum(var, 0) + NOISE_SD ** 2 + (params.spread * f.extrapolation) ** 2)
         return blend, sd
 
@@ -127,9 +141,9 @@ def _blend_grid() -> list[tuple[float, float]]:
 
 def _kernel_grid() -> list[Params]:
     out = []
-    for c, loc in itertools.product(OFFSET_SDS, LOCAL_SDS):
+    for c, loc, (ts, tb) in itertools.product(OFFSET_SDS, LOCAL_SDS, TYPE_TERMS):
         scales = itertools.product(BATCH_SCALES, LIMIT_SCALES) if loc > 0 else [(2.0, 0.3)]
-        out += [Params(0.0, 0.0, c, loc, bs, ls) for bs, ls in scales]
+        out += [Params(0.0, 0.0, c, loc, bs, ls, ts, tb) for bs, ls in scales]
     return out
 
 
