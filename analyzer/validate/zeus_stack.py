@@ -8,11 +8,16 @@ log t = w_eff * log t_structural + (1 - w_eff) * log t_per_workload_ratio + c(b,
   configuration lies outside what the training types measured (zeus_fold: octaves of batch size, tenths of
   relative limit). With weight 0 the estimator is the baseline; the structural model has to earn its weight on
   types it was not tuned on.
-- c(b, P): the posterior mean of a Gaussian process fitted to the blend's log errors at the K profiled points of
-  the workload, with the kernel offset_sd^2 + local_sd^2 * exp(-d^2 / 2) over d^2 = (dlog2 b / batch_scale)^2 +
-  (d relative limit / limit_scale)^2, and NOISE_SD measurement noise. The constant part is a per-workload speed
-  correction learnt from all K points; the local part corrects near the profiled points only. Both shrink to 0
-  (the blend) when the points are few or noisy. With K = 1 the blend already passes through the anchor, so c = 0.
+- c(b, P): the posterior mean of a Gaussian process fitted to the blend's log errors at every profiled point of
+  the held-out type, with NOISE_SD measurement noise and the kernel
+      [same workload] * (offset_sd^2 + local_sd^2 * exp(-d^2 / 2)) + type_slowdown_sd^2 * z_s z_s'
+      + type_batch_sd^2 * z_b z_b',
+  d^2 = (dlog2 b / batch_scale)^2 + (d relative limit / limit_scale)^2. The constant part is a per-workload speed
+  correction learnt from all K points; the local part corrects near the profiled points only; the two type-level
+  parts are shared by every workload of the type: z_s, the structural model's log power-cap slowdown (a power
+  response steeper or shallower than the training types'), and z_b, octaves of batch size below the workload's
+  anchor (a per-step overhead off by some percent per octave). All shrink to 0 (the blend) when the points are
+  few or noisy. With K = 1 the blend already passes through the anchors (where z_s = z_b = 0), so c = 0.
 - The stated 90 % interval: log t +- q * sqrt(gp variance + NOISE_SD^2 + (spread * e)^2); spread and q are
   chosen on the inner folds (the narrowest interval that covers 90 % there), so it widens where the model
   extrapolates.
