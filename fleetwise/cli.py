@@ -195,6 +195,13 @@ def _validate_parser(sub: argparse._SubParsersAction) -> None:
     z.set_defaults(run=_run_validate_zeus)
 
 
+def _progress_line(what: str):
+    """Progress of a long step: an updating line on a terminal's stderr, else INFO log lines."""
+    if sys.stderr.isatty():
+        return lambda msg: print(f"\r{what}: {msg}\033[K", end="", file=sys.stderr, flush=True)
+    return lambda msg: logging.getLogger("fleetwise").info("%s: %s", what, msg)
+
+
 def _run_validate_zeus(args: argparse.Namespace) -> int:
     import json
 
@@ -206,10 +213,12 @@ def _run_validate_zeus(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         r = validate(args.data, args.holdout, args.profiled, args.seeds,
-                     detail=args.detail or args.format == "text")
+                     detail=args.detail or args.format == "text", progress=_progress_line("validate zeus"))
     except (ZeusDataError, OSError) as e:
         print(f"fleetwise validate zeus: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    if sys.stderr.isatty():
+        print(file=sys.stderr)  # end the progress line
     if args.format == "json":
         print(json.dumps(r))
         return 0

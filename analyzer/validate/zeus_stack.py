@@ -26,6 +26,7 @@ log t = w_eff * log t_structural + (1 - w_eff) * log t_per_workload_ratio + c(b,
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import asdict, astuple, dataclass
 
 import numpy as np
@@ -160,7 +161,7 @@ class Choice:
 
 
 def choose(data: pd.DataFrame, train_types: list[str], profiled: int, seeds: int,
-           designs: dict | None = None) -> Choice:
+           designs: dict | None = None, progress: Callable[[str], None] | None = None) -> Choice:
     """Every setting by leave-one-type-out among train_types only: the blend and the correction by the inner
     folds' mean MAPE; the interval's spread and q by the narrowest interval covering 90 % of the inner folds'
     errors; the power-cap margin by the largest inner saving with at most 5 % of choices over budget on every
@@ -186,7 +187,11 @@ def choose(data: pd.DataFrame, train_types: list[str], profiled: int, seeds: int
     scores: dict[Params, float] = {}
     # With K = 1 the kernel cannot move the mean (the blend passes through the one point), so the blend is
     # scored once and every kernel ties; the interval step below chooses among them.
-    for kernel in _kernel_grid() if profiled > 1 else [Params()]:
+    kernels = _kernel_grid() if profiled > 1 else [Params()]
+    for i, kernel in enumerate(kernels):
+        if progress is not None and i % 20 == 0:
+            progress(f"nested leave-one-type-out over {'/'.join(d.fold.holdout for d in inner)}: "
+                     f"kernel {i + 1} of {len(kernels)}")
         corrections = [d.correction(kernel) for d in inner]
         for weight, fade in _blend_grid():
             p = Params(weight, fade, *astuple(kernel)[2:])

@@ -6,6 +6,7 @@ the held-out type is only scored. Figures are averaged over `seeds` draws of the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from analyzer.validate.zeus_stack import Design, choose, seed_mape
 
 
 def validate(data_dir: str | Path, holdout: str, profiled: int = 1, seeds: int = 20, detail: bool = False,
-             data=None) -> dict:
+             data=None, progress: Callable[[str], None] | None = None) -> dict:
     """{"holdout", "profiled", "seeds", "n", "mape": {"model", "global_ratio", "per_workload_ratio"},
     "power_cap": {...}}; with detail also per-workload MAPEs, the 90 % interval's coverage, power MAPE and
     what nested validation chose."""
@@ -29,7 +30,7 @@ def validate(data_dir: str | Path, holdout: str, profiled: int = 1, seeds: int =
     data = load(data_dir) if data is None else data
     fold = make_fold(data, holdout)
     train_types = sorted(set(data.gpu) - {fold.holdout})
-    choice = choose(data, train_types, profiled, seeds)
+    choice = choose(data, train_types, profiled, seeds, progress=progress)
     design = Design(fold, profiled, seeds)
     log_t, sd = design.predict(choice.params)
     pred = np.exp(log_t)
