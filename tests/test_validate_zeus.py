@@ -203,6 +203,12 @@ def test_draws_and_baselines_with_k_points(tiny):
         assert per_wl[s, 4] == pytest.approx(raw[4] * actual[5] / raw[5])
 
 
+def _extra_pick_errors(design) -> list[tuple[int, float]]:
+    """Per draw: d/n's extra profiled row and the structural model's log error there."""
+    fold = design.fold
+    return [(k, math.log(fold.actual[k] / fold.struct_time[k])) for k in map(int, design.picks[0][:, 1])]
+
+
 def test_correction_from_profiled_points(tiny):
     """With only the constant kernel part, the correction is the shrunk mean error of the profiled points:
     sigma_c^2 * (e_anchor + e_pick) / (2 sigma_c^2 + sigma_n^2), and e_anchor = 0 (the model passes through it)."""
@@ -222,9 +228,7 @@ def test_correction_from_profiled_points(tiny):
     d2 = Design(fold, 2, 3)
     c2 = 0.5 ** 2
     log_t, sd = d2.predict(Params(weight=1.0, offset_sd=0.5))
-    for s in range(3):
-        k = int(d2.picks[0][s, 1])
-        e = math.log(fold.actual[k] / fold.struct_time[k])
+    for s, (_, e) in enumerate(_extra_pick_errors(d2)):
         shift = c2 * e / (2 * c2 + NOISE_SD ** 2)
         assert log_t[s, :4] == pytest.approx(np.log(fold.struct_time[:4]) + shift)
         # posterior variance of the constant: c2 - 2 c2^2 / (2 c2 + noise^2), plus the noise itself
@@ -247,9 +251,7 @@ def test_type_level_term_is_shared_by_workloads(tiny):
     d = Design(fold, 2, 4)
     tau2 = 0.3 ** 2
     log_t, _ = d.predict(Params(weight=1.0, type_slowdown_sd=0.3))
-    for s in range(4):
-        k = int(d.picks[0][s, 1])
-        e = math.log(fold.actual[k] / fold.struct_time[k])
+    for s, (k, e) in enumerate(_extra_pick_errors(d)):
         expected = math.log(fold.struct_time[4]) + tau2 * z[4] * z[k] * e / (tau2 * z[k] ** 2 + NOISE_SD ** 2)
         assert log_t[s, 4] == pytest.approx(expected)
     assert np.ptp(log_t[:, 5]) == pytest.approx(0) and log_t[0, 5] == pytest.approx(math.log(5))  # anchor: z = 0
