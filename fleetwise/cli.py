@@ -464,9 +464,26 @@ def _run_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_parser(sub: argparse._SubParsersAction) -> None:
+    from agents.stores.embedded_maintain import add_arguments
+
+    p = sub.add_parser("store", help="embedded store maintenance")
+    ssub = p.add_subparsers(dest="store_command", required=True)
+    compact = ssub.add_parser("compact", help="fold the agent's pending batches into Parquet, merge small files, "
+                              "apply retention (exit 3 when another writer holds the store)")
+    add_arguments(compact)
+    compact.set_defaults(run=_run_store_compact)
+
+
+def _run_store_compact(args: argparse.Namespace) -> int:
+    from agents.stores.embedded_maintain import run
+
+    return run(args)
+
+
 PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
     _agent_parser, _config_parser, _docs_parser, _demo_parser, _simulate_parser, _ingest_parser,
-    _validate_parser, _analyze_parser, _models_parser, _recommend_parser, _backtest_parser,
+    _validate_parser, _analyze_parser, _models_parser, _recommend_parser, _backtest_parser, _store_parser,
 )
 
 
