@@ -49,8 +49,9 @@ class RecommendSettings(BaseModel):
                         "(analyzer.recommend.sizing).")
     half_life_hours: float | None = Field(None, gt=0, description="Half-life of the decayed usage history; unset "
                                           "uses the sizing method's own default.")
-    percentile: float | None = Field(None, ge=0, le=1, description="Typical usage level sized for, as a "
-                                     "quantile (0.5 = the median); unset: the method's default.")
+    percentile: float | None = Field(None, gt=0, le=1, description="The decayed peak sized for, as a quantile of "
+                                     "the history (1.0 = the maximum; the fleetwise method blends it with the "
+                                     "decayed mean); unset: the method's default.")
     margin: float | None = Field(None, ge=0, description="Margin on top of the estimate (0.15 = 15%); unset: "
                                  "the method's default.")
     min_jobs: int | None = Field(None, ge=1, description="Fewest jobs of a workload a size is recommended from; "
