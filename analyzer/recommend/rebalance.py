@@ -57,6 +57,16 @@ class Problem:
         return bool(np.all(load <= self.capacity + 1e-6) and self.feasible[np.arange(len(assign)), assign].all())
 
 
+def slowdown_band(r: float, sigma: float, to: str) -> str:
+    """The 90% interval of a move's slowdown (speed ratio r, log-sd sigma), or why there is none worth printing."""
+    if Z90 * sigma > math.log(10):
+        # A 90% band wider than 10x either way carries no information; printing it reads as noise.
+        return (f"not known within a factor of 10: the throughput matrix has little data for it (log-sd "
+                f"{sigma:.1f}); profile one job on {to} before moving the workload")
+    return (f"90% interval {fmt_pct(1 / (r * math.exp(Z90 * sigma)) - 1)} to "
+            f"{fmt_pct(1 / (r * math.exp(-Z90 * sigma)) - 1)}, throughput matrix")
+
+
 def solve(pr: Problem, time_limit: float = 30.0) -> np.ndarray:
     """The MILP optimum: pool index per workload."""
     from scipy.optimize import Bounds, LinearConstraint, milp
@@ -222,9 +232,9 @@ def recommend(ctx) -> tuple[list[Rec], list[Skipped]]:
         sigma = math.sqrt(s_a ** 2 + s_b ** 2)
         d_week = pr.demand[w] * WEEK_HOURS
         money_week = d_week * (prices.gpu_price(a) - prices.gpu_price(b) / r)
-        risk = (f"predicted slowdown {fmt_pct(1 / r - 1)} (90% interval {fmt_pct(1 / (r * math.exp(Z90 * sigma)) - 1)}"
-                f" to {fmt_pct(1 / (r * math.exp(-Z90 * sigma)) - 1)}, throughput matrix); every pool stays within "
-                f"its GPUs, memory and node shape")
+        band = slowdown_band(r, sigma, b)
+        risk = (f"predicted slowdown {fmt_pct(1 / r - 1)} ({band}); every pool stays within its GPUs, memory and "
+                f"node shape")
         evidence = {"from": a, "to": b, "gpus_held_mean": pr.demand[w], "speed_ratio": r,
                     "objective_observed": base, "objective_optimum": pr.objective(best),
                     "window": [str(ctx.window[0]), str(ctx.window[1])]}
