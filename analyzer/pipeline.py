@@ -9,8 +9,8 @@ that fails is written into the run's manifest with its reason, and the run goes 
 whose input is missing (e.g. no job table) is skipped and says which input it lacked. Only a store that
 cannot be opened stops the run before anything is written.
 
-The window is [until - since, until). When `until` is not given it is the end of the data (the last job,
-gpu or cpu point, plus one bucket) if that is earlier than now, so an archived store is analysed as it
+The window is [until - since, until). When `until` is not given it is the end of the data (the last point
+of any measurement a step reads, plus one bucket) if that is earlier than now, so an archived store is analysed as it
 stands instead of through an empty week.
 """
 
@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 DEFAULT_SINCE = "7d"
 DEFAULT_EVERY = "5m"
 DEMAND_EVERY = "1h"
-_BOUND_MEASUREMENTS = ("job", "gpu", "cpu")
+# Every measurement some step reads: the default window ends at the last point of any of them, so a store
+# holding only GPU pod series (the GenAI trace, dcgm-exporter) is not analysed through an empty week.
+_BOUND_MEASUREMENTS = ("job", "job_gpu", "gpu", "cpu", "cpu_info", "disk", "lustre", "net", "infiniband",
+                       "job_progress", "job_info")
 
 
 class Skip(Exception):
@@ -74,6 +77,8 @@ class AnalyzeResult:
         for step, s in m["steps"].items():
             if s["status"] != "ok":
                 lines.append(f"  step {step} {s['status']}: {s.get('reason', '')}")
+            for lack in s.get("lacked", []):
+                lines.append(f"  step {step} lacked {lack}")
         lines.append(f"  run {self.run.run_id} in {self.run.path.parent.parent} ({self.seconds:.1f} s)")
         return "\n".join(lines)
 
@@ -95,7 +100,8 @@ def resolve_window(reader, since: str | dt.timedelta = DEFAULT_SINCE, until=None
         end = to_timestamp(until)
     else:
         end = now_ts
-        lasts = [b[1] for m in _BOUND_MEASUREMENTS if m in set(reader.measurements())
+        present = set(reader.measurements())
+        lasts = [b[1] for m in _BOUND_MEASUREMENTS if m in present
                  for b in [reader.time_bounds(m)] if b is not None]
         if lasts:
             step = pd.Timedelta(parse_every(every), unit="ns")
@@ -125,6 +131,7 @@ class _Run:
         self.fitted: list[str] = []
         self.skipped: dict[str, str] = {}
         self.failed: dict[str, str] = {}
+        self.lacked: dict[str, list[str]] = {}
 
     def need(self, key: str, step: str) -> Any:
         value = self.data.get(key)
@@ -152,7 +159,8 @@ class _Run:
             log.error("analyze: step %s failed: %s", name, reason, exc_info=log.isEnabledFor(logging.DEBUG))
             self._unfitted(model, f"step {name} failed: {reason}")
             return None
-        self.writer.record_step(name, "ok", time.perf_counter() - t0)
+        lacked = self.lacked.get(name)  # an ok step that ran on partial telemetry says what it lacked
+        self.writer.record_step(name, "ok", time.perf_counter() - t0, **({"lacked": lacked} if lacked else {}))
         return out
 
     def _unfitted(self, model: str | None, reason: str) -> None:
@@ -205,6 +213,7 @@ def _features(run: _Run, reader, every: str) -> None:
     job_table = _import("analyzer.features", "job_table")
     jobs = job_table(reader, run.window[0], run.window[1], every=every)
     run.data["job_table"] = jobs
+    run.lacked["features"] = list(jobs.attrs.get("lacked", []))
 
 
 def _workloads(run: _Run) -> None:
