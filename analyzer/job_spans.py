@@ -53,13 +53,13 @@ def lacked(present: set[str]) -> list[str]:
     """What the job table could not know from the measurements present, one phrase each."""
     out = []
     if "job" not in present:
-        out.append("no job measurement (cgroups): CPUs, memory and CPU use per job are unknown")
+        out.append("job (cgroups): CPUs, memory and CPU use per job are unknown")
     if "job_gpu" not in present:
-        out.append("no job_gpu measurement: GPU use per job is unknown")
+        out.append("job_gpu: GPU use per job is unknown")
     if "gpu" not in present:
-        out.append("no gpu measurement: GPU model, memory size, power and energy are unknown")
+        out.append("gpu: GPU model, memory size (so memory headroom), power and energy are unknown")
     if not present & {"disk", "net", "infiniband", "lustre"}:
-        out.append("no disk, net, infiniband or lustre measurement: I/O rates per job are unknown")
+        out.append("disk, net, infiniband, lustre: I/O rates per job are unknown")
     if "job_progress" not in present:
-        out.append("no job_progress measurement: throughput is unknown")
+        out.append("job_progress: throughput is unknown")
     return out

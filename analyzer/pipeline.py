@@ -74,6 +74,10 @@ class AnalyzeResult:
                     lines.append(f"    {names[0]}: {self.skipped[names[0]]}")
                 else:
                     lines.append(f"    {family}: {len(names)} not fitted, e.g. {names[0]}: {self.skipped[names[0]]}")
+        gpu = m.get("summary_gpu_hours")
+        if gpu:
+            lines.append(f"  GPU-hours held: {gpu['held']:,.1f}   idle: {gpu['idle']:,.1f}   per job: tables/efficiency"
+                         ".parquet (gpu_hours_held, gpu_hours_idle, gpu_memory_headroom_bytes, notes)")
         for step, s in m["steps"].items():
             if s["status"] != "ok":
                 lines.append(f"  step {step} {s['status']}: {s.get('reason', '')}")
@@ -336,6 +340,10 @@ def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=Non
             n_jobs_seen = 0 if jobs is None else len(jobs)
             n_workloads = 0 if jobs is None or "workload" not in getattr(jobs, "columns", ()) else \
                 int(jobs["workload"].astype(str).replace("", None).dropna().nunique())
+            eff = run.data.get("efficiency")
+            if eff is not None and "gpu_hours_held" in eff and eff["gpu_hours_held"].notna().any():
+                writer.manifest["summary_gpu_hours"] = {"held": float(eff["gpu_hours_held"].sum()),
+                                                        "idle": float(eff["gpu_hours_idle"].sum())}
             writer.manifest["summary"] = {"jobs": n_jobs_seen, "workloads": n_workloads,
                                           "fitted": run.fitted, "skipped": run.skipped, "failed": run.failed,
                                           "seconds": round(time.perf_counter() - t0, 3)}
