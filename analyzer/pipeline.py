@@ -322,6 +322,9 @@ def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=Non
     parse_every(every)  # a bad bucket width is the caller's mistake: refuse it before a run is started
     state = StateDir(state_dir, keep=keep)
     with open_reader(store_url) as reader:
+        check = getattr(reader, "check_mapped", None)  # another tool's telemetry: is anything we map there?
+        if check is not None:
+            check()
         window = resolve_window(reader, since, until, now=now, every=every)
         writer = state.new_run(store=store_url, window=window, since=str(since), every=every, n_jobs=n_jobs)
         run = _Run(writer, window, n_jobs)

@@ -140,6 +140,14 @@ class PrometheusReader(Reader):
         """Every metric name the mapping table looks for (for the one-line 'nothing mapped' message)."""
         return sorted({m for e in equivalents(PROMETHEUS_SOURCES) for m in e.metrics})
 
+    def check_mapped(self) -> None:
+        """QueryError in one line when no mapped series is there: what was looked for, what was found."""
+        if not self.measurements():
+            found = sorted(self.metric_names())
+            shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+            raise QueryError(f"no node_exporter or dcgm-exporter series that fleetwise maps: looked for "
+                             f"{', '.join(self.mapped())}; found {shown or 'no series at all'}")
+
     def measurements(self) -> list[str]:
         names = sorted({e.measurement for e in equivalents(PROMETHEUS_SOURCES)})
         return [m for m in names if any(self._parts(m, [e.field for e in equivalents(PROMETHEUS_SOURCES, m)])
@@ -176,28 +184,24 @@ class PrometheusReader(Reader):
         if not sels:
             return None
         now_ms = int(_time.time() * 1000) + 60_000
-        lo, hi = 0, now_ms
-        first = last = None
-        for edge in ("first", "last"):
-            a, b = lo, hi
-            while True:
+        found = []
+        for edge in (min, max):
+            a, b = 0, now_ms
+            while b - a > 2000:  # zoom in on the edge: the sample is in [t - step, t]
                 step = max(1, (b - a) // 1000)
-                found = self._steps_with_data(sels, a, b, step)
-                if not found:
-                    if edge == "first":
-                        return None
-                    break
-                t = min(found) if edge == "first" else max(found)
-                if step == 1:
-                    if edge == "first":
-                        first = t
-                    else:
-                        last = t
-                    break
-                a, b = max(lo, t - step), t  # the sample is in [t - step, t]
-        if first is None or last is None:
-            return None
-        return pd.Timestamp(first, unit="ms", tz="UTC"), pd.Timestamp(last, unit="ms", tz="UTC")
+                times = self._steps_with_data(sels, a, b, step)
+                if not times:
+                    return None
+                t = edge(times)
+                a, b = max(0, t - step), t
+            # the last two seconds: the raw samples themselves
+            stamps = [round(float(v[0]) * 1000) for sel in sels
+                      for series in self._instant(f"{sel}[{promql.duration_ms(b - a + 1)}]", b)
+                      for v in series.get("values", []) if a <= round(float(v[0]) * 1000) <= b]
+            if not stamps:
+                return None
+            found.append(edge(stamps))
+        return pd.Timestamp(found[0], unit="ms", tz="UTC"), pd.Timestamp(found[1], unit="ms", tz="UTC")
 
     def _steps_with_data(self, sels: list[str], a_ms: int, b_ms: int, step_ms: int) -> list[int]:
         """Evaluation times t in a..b (every step) with a sample in [t - step, t]: closed at both ends on
@@ -206,7 +210,7 @@ class PrometheusReader(Reader):
         expr = " or ".join(f"count(last_over_time({s}[{promql.duration_ms(width)}]))" for s in sels)
         times = set()
         first = a_ms + step_ms
-        for series in self._range(expr, first, max(first, b_ms), step_ms):
+        for series in self._range(expr, first, b_ms + step_ms, step_ms):
             times.update(round(float(t) * 1000) for t, _ in series.get("values", []))
         return sorted(times)
 
@@ -310,6 +314,17 @@ class PrometheusReader(Reader):
             return self._stat_raw(view, eq, name, agg, by, start_ns, end_ns)
         group = _group_labels(view, by)
         frames = []
+        if len(eq.metrics) > 1 and name in ("max", "min", "last", "percentile"):
+            # the extremes of a sum are not the sum of extremes: sample the sum itself, once per step
+            sels = [promql.selector(m, dict(eq.match), view.require) for m in eq.metrics]
+            hi_ms = -(-end_ns // 10**6) if every_ns is None else None
+            exprs = self._sampled_exprs(sels[0], name, promql.by(group), where, view, hi_ms, agg=agg,
+                                        value="(" + " + ".join(sels) + ")")
+            until = end_ns + (self.step_ms() * 10**6 if hi_ms is not None else 0)
+            f = _long({col: self._evaluate(make, start_ns, until, every_ns) for col, make in exprs.items()},
+                      view, by, every_ns is not None)
+            f["v"] = f["v"] * eq.scale
+            return f
         for metric in eq.metrics:
             sel = promql.selector(metric, dict(eq.match), view.require)
             sampled = bool(where) or name in ("first_time", "last_time")
@@ -325,7 +340,8 @@ class PrometheusReader(Reader):
         for other in frames[1:]:  # "A+B" metrics: added series by series (equal timestamps: same scrape)
             keys = [c for c in f.columns if c not in ("v", "n")]
             f = f.merge(other, on=keys, how="inner", suffixes=("", "_b"))
-            f["v"] = f["v"] + f["v_b"]
+            if name not in ("count", "first_time", "last_time"):  # those are the samples', not the values'
+                f["v"] = f["v"] + f["v_b"]
             f = f.drop(columns=[c for c in f.columns if c.endswith("_b")])
         if name not in ("count", "first_time", "last_time"):
             f["v"] = f["v"] * eq.scale
@@ -356,7 +372,8 @@ class PrometheusReader(Reader):
         fn, outer = _OVER[name]
         return {"v": lambda r, lo=None: f"{outer} {g} ({fn}({_q(agg)}{sel}[{promql.duration_ms(r)}]))"}
 
-    def _sampled_exprs(self, sel: str, name: str, g: str, where, view: View, hi_ms: int | None):
+    def _sampled_exprs(self, sel: str, name: str, g: str, where, view: View, hi_ms: int | None, agg=None,
+                       value: str | None = None):
         """Statistics PromQL can only take over an instant vector (values meeting `where`, sample times):
         a subquery every step, keeping at each step the newest sample if it is less than a step old (so
         each sample counts once when samples are at least a step apart) and, per series, inside the
@@ -365,27 +382,25 @@ class PrometheusReader(Reader):
         ts = f"timestamp({sel})"
 
         def sampled(lo):
-            s = f"({sel} and ((time() - {ts}) < {promql.number(step / 1000)}))"
+            s = f"({value or sel} and ((time() - {ts}) < {promql.number(step / 1000)}))"
             if lo is not None and hi_ms is not None:
                 s = f"({s} and ({ts} >= {promql.number(lo / 1000)}) and ({ts} < {promql.number(hi_ms / 1000)}))"
             for c in where:
                 s = f"({s} and {self._condition(c, view)})"
             return s
 
-        def over(fn, r, lo, value=None):
-            inner = sampled(lo) if value is None else f"({value} and {sampled(lo)})"
-            return f"{fn}({inner}[{promql.duration_ms(r)}:{promql.duration_ms(step)}])"
+        def over(fn, r, lo, stamps=None, arg=""):
+            inner = sampled(lo) if stamps is None else f"({stamps} and {sampled(lo)})"
+            return f"{fn}({arg}{inner}[{promql.duration_ms(r)}:{promql.duration_ms(step)}])"
         if name in ("first_time", "last_time"):
             fn, outer = ("min_over_time", "min") if name == "first_time" else ("max_over_time", "max")
             return {"v": lambda r, lo=None: f"{outer} {g} ({over(fn, r, lo, ts)}) * 1000"}
         if name == "mean":
             return {"v": lambda r, lo=None: f"sum {g} ({over('sum_over_time', r, lo)})",
                     "n": lambda r, lo=None: f"sum {g} ({over('count_over_time', r, lo)})"}
-        sub = {"count": ("count_over_time", "sum"), "sum": ("sum_over_time", "sum"),
-               "max": ("max_over_time", "max"), "min": ("min_over_time", "min")}
-        if name not in sub:
-            raise QueryError(f"Prometheus reader: {name} with a where condition is not supported")
-        fn, outer = sub[name]
+        fn, outer = _OVER[name]
+        if name == "percentile":
+            return {"v": lambda r, lo=None: f"{outer} {g} ({over(fn, r, lo, arg=_q(agg))})"}
         return {"v": lambda r, lo=None: f"{outer} {g} ({over(fn, r, lo)})"}
 
     def _condition(self, cond, view: View) -> str:
@@ -434,7 +449,7 @@ class PrometheusReader(Reader):
                 rows.append(pd.DataFrame({"time": t, **{k: [val] * len(t) for k, val in key.items()}, "value": v}))
             per_metric.append(pd.concat(rows, ignore_index=True) if rows else None)
         if any(p is None for p in per_metric):
-            return pd.DataFrame(columns=["time", *by, "value"])
+            return pd.DataFrame(columns=["time", *by, "_series", "value"])
         f = per_metric[0]
         keys = [c for c in f.columns if c != "value"]
         for other in per_metric[1:]:
@@ -445,6 +460,9 @@ class PrometheusReader(Reader):
         out = pd.DataFrame({"time": f["time"].to_numpy(np.int64)})
         for tag in by:
             out[tag] = _tag_column(view, tag, f)
+        # the series a point belongs to, so that raw points of several series never merge into one row
+        out["_series"] = f[_all_labels(view)].astype(str).agg("\x1f".join, axis=1).to_numpy(object) \
+            if len(f) and _all_labels(view) else ""
         out["value"] = f["value"].to_numpy(float)
         return out[out["value"].notna()]
 
@@ -464,12 +482,12 @@ class PrometheusReader(Reader):
                     f = self._stat(view, eq, q.agg, q.by, q.start_ns, q.end_ns, q.every_ns)
                     f["time"] = f["time"].astype(np.int64)
                 pieces.append(f)
-            keys = ["time", *q.by]
+            keys = ["time", *q.by, *(["_series"] if q.every_ns is None else [])]
             combined = _combine(pieces, keys, q.agg.name if q.every_ns is not None else "raw")
             cols.append(combined.rename(columns={"v": field}))
         merged = None
         for c in cols:
-            merged = c if merged is None else merged.merge(c, on=["time", *q.by], how="outer")
+            merged = c if merged is None else merged.merge(c, on=keys, how="outer")
         if merged is None or merged.empty:
             return finalize(q, [], {t: [] for t in q.by}, {f: [] for f in q.fields})
         merged = merged.sort_values(["time", *q.by], kind="stable")

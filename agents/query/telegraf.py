@@ -45,7 +45,11 @@ def with_schema(inner: Reader, schema: str) -> Reader:
             present = set(inner.measurements())
         except QueryError:
             return inner
-        if present & telegraf_measurements() and not present & set(fw_schema.MEASUREMENTS):
+        # cpu, net and infiniband are names both use: only Telegraf's own names, and none of the fleetwise
+        # measurements Telegraf's would stand for, tell it apart
+        only_telegraf = telegraf_measurements() - set(fw_schema.MEASUREMENTS)
+        stands_for = {e.measurement for e in equivalents(TELEGRAF)} - telegraf_measurements()
+        if present & only_telegraf and not present & stands_for:
             schema = "telegraf"
     return TelegrafReader(inner) if schema == "telegraf" else inner
 
@@ -72,11 +76,40 @@ class TelegrafReader(Reader):
         return [(v, e) for e in equivalents(TELEGRAF, measurement) if e.field == field
                 and telegraf_measurement(e) in present for v in telegraf_views(measurement, telegraf_measurement(e))]
 
+    def check_mapped(self) -> None:
+        """QueryError in one line when no mapped measurement is there: what was looked for, what was found."""
+        if not self.measurements():
+            found = sorted(self.source_measurements())
+            raise QueryError(f"no Telegraf measurement that fleetwise maps: looked for {', '.join(self.mapped())}; "
+                             f"found {', '.join(found) or 'no measurements at all'}")
+
+    def native(self) -> set[str]:
+        """fleetwise's own measurements written beside Telegraf's (the agent's job collector next to
+        Telegraf's host plugins): read as they are. Names Telegraf also uses (cpu, net, infiniband) are
+        Telegraf's here."""
+        from agents import schema as fw_schema
+
+        mapped = {e.measurement for e in equivalents(TELEGRAF)} | telegraf_measurements()
+        return (self.source_measurements() & set(fw_schema.MEASUREMENTS)) - mapped
+
     def measurements(self) -> list[str]:
         names = sorted({e.measurement for e in equivalents(TELEGRAF)})
-        return [m for m in names if any(self._parts(m, e.field) for e in equivalents(TELEGRAF, m))]
+        return sorted({*(m for m in names if any(self._parts(m, e.field) for e in equivalents(TELEGRAF, m))),
+                       *self.native()})
+
+    def frame(self, measurement, fields, start, end, every=None, by=(), agg="mean"):
+        if measurement in self.native():
+            return self.inner.frame(measurement, fields, start, end, every=every, by=by, agg=agg)
+        return super().frame(measurement, fields, start, end, every=every, by=by, agg=agg)
+
+    def aggregate(self, measurement, stats, start, end, every=None, by=(), where=()):
+        if measurement in self.native():
+            return self.inner.aggregate(measurement, stats, start, end, every=every, by=by, where=where)
+        return super().aggregate(measurement, stats, start, end, every=every, by=by, where=where)
 
     def tag_values(self, measurement: str, tag: str) -> list[str]:
+        if measurement in self.native():
+            return self.inner.tag_values(measurement, tag)
         found: set[str] = set()
         for e in equivalents(TELEGRAF, measurement):
             for view, eq in self._parts(measurement, e.field):
@@ -88,6 +121,8 @@ class TelegrafReader(Reader):
         return sorted(v for v in found if v)
 
     def time_bounds(self, measurement: str):
+        if measurement in self.native():
+            return self.inner.time_bounds(measurement)
         bounds = [b for m in sorted({telegraf_measurement(eq) for e in equivalents(TELEGRAF, measurement)
                                      for _, eq in self._parts(measurement, e.field)})
                   for b in [self.inner.time_bounds(m)] if b is not None]
