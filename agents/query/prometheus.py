@@ -50,6 +50,7 @@ from agents.stores.url import StoreURL
 
 MAX_POINTS = 10_000  # query_range refuses more than 11,000 points per series
 RAW_CHUNK_MS = 86_400_000  # raw samples are read a day at a time
+MAX_STEPS = 2_000  # subquery steps per series and window (Prometheus refuses queries over 50 M samples)
 
 
 class PrometheusReader(Reader):
@@ -72,6 +73,7 @@ class PrometheusReader(Reader):
         self._names: set[str] | None = None
         self._left_open: bool | None = None
         self._present: dict[tuple[str, str], list] = {}
+        self._bounds_cache: dict[str, object] = {}
 
     # -- transport ------------------------------------------------------------------------------
     def _api(self, path: str, params: Iterable[tuple[str, str]] = (), post: bool = False):
@@ -306,56 +308,95 @@ class PrometheusReader(Reader):
               every_ns: int | None, where=()):
         """Frame [time?, *by, v, n]: the statistic agg (an Agg or "first_time"/"last_time"/"first") of one
         mapped field through one view; n is the weight for combining means of several views."""
-        import numpy as np
         import pandas as pd
 
         name = agg if isinstance(agg, str) else agg.name
+        empty = pd.DataFrame(columns=[*(["time"] if every_ns is not None else []), *by, "v", "n"])
         if name == "first" or (eq.counter and every_ns is None and name not in ("mean", "count") and not where):
             return self._stat_raw(view, eq, name, agg, by, start_ns, end_ns)
         group = _group_labels(view, by)
+        sels = [promql.selector(m, dict(eq.match), view.require) for m in eq.metrics]
+        if where or name in ("first_time", "last_time") or (len(sels) > 1 and name in
+                                                             ("max", "min", "last", "percentile")):
+            # statistics of an instant vector (see _sampled); the extremes of a sum are not the sum of extremes
+            f = self._sampled(sels, view, eq, name, agg, by, group, start_ns, end_ns, every_ns, where)
+            return f if f is not None and len(f) else empty
         frames = []
-        if len(eq.metrics) > 1 and name in ("max", "min", "last", "percentile"):
-            # the extremes of a sum are not the sum of extremes: sample the sum itself, once per step
-            sels = [promql.selector(m, dict(eq.match), view.require) for m in eq.metrics]
-            hi_ms = -(-end_ns // 10**6) if every_ns is None else None
-            exprs = self._sampled_exprs(sels[0], name, promql.by(group), where, view, hi_ms, agg=agg,
-                                        value="(" + " + ".join(sels) + ")")
-            until = end_ns + (self.step_ms() * 10**6 if hi_ms is not None else 0)
-            f = _long({col: self._evaluate(make, start_ns, until, every_ns) for col, make in exprs.items()},
-                      view, by, every_ns is not None)
-            f["v"] = f["v"] * eq.scale
-            return f
-        for metric in eq.metrics:
-            sel = promql.selector(metric, dict(eq.match), view.require)
-            sampled = bool(where) or name in ("first_time", "last_time")
-            hi_ms = -(-end_ns // 10**6) if sampled and every_ns is None else None
-            exprs = self._exprs(sel, eq, name, agg, group, where, view, hi_ms)
-            # sampled statistics run a step past the window's end (see _sampled_exprs)
-            until = end_ns + (self.step_ms() * 10**6 if hi_ms is not None else 0)
-            cols = {}
-            for col, make in exprs.items():
-                cols[col] = self._evaluate(make, start_ns, until, every_ns)
-            frames.append(_long(cols, view, by, every_ns is not None))
+        for sel in sels:
+            exprs = self._exprs(sel, eq, name, agg, group)
+            frames.append(_long({col: self._evaluate(make, start_ns, end_ns, every_ns) for col, make in exprs.items()},
+                                view, by, every_ns is not None))
         f = frames[0]
         for other in frames[1:]:  # "A+B" metrics: added series by series (equal timestamps: same scrape)
             keys = [c for c in f.columns if c not in ("v", "n")]
             f = f.merge(other, on=keys, how="inner", suffixes=("", "_b"))
-            if name not in ("count", "first_time", "last_time"):  # those are the samples', not the values'
+            if name != "count":  # the samples', not the values'
                 f["v"] = f["v"] + f["v_b"]
             f = f.drop(columns=[c for c in f.columns if c.endswith("_b")])
-        if name not in ("count", "first_time", "last_time"):
+        if name != "count":
             f["v"] = f["v"] * eq.scale
+        return f if len(f) else empty
+
+    def _sampled(self, sels, view, eq, name, agg, by, group, start_ns, end_ns, every_ns, where):
+        """Statistics PromQL only takes over an instant vector (values meeting `where`, sample times, a sum
+        of metrics): a subquery every `step`, keeping at each step the newest sample if it is less than a
+        step old and (per series) inside the window. The step is the scrape interval, widened so that one
+        series has at most MAX_STEPS steps in the window, which is first cut to where the measurement has
+        samples. When the step is the scrape interval every sample counts once (exact); when it is wider the
+        step grid samples each series' state: counts (and sums) are then the samples' count_over_time times
+        the share of steps meeting the condition, and first/last times are exact to one step."""
+        import numpy as np
+
+        bounds = self._bounds(view.measurement)
+        if bounds is None:
+            return None
+        lo_ns = max(start_ns, bounds[0].value) if every_ns is None else start_ns
+        hi_ns = min(end_ns, bounds[1].value + 10**6) if every_ns is None else end_ns
+        if hi_ns <= lo_ns:
+            return None
+        step = self.step_ms()
+        if every_ns is None:
+            step = max(step, -(-(hi_ns - lo_ns) // 10**6 // MAX_STEPS))
+        hi_ms = -(-hi_ns // 10**6) if every_ns is None else None
+        value = sels[0] if len(sels) == 1 else "(" + " + ".join(sels) + ")"
+        sub = name if name in ("first_time", "last_time") else ("sum" if name == "mean" else name)
+        cols = {"v": self._sampled_expr(sels[0], value, sub, agg, group, where, view, hi_ms, step)}
+        if name in ("count", "sum", "mean"):  # steps kept without the condition, to scale by
+            cols["n"] = self._sampled_expr(sels[0], value, "count", agg, group, (), view, hi_ms, step)
+        if name in ("count", "sum"):  # the samples themselves
+            g = promql.by(group)
+            cols["c"] = lambda r, lo=None: f"sum {g} (count_over_time({sels[0]}[{promql.duration_ms(r)}]))"
+        # the subquery runs a step past the window's end so that the last samples get their step
+        until = hi_ns + (step * 10**6 if hi_ms is not None else 0)
+        parts = {col: _long({"v": self._evaluate(make, lo_ns, until if col != "c" else hi_ns, every_ns)}, view, by,
+                            every_ns is not None).drop(columns="n") for col, make in cols.items()}
+        f = parts["v"]
+        keys = [c for c in f.columns if c != "v"]
+        for col in ("n", "c"):
+            if col in parts:
+                other = parts[col].rename(columns={"v": col})
+                f = f.merge(other, on=keys, how="left") if keys else f.assign(**{col: other[col].sum()})
+        if name in ("count", "sum"):
+            f["v"] = f["v"] * f["c"] / f["n"]  # equal to v when every sample had its own step
+        if name == "mean":
+            f = f.assign(n=f["n"])
+        else:
+            f["n"] = 1.0
         if name in ("first_time", "last_time"):
             f["v"] = f["v"].round().astype(np.int64)  # epoch ms
-        return f if len(f) else pd.DataFrame(columns=[*(["time"] if every_ns is not None else []), *by, "v", "n"])
+        elif name != "count":
+            f["v"] = f["v"] * eq.scale
+        return f[[*keys, "v", "n"]]
 
-    def _exprs(self, sel: str, eq: Equivalent, name: str, agg, group: list[str], where, view: View,
-               hi_ms: int | None = None):
+    def _bounds(self, measurement: str):
+        if measurement not in self._bounds_cache:
+            self._bounds_cache[measurement] = self.time_bounds(measurement)
+        return self._bounds_cache[measurement]
+
+    def _exprs(self, sel: str, eq: Equivalent, name: str, agg, group: list[str]):
         """PromQL builders ((range ms, window start ms) -> text) for one statistic: "v" (and "n" for means)."""
         g = promql.by(group)
         step = self.step_ms()
-        if where or name in ("first_time", "last_time"):
-            return self._sampled_exprs(sel, name, g, where, view, hi_ms)
         if eq.counter:
             if name == "mean":
                 return {"v": lambda r, lo=None: f"sum {g} (rate({sel}[{promql.duration_ms(r)}]))",
@@ -372,17 +413,14 @@ class PrometheusReader(Reader):
         fn, outer = _OVER[name]
         return {"v": lambda r, lo=None: f"{outer} {g} ({fn}({_q(agg)}{sel}[{promql.duration_ms(r)}]))"}
 
-    def _sampled_exprs(self, sel: str, name: str, g: str, where, view: View, hi_ms: int | None, agg=None,
-                       value: str | None = None):
-        """Statistics PromQL can only take over an instant vector (values meeting `where`, sample times):
-        a subquery every step, keeping at each step the newest sample if it is less than a step old (so
-        each sample counts once when samples are at least a step apart) and, per series, inside the
-        window [lo, hi) (the evaluation runs a step past hi so the last samples get their step)."""
-        step = self.step_ms()
+    def _sampled_expr(self, sel: str, value: str, name: str, agg, group: list[str], where, view: View,
+                      hi_ms: int | None, step: int):
+        """The PromQL builder of one sampled statistic (see _sampled)."""
+        g = promql.by(group)
         ts = f"timestamp({sel})"
 
         def sampled(lo):
-            s = f"({value or sel} and ((time() - {ts}) < {promql.number(step / 1000)}))"
+            s = f"({value} and ((time() - {ts}) < {promql.number(step / 1000)}))"
             if lo is not None and hi_ms is not None:
                 s = f"({s} and ({ts} >= {promql.number(lo / 1000)}) and ({ts} < {promql.number(hi_ms / 1000)}))"
             for c in where:
@@ -394,14 +432,9 @@ class PrometheusReader(Reader):
             return f"{fn}({arg}{inner}[{promql.duration_ms(r)}:{promql.duration_ms(step)}])"
         if name in ("first_time", "last_time"):
             fn, outer = ("min_over_time", "min") if name == "first_time" else ("max_over_time", "max")
-            return {"v": lambda r, lo=None: f"{outer} {g} ({over(fn, r, lo, ts)}) * 1000"}
-        if name == "mean":
-            return {"v": lambda r, lo=None: f"sum {g} ({over('sum_over_time', r, lo)})",
-                    "n": lambda r, lo=None: f"sum {g} ({over('count_over_time', r, lo)})"}
+            return lambda r, lo=None: f"{outer} {g} ({over(fn, r, lo, ts)}) * 1000"
         fn, outer = _OVER[name]
-        if name == "percentile":
-            return {"v": lambda r, lo=None: f"{outer} {g} ({over(fn, r, lo, arg=_q(agg))})"}
-        return {"v": lambda r, lo=None: f"{outer} {g} ({over(fn, r, lo)})"}
+        return lambda r, lo=None: f"{outer} {g} ({over(fn, r, lo, arg=_q(agg))})"
 
     def _condition(self, cond, view: View) -> str:
         eqs = [e for e in equivalents(view.source, view.measurement) if e.field == cond.field]
