@@ -311,6 +311,26 @@ def _save_tables(run: _Run) -> None:
             run.writer.save_table(key, frame)
 
 
+def _check_something_to_analyze(reader) -> None:
+    """A store holding none of what the analysis reads is refused in one line (QueryError: exit 1) that says
+    what was looked for and what was found, instead of a run that fits nothing."""
+    from agents.query import QueryError
+
+    check = getattr(reader, "check_mapped", None)  # another tool's telemetry: is anything we map there?
+    if check is not None:
+        check()
+    present = set(reader.measurements())
+    if present & set(_BOUND_MEASUREMENTS):
+        return
+    from agents.query.telegraf import telegraf_measurements
+
+    found = sorted(present)
+    shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+    raise QueryError(f"no measurement the analysis reads: looked for {', '.join(_BOUND_MEASUREMENTS)} (fleetwise's "
+                     f"schema) or Telegraf's {', '.join(sorted(telegraf_measurements()))}; "
+                     f"found {shown or 'no measurements at all'}")
+
+
 def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=None,
             state_dir: str | Path = DEFAULT_STATE_DIR, n_jobs: int = -1, every: str = DEFAULT_EVERY,
             keep: int = DEFAULT_KEEP, now: dt.datetime | None = None) -> AnalyzeResult:
@@ -322,9 +342,7 @@ def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=Non
     parse_every(every)  # a bad bucket width is the caller's mistake: refuse it before a run is started
     state = StateDir(state_dir, keep=keep)
     with open_reader(store_url) as reader:
-        check = getattr(reader, "check_mapped", None)  # another tool's telemetry: is anything we map there?
-        if check is not None:
-            check()
+        _check_something_to_analyze(reader)
         window = resolve_window(reader, since, until, now=now, every=every)
         writer = state.new_run(store=store_url, window=window, since=str(since), every=every, n_jobs=n_jobs)
         run = _Run(writer, window, n_jobs)

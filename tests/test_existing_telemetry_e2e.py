@@ -214,6 +214,14 @@ def test_telegraf_schema_gives_the_job_table_of_fleetwise_schema(tmp_path):
             proc = analyze(url, tmp_path / name, "--until", "2026-11-20T02:00:00Z", "--since", "1d")
             assert proc.returncode == 0, proc.stdout + proc.stderr
             tables[name] = load_latest(tmp_path / name).table("job_table")
+        # bad input: a database with none of the mapped series -> one line naming both sides, exit 1
+        create_database(server.url, "other")
+        write_lines(server.url, "other", [f"app_requests,host=x count=1i {T0}"])
+        for url, looked_for in ((f"{base}/other?schema=telegraf", "nvidia_smi"), (f"{base}/other", "job_gpu")):
+            proc = analyze(url, tmp_path / "bad")
+            lines = proc.stderr.strip().splitlines()
+            assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+            assert looked_for in lines[0] and "found app_requests" in lines[0], lines[0]
     fw = tables["fleetwise"]
     assert len(fw) == 2 and fw["gpu_memory_total_bytes"].eq(81920 * MIB).all()  # the gpu series joined
     assert fw["disk_bytes_per_second"].tolist() == pytest.approx([2000.0, 500.0])
