@@ -110,7 +110,7 @@ EQUIVALENTS: tuple[Equivalent, ...] = (
     _e("gpu", "sm_clock_hertz", DCGM, "DCGM_FI_DEV_SM_CLOCK", scale=1e6, unit="MHz"),
     # node_exporter
     *(_e("cpu", f"{mode}_ratio", NODE, "node_cpu_seconds_total", counter=True, mean_over="cpu",
-         match=(("mode", mode),), unit="s (per core)") for mode in _CPU_MODES),
+         match=(("mode", mode),), unit="s") for mode in _CPU_MODES),
     _e("memory", "total_bytes", NODE, "node_memory_MemTotal_bytes", unit="B"),
     _e("memory", "available_bytes", NODE, "node_memory_MemAvailable_bytes", unit="B"),
     _e("memory", "free_bytes", NODE, "node_memory_MemFree_bytes", unit="B"),
