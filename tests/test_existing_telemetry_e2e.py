@@ -140,7 +140,9 @@ def test_prometheus_job_table_equals_the_served_values(scraped, tmp_path):
 # -- Telegraf in InfluxDB --------------------------------------------------------------------------------------
 T0 = int(pd.Timestamp("2026-11-20T00:00:00Z").value)
 SEC = 10**9
-HOSTS = {"t1": ("GPU-t1a", 45, 12000, 2000.0), "t2": ("GPU-t2a", 2, 40000, 500.0)}  # uuid, %, MiB, disk B/s
+# uuid, %, MiB, disk B/s; t3's GPU is an AMD one, reported by amd_rocm_smi (memory in bytes, no power limit)
+HOSTS = {"t1": ("GPU-t1a", 45, 12000, 2000.0), "t2": ("GPU-t2a", 2, 40000, 500.0), "t3": ("0x5e1f00d", 30, 9000, 0.0)}
+AMD = {"t3"}
 
 
 def telegraf_lines(n: int) -> list[str]:
@@ -149,10 +151,15 @@ def telegraf_lines(n: int) -> list[str]:
     for host, (uuid, util, mib, disk_rate) in HOSTS.items():
         for k in range(n):
             t = T0 + k * 30 * SEC
-            lines.append(f"nvidia_smi,compute_mode=Default,host={host},index=0,name=NVIDIA\\ A100-SXM4-80GB,"
-                         f"pstate=P0,uuid={uuid} utilization_gpu={util}i,utilization_memory=10i,memory_used={mib}i,"
-                         f"memory_total=81920i,memory_free={81920 - mib}i,power_draw=301.5,power_limit=400,"
-                         f"temperature_gpu=50i,clocks_current_sm=1410i {t}")
+            if host in AMD:
+                lines.append(f"amd_rocm_smi,gpu_id=card0,gpu_unique_id={uuid},host={host},name=card0 "
+                             f"utilization_gpu={util}i,memory_used={mib * MIB}i,memory_total={65536 * MIB}i,"
+                             f"power_draw=200.5,temperature_sensor_edge=40.0 {t}")
+            else:
+                lines.append(f"nvidia_smi,compute_mode=Default,host={host},index=0,name=NVIDIA\\ A100-SXM4-80GB,"
+                             f"pstate=P0,uuid={uuid} utilization_gpu={util}i,utilization_memory=10i,memory_used={mib}i,"
+                             f"memory_total=81920i,memory_free={81920 - mib}i,power_draw=301.5,power_limit=400,"
+                             f"temperature_gpu=50i,clocks_current_sm=1410i {t}")
             lines.append(f"cpu,cpu=cpu-total,host={host} usage_idle=75,usage_user=20,usage_system=5 {t}")
             lines.append(f"cpu,cpu=cpu0,host={host} usage_idle=10,usage_user=90 {t}")
             lines.append(f"mem,host={host} total=68719476736i,available=34359738368i,used=34359738368i,"
@@ -170,11 +177,19 @@ def fleetwise_points(n: int) -> list[Point]:
     for host, (uuid, util, mib, disk_rate) in HOSTS.items():
         for k in range(n):
             t = T0 + k * 30 * SEC
-            pts.append(Point("gpu", {"host": host, "gpu": "0", "uuid": uuid, "vendor": "nvidia",
-                                     "model": "NVIDIA A100-SXM4-80GB"},
-                             {"utilization_ratio": util / 100, "memory_bandwidth_ratio": 0.1,
-                              "memory_used_bytes": mib * MIB, "memory_total_bytes": 81920 * MIB, "power_watts": 301.5,
-                              "power_limit_watts": 400.0, "temperature_celsius": 50.0, "sm_clock_hertz": 1410e6}, t))
+            if host in AMD:
+                pts.append(Point("gpu", {"host": host, "gpu": "card0", "uuid": uuid, "vendor": "amd",
+                                         "model": "card0"},
+                                 {"utilization_ratio": util / 100, "memory_used_bytes": mib * MIB,
+                                  "memory_total_bytes": 65536 * MIB, "power_watts": 200.5,
+                                  "temperature_celsius": 40.0}, t))
+            else:
+                pts.append(Point("gpu", {"host": host, "gpu": "0", "uuid": uuid, "vendor": "nvidia",
+                                         "model": "NVIDIA A100-SXM4-80GB"},
+                                 {"utilization_ratio": util / 100, "memory_bandwidth_ratio": 0.1,
+                                  "memory_used_bytes": mib * MIB, "memory_total_bytes": 81920 * MIB,
+                                  "power_watts": 301.5, "power_limit_watts": 400.0, "temperature_celsius": 50.0,
+                                  "sm_clock_hertz": 1410e6}, t))
             pts.append(Point("cpu", {"host": host, "cpu": "total"}, {"idle_ratio": 0.75, "user_ratio": 0.2,
                                                                      "system_ratio": 0.05}, t))
             if k:
@@ -194,7 +209,7 @@ def job_points(n: int) -> list[Point]:
             t = T0 + k * 30 * SEC
             pts.append(Point("job", tags, {"cpus_allocated": 16, "cpu_cores": 4.0, "memory_peak_bytes": 10**9,
                                            "memory_limit_bytes": 4 * 10**9}, t))
-            pts.append(Point("job_gpu", {**tags, "gpu": "0", "uuid": uuid},
+            pts.append(Point("job_gpu", {**tags, "gpu": "card0" if host in AMD else "0", "uuid": uuid},
                              {"utilization_ratio": util / 100, "memory_used_bytes": mib * MIB}, t))
     return pts
 
@@ -223,9 +238,11 @@ def test_telegraf_schema_gives_the_job_table_of_fleetwise_schema(tmp_path):
             assert proc.returncode == 1 and len(lines) == 1, proc.stderr
             assert looked_for in lines[0] and "found app_requests" in lines[0], lines[0]
     fw = tables["fleetwise"]
-    assert len(fw) == 2 and fw["gpu_memory_total_bytes"].eq(81920 * MIB).all()  # the gpu series joined
-    assert fw["disk_bytes_per_second"].tolist() == pytest.approx([2000.0, 500.0])
-    assert fw["net_bytes_per_second"].tolist() == pytest.approx([1.5e6, 1.5e6])
-    assert fw["power_watts_mean"].tolist() == pytest.approx([301.5, 301.5])
+    assert len(fw) == 3  # the gpu series joined: memory size and power from nvidia_smi and amd_rocm_smi
+    assert fw["gpu_memory_total_bytes"].tolist() == [81920 * MIB, 81920 * MIB, 65536 * MIB]
+    assert fw["disk_bytes_per_second"].tolist() == pytest.approx([2000.0, 500.0, 0.0])
+    assert fw["net_bytes_per_second"].tolist() == pytest.approx([1.5e6, 1.5e6, 1.5e6])
+    assert fw["power_watts_mean"].tolist() == pytest.approx([301.5, 301.5, 200.5])
+    assert fw["accelerator"].tolist() == ["NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM4-80GB", "card0"]
     for name in ("telegraf", "detected"):
         pd.testing.assert_frame_equal(tables[name], fw, check_exact=False, rtol=1e-9, obj=name)
