@@ -4,10 +4,8 @@ Also the dcgm-exporter exposition the end-to-end tests serve, in the exporter's 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
-import textwrap
 import time
 import urllib.parse
 import urllib.request
@@ -15,8 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tests.conftest import require_binary
-from tests.helpers import free_port, wait_http
-from tests.services import Server, _spawn
+from tests.services import prometheus
 
 # dcgm-exporter's HELP texts and types (default-counters.csv), and the unit each is in
 DCGM_FAMILIES = {
@@ -69,26 +66,9 @@ def backfill(lines: Iterable[str], workdir: Path) -> Path:
     return tsdb
 
 
-@contextlib.contextmanager
-def prometheus_on(tsdb: Path, workdir: Path) -> Iterator[Server]:
+def prometheus_on(tsdb: Path, workdir: Path):
     """Prometheus serving an existing TSDB (no scrape targets; retention long enough for any backfill)."""
-    binary = require_binary("prometheus")
-    port = free_port()
-    conf = workdir / "prometheus.yml"
-    conf.write_text(textwrap.dedent("""
-        global:
-          scrape_interval: 10s
-        scrape_configs: []
-    """))
-    log = workdir / "prometheus.log"
-    args = [binary, f"--config.file={conf}", f"--storage.tsdb.path={tsdb}", "--storage.tsdb.retention.time=100y",
-            f"--web.listen-address=127.0.0.1:{port}"]
-    server = Server(f"http://127.0.0.1:{port}", _spawn(args, log), workdir, log)
-    try:
-        wait_http(server.url + "/-/ready", timeout=120, proc=server.proc)
-        yield server
-    finally:
-        server.stop()
+    return prometheus(workdir, [], "10s", tsdb=tsdb, retention="100y")
 
 
 def prom_query(base: str, promql: str, at: float | None = None) -> list[dict]:
