@@ -2,9 +2,10 @@
 
 Generates HOSTS hosts x DAYS days at INTERVAL seconds of GPU utilization (bench/query_hourly.py's series),
 backfills it into a real Prometheus as dcgm-exporter's DCGM_FI_DEV_GPU_UTIL (percent, with dcgm-exporter's
-labels) with `promtool tsdb create-blocks-from openmetrics`, loads the same values into the embedded store
-as fleetwise's gpu.utilization_ratio, then times Reader.frame("gpu", ["utilization_ratio"], every="1h",
-by=["host"]) on both, after checking that the two frames are equal (rtol 1e-9).
+labels) with `promtool tsdb create-blocks-from openmetrics` (one file per 2-hour block), loads the same
+values into the embedded store as fleetwise's gpu.utilization_ratio, then times
+Reader.frame("gpu", ["utilization_ratio"], every="1h", by=["host"]) on both,
+after checking that the two frames are equal (rtol 1e-9).
 
     .venv/bin/python bench/prometheus_query.py --hosts 256 --days 7 --interval 30 --repeats 5
 
@@ -35,22 +36,31 @@ GOAL_S = 5.0
 SEED = 2  # query_hourly's seed for the gpu measurement
 
 
-def openmetrics_lines(hosts: int, days: int, interval_s: int):
-    """DCGM_FI_DEV_GPU_UTIL in percent, one series per host (host-major: promtool wants each series in order)."""
+BLOCK_S = 7200  # promtool's block width: one OpenMetrics file per block
+
+
+def openmetrics_windows(hosts: int, days: int, interval_s: int):
+    """Per 2-hour block, DCGM_FI_DEV_GPU_UTIL in percent, one series per host in time order, as OpenMetrics."""
     names = host_names(hosts)
-    per_day = [series(hosts, day, interval_s, SEED) for day in range(days)]
     per_host = 86_400 // interval_s
+    per_block = BLOCK_S // interval_s
+    labels = [f'{{gpu="0",UUID="GPU-{h:08d}",device="nvidia0",modelName="NVIDIA H100 80GB HBM3",Hostname="{n}"}}'
+              for h, n in enumerate(names)]
+    for day in range(days):
+        times, _, values = series(hosts, day, interval_s, SEED)
+        ts = times // 10**6
+        seconds = np.char.add(np.char.add((ts // 1000).astype(str), "."), np.char.zfill((ts % 1000).astype(str), 3))
+        pct = np.char.mod("%.17g", values * 100)
+        for block in range(86_400 // BLOCK_S):
+            yield _block_lines(labels, pct, seconds, per_host, block * per_block, (block + 1) * per_block)
+
+
+def _block_lines(labels, pct, seconds, per_host: int, lo: int, hi: int):
     yield "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %)."
     yield "# TYPE DCGM_FI_DEV_GPU_UTIL gauge"
-    for h, name in enumerate(names):
-        labels = (f'{{gpu="0",UUID="GPU-{h:08d}",device="nvidia0",modelName="NVIDIA H100 80GB HBM3",'
-                  f'Hostname="{name}"}}')
-        for times, _, values in per_day:
-            sl = slice(h * per_host, (h + 1) * per_host)
-            ts = times[sl] // 10**6
-            seconds = np.char.add(np.char.add((ts // 1000).astype(str), "."), np.char.zfill((ts % 1000).astype(str), 3))
-            pct = np.char.mod("%.17g", values[sl] * 100)
-            yield "\n".join(f"DCGM_FI_DEV_GPU_UTIL{labels} {v} {t}" for v, t in zip(pct, seconds, strict=True))
+    for h, lab in enumerate(labels):
+        sl = slice(h * per_host + lo, h * per_host + hi)
+        yield "\n".join(f"DCGM_FI_DEV_GPU_UTIL{lab} {v} {t}" for v, t in zip(pct[sl], seconds[sl], strict=True))
     yield "# EOF"
 
 
@@ -65,7 +75,7 @@ def time_query(reader, days: int, repeats: int):
 
 
 def main() -> None:
-    from tests.prom_helpers import backfill, prometheus_on
+    from tests.prom_helpers import backfill_windows, prometheus_on
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hosts", type=int, default=256)
@@ -84,7 +94,7 @@ def main() -> None:
         emb_times, emb_frame = time_query(reader, args.days, args.repeats)
     print("backfilling Prometheus with promtool ...", file=sys.stderr)
     t = time.perf_counter()
-    tsdb = backfill(openmetrics_lines(args.hosts, args.days, args.interval), work)
+    tsdb = backfill_windows(openmetrics_windows(args.hosts, args.days, args.interval), work)
     result["promtool_backfill_s"] = round(time.perf_counter() - t, 2)
     with prometheus_on(tsdb, work) as server:
         reader = open_reader(server.url.replace("http://", "prometheus://"))
