@@ -17,6 +17,17 @@ def strip_port(value: str) -> str:
     return _PORT.match(value).group(1)
 
 
+def tag_value(view: View, tag: str, labels: dict) -> str:
+    """The fleetwise tag of one series from its labels (see tag_column)."""
+    src = dict(view.tags).get(tag)
+    if src is None:
+        return ""
+    if src.startswith("="):
+        return src[1:]
+    value = labels.get(src.removesuffix(":host"), "")
+    return strip_port(value) if src.endswith(":host") else value
+
+
 def tag_column(view: View, tag: str, labels_frame):
     import numpy as np
 

@@ -45,6 +45,7 @@ from agents.query.base import (
 from agents.query.mapped import combine as _combine
 from agents.query.mapped import strip_port as _strip_port
 from agents.query.mapped import tag_column as _tag_column
+from agents.query.mapped import tag_value
 from agents.schema.equivalents import PROMETHEUS_SOURCES, Equivalent, View, equivalents, views
 from agents.stores.url import StoreURL
 
@@ -324,8 +325,7 @@ class PrometheusReader(Reader):
         frames = []
         for sel in sels:
             exprs = self._exprs(sel, eq, name, agg, group)
-            frames.append(_long({col: self._evaluate(make, start_ns, end_ns, every_ns) for col, make in exprs.items()},
-                                view, by, every_ns is not None))
+            frames.append(_long(self._evaluate_all(exprs, start_ns, end_ns, every_ns), view, by, every_ns is not None))
         f = frames[0]
         for other in frames[1:]:  # "A+B" metrics: added series by series (equal timestamps: same scrape)
             keys = [c for c in f.columns if c not in ("v", "n")]
@@ -336,6 +336,18 @@ class PrometheusReader(Reader):
         if name != "count":
             f["v"] = f["v"] * eq.scale
         return f if len(f) else empty
+
+    def _evaluate_all(self, exprs: dict, start_ns: int, end_ns: int, every_ns: int | None) -> dict:
+        """_evaluate for each builder; a mean's sum and count run at once (Prometheus answers each on its
+        own core)."""
+        if len(exprs) == 1:
+            return {col: self._evaluate(make, start_ns, end_ns, every_ns) for col, make in exprs.items()}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(exprs)) as pool:
+            futures = {col: pool.submit(self._evaluate, make, start_ns, end_ns, every_ns)
+                       for col, make in exprs.items()}
+            return {col: f.result() for col, f in futures.items()}
 
     def _sampled(self, sels, view, eq, name, agg, by, group, start_ns, end_ns, every_ns, where):
         """Statistics PromQL only takes over an instant vector (values meeting `where`, sample times, a sum
@@ -596,14 +608,16 @@ def _long(cols: dict, view: View, by: tuple[str, ...], timed: bool):
 
     frames = {}
     for col, series in cols.items():
-        rows = []
-        for labels, t, vals in series:
-            labels_frame = pd.DataFrame({lb: [labels.get(lb, "")] * len(vals) for lb in _all_labels(view)})
-            f = pd.DataFrame({**({"time": t} if timed else {}),
-                              **{tag: _tag_column(view, tag, labels_frame) for tag in by}, col: vals})
-            rows.append(f)
-        frames[col] = pd.concat(rows, ignore_index=True) if rows else \
-            pd.DataFrame(columns=[*(["time"] if timed else []), *by, col])
+        # columns built once from all series (a frame per series costs milliseconds each: seconds per week)
+        counts = np.asarray([len(vals) for _, _, vals in series], dtype=np.int64)
+        data = {}
+        if timed:
+            data["time"] = np.concatenate([t for _, t, _ in series]) if series else np.zeros(0, dtype=np.int64)
+        for tag in by:
+            data[tag] = np.repeat(np.asarray([tag_value(view, tag, labels) for labels, _, _ in series], dtype=object),
+                                  counts)
+        data[col] = np.concatenate([vals for _, _, vals in series]) if series else np.zeros(0)
+        frames[col] = pd.DataFrame(data, columns=[*(["time"] if timed else []), *by, col])
     keys = [*(["time"] if timed else []), *by]
     f = frames["v"]
     if "n" in frames:
