@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from agents.points import Point
+from agents.schema.accelerators import accelerator_key
 from analyzer.state import load_latest
 from tests.conftest import REPO, require_binary
 from tests.helpers import free_port, wait_http
@@ -118,7 +119,7 @@ def test_prometheus_job_table_equals_the_served_values(scraped, tmp_path):
     assert (pod["scheduler"], pod["user"], pod["hosts"]) == ("kubernetes", "serving", "gpu-node-1")
     assert (slurm["scheduler"], slurm["user"]) == ("slurm", "")
     for row, (_, served) in ((pod, SERVED[0]), (slurm, SERVED[1])):
-        assert row["gpus"] == 1 and row["accelerator"] == MODEL
+        assert row["gpus"] == 1 and row["accelerator"] == accelerator_key(MODEL)
         assert row["gpu_utilization_mean"] == pytest.approx(served["DCGM_FI_DEV_GPU_UTIL"] / 100)
         assert row["gpu_utilization_peak"] == pytest.approx(served["DCGM_FI_DEV_GPU_UTIL"] / 100)
         assert row["gpu_memory_used_max_bytes"] == served["DCGM_FI_DEV_FB_USED"] * MIB
@@ -243,6 +244,6 @@ def test_telegraf_schema_gives_the_job_table_of_fleetwise_schema(tmp_path):
     assert fw["disk_bytes_per_second"].tolist() == pytest.approx([2000.0, 500.0, 0.0])
     assert fw["net_bytes_per_second"].tolist() == pytest.approx([1.5e6, 1.5e6, 1.5e6])
     assert fw["power_watts_mean"].tolist() == pytest.approx([301.5, 301.5, 200.5])
-    assert fw["accelerator"].tolist() == ["NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM4-80GB", "card0"]
+    assert fw["accelerator"].tolist() == ["a100-80gb", "a100-80gb", "card0"]  # canonical keys
     for name in ("telegraf", "detected"):
         pd.testing.assert_frame_equal(tables[name], fw, check_exact=False, rtol=1e-9, obj=name)

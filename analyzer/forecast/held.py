@@ -10,6 +10,7 @@ is NaN: how many GPUs the fleet has is not in the data, so it is not guessed.
 from __future__ import annotations
 
 SPAN_FIELDS = ("utilization_ratio", "memory_used_bytes")
+UNKNOWN = "unknown"  # the pool's accelerator: the model is not in per-job series
 
 
 def held_demand(reader, start, end, every: str = "1h"):
@@ -18,7 +19,7 @@ def held_demand(reader, start, end, every: str = "1h"):
     import pandas as pd
 
     from agents.query.base import parse_every, time_ns
-    from analyzer.forecast.demand import COLUMNS, GPU_PREFIX, accelerator_type
+    from analyzer.forecast.demand import COLUMNS, GPU_PREFIX
 
     if "job_gpu" not in set(reader.measurements()):
         return pd.DataFrame(columns=COLUMNS)
@@ -41,5 +42,5 @@ def held_demand(reader, start, end, every: str = "1h"):
     held = (np.minimum(hi[rep], (bucket + 1) * step) - np.maximum(lo[rep], bucket * step)) / step
     demand = pd.Series(held).groupby(bucket).sum()
     return pd.DataFrame({"time": pd.to_datetime(demand.index.to_numpy() * step, unit="ns", utc=True),
-                         "pool": GPU_PREFIX + accelerator_type(""), "demand": demand.to_numpy(float),
+                         "pool": GPU_PREFIX + UNKNOWN, "demand": demand.to_numpy(float),
                          "capacity": np.nan})[COLUMNS]
