@@ -9,8 +9,8 @@ that fails is written into the run's manifest with its reason, and the run goes 
 whose input is missing (e.g. no job table) is skipped and says which input it lacked. Only a store that
 cannot be opened stops the run before anything is written.
 
-The window is [until - since, until). When `until` is not given it is the end of the data (the last job,
-gpu or cpu point, plus one bucket) if that is earlier than now, so an archived store is analysed as it
+The window is [until - since, until). When `until` is not given it is the end of the data (the last point
+of any measurement a step reads, plus one bucket) if that is earlier than now, so an archived store is analysed as it
 stands instead of through an empty week.
 """
 
@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 DEFAULT_SINCE = "7d"
 DEFAULT_EVERY = "5m"
 DEMAND_EVERY = "1h"
-_BOUND_MEASUREMENTS = ("job", "gpu", "cpu")
+# Every measurement some step reads: the default window ends at the last point of any of them, so a store
+# holding only GPU pod series (the GenAI trace, dcgm-exporter) is not analysed through an empty week.
+_BOUND_MEASUREMENTS = ("job", "job_gpu", "gpu", "cpu", "cpu_info", "disk", "lustre", "net", "infiniband",
+                       "job_progress", "job_info")
 
 
 class Skip(Exception):
@@ -71,6 +74,10 @@ class AnalyzeResult:
                     lines.append(f"    {names[0]}: {self.skipped[names[0]]}")
                 else:
                     lines.append(f"    {family}: {len(names)} not fitted, e.g. {names[0]}: {self.skipped[names[0]]}")
+        gpu = m.get("summary_gpu_hours")
+        if gpu:
+            lines.append(f"  GPU-hours held: {gpu['held']:,.1f}   idle: {gpu['idle']:,.1f}   per job: tables/efficiency"
+                         ".parquet (gpu_hours_held, gpu_hours_idle, gpu_memory_headroom_bytes, notes)")
         rec = m.get("recommend")
         if rec:
             lines.append(f"  recommendations: {rec.get('recommendations', 0):,} (idle GPU-hours found: "
@@ -78,6 +85,8 @@ class AnalyzeResult:
         for step, s in m["steps"].items():
             if s["status"] != "ok":
                 lines.append(f"  step {step} {s['status']}: {s.get('reason', '')}")
+            for lack in s.get("lacked", []):
+                lines.append(f"  step {step} lacked {lack}")
         lines.append(f"  run {self.run.run_id} in {self.run.path.parent.parent} ({self.seconds:.1f} s)")
         return "\n".join(lines)
 
@@ -99,7 +108,8 @@ def resolve_window(reader, since: str | dt.timedelta = DEFAULT_SINCE, until=None
         end = to_timestamp(until)
     else:
         end = now_ts
-        lasts = [b[1] for m in _BOUND_MEASUREMENTS if m in set(reader.measurements())
+        present = set(reader.measurements())
+        lasts = [b[1] for m in _BOUND_MEASUREMENTS if m in present
                  for b in [reader.time_bounds(m)] if b is not None]
         if lasts:
             step = pd.Timedelta(parse_every(every), unit="ns")
@@ -130,6 +140,7 @@ class _Run:
         self.fitted: list[str] = []
         self.skipped: dict[str, str] = {}
         self.failed: dict[str, str] = {}
+        self.lacked: dict[str, list[str]] = {}
 
     def need(self, key: str, step: str) -> Any:
         value = self.data.get(key)
@@ -157,7 +168,8 @@ class _Run:
             log.error("analyze: step %s failed: %s", name, reason, exc_info=log.isEnabledFor(logging.DEBUG))
             self._unfitted(model, f"step {name} failed: {reason}")
             return None
-        self.writer.record_step(name, "ok", time.perf_counter() - t0)
+        lacked = self.lacked.get(name)  # an ok step that ran on partial telemetry says what it lacked
+        self.writer.record_step(name, "ok", time.perf_counter() - t0, **({"lacked": lacked} if lacked else {}))
         return out
 
     def _unfitted(self, model: str | None, reason: str) -> None:
@@ -211,6 +223,7 @@ def _features(run: _Run, reader, every: str) -> None:
     job_table = _import("analyzer.features", "job_table")
     jobs = job_table(reader, run.window[0], run.window[1], every=every)
     run.data["job_table"] = jobs
+    run.lacked["features"] = list(jobs.attrs.get("lacked", []))
 
 
 def _workloads(run: _Run) -> None:
@@ -325,6 +338,26 @@ def _save_tables(run: _Run) -> None:
             run.writer.save_table(key, frame)
 
 
+def _check_something_to_analyze(reader) -> None:
+    """A store holding none of what the analysis reads is refused in one line (QueryError: exit 1) that says
+    what was looked for and what was found, instead of a run that fits nothing."""
+    from agents.query import QueryError
+
+    check = getattr(reader, "check_mapped", None)  # another tool's telemetry: is anything we map there?
+    if check is not None:
+        check()
+    present = set(reader.measurements())
+    if present & set(_BOUND_MEASUREMENTS):
+        return
+    from agents.query.telegraf import telegraf_measurements
+
+    found = sorted(present)
+    shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+    raise QueryError(f"no measurement the analysis reads: looked for {', '.join(_BOUND_MEASUREMENTS)} (fleetwise's "
+                     f"schema) or Telegraf's {', '.join(sorted(telegraf_measurements()))}; "
+                     f"found {shown or 'no measurements at all'}")
+
+
 def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=None,
             state_dir: str | Path = DEFAULT_STATE_DIR, n_jobs: int = -1, every: str = DEFAULT_EVERY,
             keep: int = DEFAULT_KEEP, now: dt.datetime | None = None, recommend=None) -> AnalyzeResult:
@@ -338,6 +371,7 @@ def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=Non
     parse_every(every)  # a bad bucket width is the caller's mistake: refuse it before a run is started
     state = StateDir(state_dir, keep=keep)
     with open_reader(store_url) as reader:
+        _check_something_to_analyze(reader)
         window = resolve_window(reader, since, until, now=now, every=every)
         writer = state.new_run(store=store_url, window=window, since=str(since), every=every, n_jobs=n_jobs)
         run = _Run(writer, window, n_jobs)
@@ -357,6 +391,10 @@ def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=Non
             n_jobs_seen = 0 if jobs is None else len(jobs)
             n_workloads = 0 if jobs is None or "workload" not in getattr(jobs, "columns", ()) else \
                 int(jobs["workload"].astype(str).replace("", None).dropna().nunique())
+            eff = run.data.get("efficiency")
+            if eff is not None and "gpu_hours_held" in eff and eff["gpu_hours_held"].notna().any():
+                writer.manifest["summary_gpu_hours"] = {"held": float(eff["gpu_hours_held"].sum()),
+                                                        "idle": float(eff["gpu_hours_idle"].sum())}
             writer.manifest["summary"] = {"jobs": n_jobs_seen, "workloads": n_workloads,
                                           "fitted": run.fitted, "skipped": run.skipped, "failed": run.failed,
                                           "seconds": round(time.perf_counter() - t0, 3)}

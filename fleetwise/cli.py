@@ -74,12 +74,21 @@ def _docs_parser(sub: argparse._SubParsersAction) -> None:
     metrics.set_defaults(run=_run_docs_metrics)
     config = dsub.add_parser("config", help="print docs/configuration.md from the validation models")
     config.set_defaults(run=_run_docs_config)
+    existing = dsub.add_parser("existing-telemetry", help="print docs/existing-telemetry.md from the mapping table")
+    existing.set_defaults(run=_run_docs_existing)
     jobtable = dsub.add_parser("jobtable", help="print docs/jobtable.md from the job table's schema")
     jobtable.set_defaults(run=_run_docs_jobtable)
 
 
 def _run_docs_metrics(args: argparse.Namespace) -> int:
     from agents.schema.reference import render_markdown
+
+    sys.stdout.write(render_markdown())
+    return 0
+
+
+def _run_docs_existing(args: argparse.Namespace) -> int:
+    from agents.schema.existing_reference import render_markdown
 
     sys.stdout.write(render_markdown())
     return 0

@@ -10,7 +10,8 @@ from agents.stores.url import parse_store_url
 
 
 def open_reader(url: str) -> Reader:
-    """A Reader for a store URL (embedded:PATH or influxdb(s)://host:port/db)."""
+    """A Reader for a store URL (embedded:PATH, influxdb(s)://host:port/db[?schema=telegraf] or
+    prometheus(s)://host:port)."""
     parsed = parse_store_url(url)
     if parsed.kind == "embedded":
         from agents.query.embedded import EmbeddedReader
@@ -18,8 +19,13 @@ def open_reader(url: str) -> Reader:
         return EmbeddedReader(parsed.path)
     if parsed.kind == "influxdb":
         from agents.query.influx import InfluxReader
+        from agents.query.telegraf import with_schema
 
-        return InfluxReader(parsed)
+        return with_schema(InfluxReader(parsed), parsed.params.get("schema", ""))
+    if parsed.kind == "prometheus":
+        from agents.query.prometheus import PrometheusReader
+
+        return PrometheusReader(parsed)
     raise ValueError(
         f"{parsed}: querying needs the v1 /query endpoint (InfluxQL); InfluxDB 2.x and 3.x serve it too via a "
         "DBRP mapping, so name the store as influxdb://host:port/DB (influxdbs:// for HTTPS) to read from it")
