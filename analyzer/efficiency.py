@@ -22,7 +22,8 @@ MIG_MODELS = ("A100", "H100")
 
 def job_efficiency(jobs):
     """Per job: gpu_utilization, gpu_memory_ratio, cpu_ratio, memory_ratio, time_ratio, energy_kwh,
-    gpu_grade (red/poor/ok/"" for CPU jobs), notes (list of str)."""
+    gpu_hours_held, gpu_hours_idle, gpu_memory_headroom_bytes, gpu_grade (red/poor/ok/"" for CPU jobs),
+    notes (list of str)."""
     import numpy as np
     import pandas as pd
 
@@ -38,6 +39,13 @@ def job_efficiency(jobs):
     out["memory_ratio"] = col("memory_peak_bytes") / col("memory_limit_bytes").where(col("memory_limit_bytes") > 0)
     out["time_ratio"] = col("duration_seconds") / col("time_limit_seconds").where(col("time_limit_seconds") > 0)
     out["energy_kwh"] = col("energy_joules") / 3.6e6
+    # GPU time in the units a site is billed in; idle GPU-hours count every GPU of the job idle for the
+    # share of time its least idle GPU was (exact for one GPU, a lower bound for more)
+    held = gpus.where(gpus > 0)
+    out["gpu_hours_held"] = held * col("duration_seconds") / 3600
+    out["gpu_hours_idle"] = held * col("gpu_idle_seconds") / 3600
+    # NaN where the GPU's memory size is unknown (no gpu measurement): never a guessed board size
+    out["gpu_memory_headroom_bytes"] = col("gpu_memory_total_bytes") - col("gpu_memory_used_max_bytes")
     grade = np.where(util < GPU_RED, "red", np.where(util < GPU_POOR, "poor", "ok"))
     out["gpu_grade"] = np.where((gpus > 0) & util.notna(), grade, "")
     out["duration_seconds"] = col("duration_seconds")

@@ -46,6 +46,7 @@ from __future__ import annotations
 import datetime as dt
 
 from agents.schema.accelerators import accelerator_key
+from analyzer import job_spans
 from analyzer.jobtable_schema import NAMES, validate
 
 JOB_KEYS = ["job", "scheduler", "user"]
@@ -72,22 +73,21 @@ GPU_MEANS = {"power_watts_mean": "power_watts", "power_limit_watts": "power_limi
 def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
     """One row per job seen in [start, end) with the agreed columns (see COLUMNS); empty frame if none."""
     import numpy as np
-    import pandas as pd
 
     from agents.query.base import parse_every, time_ns
 
     every_ns = parse_every(every)
     present = set(reader.measurements())
-    if "job" not in present:
-        return pd.DataFrame(columns=COLUMNS)
+    if not present & {"job", "job_gpu"}:
+        return _empty(present)
     fetch = _Fetcher(reader, start, end, present)
     try:
         _submit_all(fetch)
-        jobs = fetch.get("job")
-        if jobs is not None:
-            jobs = jobs[jobs["since"].notna()]  # a job known only through fields other than cpus_allocated
-        if jobs is None or jobs.empty:
-            return pd.DataFrame(columns=COLUMNS)
+        job_spans.submit(fetch)
+        # jobs from cgroups, GPU-only jobs (pods in dcgm-exporter's labels, GPU traces) beside them
+        jobs = job_spans.series(fetch.get("job"), fetch.get("job_gpu_span"))
+        if jobs is None:
+            return _empty(present)
         span = _Spans(jobs, every_ns, time_ns(start), time_ns(end))
         out = span.per_job()
         out = _gpu_columns(out, span, fetch)
@@ -105,6 +105,17 @@ def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
     for c in COLUMNS:
         if c not in out:
             out[c] = np.nan
+    out = out[COLUMNS].sort_values("job", kind="stable").reset_index(drop=True)
+    out.attrs["lacked"] = job_spans.lacked(present)
+    return out
+
+
+def _empty(present: set[str]):
+    import pandas as pd
+
+    out = pd.DataFrame(columns=COLUMNS)
+    out.attrs["lacked"] = job_spans.lacked(present)
+    return out
     return validate(out[COLUMNS].sort_values("job", kind="stable").reset_index(drop=True))
 
 

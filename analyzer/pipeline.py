@@ -9,8 +9,8 @@ that fails is written into the run's manifest with its reason, and the run goes 
 whose input is missing (e.g. no job table) is skipped and says which input it lacked. Only a store that
 cannot be opened stops the run before anything is written.
 
-The window is [until - since, until). When `until` is not given it is the end of the data (the last job,
-gpu or cpu point, plus one bucket) if that is earlier than now, so an archived store is analysed as it
+The window is [until - since, until). When `until` is not given it is the end of the data (the last point
+of any measurement a step reads, plus one bucket) if that is earlier than now, so an archived store is analysed as it
 stands instead of through an empty week.
 """
 
@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 DEFAULT_SINCE = "7d"
 DEFAULT_EVERY = "5m"
 DEMAND_EVERY = "1h"
-_BOUND_MEASUREMENTS = ("job", "gpu", "cpu")
+# Every measurement some step reads: the default window ends at the last point of any of them, so a store
+# holding only GPU pod series (the GenAI trace, dcgm-exporter) is not analysed through an empty week.
+_BOUND_MEASUREMENTS = ("job", "job_gpu", "gpu", "cpu", "cpu_info", "disk", "lustre", "net", "infiniband",
+                       "job_progress", "job_info")
 
 
 class Skip(Exception):
@@ -76,6 +79,10 @@ class AnalyzeResult:
                     lines.append(f"    {names[0]}: {self.skipped[names[0]]}")
                 else:
                     lines.append(f"    {family}: {len(names)} not fitted, e.g. {names[0]}: {self.skipped[names[0]]}")
+        gpu = m.get("summary_gpu_hours")
+        if gpu:
+            lines.append(f"  GPU-hours held: {gpu['held']:,.1f}   idle: {gpu['idle']:,.1f}   per job: tables/efficiency"
+                         ".parquet (gpu_hours_held, gpu_hours_idle, gpu_memory_headroom_bytes, notes)")
         rec = m.get("recommend")
         if rec:
             lines.append(f"  recommendations: {rec.get('recommendations', 0):,} (idle GPU-hours found: "
@@ -83,12 +90,24 @@ class AnalyzeResult:
         for step, s in m["steps"].items():
             if s["status"] != "ok":
                 lines.append(f"  step {step} {s['status']}: {s.get('reason', '')}")
+            for lack in s.get("lacked", []):
+                lines.append(f"  step {step} lacked {lack}")
         lines.append(f"  run {self.run.run_id} in {self.run.path.parent.parent} ({self.seconds:.1f} s)")
         return "\n".join(lines)
 
 
 def _names(names: list[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _until(until):
+    """--until as a UTC Timestamp; a ValueError that names the option."""
+    from agents.query.base import to_timestamp
+
+    try:
+        return to_timestamp(until)
+    except ValueError:  # pandas' own words name neither the option nor the format
+        raise ValueError(f"--until {until!r}: give an ISO 8601 time, e.g. 2026-11-20T00:00:00Z") from None
 
 
 def resolve_window(reader, since: str | dt.timedelta = DEFAULT_SINCE, until=None,
@@ -101,13 +120,11 @@ def resolve_window(reader, since: str | dt.timedelta = DEFAULT_SINCE, until=None
     now_ts = pd.Timestamp(now or dt.datetime.now(dt.UTC))
     now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
     if until is not None:
-        try:
-            end = to_timestamp(until)
-        except ValueError:  # pandas' own words name neither the option nor the format
-            raise ValueError(f"--until {until!r}: give an ISO 8601 time, e.g. 2026-11-20T00:00:00Z") from None
+        end = _until(until)
     else:
         end = now_ts
-        lasts = [b[1] for m in _BOUND_MEASUREMENTS if m in set(reader.measurements())
+        present = set(reader.measurements())
+        lasts = [b[1] for m in _BOUND_MEASUREMENTS if m in present
                  for b in [reader.time_bounds(m)] if b is not None]
         if lasts:
             step = pd.Timedelta(parse_every(every), unit="ns")
@@ -139,6 +156,7 @@ class _Run:
         self.fitted: list[str] = []
         self.skipped: dict[str, str] = {}
         self.failed: dict[str, str] = {}
+        self.lacked: dict[str, list[str]] = {}
 
     def need(self, key: str, step: str) -> Any:
         value = self.data.get(key)
@@ -166,7 +184,8 @@ class _Run:
             log.error("analyze: step %s failed: %s", name, reason, exc_info=log.isEnabledFor(logging.DEBUG))
             self._unfitted(model, f"step {name} failed: {reason}")
             return None
-        self.writer.record_step(name, "ok", time.perf_counter() - t0)
+        lacked = self.lacked.get(name)  # an ok step that ran on partial telemetry says what it lacked
+        self.writer.record_step(name, "ok", time.perf_counter() - t0, **({"lacked": lacked} if lacked else {}))
         return out
 
     def _unfitted(self, model: str | None, reason: str) -> None:
@@ -220,6 +239,7 @@ def _features(run: _Run, reader, every: str) -> None:
     job_table = _import("analyzer.features", "job_table")
     jobs = job_table(reader, run.window[0], run.window[1], every=every)
     run.data["job_table"] = jobs
+    run.lacked["features"] = list(jobs.attrs.get("lacked", []))
 
 
 def _workloads(run: _Run) -> None:
@@ -343,6 +363,26 @@ def _not_enough(store_url: str, window, jobs: int, run: _Run, state: StateDir) -
             f"{kept}")
 
 
+def _check_something_to_analyze(reader) -> None:
+    """A store holding none of what the analysis reads is refused in one line (QueryError: exit 1) that says
+    what was looked for and what was found, instead of a run that fits nothing."""
+    from agents.query import QueryError
+
+    check = getattr(reader, "check_mapped", None)  # another tool's telemetry: is anything we map there?
+    if check is not None:
+        check()
+    present = set(reader.measurements())
+    if present & set(_BOUND_MEASUREMENTS):
+        return
+    from agents.query.telegraf import telegraf_measurements
+
+    found = sorted(present)
+    shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+    raise QueryError(f"no measurement the analysis reads: looked for {', '.join(_BOUND_MEASUREMENTS)} (fleetwise's "
+                     f"schema) or Telegraf's {', '.join(sorted(telegraf_measurements()))}; "
+                     f"found {shown or 'no measurements at all'}")
+
+
 def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=None,
             state_dir: str | Path = DEFAULT_STATE_DIR, n_jobs: int = -1, every: str = DEFAULT_EVERY,
             keep: int = DEFAULT_KEEP, now: dt.datetime | None = None, recommend=None,
@@ -356,9 +396,12 @@ def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=Non
 
     t0 = time.perf_counter()
     parse_every(every)  # a bad bucket width is the caller's mistake: refuse it before a run is started
+    if until is not None:
+        _until(until)  # so is a bad --until, whatever the store holds
     state = StateDir(state_dir, keep=keep)
     state.prepare()  # a bad --state is said before the store is read, and named as the state directory
     with open_reader(store_url, settings) as reader:
+        _check_something_to_analyze(reader)
         window = resolve_window(reader, since, until, now=now, every=every)
         writer = state.new_run(store=store_url, window=window, since=str(since), every=every, n_jobs=n_jobs)
         run = _Run(writer, window, n_jobs)
@@ -378,6 +421,10 @@ def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=Non
             n_jobs_seen = 0 if jobs is None else len(jobs)
             n_workloads = 0 if jobs is None or "workload" not in getattr(jobs, "columns", ()) else \
                 int(jobs["workload"].astype(str).replace("", None).dropna().nunique())
+            eff = run.data.get("efficiency")
+            if eff is not None and "gpu_hours_held" in eff and eff["gpu_hours_held"].notna().any():
+                writer.manifest["summary_gpu_hours"] = {"held": float(eff["gpu_hours_held"].sum()),
+                                                        "idle": float(eff["gpu_hours_idle"].sum())}
             writer.manifest["summary"] = {"jobs": n_jobs_seen, "workloads": n_workloads,
                                           "fitted": run.fitted, "skipped": run.skipped, "failed": run.failed,
                                           "seconds": round(time.perf_counter() - t0, 3)}

@@ -79,27 +79,31 @@ def influxd(workdir: Path, auth: bool = False) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def prometheus(workdir: Path, targets: Sequence[str], scrape_interval: str = "1s") -> Iterator[Server]:
-    """Prometheus scraping `targets` (HOST:PORT) every scrape_interval, storage in workdir."""
+def prometheus(workdir: Path, targets: Sequence[str], scrape_interval: str = "1s", tsdb: Path | None = None,
+               retention: str | None = None) -> Iterator[Server]:
+    """Prometheus scraping `targets` (HOST:PORT) every scrape_interval, storage in workdir (or in tsdb, an
+    existing one, e.g. backfilled; retention long enough to keep old blocks)."""
     binary = require_binary("prometheus")
     port = free_port()
     conf = workdir / "prometheus.yml"
     target_list = ", ".join(f'"{t}"' for t in targets)
+    scrapes = f"""
+          - job_name: fleetwise
+            static_configs:
+              - targets: [{target_list}]""" if targets else " []"
     conf.write_text(textwrap.dedent(f"""
         global:
           scrape_interval: {scrape_interval}
           evaluation_interval: {scrape_interval}
-        scrape_configs:
-          - job_name: fleetwise
-            static_configs:
-              - targets: [{target_list}]
+        scrape_configs:{scrapes}
     """))
     log = workdir / "prometheus.log"
-    args = [binary, f"--config.file={conf}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}"]
+    args = [binary, f"--config.file={conf}", f"--storage.tsdb.path={tsdb or workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            *([f"--storage.tsdb.retention.time={retention}"] if retention else [])]
     server = Server(f"http://127.0.0.1:{port}", _spawn(args, log), workdir, log)
     try:
-        wait_http(server.url + "/-/ready", timeout=60, proc=server.proc)
+        wait_http(server.url + "/-/ready", timeout=120, proc=server.proc)
         yield server
     finally:
         server.stop()

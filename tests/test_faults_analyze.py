@@ -58,6 +58,8 @@ def test_analyze_on_a_store_it_cannot_use_keeps_latest(good, tmp_path, capsys, c
     assert len(lines) == 1 and "Traceback" not in lines[0], lines
     if how == "wrong-schema":  # a readable file the query cannot use: named, with what DuckDB found
         assert "cannot read embedded:" in lines[0] and "job: unreadable data" in lines[0]
+    elif how == "empty":  # refused before a run starts: what was looked for, and that nothing was found
+        assert "no measurement the analysis reads" in lines[0] and "no measurements at all" in lines[0]
     else:
         # Empty, or the only job file unreadable (skipped by the reader, which says so): nothing to fit.
         assert "not enough data" in lines[0] and f"latest still names run {good_run}" in lines[0]

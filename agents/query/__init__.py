@@ -11,8 +11,9 @@ from agents.stores.url import StoreURL, parse_store_url
 
 
 def open_reader(url: str | StoreURL, settings: StoreSettings | None = None) -> Reader:
-    """A Reader for a store URL (embedded:PATH or influxdb(s)://host:port/db), reached as the writers reach
-    it (agents.stores.connection: same credentials, same `ca_file`)."""
+    """A Reader for a store URL (embedded:PATH, influxdb(s)://host:port/db[?schema=telegraf] or
+    prometheus(s)://host:port). InfluxDB is reached as the writers reach it (agents.stores.connection: same
+    credentials, same `ca_file`)."""
     settings = settings or StoreSettings()
     parsed = parse_store_url(url) if isinstance(url, str) else url
     if parsed.kind == "embedded":
@@ -21,8 +22,14 @@ def open_reader(url: str | StoreURL, settings: StoreSettings | None = None) -> R
         return EmbeddedReader(parsed.path)
     if parsed.kind == "influxdb":
         from agents.query.influx import InfluxReader
+        from agents.query.telegraf import with_schema
 
-        return InfluxReader(parsed, settings.query_timeout_seconds, settings.ca_file)
+        return with_schema(InfluxReader(parsed, settings.query_timeout_seconds, settings.ca_file),
+                           parsed.params.get("schema", ""))
+    if parsed.kind == "prometheus":
+        from agents.query.prometheus import PrometheusReader
+
+        return PrometheusReader(parsed)
     raise ValueError(
         f"{parsed}: querying needs the v1 /query endpoint (InfluxQL); InfluxDB 2.x and 3.x serve it too via a "
         "DBRP mapping, so name the store as influxdb://host:port/DB (influxdbs:// for HTTPS) to read from it")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agents import schema
 from agents.schema import Kind
+from agents.schema.equivalents import DCGM, NODE, TELEGRAF, equivalents
 
 HEADER = """# Metrics reference
 
@@ -20,6 +21,13 @@ Kinds: **gauge** (as read), **rate** (the agent differenced a counter over the i
 wrap gives no value for that interval, never a negative one), **counter** (cumulative; may reset),
 **info** (a string).
 """
+
+
+def _read_as(measurement: str, field: str, source: str) -> str:
+    """The mapping table's equivalent, as the readers use it (see docs/existing-telemetry.md)."""
+    from agents.schema.existing_reference import describe
+
+    return "; ".join(describe(e) for e in equivalents(source, measurement) if e.field == field)
 
 
 def _cell(text: str) -> str:
@@ -39,8 +47,11 @@ def render_markdown() -> str:
                 prom = f"`{m.prometheus_sample(f.name)}`"
             else:
                 prom = "(not exposed)"
+            # what fleetwise reads (agents.schema.equivalents) wins over the field's own note
+            tele, node, dcgm = (_read_as(m.name, f.name, src) or note for src, note in
+                                ((TELEGRAF, f.telegraf), (NODE, f.node_exporter), (DCGM, f.dcgm)))
             out.append(
-                f"| `{f.name}` | {f.kind.value} | {prom} | {_cell(f.telegraf)} | {_cell(f.node_exporter)} "
-                f"| {_cell(f.dcgm)} | {_cell(f.help)} |"
+                f"| `{f.name}` | {f.kind.value} | {prom} | {_cell(tele)} | {_cell(node)} "
+                f"| {_cell(dcgm)} | {_cell(f.help)} |"
             )
     return "\n".join(out) + "\n"

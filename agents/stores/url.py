@@ -4,6 +4,9 @@
 - ``influxdb://[user@]host:port/db[?rp=RP]``          InfluxDB v1 API over HTTP (1.x, 2.x compat, 3.x)
 - ``influxdbs://...``                                 the same over HTTPS (certificates verified)
 - ``influxdb2://host:port/bucket?org=ORG``            the v2 write API (``influxdb2s://`` for HTTPS)
+- ``prometheus://host:port[?step=15s]``               read-only: a Prometheus scraping node_exporter and
+                                                      dcgm-exporter (``prometheuss://`` for HTTPS)
+- ``influxdb://host:port/db?schema=telegraf``         read Telegraf's measurements (detected when absent)
 
 Passwords and tokens are never part of the URL: they come from FLEETWISE_INFLUXDB_PASSWORD /
 FLEETWISE_INFLUXDB_TOKEN or from the files named by FLEETWISE_INFLUXDB_PASSWORD_FILE /
@@ -41,6 +44,8 @@ class StoreURL:
     def __str__(self) -> str:  # never contains a secret
         if self.kind == "embedded":
             return f"embedded:{self.path}"
+        if self.kind == "prometheus":
+            return f"prometheus:{self.base_url}"
         return f"{self.kind}:{self.base_url}/{self.database}"
 
 
@@ -83,11 +88,14 @@ def parse_store_url(url: str) -> StoreURL:
 
 def _parse_influx_url(url: str) -> StoreURL:
     parts = urlsplit(url)
+    if parts.scheme in ("prometheus", "prometheuss"):
+        return _prometheus_url(url, parts)
     schemes = {"influxdb": ("influxdb", "http"), "influxdbs": ("influxdb", "https"),
                "influxdb2": ("influxdb2", "http"), "influxdb2s": ("influxdb2", "https")}
     if parts.scheme not in schemes:
         raise StoreURLError(
-            f"unknown store URL {redact(url)!r}: expected embedded:PATH, influxdb://host:port/db or influxdb2://host:port/bucket"
+            f"unknown store URL {redact(url)!r}: expected embedded:PATH, influxdb://host:port/db, "
+            "influxdb2://host:port/bucket or prometheus://host:port"
         )
     kind, http_scheme = schemes[parts.scheme]
     if parts.password is not None:
@@ -111,3 +119,16 @@ def _parse_influx_url(url: str) -> StoreURL:
     return StoreURL(kind=kind, base_url=f"{http_scheme}://{host}:{port}", database=database,
                     retention_policy=query.pop("rp", ""), org=query.pop("org", ""), user=parts.username or "",
                     params=query)
+
+
+def _prometheus_url(url: str, parts) -> StoreURL:
+    if parts.password or parts.username:
+        raise StoreURLError("put no credentials in a store URL; set FLEETWISE_PROMETHEUS_TOKEN(_FILE) instead")
+    if not parts.hostname:
+        raise StoreURLError(f"store URL {redact(url)!r} has no host")
+    if parts.path.strip("/"):
+        raise StoreURLError(f"store URL {redact(url)!r}: a Prometheus URL names no database (prometheus://host:port)")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    http_scheme = "https" if parts.scheme == "prometheuss" else "http"
+    return StoreURL(kind="prometheus", base_url=f"{http_scheme}://{host}:{parts.port or 9090}", params=query)

@@ -31,6 +31,10 @@ def demand_series(reader, start, end, every: str = "1h"):
     import pandas as pd
 
     gpus, gpu_hosts = _gpu_demand(reader, start, end, every)
+    if gpus.empty:  # no per-GPU series: what the per-job GPU series say was held
+        from analyzer.forecast.held import held_demand
+
+        gpus = held_demand(reader, start, end, every)
     parts = [gpus, _cpu_demand(reader, start, end, every, gpu_hosts)]
     parts = [p for p in parts if len(p)]
     if not parts:
