@@ -27,13 +27,13 @@ def good(tmp_path_factory):
 
 
 def _damage(store, how: str) -> None:
-    [victim] = sorted((store / "job").rglob("*.parquet"))[:1]
-    if how == "zero-byte":
-        victim.write_bytes(b"")
-    elif how == "truncated":
-        victim.write_bytes(victim.read_bytes()[:300])
-    else:  # a well-formed Parquet file of another schema: time is not a timestamp, job is a number
+    if how == "wrong-schema":  # a well-formed Parquet file of another schema: time is no timestamp, job a number
+        [victim] = sorted((store / "job").rglob("*.parquet"))[:1]
         pq.write_table(pa.table({"time": [1, 2], "job": [1.5, 2.5]}), victim)
+        return
+    # Every file damaged (a disk that lost its blocks): nothing is left to analyze.
+    for victim in store.rglob("*.parquet"):
+        victim.write_bytes(b"" if how == "zero-byte" else victim.read_bytes()[:300])
 
 
 def _analyze(capsys, store, state) -> tuple[int, list[str]]:
