@@ -199,11 +199,11 @@ class Emitter:
         net = np.zeros((N, T))  # job traffic on the class's fabric (IB on InfiniBand nodes)
         net_eth = np.zeros((N, T))  # job traffic that goes over eth0 on an InfiniBand node (TCP fallback)
         ib_blocked = np.zeros((N, T))  # share of time the HCA waits for credits (tapered spine)
-        gjob = np.full((G, T), -1, np.int32)
         g_util, g_membw, g_mem = np.zeros((G, T)), np.zeros((G, T)), np.zeros((G, T))
         g_cap = np.ones((G, T))
         g_nvl = np.zeros((G, T))
         g_slow = np.zeros((G, T), bool)
+        g_proc = np.zeros((G, T), bool)  # a process of the holding job runs there (NVML / KFD lists it)
         active: list[tuple[Job, int, int, int]] = []  # job, node, s, e (chunk-relative)
         for j in self.jobs:
             if j.start >= r1 or j.end <= r0:
@@ -223,9 +223,12 @@ class Emitter:
                 nv_w[i, s:e] += t["nvme_write"]
                 (net_eth if t["net_path"] == "eth" else net)[i, s:e] += t["net_bytes"] * f
                 ib_blocked[i, s:e] += t["ib_blocked"]
+                running = process_gpus(j, i)
                 for g in j.gpus.get(i, []):
                     G_ = self.gpu_base[i] + g
-                    gjob[G_, s:e] = jp
+                    if g not in running:
+                        continue  # held, untouched: no process, no load (the row the agent adds from the allocation)
+                    g_proc[G_, s:e] = True
                     g_util[G_, s:e] = t["utilization"] * f
                     g_membw[G_, s:e] = t["membw"] * f
                     g_mem[G_, s:e] = t["gpu_memory_bytes"]
@@ -399,7 +402,7 @@ class Emitter:
         out["filesystem"] = pa.concat_tables([drop_absent(fs_tabs[0], present), *fs_tabs[1:]])
 
         if G:
-            self._gpus(out, rng, t_ns, T, dt, reset, nullrate, present, hourly, gjob, g_util, g_membw, g_mem, g_cap,
+            self._gpus(out, rng, t_ns, T, dt, reset, nullrate, present, hourly, g_proc, g_util, g_membw, g_mem, g_cap,
                        g_nvl, g_slow, noise)
         self._jobs(out, active, t_ns, r0, T, dt, load, noise)
         self.rows += sum(t.num_rows for t in out.values())
@@ -412,11 +415,11 @@ class Emitter:
                 "used_bytes": used, "used_ratio": used / size, "inodes_total": np.full(used.size, inodes, np.int64),
                 "inodes_free": np.rint(inodes * (1 - used / size * 0.5))}
 
-    def _gpus(self, out, rng, t_ns, T, dt, reset, nullrate, present, hourly, gjob, g_util, g_membw, g_mem, g_cap,
+    def _gpus(self, out, rng, t_ns, T, dt, reset, nullrate, present, hourly, g_proc, g_util, g_membw, g_mem, g_cap,
               g_nvl, g_slow, noise) -> None:
         G = self.G
         gn = self.gpu_node
-        busy = gjob >= 0
+        busy = g_proc
         util = np.clip(g_util + noise((G, T), 0.025) * busy, 0.0, 1.0)
         util = np.where(busy & (g_util < 0.05), np.abs(noise((G, T), 0.01)), util)  # idle holders: 0-3%
         membw = np.clip(g_membw + noise((G, T), 0.02) * busy, 0.0, 1.0) * (util > 0.05) + util * 0.1 * (util <= 0.05)
@@ -450,12 +453,16 @@ class Emitter:
             "up": np.ones(G * T, np.int64), "utilization_ratio": util, "memory_bandwidth_ratio": membw,
             "memory_used_bytes": np.clip(g_mem + 2**28 + noise((G, T), 2**24), 0, self.gpu_mem[:, None]),
             "memory_total_bytes": np.broadcast_to(self.gpu_mem[:, None], (G, T)),
-            "power_watts": power, "power_limit_watts": limit, "energy_joules": energy, "temperature_celsius": temp,
+            "power_watts": power, "power_limit_watts": limit, "energy_joules": (energy, nvmask),
+            "temperature_celsius": temp,
             "sm_clock_hertz": clk, "throttle_reasons": (thr, nvmask),
             "pcie_tx_bytes_per_second": (pcie * 0.2, nvmask), "pcie_rx_bytes_per_second": (pcie, nvmask),
             "nvlink_tx_bytes": (nvt, nvmask), "nvlink_rx_bytes": (nvr, nvmask),
             "nvlink_tx_bytes_per_second": (nvti / dt, gnull), "nvlink_rx_bytes_per_second": (nvri / dt, gnull),
-            "ecc_corrected_errors": zG, "ecc_uncorrected_errors": zG, "processes": busy.astype(np.int64)})
+            # amdgpu's sysfs has no energy counter and the agent reads no ECC counts there: null on AMD, as
+            # the agent leaves them out.
+            "ecc_corrected_errors": (zG, nvmask), "ecc_uncorrected_errors": (zG, nvmask),
+            "processes": busy.astype(np.int64)})
         out["gpu"] = drop_absent(tab, present[gn])
         hsel = hourly[gn].ravel()
         hc = codes[hsel]
@@ -504,14 +511,18 @@ class Emitter:
                          ("gpus", np.full(L, len(j.gpus.get(i, [])))),
                          ("procs", np.full(L, max(1, j.devices_per_node) + 2))):
                 jt[k].append(v)
+            running = process_gpus(j, i)
             for g in j.gpus.get(i, []):
+                # One row per held GPU, as the agent reports it from the allocation (prolog records on Slurm,
+                # the kubelet checkpoint on Kubernetes); 0 where no process of the job runs.
                 G_ = self.gpu_base[i] + g
+                on = g in running
                 gt["t"].append(t_ns[s:e])
                 gt["host"].append(np.full(L, i))
                 gt["job"].append(np.full(L, jp))
                 gt["gpu"].append(np.full(L, G_))
-                gt["mem"].append(np.full(L, t["gpu_memory_bytes"], np.int64))
-                gt["util"].append(util_all[G_, s:e])
+                gt["mem"].append(np.full(L, t["gpu_memory_bytes"] if on else 0, np.int64))
+                gt["util"].append(util_all[G_, s:e] if on else np.zeros(L))
             if t["unit"] and i == j.hosts[0]:
                 true = t["peak_throughput"] * f if t["diurnal"] else t["throughput"]
                 pps = true * (1 + 0.01 * noise(L, 1.0))
@@ -539,10 +550,12 @@ class Emitter:
         cg = {k: np.concatenate(v) if v else np.zeros(0) for k, v in gt.items()}
         gcodes = cg["gpu"].astype(np.int64)
         gj = cg["job"].astype(np.int64)
+        sources = [ALLOCATION_SOURCE[sched] for sched in scheds]
         out["job_gpu"] = make_table("job_gpu", cg["t"].astype(np.int64), {
             **jtags(cg, gj), "gpu": string_column(gcodes, [str(x) for x in self.gpu_local]),
             "uuid": string_column(gcodes, self.gpu_uuid)}, {"memory_used_bytes": cg["mem"],
-                                                             "utilization_ratio": cg["util"]})
+                                                             "utilization_ratio": cg["util"],
+                                                             "allocation_source": string_column(gj, sources)})
         cp = {k: np.concatenate(v) if v else np.zeros(0) for k, v in pt.items()}
         pj = cp["job"].astype(np.int64)
         out["job_progress"] = make_table("job_progress", cp["t"].astype(np.int64), {
@@ -564,6 +577,17 @@ class Emitter:
             "cpus_requested": np.array([x["cpus_requested"] for x in info], np.int64).reshape(n),
             "gpus_requested": np.array([x["gpus_requested"] for x in info], np.int64).reshape(n),
             "time_limit_seconds": np.array([x["time_limit_seconds"] for x in info], np.float64).reshape(n)})
+
+
+# How the agent learns a job's GPUs on the simulated fleet: the Slurm prolog's records, the kubelet's checkpoint.
+ALLOCATION_SOURCE = {"slurm": "prolog", "kubernetes": "kubelet"}
+
+
+def process_gpus(job: Job, node: int) -> list[int]:
+    """The GPUs of `node` on which the job runs a process. An idle holder (a notebook that imported a framework)
+    made a context on its first GPU only; every other job runs on all the GPUs it holds."""
+    held = job.gpus.get(node, [])
+    return held[:1] if job.kind == "idle" else held
 
 
 UNNAMED_SHARE = 0.2  # jobs submitted without a meaningful name (the analyzer must cluster them)
