@@ -198,3 +198,42 @@ def test_environ_is_read_once_per_job(monkeypatch, tmp_path):
     assert rows(one_round(monkeypatch, fake, c))[("44", "6")]["allocation_source"] == "environ"
     (root / "proc/2300/environ").write_bytes(b"SLURM_JOB_GPUS=7\0")  # what was found stays: allocations are fixed
     assert ("44", "6") in rows(one_round(monkeypatch, fake, c))
+
+
+def test_held_four_used_one_reaches_the_analyzer(monkeypatch, tmp_path):
+    """Twelve 5-minute rounds of the real collectors on the fixture, into the embedded store; the analyzer
+    counts the GPUs held (4 for job 42, of which it used 1), and demand counts every held GPU."""
+    import pandas as pd
+
+    from agents.query import open_reader
+    from agents.stores.embedded import EmbeddedWriter
+    from analyzer.efficiency import job_efficiency
+    from analyzer.features import job_table
+    from analyzer.forecast.demand import demand_series
+
+    fake = eight_gpus()
+    fake.install(monkeypatch)
+    nvidia, jobs = NvidiaCollector(Roots(), "n1"), jobs_collector()
+    start = pd.Timestamp("2026-11-20T10:00:00Z")
+    points = []
+    for k in range(12):
+        cycle = Cycle(time_ns=start.value + k * 300 * 10**9)
+        points += list(nvidia.collect(cycle)) + list(jobs.collect(cycle))
+    assert len([p for p in points if p.measurement == "job_gpu" and p.tags["job"] == "42"]) == 4 * 12
+    EmbeddedWriter(tmp_path / "store").write(points)
+    with open_reader(f"embedded:{tmp_path / 'store'}") as reader:
+        table = job_table(reader, start, start + pd.Timedelta(hours=1)).set_index("job")
+        demand = demand_series(reader, start, start + pd.Timedelta(hours=1))
+    assert table.loc["42", "gpus"] == 4 and table.loc["42", "gpus_used"] == 1
+    # GPU 1 at 90%, the other three at 0: the job's mean over what it holds is 22.5%.
+    assert table.loc["42", "gpu_utilization_mean"] == pytest.approx(0.225)
+    assert (table.loc["43", "gpus"], table.loc["43", "gpus_used"]) == (1, 0)
+    # Job 43 held its GPU for the whole hour (11 intervals of 5 min between the first and last sample) unused.
+    assert table.loc["43", "gpu_idle_seconds"] == pytest.approx(table.loc["43", "duration_seconds"])
+    notes = job_efficiency(table.reset_index()).set_index("job")["notes"]
+    assert "held 4 GPUs, used 1" in notes["42"]
+    assert "held 1 GPU, used 0" in notes["43"]
+    assert not any(n.startswith("held") for n in notes["44"])  # holds 1, uses it
+    # Six of the eight GPUs are held the whole hour (4 + 1 + 1), whatever runs on them.
+    assert demand[["pool", "demand", "capacity"]].to_dict("records") == [
+        {"pool": "gpu:A100", "demand": 6.0, "capacity": 8.0}]

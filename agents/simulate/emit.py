@@ -211,7 +211,6 @@ class Emitter:
             s, e = max(j.start, r0) - r0, min(j.end, r1) - r0
             t = j.truth
             f = load[s:e] if t["diurnal"] else 1.0
-            jp = self.job_pos[j.id]
             for i in j.hosts:
                 active.append((j, i, s, e))
                 cores[i, s:e] += t["cpu_cores"] * (f if t["diurnal"] else 1.0)
