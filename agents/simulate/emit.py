@@ -490,7 +490,8 @@ class Emitter:
             f = load[s:e] if t["diurnal"] else 1.0
             cores = np.clip(t["cpu_cores"] * f + noise(L, 0.02) * math.sqrt(t["cpu_cores"] + 0.01), 0.0,
                             j.cpus_per_node)
-            inc = cores * dt
+            # float64 before summing: a float32 running total loses the rate the counter should carry
+            inc = cores.astype(np.float64) * dt
             key = (j.id, i)
             c = self.job_cpu.get(key, 0.0) + np.cumsum(inc)
             self.job_cpu[key] = float(c[-1])
@@ -524,7 +525,7 @@ class Emitter:
                 gt["util"].append(util_all[G_, s:e] if on else np.zeros(L))
             if t["unit"] and i == j.hosts[0]:
                 true = t["peak_throughput"] * f if t["diurnal"] else t["throughput"]
-                pps = true * (1 + 0.01 * noise(L, 1.0))
+                pps = (true * (1 + 0.01 * noise(L, 1.0))).astype(np.float64)
                 prog = self.job_progress.get(j.id, 0.0) + np.cumsum(pps * dt)
                 self.job_progress[j.id] = float(prog[-1])
                 for k, v in (("t", t_ns[s:e]), ("host", np.full(L, i)), ("job", np.full(L, jp)),
