@@ -90,15 +90,7 @@ class NodeRenderer:
                                         f"procs_blocked {int(system['procs_blocked'])}\n")
         _write(self.root / "proc/loadavg",
                f"{system['load1']:.2f} {system['load5']:.2f} {system['load15']:.2f} 3/900 12345\n")
-        c = self.node.cls
-        per_socket = c.cores // c.sockets
-        blocks = []
-        for i in range(c.threads):
-            core = i % c.cores
-            blocks.append(f"processor\t: {i}\nvendor_id\t: {c.cpu.vendor}\nmodel name\t: {c.cpu.model}\n"
-                          f"physical id\t: {core // per_socket}\ncore id\t\t: {core % per_socket}\n"
-                          f"cpu cores\t: {per_socket}\nflags\t\t: fpu vme de pse tsc msr pae mce lm sse2 avx2\n")
-        _write(self.root / "proc/cpuinfo", "\n".join(blocks) + "\n")
+        _write(self.root / "proc/cpuinfo", cpuinfo(self.node.cls, self.root / "sys"))
 
     def _memory(self, t: int) -> None:
         m = self.one("memory", t)
@@ -204,7 +196,8 @@ class NodeRenderer:
                               for _, g in gpus.iterrows()]
         for fake, (_, g) in zip(self.nvml.gpus, gpus.iterrows(), strict=True):
             fake.memory_used, fake.memory_total = int(g["memory_used_bytes"]), int(g["memory_total_bytes"])
-            fake.util_gpu, fake.util_memory = round(g["utilization_ratio"] * 100), round(g["memory_bandwidth_ratio"] * 100)
+            fake.util_gpu = round(g["utilization_ratio"] * 100)
+            fake.util_memory = round(g["memory_bandwidth_ratio"] * 100)
             fake.power_mw, fake.power_limit_mw = round(g["power_watts"] * 1000), round(g["power_limit_watts"] * 1000)
             fake.energy_mj = round(g["energy_joules"] * 1000)
             fake.temperature_c = round(g["temperature_celsius"])
@@ -276,7 +269,7 @@ class NodeRenderer:
             if job.scheduler == "kubernetes" and held:
                 uuids = self.rows("gpu", t).set_index("gpu")["uuid"]
                 checkpoint.append({"PodUID": pod_uid(job_id), "ContainerName": "server",
-                                   "ResourceName": f"{job_rows_vendor(self)}.com/gpu",
+                                   "ResourceName": f"{self.node.cls.accelerator.vendor}.com/gpu",
                                    "DeviceIDs": {"0": [uuids[str(g)] for g in held]}, "AllocResp": ""})
             for g in held:  # the prolog's records (jobstats' /run/gpustat)
                 _write(self.root / "run/gpustat" / str(g), f"{job_id} 1000\n")
@@ -296,9 +289,38 @@ class NodeRenderer:
         _write(self.root / "textfile/jobinfo.prom", "".join(f"{line}\n" for line in infos))
 
 
-def job_rows_vendor(r: NodeRenderer) -> str:
-    acc = r.node.cls.accelerator
-    return acc.vendor if acc is not None else "nvidia"
+def cpuinfo(c, sys_root: Path) -> str:
+    """/proc/cpuinfo in the CPU's own dialect (x86, arm64, ppc64le), with sysfs topology where the agent reads
+    sockets and cores from it (arm64, ppc64le). Thread i sits on core i // threads-per-core, as on POWER."""
+    from agents.collectors.cpu import ARM_IMPLEMENTERS, ARM_PARTS
+
+    tpc = c.cpu.threads_per_core
+    per_socket = c.cores // c.sockets
+    blocks = []
+    for i in range(c.threads):
+        core = i // tpc
+        socket, core_id = core // per_socket, core % per_socket
+        if c.cpu.arch == "x86_64":
+            blocks.append(f"processor\t: {i}\nvendor_id\t: {c.cpu.vendor}\nmodel name\t: {c.cpu.model}\n"
+                          f"physical id\t: {socket}\ncore id\t\t: {core_id}\ncpu cores\t: {per_socket}\n"
+                          "flags\t\t: fpu vme de pse tsc msr pae mce lm sse2 avx2\n")
+            continue
+        if c.cpu.arch == "aarch64":
+            impl = next(k for k, v in ARM_IMPLEMENTERS.items() if v == c.cpu.vendor)
+            part = next(p for (i_, p), v in ARM_PARTS.items() if i_ == impl and v == c.cpu.model)
+            blocks.append(f"processor\t: {i}\nBogoMIPS\t: 2000.00\nFeatures\t: fp asimd evtstrm sve\n"
+                          f"CPU implementer\t: 0x{impl:02x}\nCPU architecture: 8\nCPU variant\t: 0x0\n"
+                          f"CPU part\t: 0x{part:03x}\nCPU revision\t: 0\n")
+        else:  # ppc64le
+            blocks.append(f"processor\t: {i}\ncpu\t\t: {c.cpu.model}, altivec supported\n"
+                          "clock\t\t: 3800.000000MHz\nrevision\t: 2.2 (pvr 004e 1202)\n")
+        topo = sys_root / "devices/system/cpu" / f"cpu{i}" / "topology"
+        first = core * tpc
+        _write(topo / "core_id", f"{core_id}\n")
+        _write(topo / "physical_package_id", f"{socket}\n")
+        _write(topo / "thread_siblings_list", f"{first}-{first + tpc - 1}\n" if tpc > 1 else f"{first}\n")
+    tail = "" if c.cpu.arch != "ppc64le" else "timebase\t: 512000000\nplatform\t: PowerNV\nmodel\t\t: 8335-GTH\n"
+    return "\n".join(blocks) + "\n" + tail
 
 
 def close(a: float, b: float, abs_tol: float) -> bool:
