@@ -46,7 +46,7 @@ def test_daemonset_mounts_host_trees_read_only_and_points_the_agent_at_them():
     (container,) = pod["containers"]
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     host_paths = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
-    assert host_paths == {"proc": "/proc", "sys": "/sys"}
+    assert host_paths == {"proc": "/proc", "sys": "/sys", "device-plugins": "/var/lib/kubelet/device-plugins"}
     assert (mounts["proc"]["mountPath"], mounts["sys"]["mountPath"]) == ("/host/proc", "/host/sys")
     assert all(mounts[n]["readOnly"] for n in mounts)
     assert "--proc-root=/host/proc" in container["args"] and "--sys-root=/host/sys" in container["args"]
