@@ -179,6 +179,10 @@ def test_amd_kfd_processes_and_held_gcds(tmp_path):
     amd = list(AmdCollector(Roots(sys=FIXTURES / "amdgpu/sys"), "n1").collect(cycle))
     jobs = list(jobs_collector(root, allocation_sources=["environ"]).collect(cycle))
     assert_schema(amd + jobs)
+    # ROCm's name for a GCD (ROCR_VISIBLE_DEVICES=GPU-<unique_id>) and the AMD device plugin's (PCI address)
+    for ident in ("GPU-2b8f5a1c7e3d9a02", "0000:c1:00.0"):
+        found = gpu_alloc.resolve(gpu_alloc.GpuRef(ident=ident, vendor="amd"), cycle.shared["gpus"])
+        assert found is not None and found["gpu"] == ("1" if ident.startswith("GPU") else "0")
     procs = sorted((p["gpu"], p["pid"], p["memory_used_bytes"]) for p in cycle.shared["gpu_processes"])
     assert procs == [("0", 5100, 4 * GiB), ("1", 5200, 512 * 2**20)]
     r = {(p.tags["job"], p.tags["gpu"], p.tags["uuid"]): p.fields for p in jobs if p.measurement == "job_gpu"}

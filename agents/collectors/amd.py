@@ -226,7 +226,9 @@ class AmdCollector(Collector):
         util = fields.get("utilization_ratio")
         cycle.shared.setdefault("gpus", []).append({
             "vendor": "amd", "gpu": tags["gpu"], "uuid": tags["uuid"], "slot": index, "render_minor": minor,
-            "ids": {tags["uuid"], _pci_address(device)} - {""}, "processes_known": procs is not None,
+            # ROCm names a GPU "GPU-<unique_id in hex>" (ROCR_VISIBLE_DEVICES); the AMD device plugin by PCI address.
+            "ids": {tags["uuid"], f"GPU-{tags['uuid']}", _pci_address(device)} - {"", "GPU-"},
+            "processes_known": procs is not None,
             "utilization_ratio": util, "memory_used_bytes": fields.get("memory_used_bytes")})
         cycle.shared.setdefault("gpu_processes", []).extend(
             {"gpu": tags["gpu"], "uuid": tags["uuid"], "pid": pid, "memory_used_bytes": used,
