@@ -124,7 +124,7 @@ def test_slurm_prolog_gives_the_job_a_progress_file_the_agent_reads(tmp_path: Pa
 @pytest.mark.parametrize("job", ["", "12/../../etc", "1 2", "abc"])
 def test_slurm_scripts_refuse_odd_job_ids_without_failing_the_job(tmp_path: Path, job: str):
     for name in ("prolog", "epilog"):
-        done = run_script(name, tmp_path, job)
+        done = run_script(name, tmp_path, job, SLURM_JOB_GPUS="0,1")  # and no GPU record either
         assert done.returncode == 0
         assert "bad SLURM_JOB_ID" in done.stderr
     assert list(tmp_path.iterdir()) == []

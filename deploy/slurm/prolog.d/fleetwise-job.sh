@@ -16,8 +16,8 @@
 # from SLURM_JOB_GPUS (else CUDA_VISIBLE_DEVICES, else GPU_DEVICE_ORDINAL: in the prolog these carry the
 # node's own indices). The agent reports every GPU so recorded, used or not (job_gpu, allocation_source
 # "prolog"); the epilog removes the files.
-# FLEETWISE_ROOT and FLEETWISE_GPUSTAT move the trees (tests). No `set -e`: a failed step must not drain the node or fail the
-# job; without its directory the job only loses progress reporting.
+# FLEETWISE_ROOT and FLEETWISE_GPUSTAT move the trees (tests). No `set -e`: a failed step must not drain
+# the node or fail the job; without its directory the job only loses progress reporting.
 set -u
 
 root="${FLEETWISE_ROOT:-/var/lib/fleetwise}"
@@ -25,26 +25,8 @@ job="${SLURM_JOB_ID:-}"
 uid="${SLURM_JOB_UID:-}"
 
 # Both come from slurmd, but they end up in paths and chown: accept digits only.
-case "$job" in ''|*[!0-9]*) echo "fleetwise prolog: bad SLURM_JOB_ID '$job'" >&2; gpustat="${FLEETWISE_GPUSTAT:-/run/gpustat}"
-gpus="${SLURM_JOB_GPUS:-${CUDA_VISIBLE_DEVICES:-${GPU_DEVICE_ORDINAL:-}}}"
-if [ -n "$gpus" ]; then
-  mkdir -p "$gpustat" && chmod 0755 "$gpustat"
-  for i in $(printf '%s' "$gpus" | tr ',' ' '); do
-    case "$i" in ''|*[!0-9]*) echo "fleetwise prolog: GPU '$i' is not an index; not recorded" >&2; continue ;; esac
-    printf '%s %s\n' "$job" "$uid" > "$gpustat/$i.$$" && mv -f "$gpustat/$i.$$" "$gpustat/$i"
-  done
-fi
-exit 0 ;; esac
-case "$uid" in ''|*[!0-9]*) echo "fleetwise prolog: bad SLURM_JOB_UID '$uid'" >&2; gpustat="${FLEETWISE_GPUSTAT:-/run/gpustat}"
-gpus="${SLURM_JOB_GPUS:-${CUDA_VISIBLE_DEVICES:-${GPU_DEVICE_ORDINAL:-}}}"
-if [ -n "$gpus" ]; then
-  mkdir -p "$gpustat" && chmod 0755 "$gpustat"
-  for i in $(printf '%s' "$gpus" | tr ',' ' '); do
-    case "$i" in ''|*[!0-9]*) echo "fleetwise prolog: GPU '$i' is not an index; not recorded" >&2; continue ;; esac
-    printf '%s %s\n' "$job" "$uid" > "$gpustat/$i.$$" && mv -f "$gpustat/$i.$$" "$gpustat/$i"
-  done
-fi
-exit 0 ;; esac
+case "$job" in ''|*[!0-9]*) echo "fleetwise prolog: bad SLURM_JOB_ID '$job'" >&2; exit 0 ;; esac
+case "$uid" in ''|*[!0-9]*) echo "fleetwise prolog: bad SLURM_JOB_UID '$uid'" >&2; exit 0 ;; esac
 
 umask 022
 mkdir -p "$root/textfile" "$root/jobs"
@@ -65,6 +47,7 @@ if [ -n "${SLURM_JOB_NAME:-}${SLURM_JOB_USER:-}${SLURM_JOB_ACCOUNT:-}${SLURM_JOB
     "$(label "${SLURM_JOB_ACCOUNT:-}")" "$(label "${SLURM_JOB_PARTITION:-}")" > "$info.$$" &&
     mv -f "$info.$$" "$info"
 fi
+
 gpustat="${FLEETWISE_GPUSTAT:-/run/gpustat}"
 gpus="${SLURM_JOB_GPUS:-${CUDA_VISIBLE_DEVICES:-${GPU_DEVICE_ORDINAL:-}}}"
 if [ -n "$gpus" ]; then
