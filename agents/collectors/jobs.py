@@ -89,6 +89,24 @@ def _cpu_usage_usec(cpu_stat: str) -> int | None:
     return None
 
 
+def _fill_unused(jobs: dict[tuple[str, str], _Job]) -> None:
+    """Utilization and memory of each held GPU on which none of the job's processes runs."""
+    holders: dict[tuple[str, str], int] = {}
+    for job in jobs.values():
+        for gkey in job.gpus:
+            holders[gkey] = holders.get(gkey, 0) + 1
+    for job in jobs.values():
+        for gkey, share in job.gpus.items():
+            g = share["gpu"]
+            if share.get("running") or g is None:
+                continue
+            if g.get("processes_known"):
+                share["memory"], share["utilization"] = 0, 0.0  # held, nothing of the job runs there
+            elif holders[gkey] == 1:
+                # No process list (NVML without permission, no KFD): a GPU one job holds alone is the job's.
+                share["memory"], share["utilization"] = g.get("memory_used_bytes"), g.get("utilization_ratio")
+
+
 class JobsCollector(Collector):
     name = "jobs"
     measurements = (JOB, JOB_GPU)
@@ -157,20 +175,7 @@ class JobsCollector(Collector):
             util = proc.get("utilization_ratio")
             if util is not None and share["utilization"] is None:
                 share["utilization"] = float(util)
-        holders: dict[tuple[str, str], int] = {}
-        for job in jobs.values():
-            for gkey in job.gpus:
-                holders[gkey] = holders.get(gkey, 0) + 1
-        for job in jobs.values():
-            for gkey, share in job.gpus.items():
-                g = share["gpu"]
-                if share.get("running") or g is None:
-                    continue
-                if g.get("processes_known"):
-                    share["memory"], share["utilization"] = 0, 0.0  # held, nothing of the job runs there
-                elif holders[gkey] == 1:
-                    # No process list (NVML without permission, no KFD): a GPU one job holds alone is the job's.
-                    share["memory"], share["utilization"] = g.get("memory_used_bytes"), g.get("utilization_ratio")
+        _fill_unused(jobs)
 
     def _allocations(self, jobs: dict[tuple[str, str], _Job]) -> Iterator[tuple[str, dict[tuple[str, str], list]]]:
         """(source, job key -> GpuRefs) for each enabled source, most trusted first; only jobs on this host."""
