@@ -59,9 +59,12 @@ def families(points: Iterable[Point]) -> list[Metric]:
             metric_name = m.prometheus_name(name)
             family = out.get(metric_name)
             if family is None:
+                # Fields of one family (cpu's user_seconds, system_seconds, ...) share one metric and are
+                # told apart by their own labels (mode="user"), after the tags.
                 cls = CounterMetricFamily if f.kind is Kind.COUNTER else GaugeMetricFamily
-                family = out[metric_name] = cls(metric_name, f.help, labels=names)
-            family.add_metric(values, float(value))
+                family = out[metric_name] = cls(metric_name, f.family_help or f.help,
+                                                labels=[*names, *(k for k, _ in f.labels)])
+            family.add_metric([*values, *(v for _, v in f.labels)] if f.labels else values, float(value))
         if info_names:
             metric_name = m.info_name if m.name.endswith("_info") else m.info_name + "_info"
             family = out.get(metric_name)

@@ -21,7 +21,7 @@ DELTA = [250, 0, 100, 550, 50, 20, 30, 0, 50, 0]
 
 
 def tree(tmp_path: Path, arch: str = "x86_64") -> Roots:
-    shutil.copytree(HOST / arch, tmp_path / arch)
+    shutil.copytree(HOST / arch, tmp_path / arch, symlinks=True)
     return Roots(proc=tmp_path / arch / "proc", sys=tmp_path / arch / "sys")
 
 
@@ -42,11 +42,19 @@ def by(points, measurement: str, **tags):
     return [p for p in points if p.measurement == measurement and all(p.tags.get(k) == v for k, v in tags.items())]
 
 
-def test_first_read_has_info_and_system_but_no_ratios(tmp_path):
+def test_first_read_has_info_system_and_cpu_seconds_but_no_ratios(tmp_path):
     roots = tree(tmp_path)
     points = list(CpuCollector(roots, "n1").collect(Cycle(T0)))
     assert_schema(points)
-    assert by(points, "cpu") == []
+    (cpu,) = by(points, "cpu")
+    # The fixture's "cpu" line: 19253816 82760 6438296 157175416 326136 840 225176 840 48856 840 jiffies,
+    # at USER_HZ 100 a jiffy is 10 ms.
+    assert cpu.tags == {"host": "n1", "cpu": "total"}
+    assert cpu.fields == pytest.approx({
+        "user_seconds": 192538.16, "nice_seconds": 827.60, "system_seconds": 64382.96, "idle_seconds": 1571754.16,
+        "iowait_seconds": 3261.36, "irq_seconds": 8.40, "softirq_seconds": 2251.76, "steal_seconds": 8.40,
+        "guest_seconds": 488.56, "guest_nice_seconds": 8.40,
+    })
     (system,) = by(points, "system")
     assert system.fields == {"load1": 2.45, "load5": 1.87, "load15": 1.52, "procs_running": 3, "procs_blocked": 1,
                              "context_switches": 2761399124, "boot_time_seconds": 1699990000}
@@ -63,6 +71,8 @@ def test_total_ratios_from_two_reads(tmp_path):
     (total,) = by(second, "cpu")  # per_core is off by default
     assert total.tags == {"host": "n1", "cpu": "total"}
     f = total.fields
+    # The counters moved by the interval's jiffies: 16 CPUs x 250 user jiffies = 40 s.
+    assert f["user_seconds"] - by(first, "cpu")[0].fields["user_seconds"] == pytest.approx(40.0)
     assert f["user_ratio"] == pytest.approx(0.25)
     assert f["nice_ratio"] == 0.0
     assert f["system_ratio"] == pytest.approx(0.10)
@@ -107,15 +117,18 @@ def test_counter_that_went_down_gives_no_ratio(tmp_path):
     collector = CpuCollector(roots, "n1", CpuOptions(per_core=True))
     _, second = collect_twice(collector, between=lambda: advance(stat, deltas))
     assert_schema(second)
-    cpus = {p.tags["cpu"] for p in by(second, "cpu")}
-    assert cpus == {str(i) for i in range(16)} - {"3"}
+    # Every CPU reports its counters; the ones that went down (cpu3, the total) have no ratios this round.
+    with_ratios = {p.tags["cpu"] for p in by(second, "cpu") if "busy_ratio" in p.fields}
+    assert with_ratios == {str(i) for i in range(16)} - {"3"}
+    assert {p.tags["cpu"] for p in by(second, "cpu")} == {"total"} | {str(i) for i in range(16)}
     for p in by(second, "cpu"):
-        assert all(0.0 <= v <= 1.0 for v in p.fields.values())
+        assert all(0.0 <= v <= 1.0 for k, v in p.fields.items() if k.endswith("_ratio"))
     assert len(by(second, "cpu_info")) == 1 and len(by(second, "system")) == 1
     # The next interval counts from the new base again.
     advance(stat, {label: list(DELTA) for label in [*map(str, range(16)), "total"]})
     third = list(collector.collect(Cycle(T0 + 20 * 10**9)))
-    assert {p.tags["cpu"] for p in by(third, "cpu")} == {"total"} | {str(i) for i in range(16)}
+    with_ratios = {p.tags["cpu"] for p in by(third, "cpu") if "busy_ratio" in p.fields}
+    assert with_ratios == {"total"} | {str(i) for i in range(16)}
 
 
 def test_old_kernel_stat_without_steal_and_guest():

@@ -14,6 +14,10 @@ from tests.helpers import run_cli
 from tests.schema_check import assert_schema
 
 ACCOUNTED = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+# Every host collector: sources this machine lacks (no PSI, hwmon, RAPL or EDAC in a VM or container)
+# must give no points and a healthy collector, never a failure.
+HOST = ("cpu", "memory", "vmstat", "pressure", "disk", "filesystem", "nfs", "lustre", "net", "infiniband", "hwmon",
+        "thermal", "rapl", "edac")
 
 
 def _available(name: str) -> bool:
@@ -26,7 +30,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ne
 
 @pytest.fixture(scope="module")
 def sample() -> list[dict]:
-    names = [n for n in ("cpu", "memory", "disk", "filesystem", "net") if _available(n)]
+    names = [n for n in HOST if _available(n)]
     result = run_cli(["agent", "--once", "--format", "json", "--collectors", ",".join(names)],
                      env={**os.environ, "FLEETWISE_AGENT__ONCE_PAUSE_SECONDS": "0.5"})
     assert result.returncode == 0, result.stderr
@@ -43,14 +47,60 @@ def test_every_point_matches_the_schema(sample):
 
 def test_every_collector_ran(sample):
     health = {p["tags"]["collector"]: p["fields"] for p in of(sample, "agent")}
-    assert {"cpu", "memory", "disk", "filesystem"} <= set(health)
+    assert set(HOST) == set(health)
     assert {name: h["up"] for name, h in health.items()} == dict.fromkeys(health, 1)
+
+
+def test_new_sources_match_what_this_machine_has(sample):
+    """Points exactly where the kernel offers the source; none (and no failure) where it does not."""
+    psi = {p["tags"]["resource"] for p in of(sample, "pressure")}
+    assert psi == {r for r in ("cpu", "memory", "io") if _readable(f"/proc/pressure/{r}")}
+    for p in of(sample, "pressure"):
+        assert 0.0 <= p["fields"]["some_avg10_ratio"] <= 1.0 and p["fields"]["some_stall_seconds"] >= 0
+    (vmstat,) = of(sample, "vmstat")
+    assert vmstat["fields"]["page_faults"] >= vmstat["fields"]["major_page_faults"] >= 0
+    if not os.path.isdir("/sys/class/hwmon"):
+        assert of(sample, "hwmon") == []
+    if not os.path.isdir("/sys/class/powercap"):
+        assert of(sample, "rapl") == []
+    if not os.path.isdir("/sys/devices/system/edac/mc"):
+        assert of(sample, "edac") == []
+    for p in of(sample, "net"):
+        name = p["tags"]["interface"]
+        state = _read(f"/sys/class/net/{name}/operstate")
+        assert p["fields"].get("operstate") == state
+        assert p["fields"].get("mtu_bytes") == (int(_read(f"/sys/class/net/{name}/mtu")) if state else None)
+        assert p["fields"].get("speed_bytes_per_second", 1) > 0
+
+
+def _readable(path: str) -> bool:
+    try:
+        with open(path) as f:
+            f.read()
+        return True
+    except OSError:
+        return False
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def test_cpu_ratios(sample):
     (total,) = [p for p in of(sample, "cpu") if p["tags"]["cpu"] == "total"]
     fields = total["fields"]
-    assert all(0.0 <= v <= 1.0 for v in fields.values()), fields
+    assert all(0.0 <= v <= 1.0 for k, v in fields.items() if k.endswith("_ratio")), fields
+    # The counters are seconds since boot: their sum over the accounted modes is CPUs x uptime.
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    with open("/proc/stat") as f:
+        cpus = sum(1 for line in f if line[:3] == "cpu" and line[3].isdigit())
+    total_seconds = sum(fields[f"{m}_seconds"] for m in ACCOUNTED)
+    assert total_seconds == pytest.approx(cpus * uptime, rel=0.1)
     assert sum(fields[f"{m}_ratio"] for m in ACCOUNTED) == pytest.approx(1.0, abs=1e-6)
     (info,) = of(sample, "cpu_info")
     assert info["fields"]["threads"] == os.cpu_count()

@@ -28,7 +28,7 @@ DEBUGFS_LLITE = "sys/kernel/debug/lustre/llite/home-ffff9c2f3a8e2800/stats"
 @pytest.fixture
 def node(tmp_path) -> Path:
     root = tmp_path / "node"
-    shutil.copytree(FIXTURES / "host" / "x86_64", root)
+    shutil.copytree(FIXTURES / "host" / "x86_64", root, symlinks=True)
     return root
 
 
@@ -55,11 +55,32 @@ def test_disk_counters_and_default_exclusions(node):
     disks = by_tag(points, "device")
     # Partitions (sda1, nvme0n1p1), loop and zram devices are out; whole disks, device mapper and md stay.
     assert sorted(disks) == ["dm-0", "md0", "nvme0n1", "sda"]
+    # sda: 9210 1200 1843200 5120 4400 900 819200 22000 2 15300 27120 | 0 0 0 0 | 120 340 (a 5.5+ line).
     assert disks["sda"] == {
         "read_bytes": 1843200 * 512, "write_bytes": 819200 * 512, "reads": 9210, "writes": 4400,
         "io_seconds": 15.3, "weighted_io_seconds": 27.12, "in_progress": 2,
+        "reads_merged": 1200, "writes_merged": 900, "read_seconds": 5.12, "write_seconds": 22.0,
+        "discards": 0, "discards_merged": 0, "discard_bytes": 0, "discard_seconds": 0.0,
+        "flushes": 120, "flush_seconds": 0.34,
     }
     assert disks["nvme0n1"]["read_bytes"] == 23602946 * 512 == 12084708352
+    # nvme0n1 discards: 1220 completed, 0 merged, 2440000 sectors in 310 ms; 15022 flushes in 24318 ms.
+    assert {k: disks["nvme0n1"][k] for k in ("discards", "discards_merged", "discard_bytes", "discard_seconds",
+                                             "flushes", "flush_seconds")} == {
+        "discards": 1220, "discards_merged": 0, "discard_bytes": 2440000 * 512, "discard_seconds": 0.31,
+        "flushes": 15022, "flush_seconds": 24.318}
+
+
+def test_disk_await_from_time_and_count_deltas(node):
+    stats = node / "proc" / "diskstats"
+    # sda: +100 reads that took 250 ms together -> 2.5 ms a read; no write completed -> no write await.
+    _, second = collect_twice(
+        DiskCollector(roots(node), "n1"),
+        between=lambda: edit(stats, r"^(\s+8\s+0 sda) 9210 1200 1843200 5120 ", r"\1 9310 1200 1843200 5370 "))
+    sda = by_tag(second, "device")["sda"]
+    assert sda["read_await_seconds"] == pytest.approx(0.0025)
+    assert "write_await_seconds" not in sda
+    assert sda["read_seconds"] == pytest.approx(5.37)
 
 
 def test_disk_rates_busy_ratio_and_cap(node):
@@ -111,6 +132,17 @@ def test_diskstats_formats(line):
     s = parse_line(line)
     assert (s.device, s.sectors_read, s.sectors_written, s.in_progress, s.io_ms, s.weighted_io_ms) == (
         "sda", 1843200, 819200, 2, 15300, 27120)
+    assert (s.reads_merged, s.read_ms, s.writes_merged, s.write_ms) == (1200, 5120, 900, 22000)
+    fields = len(line.split())
+    assert s.discard == ((0, 0, 0, 0) if fields >= 18 else None)
+    assert s.flush == ((120, 340) if fields == 20 else None)
+
+
+def test_old_kernel_line_has_no_discard_or_flush_fields(tmp_path):
+    (tmp_path / "diskstats").write_text("   8       0 sda 9210 1200 1843200 5120 4400 900 819200 22000 2 15300 27120\n")
+    (p,) = DiskCollector(Roots(proc=tmp_path, sys=tmp_path), "n1").collect(Cycle(T0))
+    assert not {"discards", "discard_bytes", "flushes", "flush_seconds"} & set(p.fields)
+    assert p.fields["write_seconds"] == 22.0
 
 
 def test_disk_exclude_option(node):
@@ -225,8 +257,8 @@ def test_mount_table_escapes_and_overmounts():
 def test_nfs_mounts_from_mountstats(node):
     points = list(NfsCollector(roots(node), "n1").collect(Cycle(T0)))
     assert_schema(points)
-    assert [(p.tags["path"], p.tags["server"]) for p in points] == [("/home", "nfs.example.com"),
-                                                                    ("/apps", "10.0.0.3")]
+    assert [(p.tags["path"], p.tags["server"], p.tags["version"]) for p in points] == [
+        ("/home", "nfs.example.com", "4.2"), ("/apps", "10.0.0.3", "3")]
     home, apps = (p.fields for p in points)
     assert home == {
         "read_bytes": 1207959552 + 4194304,  # normal + direct
@@ -255,6 +287,53 @@ def test_nfs_rates_and_reset(node):
     assert home["read_bytes_per_second"] == pytest.approx(52428800 / 10)
     assert home["write_bytes_per_second"] == 0.0
     assert "read_bytes_per_second" not in apps and apps["read_bytes"] == 4096
+
+
+V3_HOME = """\
+device nfs.example.com:/export/home mounted on /home with fstype nfs statvers=1.1
+\topts:\trw,vers=3,rsize=1048576,wsize=1048576,namlen=255,hard,proto=tcp,timeo=600,retrans=2,sec=sys
+\tage:\t3600
+\tcaps:\tcaps=0x3fc7,wtmult=512,dtsize=1048576,bsize=0,namlen=255
+\tsec:\tflavor=1,pseudoflavor=1
+\tevents:\t10 20 0 0 5 3 30 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+\tbytes:\t{read} 2000 0 0 {read} 2000 250 1
+\tRPC iostats version: 1.1  p/v: 100003/3 (nfs)
+\txprt:\ttcp 0 0 1 0 3 60 60 0 70 0 2 0 0
+\tper-op statistics
+\t        NULL: 1 1 0 44 24 0 0 0 0
+\t     GETATTR: 30 30 0 3600 3360 0 12 13 0
+\t        READ: 250 250 0 31000 {read_rpc} 2 500 510 0
+\t       WRITE: 1 1 0 2148 136 0 3 3 0
+"""
+
+
+def test_nfs_v3_and_v4_mounts_of_one_path_are_two_series_with_their_own_rates(node):
+    stats = node / "proc" / "self" / "mountstats"
+    stats.write_text(stats.read_text() + V3_HOME.format(read=1_000_000, read_rpc=1_032_000))
+
+    def advance():
+        # v4: +50 MiB in 10 s; v3: +1 MB in 10 s. Were the rate state shared, one would be the other's base.
+        edit(stats, r"bytes:\t1207959552 ", "bytes:\t1260388352 ")
+        edit(stats, r"bytes:\t1000000 2000", "bytes:\t2000000 2000")
+
+    first, second = collect_twice(NfsCollector(roots(node), "n1"), gap_seconds=10, between=advance)
+    assert_schema(first + second)
+    home = {p.tags["version"]: p.fields for p in second if p.tags["path"] == "/home"}
+    assert sorted(home) == ["3", "4.2"]
+    assert home["4.2"]["read_bytes_per_second"] == pytest.approx(52428800 / 10)
+    assert home["3"]["read_bytes_per_second"] == pytest.approx(100_000.0)
+    assert home["3"]["read_bytes"] == 2_000_000 and home["3"]["read_ops"] == 250 and home["3"]["ops"] == 282
+    assert home["3"]["rtt_seconds"] == pytest.approx((0 + 12 + 500 + 3) / 1000)
+
+
+def test_nfs_version_from_fstype_when_the_kernel_does_not_say(tmp_path):
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "mountstats").write_text(
+        "device srv:/a mounted on /a with fstype nfs4 statvers=1.0\n\tbytes:\t1 2 3 4 5 6 7 8\n"
+        "device srv:/b mounted on /b with fstype nfs statvers=1.0\n\tbytes:\t1 2 3 4 5 6 7 8\n")
+    points = list(NfsCollector(Roots(proc=tmp_path, sys=tmp_path), "n1").collect(Cycle(T0)))
+    assert [(p.tags["path"], p.tags["version"]) for p in points] == [("/a", "4"), ("/b", "3")]
+    assert points[0].fields["read_bytes"] == 1 + 3
 
 
 def test_nfs_broken_mount_does_not_hide_the_other(node):

@@ -109,6 +109,35 @@ def test_rates_only_when_the_field_asks_for_prometheus():
     assert values[("fleetwise_job_cpu_cores", (("job", "5"), ("scheduler", "slurm"), ("user", "ada")))] == 1.5
 
 
+def test_cpu_seconds_are_one_family_with_a_mode_label_beside_the_ratios():
+    p = Point("cpu", {"host": "n1", "cpu": "total"}, {"user_seconds": 120.5, "system_seconds": 30.25,
+                                                      "guest_seconds": 4.0, "guest_nice_seconds": 1.0,
+                                                      "user_ratio": 0.5}, T)
+    fams = by_name(families([p]))
+    assert isinstance(fams["fleetwise_cpu_seconds"], CounterMetricFamily)
+    assert fams["fleetwise_cpu_seconds"].documentation.startswith("CPU time by mode")
+    values = samples(render([p]))
+    # Guest time is inside user and nice already: its own family, as node_exporter does, so that
+    # sum by (cpu) (rate(fleetwise_cpu_seconds_total[5m])) is the whole time.
+    assert values == {
+        ("fleetwise_cpu_seconds_total", (("cpu", "total"), ("mode", "user"))): 120.5,
+        ("fleetwise_cpu_seconds_total", (("cpu", "total"), ("mode", "system"))): 30.25,
+        ("fleetwise_cpu_guest_seconds_total", (("cpu", "total"), ("mode", "user"))): 4.0,
+        ("fleetwise_cpu_guest_seconds_total", (("cpu", "total"), ("mode", "nice"))): 1.0,
+        ("fleetwise_cpu_user_ratio", (("cpu", "total"),)): 0.5,
+    }
+
+
+def test_schema_refuses_a_family_whose_fields_disagree_on_labels():
+    from agents.schema.types import counter, measurement
+
+    with pytest.raises(ValueError, match="different label keys"):
+        measurement("m", "h", (), counter("a", "h", family="f", labels=(("mode", "a"),)),
+                    counter("b", "h", family="f", labels=(("kind", "b"),)))
+    with pytest.raises(ValueError, match="clash with tags"):
+        measurement("m", "h", ("mode",), counter("a", "h", family="f", labels=(("mode", "a"),)))
+
+
 def test_info_fields_become_one_info_series_with_value_1():
     p = Point("cpu_info", {"host": "n1"}, {"arch": "aarch64", "vendor": "ARM", "model": "Neoverse-V2",
                                            "sockets": 1, "cores": 72, "threads": 72}, T)

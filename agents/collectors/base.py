@@ -104,6 +104,14 @@ def read_text(path: Path) -> str:
         return f.read()
 
 
+def read_str(path: Path) -> str:
+    """A string sysfs attribute without its newline, or "" when it is absent or unreadable."""
+    try:
+        return read_text(path).strip()
+    except OSError:
+        return ""
+
+
 def read_int(path: Path) -> int | None:
     """An integer sysfs attribute, or None when it is absent or unreadable (e.g. no PMA)."""
     try:

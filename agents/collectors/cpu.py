@@ -1,4 +1,5 @@
-"""cpu: time share by mode from /proc/stat deltas, load from /proc/loadavg, and what the CPUs are.
+"""cpu: time by mode from /proc/stat (cumulative seconds, and each interval's share), load from
+/proc/loadavg, and what the CPUs are.
 
 The cpu_info parsing knows the three /proc/cpuinfo dialects of the fleet (x86_64, aarch64, ppc64le);
 the architecture is inferred from the dialect, so a fixture tree of another machine reads correctly.
@@ -16,12 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.collectors.base import Collector, Cycle, read_int, read_text
 from agents.points import FieldValue, Point
-from agents.schema.host import CPU, CPU_INFO, CPU_MODES, SYSTEM
+from agents.schema.host import ACCOUNTED_MODES, CPU, CPU_INFO, CPU_MODES, SYSTEM
 
 log = logging.getLogger("fleetwise.collectors.cpu")
 
 # user..steal: guest and guest_nice are already counted inside user and nice, so only these add to 100%.
-_ACCOUNTED = 8
+_ACCOUNTED = len(ACCOUNTED_MODES)
+# /proc/stat counts in USER_HZ, which the kernel fixes at 100 on every architecture whatever CONFIG_HZ is
+# (it is ABI: times(2), sysconf(_SC_CLK_TCK)); node_exporter assumes the same.
+USER_HZ = 100
 
 ARM_IMPLEMENTERS = {
     0x41: "ARM",
@@ -101,6 +105,11 @@ def parse_stat(text: str) -> ProcStat:
         elif key in ("ctxt", "btime", "procs_running", "procs_blocked") and len(words) > 1:
             scalars[key] = int(words[1])
     return ProcStat(cpus, scalars)
+
+
+def seconds(jiffies: tuple[int, ...]) -> dict[str, FieldValue]:
+    """The cumulative time of each mode in seconds, what Prometheus users take rate() over."""
+    return {f"{mode}_seconds": j / USER_HZ for mode, j in zip(CPU_MODES, jiffies, strict=True)}
 
 
 def ratios(previous: tuple[int, ...], current: tuple[int, ...]) -> dict[str, FieldValue] | None:
@@ -252,9 +261,9 @@ class CpuCollector(Collector):
             previous = self._last.get(label)
             current = stat.cpus[label]
             self._last[label] = current
-            fields = ratios(previous, current) if previous is not None else None
-            if fields:
-                yield self.point(CPU, {"cpu": label}, fields, cycle)
+            fields = seconds(current)
+            fields.update((ratios(previous, current) if previous is not None else None) or {})
+            yield self.point(CPU, {"cpu": label}, fields, cycle)
         # Forget CPUs that went offline, so a CPU that comes back starts from a fresh first read.
         for label in set(self._last) - (wanted & set(stat.cpus)):
             del self._last[label]

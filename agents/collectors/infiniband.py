@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from agents.collectors.base import Collector, Cycle, listdir, read_int, read_text
+from agents.collectors.base import Collector, Cycle, listdir, read_int, read_str
 from agents.points import FieldValue, Point
 from agents.schema.interconnect import INFINIBAND, INFINIBAND_HW
 
@@ -23,13 +23,23 @@ _COUNTERS = {
     "port_xmit_wait": ("xmit_wait", 1),
     "symbol_error": ("symbol_error", 1),
     "link_downed": ("link_downed", 1),
+    "link_error_recovery": ("link_error_recovery", 1),
+    "port_rcv_errors": ("rcv_errors", 1),
+    "port_rcv_remote_physical_errors": ("rcv_remote_physical_errors", 1),
+    "port_rcv_switch_relay_errors": ("rcv_switch_relay_errors", 1),
+    "port_xmit_discards": ("xmit_discards", 1),
+    "port_xmit_constraint_errors": ("xmit_constraint_errors", 1),
+    "port_rcv_constraint_errors": ("rcv_constraint_errors", 1),
+    "local_link_integrity_errors": ("local_link_integrity_errors", 1),
+    "excessive_buffer_overrun_errors": ("excessive_buffer_overrun_errors", 1),
+    "VL15_dropped": ("vl15_dropped", 1),
 }
 
 _RATE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*Gb/sec")
 
 
 def parse_state(text: str) -> int | None:
-    """'4: ACTIVE' -> 4."""
+    """'4: ACTIVE' -> 4 (state); '5: LinkUp' -> 5 (phys_state)."""
     head = text.split(":", 1)[0].strip()
     return int(head) if head.isdigit() else None
 
@@ -38,13 +48,6 @@ def parse_rate(text: str) -> float | None:
     """'200 Gb/sec (4X HDR)' -> 25e9 bytes per second (the signalling rate the port reports)."""
     m = _RATE.match(text)
     return float(m.group(1)) * 1e9 / 8 if m else None
-
-
-def _read_optional(path: Path) -> str | None:
-    try:
-        return read_text(path).strip()
-    except OSError:
-        return None
 
 
 class InfinibandCollector(Collector):
@@ -69,21 +72,23 @@ class InfinibandCollector(Collector):
             if value is not None:
                 fields[field] = value * scale
         if not fields:
-            self.log_once((device, port), logging.DEBUG, "%s port %s has no readable counters; skipped", device, port)
-            return
-        state = _read_optional(path / "state")
-        if state is not None and (n := parse_state(state)) is not None:
-            fields["state"] = n
-        rate_text = _read_optional(path / "rate")
-        if rate_text is not None and (r := parse_rate(rate_text)) is not None:
+            # i40iw and some RoCE adapters have no PMA: counters/ is absent or reads "N/A (no PMA)". The
+            # port's state and rate still tell whether the link is up, so the point keeps those.
+            self.log_once((device, port), logging.DEBUG, "%s port %s has no readable counters", device, port)
+        for file_name, field in (("state", "state"), ("phys_state", "physical_state")):
+            if (n := parse_state(read_str(path / file_name))) is not None:
+                fields[field] = n
+        if (r := parse_rate(read_str(path / "rate"))) is not None:
             fields["rate_bytes_per_second"] = r
-        link_layer = _read_optional(path / "link_layer")
+        link_layer = read_str(path / "link_layer")
         if link_layer:
             fields["link_layer"] = link_layer
         for counter, rate_field in (("xmit_bytes", "xmit_bytes_per_second"), ("rcv_bytes", "rcv_bytes_per_second")):
             if counter in fields:
                 self.add_rate(fields, rate_field, (device, port, counter), fields[counter], cycle)
         tags = {"device": device, "port": port}
+        if not fields:
+            return  # a port torn down between the directory listing and the reads
         yield self.point(INFINIBAND, tags, fields, cycle)
         for counter in listdir(path / "hw_counters"):
             value = read_int(path / "hw_counters" / counter)

@@ -24,6 +24,15 @@ class NfsMount:
     bytes: list[int] = field(default_factory=list)  # normal r/w, direct r/w, server r/w, pages r/w
     ops: dict[str, list[int]] = field(default_factory=dict)  # op -> ops trans timeouts sent recv queue rtt exec
     error: str = ""
+    vers: str = ""  # vers= of the opts line
+
+    @property
+    def version(self) -> str:
+        """The protocol version, never empty: the tag must be on every point (InfluxDB 3 fixes a
+        measurement's tag keys). Kernels print vers=3, vers=4.2; old ones only the fstype."""
+        if self.vers:
+            return self.vers
+        return "4" if self.fstype == "nfs4" else "3"
 
     @property
     def server(self) -> str:
@@ -53,7 +62,12 @@ def parse_mountstats(text: str) -> list[NfsMount]:
         if current is None:
             continue
         try:
-            if words[0] == "bytes:":
+            if words[0] == "opts:" and len(words) > 1:
+                for option in words[1].split(","):
+                    key, _, value = option.partition("=")
+                    if key in ("vers", "nfsvers") and value:
+                        current.vers = value
+            elif words[0] == "bytes:":
                 current.bytes = [int(w) for w in words[1:]]
             elif line.strip() == "per-op statistics":
                 in_ops = True
@@ -84,9 +98,6 @@ class NfsCollector(Collector):
     name = "nfs"
     measurements = (NFS,)
 
-    def __init__(self, *args, **kw) -> None:
-        super().__init__(*args, **kw)
-
     def collect(self, cycle: Cycle) -> Iterator[Point]:
         path = self.proc("self", "mountstats")
         try:
@@ -100,8 +111,9 @@ class NfsCollector(Collector):
             except ValueError as e:
                 self.log_once(f"bad:{m.path}", logging.WARNING, "skipping NFS mount: %s", e)
                 continue
-            key = (m.path, m.server)
+            tags = {"path": m.path, "server": m.server, "version": m.version}
+            key = tuple(tags.values())
             self.add_rate(fields, "read_bytes_per_second", (*key, "read"), fields["read_bytes"], cycle)
             self.add_rate(fields, "write_bytes_per_second", (*key, "write"), fields["write_bytes"], cycle)
-            yield self.point(NFS, {"path": m.path, "server": m.server}, fields, cycle)
+            yield self.point(NFS, tags, fields, cycle)
 
