@@ -19,11 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from agents.schema.host import CPU_MODES
-from agents.simulate.emit import DRIVER, job_identity, process_gpus
+from agents.simulate.emit import DRIVER, IB_ERROR_COUNTERS, job_identity, process_gpus
 from tests.fake_nvml import FakeGpu, FakeNVML
 
 USER_HZ = 100
-BASE_JIFFIES = 10**7  # /proc/stat at the first rendered round (any value: only differences count)
 LUSTRE_INSTANCE = "scratch-ffff888100a2b000"
 KFD_GPU_ID0 = 41000
 
@@ -47,7 +46,7 @@ class NodeRenderer:
     def __init__(self, root: Path, sim: dict[str, pd.DataFrame], node, jobs: list, interval: float, seed: int):
         self.root, self.sim, self.node, self.interval, self.seed = root, sim, node, interval, seed
         self.jobs = {j.id: j for j in jobs if j.start is not None and node.index in j.hosts}
-        self.cpu_jiffies: list[int] | None = None
+        self.cpu_jiffies: list[int] = []
         self.nvml = FakeNVML([], driver=DRIVER["nvidia"])
         self.statvfs: dict[str, os.statvfs_result] = {}
 
@@ -76,13 +75,7 @@ class NodeRenderer:
 
     def _cpu(self, t: int) -> None:
         cpu, system = self.one("cpu", t), self.one("system", t)
-        threads = self.node.cls.threads
-        if self.cpu_jiffies is None:
-            self.cpu_jiffies = [BASE_JIFFIES] * len(CPU_MODES)
-        else:  # the shares of this round's interval, in jiffies over all threads
-            ticks = threads * self.interval * USER_HZ
-            self.cpu_jiffies = [j + round(cpu[f"{m}_ratio"] * ticks) for j, m in zip(self.cpu_jiffies, CPU_MODES,
-                                                                                      strict=True)]
+        self.cpu_jiffies = [round(cpu[f"{m}_seconds"] * USER_HZ) for m in CPU_MODES]
         line = "cpu  " + " ".join(str(j) for j in self.cpu_jiffies)
         _write(self.root / "proc/stat", f"{line}\nintr 0\nctxt {int(system['context_switches'])}\n"
                                         f"btime {int(system['boot_time_seconds'])}\nprocesses 1000\n"
@@ -110,15 +103,24 @@ class NodeRenderer:
         d = self.one("disk", t)
         # diskstats (5.5+, 20 fields): reads merged sectors ms writes merged sectors ms in_flight io_ms weighted_ms
         # discards merged sectors ms flushes ms
-        fields = [int(d["reads"]), 0, int(d["read_bytes"]) // 512, 0, int(d["writes"]), 0,
-                  int(d["write_bytes"]) // 512, 0, int(d["in_progress"]), round(d["io_seconds"] * 1000),
-                  round(d["weighted_io_seconds"] * 1000), 0, 0, 0, 0, 0, 0]
+        def ms(x) -> int:
+            return round(float(x) * 1000)
+
+        fields = [int(d["reads"]), int(d["reads_merged"]), int(d["read_bytes"]) // 512, ms(d["read_seconds"]),
+                  int(d["writes"]), int(d["writes_merged"]), int(d["write_bytes"]) // 512, ms(d["write_seconds"]),
+                  int(d["in_progress"]), ms(d["io_seconds"]), ms(d["weighted_io_seconds"]), int(d["discards"]),
+                  int(d["discards_merged"]), int(d["discard_bytes"]) // 512, ms(d["discard_seconds"]),
+                  int(d["flushes"]), ms(d["flush_seconds"])]
         _write(self.root / "proc/diskstats", "   7       0 loop0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
                                              f" 259       0 nvme0n1 {' '.join(map(str, fields))}\n"
                                              " 259       2 nvme0n1p2 1 0 8 0 1 0 8 0 0 0 0 0 0 0 0 0 0\n")
         n = self.one("net", t)
         rx = [n["rx_bytes"], n["rx_packets"], n["rx_errors"], n["rx_drops"], 0, 0, 0, 0]
         tx = [n["tx_bytes"], n["tx_packets"], n["tx_errors"], n["tx_drops"], 0, 0, 0, 0]
+        eth0 = self.root / "sys/class/net/eth0"
+        _write(eth0 / "operstate", f"{n['operstate']}\n")
+        _write(eth0 / "speed", f"{round(n['speed_bytes_per_second'] * 8 / 1e6)}\n")  # Mb/s
+        _write(eth0 / "mtu", f"{int(n['mtu_bytes'])}\n")
         _write(self.root / "proc/net/dev",
                "Inter-|   Receive                                                |  Transmit\n"
                " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo "
@@ -158,9 +160,12 @@ class NodeRenderer:
         for name, value in (("port_xmit_data", int(x["xmit_bytes"]) // 4), ("port_rcv_data", int(x["rcv_bytes"]) // 4),
                             ("port_xmit_packets", x["xmit_packets"]), ("port_rcv_packets", x["rcv_packets"]),
                             ("port_xmit_wait", x["xmit_wait"]), ("symbol_error", x["symbol_error"]),
-                            ("link_downed", x["link_downed"])):
+                            ("link_downed", x["link_downed"]),
+                            *((f"port_{f}" if f.startswith(("rcv_", "xmit_")) else f.replace("vl15", "VL15"), x[f])
+                              for f in IB_ERROR_COUNTERS)):
             _write(port / "counters" / name, f"{int(value)}\n")
         _write(port / "state", f"{int(x['state'])}: ACTIVE\n")
+        _write(port / "phys_state", f"{int(x['physical_state'])}: LinkUp\n")
         _write(port / "rate", f"{x['rate_bytes_per_second'] * 8 / 1e9:g} Gb/sec (4X HDR)\n")
         _write(port / "link_layer", f"{x['link_layer']}\n")
 

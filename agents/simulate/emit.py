@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from agents.schema import MEASUREMENTS
+from agents.schema.host import CPU_MODES
 from agents.simulate.hardware import LUSTRE_CLIENT_BYTES_PER_SECOND, MGMT_NETWORK, NVME_BYTES_PER_SECOND
 from agents.simulate.scheduler import REBOOT_DOWN_ROUNDS, Job, Node
 
@@ -27,6 +28,11 @@ TS = pa.timestamp("ns", tz="UTC")
 NVIDIA_THROTTLE_IDLE, NVIDIA_THROTTLE_SW_POWER, NVIDIA_THROTTLE_HW_THERMAL = 0x1, 0x4, 0x40
 DRIVER = {"nvidia": "550.90.07", "amd": "6.7.0"}
 IB_STATE_ACTIVE = 4
+IB_PHYS_LINK_UP = 5
+# A healthy fabric: every error counter of the port stays at zero.
+IB_ERROR_COUNTERS = ("link_error_recovery", "rcv_errors", "rcv_remote_physical_errors", "rcv_switch_relay_errors",
+                     "xmit_discards", "xmit_constraint_errors", "rcv_constraint_errors", "local_link_integrity_errors",
+                     "excessive_buffer_overrun_errors", "vl15_dropped")
 # PortXmitWait ticks per second of a port that has data queued and no credits the whole second. The unit is
 # the HCA's internal tick; only ratios matter here (a busy non-blocking port stays below 1e5 per second).
 XMIT_WAIT_TICKS_PER_SECOND = 2e7
@@ -155,6 +161,10 @@ class Emitter:
         self.c = {k: Counter(N) for k in ("ctx", "eth_rx", "eth_tx", "eth_rxp", "eth_txp", "nv_rb", "nv_wb",
                                           "nv_r", "nv_w")}
         self.c["nv_io"] = Counter(N, integer=False)
+        for k in ("nv_rs", "nv_ws", "nv_fs", *(f"cpu_{m}" for m in CPU_MODES)):
+            self.c[k] = Counter(N, integer=False)
+        for k in ("nv_rm", "nv_wm", "nv_f"):
+            self.c[k] = Counter(N)
         self.c["nv_wio"] = Counter(N, integer=False)
         nib = len(self.ib_nodes)
         for k in ("ib_x", "ib_r", "ib_xp", "ib_rp", "ib_wait"):
@@ -262,6 +272,14 @@ class Emitter:
         cpu_f["iowait_ratio"] = (iow, nm)
         cpu_f["idle_ratio"] = (1.0 - busy - iow, nm)
         cpu_f["busy_ratio"] = (busy, nm)
+        # Cumulative seconds per mode since boot (/proc/stat's jiffies / USER_HZ), from which the ratios are the
+        # shares of each interval, as the agent computes them.
+        ticks = self.threads[:, None] * dt
+        shares = {"user": busy * 0.88, "system": busy * 0.09, "irq": busy * 0.01, "softirq": busy * 0.02,
+                  "iowait": iow, "idle": 1.0 - busy - iow}
+        for m in CPU_MODES:
+            cpu_f[f"{m}_seconds"] = self.c[f"cpu_{m}"].step(np.broadcast_to(shares.get(m, 0.0), (N, T)) * ticks,
+                                                            reset)[0]
         out["cpu"] = make_table("cpu", tt, {"host": host_col, "cpu": string_column(np.zeros(N * T), ["total"])},
                                 cpu_f)
 
@@ -309,7 +327,10 @@ class Emitter:
         z64 = np.zeros(N * T, np.int64)
         out["net"] = make_table("net", tt, {"host": host_col, "interface": string_column(z64, ["eth0"])}, {
             "rx_bytes": rxc, "tx_bytes": txc, "rx_packets": rxp, "tx_packets": txp, "rx_errors": z64,
-            "tx_errors": z64, "rx_drops": z64, "tx_drops": z64, "rx_bytes_per_second": (rxi / dt, nm),
+            "tx_errors": z64, "rx_drops": z64, "tx_drops": z64, "up": np.ones(N * T, np.int64),
+            "operstate": string_column(z64, ["up"]),
+            "speed_bytes_per_second": np.full(N * T, MGMT_NETWORK.bytes_per_second),
+            "mtu_bytes": np.full(N * T, 9000, np.int64), "rx_bytes_per_second": (rxi / dt, nm),
             "tx_bytes_per_second": (txi / dt, nm)})
         if len(self.ib_nodes):
             ib = self.ib_nodes
@@ -330,7 +351,9 @@ class Emitter:
                 "host": string_column(np.repeat(ib, T), self.hosts), "device": string_column(zi, ["mlx5_0"]),
                 "port": string_column(zi, ["1"])}, {
                 "xmit_bytes": xc, "rcv_bytes": rc, "xmit_packets": xp, "rcv_packets": rp, "xmit_wait": wait,
-                "symbol_error": zi, "link_downed": zi, "state": np.full(nib * T, IB_STATE_ACTIVE, np.int64),
+                "symbol_error": zi, "link_downed": zi, **dict.fromkeys(IB_ERROR_COUNTERS, zi),
+                "state": np.full(nib * T, IB_STATE_ACTIVE, np.int64),
+                "physical_state": np.full(nib * T, IB_PHYS_LINK_UP, np.int64),
                 "rate_bytes_per_second": np.repeat(link, T), "link_layer": string_column(zi, ["InfiniBand"]),
                 "xmit_bytes_per_second": (xi / dt, ib_null), "rcv_bytes_per_second": (ri / dt, ib_null)})
             out["infiniband"] = drop_absent(out["infiniband"], present[ib])
@@ -340,14 +363,25 @@ class Emitter:
         wbytes = np.clip(nv_w * (1 + 0.1 * noise((N, T), 1.0)) + 4096 * 50, 0, NVME_BYTES_PER_SECOND) * dt
         rc_, ri_ = self.c["nv_rb"].step(rbytes, reset)
         wc_, wi_ = self.c["nv_wb"].step(wbytes, reset)
-        nr, _ = self.c["nv_r"].step(rbytes / 131072 + 1, reset)
-        nw, _ = self.c["nv_w"].step(wbytes / 131072 + 1, reset)
+        nr, nri = self.c["nv_r"].step(rbytes / 131072 + 1, reset)
+        nw, nwi = self.c["nv_w"].step(wbytes / 131072 + 1, reset)
         dbusy = np.clip((rbytes + wbytes) / (NVME_BYTES_PER_SECOND * dt) * 1.5 + 0.002, 0, 1)
+        # NVMe service times: ~100 us a read, ~20 us a write into the drive's cache, longer with the queue full;
+        # a tenth of the requests merged; xfs flushes the cache after ~5% of the writes; no TRIM during the run.
+        rs, rsi = self.c["nv_rs"].step(nri * (1e-4 + 4e-4 * dbusy), reset)
+        ws, wsi = self.c["nv_ws"].step(nwi * (2e-5 + 4e-4 * dbusy), reset)
+        fl, fli = self.c["nv_f"].step(nwi * 0.05 + 1, reset)
+        fls, _ = self.c["nv_fs"].step(fli * 2e-4, reset)
         io_c, io_i = self.c["nv_io"].step(dbusy * dt, reset)
         wio_c, _ = self.c["nv_wio"].step(dbusy * dt * 1.3, reset)
         out["disk"] = make_table("disk", tt, {"host": host_col, "device": string_column(z64, ["nvme0n1"])}, {
             "read_bytes": rc_, "write_bytes": wc_, "reads": nr, "writes": nw, "io_seconds": io_c,
             "weighted_io_seconds": wio_c, "in_progress": np.rint(dbusy * 4),
+            "reads_merged": self.c["nv_rm"].step(nri * 0.1, reset)[0],
+            "writes_merged": self.c["nv_wm"].step(nwi * 0.1, reset)[0], "read_seconds": rs, "write_seconds": ws,
+            "read_await_seconds": (rsi / np.maximum(nri, 1), nm), "write_await_seconds": (wsi / np.maximum(nwi, 1), nm),
+            "discards": z64, "discards_merged": z64, "discard_bytes": z64, "discard_seconds": np.zeros(N * T),
+            "flushes": fl, "flush_seconds": fls,
             "read_bytes_per_second": (ri_ / dt, nm), "write_bytes_per_second": (wi_ / dt, nm),
             "busy_ratio": (io_i / dt, nm)})
 
