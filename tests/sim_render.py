@@ -99,6 +99,12 @@ class NodeRenderer:
                f"SwapFree:       {kb(m['swap_total_bytes']) - kb(m['swap_used_bytes'])} kB\n"
                f"HugePages_Total:       0\n")
 
+        v = self.one("vmstat", t)
+        keys = {"pgfault": "page_faults", "pgmajfault": "major_page_faults", "pswpin": "swap_in_pages",
+                "pswpout": "swap_out_pages", "oom_kill": "oom_kills"}
+        _write(self.root / "proc/vmstat", "nr_free_pages 1000000\n" + "".join(
+            f"{key} {int(v[field])}\n" for key, field in keys.items()))
+
     def _disk_net_fs(self, t: int) -> None:
         d = self.one("disk", t)
         # diskstats (5.5+, 20 fields): reads merged sectors ms writes merged sectors ms in_flight io_ms weighted_ms

@@ -32,7 +32,7 @@ USER_FROM_AGENT = {"job", "job_gpu"}  # the user tag the agent derives itself
 # Measurements of the agent's collectors that the simulator does not write (docs/simulator.md, "Conformance with
 # the agent"): node families added to the agent after the simulator, not modelled yet (their sources are not
 # rendered either, so the comparison cannot see them) ...
-NOT_SIMULATED = {"vmstat", "pressure", "hwmon", "thermal_zone", "rapl", "edac"}
+NOT_SIMULATED = {"pressure", "hwmon", "thermal_zone", "rapl", "edac"}
 # ... and sources the simulated nodes do not have: no NFS mount, MIG off, no InfiniBand hw_counters.
 NOT_ON_SIMULATED_NODES = {"nfs", "gpu_mig", "infiniband_hw"}
 
@@ -175,7 +175,7 @@ def test_agent_reads_back_what_the_simulator_wrote(simulated, cls, tmp_path, mon
             simulated_rows.setdefault(name, {})[keyed(name, tags, schedulers)] = fields
 
     assert set(agent) - AGENT_ONLY == set(simulated_rows), "measurements differ"
-    expected = {"cpu", "cpu_info", "system", "memory", "disk", "net", "filesystem", "job", "job_info"}
+    expected = {"cpu", "cpu_info", "system", "memory", "vmstat", "disk", "net", "filesystem", "job", "job_info"}
     expected |= {"lustre"} if node.cls.lustre else set()
     expected |= {"infiniband"} if node.cls.network.kind == "infiniband" else set()
     expected |= {"gpu", "gpu_info", "job_gpu"} if node.cls.accelerator else set()

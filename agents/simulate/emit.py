@@ -163,7 +163,7 @@ class Emitter:
         self.c["nv_io"] = Counter(N, integer=False)
         for k in ("nv_rs", "nv_ws", "nv_fs", *(f"cpu_{m}" for m in CPU_MODES)):
             self.c[k] = Counter(N, integer=False)
-        for k in ("nv_rm", "nv_wm", "nv_f"):
+        for k in ("nv_rm", "nv_wm", "nv_f", "pgfault", "pgmajfault"):
             self.c[k] = Counter(N)
         self.c["nv_wio"] = Counter(N, integer=False)
         nib = len(self.ib_nodes)
@@ -303,6 +303,15 @@ class Emitter:
             "procs_running": np.minimum(np.rint(busy_cores) + 1, self.threads[:, None]),
             "procs_blocked": np.rint(iowait), "context_switches": ctx, "boot_time_seconds": boot})
 
+        # vmstat: page faults with the CPU work (first touches of fresh pages), a few major faults (file reads
+        # into the page cache), no swapping and no OOM kill (the scheduler never overcommits memory).
+        pgf, _ = self.c["pgfault"].step((500 + 2000 * busy_cores) * dt, reset)
+        pgmaj, pgmaj_i = self.c["pgmajfault"].step((2 + 20 * iowait) * dt, reset)
+        out["vmstat"] = make_table("vmstat", tt, {"host": host_col}, {
+            "oom_kills": np.zeros(N * T, np.int64), "major_page_faults": pgmaj, "page_faults": pgf,
+            "swap_in_pages": np.zeros(N * T, np.int64), "swap_out_pages": np.zeros(N * T, np.int64),
+            "major_page_faults_per_second": (pgmaj_i / dt, nm)})
+
         used = np.clip(mem + noise((N, T), 2**28), 2**30, self.mem_total[:, None] * 0.97)
         used = np.rint(used).astype(np.int64)
         avail = self.mem_total[:, None] - used
@@ -430,7 +439,7 @@ class Emitter:
             "sockets": np.array([n.cls.sockets for n in self.nodes])[hc],
             "cores": np.array([n.cls.cores for n in self.nodes])[hc],
             "threads": self.threads[hc]})
-        for k in ("cpu", "system", "memory", "net", "disk"):
+        for k in ("cpu", "system", "memory", "vmstat", "net", "disk"):
             out[k] = drop_absent(out[k], present)
         out["filesystem"] = pa.concat_tables([drop_absent(fs_tabs[0], present), *fs_tabs[1:]])
 
