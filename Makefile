@@ -33,6 +33,7 @@ bench: system-deps $(STAMP)
 docs: $(STAMP)
 	$(VENV)/bin/fleetwise docs metrics > docs/metrics.md
 	$(VENV)/bin/fleetwise docs config > docs/configuration.md
+	$(VENV)/bin/fleetwise docs jobtable > docs/jobtable.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

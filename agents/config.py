@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agents import collectors
+from agents.config_recommend import RecommendSettings
 
 ENV_PREFIX = "FLEETWISE_"
 
@@ -118,6 +119,8 @@ class Config(BaseModel):
         default_factory=dict, description="Options per collector, e.g. [collectors.cpu] per_core = true."
     )
     store: StoreSettings = Field(default_factory=StoreSettings)
+    recommend: RecommendSettings = Field(default_factory=RecommendSettings,
+                                         description="The recommender's budgets and price table.")
 
     def collector_options(self, name: str) -> BaseModel:
         return collectors.load(name).Options.model_validate(self.collectors.get(name, {}))

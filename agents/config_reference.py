@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from agents import collectors
 from agents.config import AgentSettings, StoreSettings
+from agents.config_recommend import PriceTable, RecommendSettings
 
 HEADER = """# Configuration reference
 
@@ -44,7 +45,11 @@ def _table(model: type[BaseModel]) -> list[str]:
 
 
 def render_markdown() -> str:
-    out = [HEADER, "\n## `[agent]`\n", *_table(AgentSettings), "\n## `[store]`\n", *_table(StoreSettings)]
+    out = [HEADER, "\n## `[agent]`\n", *_table(AgentSettings), "\n## `[store]`\n", *_table(StoreSettings),
+           "\n## `[recommend]`\n\nRead by `fleetwise analyze --config FILE` (its recommend step); see "
+           "docs/recommender.md.\n", *_table(RecommendSettings),
+           "\n### `[recommend.prices]`\n\nMoney per week in every recommendation is computed from this table.\n",
+           *_table(PriceTable)]
     out.append("\n## `[collectors.NAME]`\n\nOptions of each collector; a collector runs only when it is listed in "
                "`agent.collectors`.\n")
     for name in collectors.REGISTRY:

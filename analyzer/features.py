@@ -45,6 +45,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from agents.schema.accelerators import accelerator_key
+from analyzer.jobtable_schema import NAMES, validate
+
 JOB_KEYS = ["job", "scheduler", "user"]
 IDLE_UTILIZATION = 0.05  # a GPU below this is idle (jobstats and NVIDIA's own "idle" throttle use ~5%)
 # Resolution of the joins that need time. A GPU is held by one job at a time, so its coarse means unmix well
@@ -53,18 +56,7 @@ IDLE_UTILIZATION = 0.05  # a GPU below this is idle (jobstats and NVIDIA's own "
 GPU_ALIGN = "2h"
 HOST_ALIGN = "1h"
 
-COLUMNS = [
-    "job", "scheduler", "user", "workload", "hosts", "nodes", "accelerator", "gpus", "gpus_used", "cpus_allocated",
-    "start",
-    "end", "duration_seconds", "gpu_utilization_mean", "gpu_utilization_peak", "gpu_memory_bandwidth_mean",
-    "gpu_memory_used_max_bytes", "gpu_memory_total_bytes", "gpu_idle_seconds", "power_watts_mean",
-    "power_limit_watts", "power_limit_max_watts", "energy_joules", "cpu_cores_mean", "cpu_cores_peak",
-    "memory_peak_bytes", "memory_limit_bytes", "throughput", "unit", "disk_bytes_per_second",
-    "lustre_bytes_per_second", "net_bytes_per_second", "ib_bytes_per_second", "ib_xmit_wait_per_second",
-    "cpu_input_ratio",
-    # from job_info when the scheduler reports it ("" / NaN otherwise)
-    "name", "account", "partition", "command", "time_limit_seconds", "cpus_requested", "gpus_requested",
-]
+COLUMNS = NAMES  # declared, with types, units and meanings, in analyzer/jobtable_schema.py
 INFO_STRINGS = ("name", "account", "partition", "command")
 INFO_NUMBERS = ("time_limit_seconds", "cpus_requested", "gpus_requested")
 HOST_RATES = {  # column -> (measurement, series tags, fields summed)
@@ -114,7 +106,7 @@ def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
     for c in COLUMNS:
         if c not in out:
             out[c] = np.nan
-    return out[COLUMNS].sort_values("job", kind="stable").reset_index(drop=True)
+    return validate(out[COLUMNS].sort_values("job", kind="stable").reset_index(drop=True))
 
 
 def _submit_all(fetch) -> None:
@@ -353,7 +345,7 @@ def _gpu_columns(out, span: _Spans, fetch):
         out["gpu_memory_total_bytes"] = nan
         out["accelerator"] = ""
     out["power_limit_max_watts"] = out["accelerator"].map(models).astype(float)
-    out["accelerator"] = out["accelerator"].astype(object)
+    out["accelerator"] = out["accelerator"].map(accelerator_key).astype(object)  # the one key joins use
     out = _gpu_unmixed(out, span, jg, row, means)
     return out
 

@@ -71,6 +71,10 @@ class AnalyzeResult:
                     lines.append(f"    {names[0]}: {self.skipped[names[0]]}")
                 else:
                     lines.append(f"    {family}: {len(names)} not fitted, e.g. {names[0]}: {self.skipped[names[0]]}")
+        rec = m.get("recommend")
+        if rec:
+            lines.append(f"  recommendations: {rec.get('recommendations', 0):,} (idle GPU-hours found: "
+                         f"{rec.get('idle_gpu_hours_found', 0):,.0f}; `fleetwise recommend` lists them)")
         for step, s in m["steps"].items():
             if s["status"] != "ok":
                 lines.append(f"  step {step} {s['status']}: {s.get('reason', '')}")
@@ -122,6 +126,7 @@ class _Run:
         self.window = window
         self.n_jobs = n_jobs
         self.data: dict[str, Any] = {}
+        self.models: dict[str, Any] = {}  # what this run fitted, for the recommend step
         self.fitted: list[str] = []
         self.skipped: dict[str, str] = {}
         self.failed: dict[str, str] = {}
@@ -165,6 +170,7 @@ class _Run:
             extra["partial"] = {str(k if not isinstance(k, tuple) else "/".join(map(str, k))): str(v)
                                 for k, v in dict(skipped).items()}
         self.writer.save_model(name, estimator, window=self.window, **extra)
+        self.models[name] = estimator
         self.fitted.append(name)
 
     def skip(self, name: str, reason: str, model_class: type | str | None = None) -> None:
@@ -291,6 +297,27 @@ def _forecast(run: _Run, reader) -> None:
     run.fit("forecast", CapacityForecaster, demand, CapacityForecaster)
 
 
+def _recommend(run: _Run, reader, settings) -> None:
+    jobs = run.need("job_table", "features")
+    run_recommend, Context, hosts_from_store = (
+        _import("analyzer.recommend", "run"),
+        *_import("analyzer.recommend.context", "Context", "hosts_from_store"))
+    # "scaling[squad/bert/a100-80gb]": workload names may hold "/", accelerator keys never do
+    scaling = {tuple(m[len("scaling["):-1].rsplit("/", 1)): est for m, est in run.models.items()
+               if m.startswith("scaling[")}
+    # Gains are per week of data: a 7-day window over 3 days of store counts 3 days, not 7.
+    firsts = [b[0] for m in _BOUND_MEASUREMENTS if m in set(reader.measurements())
+              for b in [reader.time_bounds(m)] if b is not None]
+    covered = (max(run.window[0], min(firsts)) if firsts else run.window[0], run.window[1])
+    ctx = Context(jobs=jobs, window=covered, hosts=hosts_from_store(reader, *run.window),
+                  throughput=run.models.get("throughput"), power=run.models.get("power"), scaling=scaling,
+                  unfitted=dict(run.skipped), settings=settings)
+    recs, skipped = run_recommend(ctx)
+    run.writer.save_table("recommendations", recs)
+    run.writer.save_table("recommendations_skipped", skipped)
+    run.writer.manifest["recommend"] = ctx.summary
+
+
 def _save_tables(run: _Run) -> None:
     for key in ("job_table", "efficiency", "workload_efficiency", "observations", "demand"):
         frame = run.data.get(key)
@@ -300,8 +327,10 @@ def _save_tables(run: _Run) -> None:
 
 def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=None,
             state_dir: str | Path = DEFAULT_STATE_DIR, n_jobs: int = -1, every: str = DEFAULT_EVERY,
-            keep: int = DEFAULT_KEEP, now: dt.datetime | None = None) -> AnalyzeResult:
-    """Fit every model on [until - since, until) of the store and save them as a new run in state_dir."""
+            keep: int = DEFAULT_KEEP, now: dt.datetime | None = None, recommend=None) -> AnalyzeResult:
+    """Fit every model on [until - since, until) of the store and save them as a new run in state_dir, with
+    the recommendations (recommend: agents.config_recommend.RecommendSettings; None = the defaults)."""
+    from agents.config_recommend import RecommendSettings
     from agents.query import open_reader
     from agents.query.base import parse_every
 
@@ -323,6 +352,7 @@ def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=Non
             run.step("power", lambda: _power(run), model="power")
             run.step("forecast", lambda: _forecast(run, reader), model="forecast")
             run.step("tables", lambda: _save_tables(run))
+            run.step("recommend", lambda: _recommend(run, reader, recommend or RecommendSettings()))
             jobs = run.data.get("job_table")
             n_jobs_seen = 0 if jobs is None else len(jobs)
             n_workloads = 0 if jobs is None or "workload" not in getattr(jobs, "columns", ()) else \

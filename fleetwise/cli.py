@@ -74,6 +74,8 @@ def _docs_parser(sub: argparse._SubParsersAction) -> None:
     metrics.set_defaults(run=_run_docs_metrics)
     config = dsub.add_parser("config", help="print docs/configuration.md from the validation models")
     config.set_defaults(run=_run_docs_config)
+    jobtable = dsub.add_parser("jobtable", help="print docs/jobtable.md from the job table's schema")
+    jobtable.set_defaults(run=_run_docs_jobtable)
 
 
 def _run_docs_metrics(args: argparse.Namespace) -> int:
@@ -85,6 +87,13 @@ def _run_docs_metrics(args: argparse.Namespace) -> int:
 
 def _run_docs_config(args: argparse.Namespace) -> int:
     from agents.config_reference import render_markdown
+
+    sys.stdout.write(render_markdown())
+    return 0
+
+
+def _run_docs_jobtable(args: argparse.Namespace) -> int:
+    from analyzer.jobtable_schema import render_markdown
 
     sys.stdout.write(render_markdown())
     return 0
@@ -225,6 +234,8 @@ def _analyze_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=-1, metavar="N", help="parallel fits (default -1: all cores)")
     p.add_argument("--every", default="5m", metavar="DURATION",
                    help="bucket width of the job features (default 5m; coarser is faster on long windows)")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration; its [recommend] section sets the "
+                   "recommender's budgets and price table")
     p.set_defaults(run=_run_analyze)
 
 
@@ -256,11 +267,13 @@ def _run_analyze(args: argparse.Namespace) -> int:
     if args.jobs == 0:
         print("fleetwise analyze: --jobs must be a positive count or negative (-1 = all cores)", file=sys.stderr)
         return EXIT_CONFIG
+    from agents.config import load_config
     from analyzer.pipeline import analyze
 
+    settings = load_config(args.config).recommend  # a bad file: ConfigError, one line, exit 2 (main)
     try:
         result = analyze(store, since=args.since, until=args.until, state_dir=args.state, n_jobs=args.jobs,
-                         every=args.every)
+                         every=args.every, recommend=settings)
     except (StoreURLError, ValueError) as e:
         print(f"fleetwise analyze: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -293,9 +306,53 @@ def _run_models_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recommend_parser(sub: argparse._SubParsersAction) -> None:
+    from analyzer.recommend.rows import KINDS
+
+    p = sub.add_parser("recommend", help="print the latest analyze run's recommendations, largest gain first",
+                       description="Ranked actions from the latest analyze run (its recommend step): right-sizing, "
+                                   "GPUs, power caps, rebalancing, consolidation, fragmentation; each with its "
+                                   "gain per week, risk and evidence. Targets without enough history are listed "
+                                   "with the reason in --format json.")
+    p.add_argument("--state", metavar="DIR", default="var/state", help="state directory (default ./var/state)")
+    p.add_argument("--kind", choices=KINDS, help="only this kind")
+    p.add_argument("--min-gain", type=float, default=None, metavar="X",
+                   help="only recommendations saving at least X money per week (the price table's currency)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the N largest")
+    p.add_argument("--format", default="table", choices=("table", "json", "csv", "markdown"), help="output format")
+    p.set_defaults(run=_run_recommend)
+
+
+def _run_recommend(args: argparse.Namespace) -> int:
+    from analyzer.recommend.formats import render
+    from analyzer.state import StateError, load_latest
+
+    try:
+        run = load_latest(args.state)
+        recs = run.table("recommendations")
+        skipped = run.table("recommendations_skipped")
+    except StateError as e:
+        print(f"fleetwise recommend: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyError:
+        step = run.manifest.get("steps", {}).get("recommend", {})
+        why = step.get("reason") or "the run has no recommend step (made by an older fleetwise?)"
+        print(f"fleetwise recommend: run {run.run_id} has no recommendations: {why}", file=sys.stderr)
+        return 1
+    if args.kind:
+        recs = recs[recs["kind"] == args.kind]
+        skipped = skipped[skipped["kind"] == args.kind]
+    if args.min_gain is not None:
+        recs = recs[recs["money_week"] >= args.min_gain]
+    if args.limit is not None:
+        recs = recs.head(max(args.limit, 0))
+    sys.stdout.write(render(args.format, recs.reset_index(drop=True), skipped.reset_index(drop=True)))
+    return 0
+
+
 PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
     _agent_parser, _config_parser, _docs_parser, _demo_parser, _simulate_parser, _ingest_parser,
-    _validate_parser, _analyze_parser, _models_parser,
+    _validate_parser, _analyze_parser, _models_parser, _recommend_parser,
 )
 
 

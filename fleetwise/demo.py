@@ -1,4 +1,4 @@
-"""`make demo`: the main job on the embedded default. For now: one agent sample of this machine."""
+"""`make demo`: one agent sample of this machine, a simulated fleet, its analysis and the recommendations."""
 
 from __future__ import annotations
 
@@ -20,11 +20,30 @@ def run_demo() -> int:
             print(f"  {p.to_line()}")
     from agents.simulate import demo as simulate_demo
 
-    simulate_demo()
+    sim = simulate_demo()
     from analyzer.pipeline import analyze
     from analyzer.show import render
 
     result = analyze("embedded:./var/demo-store", state_dir="var/state")
     print("\n" + result.summary())
     print("\n$ fleetwise models show\n" + render(result.run), end="")
+    print_recommendations(result.run, sim.summary.get("idle_gpu_hours_in_idle_jobs"))
     return 0
+
+
+def print_recommendations(run, true_idle_gpu_hours: float | None, top: int = 10) -> None:
+    """The ten largest recommendations, and the simulated fleet's true idle GPU-hours beside those found."""
+    from analyzer.recommend.formats import render
+
+    try:
+        recs, skipped = run.table("recommendations"), run.table("recommendations_skipped")
+    except KeyError:
+        step = run.manifest.get("steps", {}).get("recommend", {})
+        print(f"\nno recommendations: {step.get('reason', 'the recommend step did not run')}")
+        return
+    print(f"\n$ fleetwise recommend --limit {top}   ({len(recs)} in all, largest gain first)")
+    print(render("table", recs.head(top), skipped), end="")
+    found = run.manifest.get("recommend", {}).get("idle_gpu_hours_found", 0.0)
+    if true_idle_gpu_hours:
+        print(f"\nidle GPU-hours: {true_idle_gpu_hours:,.0f} true (simulator's truth.json), {found:,.0f} found by the "
+              f"recommender ({100 * found / true_idle_gpu_hours:.0f}%)")

@@ -38,8 +38,8 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
 
 
 def run_cli(args: Sequence[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fleetwise", *args], capture_output=True, text=True,
-                          timeout=120, **kw)
+    kw.setdefault("timeout", 120)
+    return subprocess.run([sys.executable, "-m", "fleetwise", *args], capture_output=True, text=True, **kw)
 
 
 def collect_twice(collector: Collector, gap_seconds: float = 10.0, t0_ns: int = 1_700_000_000 * 10**9,

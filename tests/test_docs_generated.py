@@ -35,3 +35,4 @@ def test_example_config_is_valid_and_shows_the_defaults():
     defaults = Config()
     assert example.agent == defaults.agent
     assert example.store == defaults.store
+    assert example.recommend == defaults.recommend

@@ -70,7 +70,7 @@ def test_tables_saved_with_the_run(fitted):
     assert {"time", "pool", "demand", "capacity"} <= set(demand.columns)
     # Every pool is one accelerator type or one CPU architecture present in the fleet.
     gpu_pools = {p for p in demand["pool"] if p.startswith("gpu:")}
-    assert gpu_pools == {"gpu:V100", "gpu:A100", "gpu:H100", "gpu:MI250"}
+    assert gpu_pools == {"gpu:v100-32gb", "gpu:a100-80gb", "gpu:h100-80gb", "gpu:mi250"}
 
 
 def test_fitted_models_load_back(fitted):
@@ -192,9 +192,15 @@ def test_influxdb_and_embedded_agree(tmp_path, influxdb_server):
 
 
 def test_demo_analyzes_the_simulated_fleet(tmp_path):
-    r = run_cli(["demo"], cwd=tmp_path)
+    r = run_cli(["demo"], cwd=tmp_path, timeout=900)  # simulate, analyze, recommend: minutes on a loaded machine
     assert r.returncode == 0, r.stderr[-2000:]
     assert "analyzed embedded:var/demo-store from 2026-11-16 00:00:00+00:00 to 2026-11-23 00:00:00+00:00" in r.stdout
     assert "$ fleetwise models show" in r.stdout and "forecast" in r.stdout
     latest = load_latest(tmp_path / "var" / "state")
     assert latest.manifest["models"]["forecast"]["status"] == "fitted"
+    # the ten largest recommendations, then the true idle GPU-hours beside what the recommender found
+    assert "$ fleetwise recommend --limit 10" in r.stdout and r.stdout.count("     risk: ") == 10
+    truth = json.loads((tmp_path / "var" / "demo-store" / "truth.json").read_text())
+    true_idle = truth["totals"]["idle_gpu_hours_in_idle_jobs"]
+    found = latest.manifest["recommend"]["idle_gpu_hours_found"]
+    assert f"idle GPU-hours: {true_idle:,.0f} true (simulator's truth.json), {found:,.0f} found" in r.stdout

@@ -47,7 +47,7 @@ def recovered(tmp_path_factory):
     jt["workload"] = jt["job"].map(lambda j: by_id[j]["workload"] if j in by_id else "")
     sweep_ids = {j["job"] for j in truth["jobs"] if j["user"] == "sweep" and j.get("finished")}
     obs = observations(jt[jt["job"].isin(sweep_ids)])
-    model_to_key = {a.model: k for k, a in ACCELERATORS.items()}
+    model_to_key = {a.canonical_key: k for k, a in ACCELERATORS.items()}  # the job table's key -> the simulator's
     obs["accelerator"] = obs["accelerator"].map(model_to_key)
     models, skipped = fit_per_workload(obs, n_jobs=2)
     return {"truth": truth, "obs": obs, "models": models, "skipped": skipped}

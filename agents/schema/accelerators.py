@@ -1,6 +1,59 @@
-"""GPU measurements, NVIDIA (NVML) and AMD (amdgpu sysfs) alike."""
+"""GPU measurements, NVIDIA (NVML) and AMD (amdgpu sysfs) alike, and the one name of an accelerator type.
+
+One accelerator is reported three ways: the driver's model string (NVML "NVIDIA A100-SXM4-80GB"), the type
+a job asks for ("A100") and the board with its memory. Everything that joins on accelerators (the job
+table, forecast pools, the performance models, the simulator's truth, the recommender's price table) uses
+accelerator_key(model): the family and, when the driver names it, the memory size ("a100-80gb",
+"mi250"); accelerator_name(key) is its display name ("A100 80GB").
+"""
+
+import re
 
 from agents.schema.types import counter, gauge, info, measurement, rate
+
+_VENDOR_WORDS = {"nvidia", "tesla", "amd", "instinct", "radeon", "intel", "geforce", "quadro", "data", "center",
+                 "gpu"}
+_FAMILY_WORDS = {"rtx", "gtx", "pro", "max", "arc"}
+_MEMORY = re.compile(r"(?<![\d.])(\d{1,4})\s*GB\b", re.I)
+_KEY = re.compile(r"[^a-z0-9]+")
+_IS_KEY = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def accelerator_family(model: str) -> str:
+    """The type a job asks for: "NVIDIA A100-SXM4-80GB" -> "A100", "Tesla V100-SXM2-32GB" -> "V100",
+    "NVIDIA H100 80GB HBM3" -> "H100", "AMD Instinct MI250" -> "MI250", "NVIDIA GeForce RTX 4090" -> "RTX 4090".
+    Form factor and memory size are dropped."""
+    words = [w for w in re.split(r"\s+", (model or "").strip()) if w]
+    words = [w for w in words if w.lower() not in _VENDOR_WORDS]
+    if not words:
+        return (model or "").strip() or "unknown"
+    head = words[0].split("-")[0]
+    if head.lower() in _FAMILY_WORDS and len(words) > 1:  # "RTX 4090", "RTX A6000": the number is the type
+        head = f"{head} {words[1].split('-')[0]}"
+    return head
+
+
+def accelerator_key(model: str) -> str:
+    """The canonical key of an accelerator type: lower-case family, plus the memory size when the model string
+    names one ("NVIDIA A100-SXM4-80GB" -> "a100-80gb", "NVIDIA H100 80GB HBM3" -> "h100-80gb",
+    "AMD Instinct MI250" -> "mi250"). Idempotent: a key maps to itself; "" stays "" (no accelerator)."""
+    model = (model or "").strip()
+    if not model or _IS_KEY.match(model):
+        return model
+    family = _KEY.sub("-", accelerator_family(model).lower()).strip("-")
+    mem = _MEMORY.search(model)
+    if mem:
+        return f"{family}-{mem.group(1)}gb"
+    return family
+
+
+def accelerator_name(key_or_model: str) -> str:
+    """Display name of an accelerator key (or model string): "a100-80gb" -> "A100 80GB", "mi250" -> "MI250"."""
+    key = accelerator_key(key_or_model)
+    if not key:
+        return ""
+    family, _, mem = key.rpartition("-") if re.search(r"-\d+gb$", key) else (key, "", "")
+    return family.replace("-", " ").upper() + (f" {mem.upper()}" if mem else "")
 
 GPU_TAGS = ("gpu", "uuid", "vendor", "model")
 

@@ -28,6 +28,13 @@ class Accelerator:
     max_clock_hertz: float
     base_clock_hertz: float
 
+    @property
+    def canonical_key(self) -> str:
+        """The key the analyzer joins on (agents.schema.accelerators), from the model string the agent reports."""
+        from agents.schema.accelerators import accelerator_key
+
+        return accelerator_key(self.model)
+
 
 # Power caps follow nvidia-smi -q "Min/Max Power Limit" on each board; idle draw from DCGM on idle boards.
 ACCELERATORS: dict[str, Accelerator] = {

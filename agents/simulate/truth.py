@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from agents.simulate import workloads as wl
-from agents.simulate.hardware import MGMT_NETWORK
+from agents.simulate.hardware import ACCELERATORS, MGMT_NETWORK
 from agents.simulate.scheduler import Job, Node
 
 STRAGGLER_SLOWDOWN = 0.7  # a thermally throttled device sets the pace of a synchronous job
@@ -127,7 +127,9 @@ def write_truth(path: Path, meta: dict, nodes: list[Node], jobs: list[Job], inte
                 start_seconds=j.start * interval, end_seconds=end * interval,
                 finished=j.end <= rounds, wait_seconds=(j.start - j.arrival) * interval,
                 hosts=[nodes[i].host for i in j.hosts], gpus={nodes[i].host: j.gpus[i] for i in j.hosts},
-                accelerator=t["accelerator"], node_class=t["node_class"], bottleneck=t["bottleneck"],
+                accelerator=t["accelerator"],
+                accelerator_key=ACCELERATORS[t["accelerator"]].canonical_key if t["accelerator"] else None,
+                node_class=t["node_class"], bottleneck=t["bottleneck"],
                 throughput=t["throughput"], unit=t["unit"], true_utilization=t["utilization"],
                 gpu_hours_allocated=gpu_hours,
                 gpu_hours_used=totals["job_used_gpu_hours"].get(j.id, 0.0),
@@ -141,7 +143,9 @@ def write_truth(path: Path, meta: dict, nodes: list[Node], jobs: list[Job], inte
         **meta,
         "workloads": wl.truth_table(),
         "nodes": [{"host": n.host, "class": n.cls.name, "arch": n.cls.cpu.arch, "cpu": n.cls.cpu.model,
-                   "accelerator": n.cls.gpu_model_key or None, "devices": n.cls.devices,
+                   "accelerator": n.cls.gpu_model_key or None,
+                   "accelerator_key": n.cls.accelerator.canonical_key if n.cls.accelerator else None,
+                   "devices": n.cls.devices,
                    "network": n.cls.network.key, "pool": n.cls.pool,
                    "reboot_seconds": None if n.reboot_round is None else n.reboot_round * interval}
                   for n in nodes],

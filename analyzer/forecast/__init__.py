@@ -1,7 +1,7 @@
 """Capacity forecast: demand per pool (demand.py) and the forecaster (model.py) whose structure each pool
 earns by cross-validation (select.py) among the candidates in structures.py."""
 
-from analyzer.forecast.demand import accelerator_type, demand_series
+from analyzer.forecast.demand import demand_series
 from analyzer.forecast.model import CapacityForecaster
 
-__all__ = ["CapacityForecaster", "accelerator_type", "demand_series"]
+__all__ = ["CapacityForecaster", "demand_series"]

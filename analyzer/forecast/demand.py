@@ -1,6 +1,7 @@
 """Demand and capacity per pool, per time bucket, from the telemetry the agent collects.
 
-Pools: every accelerator type is one pool ("gpu:A100", "gpu:MI250"); hosts without any GPU form one
+Pools: every accelerator type is one pool, named by its canonical key ("gpu:a100-80gb", "gpu:mi250";
+agents.schema.accelerators); hosts without any GPU form one
 pool per CPU architecture ("cpu:aarch64", "cpu:x86_64"). The CPUs of GPU hosts are left out of the CPU
 pools because they are scheduled with their GPUs, not as general CPU capacity.
 
@@ -17,29 +18,10 @@ is proportional to series x buckets, not to raw points.
 
 from __future__ import annotations
 
-import re
+from agents.schema.accelerators import accelerator_key
 
 GPU_PREFIX, CPU_PREFIX = "gpu:", "cpu:"
 COLUMNS = ["time", "pool", "demand", "capacity"]
-_VENDOR_WORDS = {"nvidia", "tesla", "amd", "instinct", "radeon", "intel", "geforce", "quadro", "data", "center",
-                 "gpu"}
-_FAMILY_WORDS = {"rtx", "gtx", "pro", "max", "arc"}
-
-
-def accelerator_type(model: str) -> str:
-    """The accelerator type of a driver's model string: "NVIDIA A100-SXM4-80GB" -> "A100",
-    "Tesla V100-SXM2-32GB" -> "V100", "NVIDIA H100 80GB HBM3" -> "H100", "AMD Instinct MI250" -> "MI250".
-    Form factor and memory size are dropped: jobs ask for the type, not the board."""
-    words = [w for w in re.split(r"\s+", (model or "").strip()) if w]
-    words = [w for w in words if w.lower() not in _VENDOR_WORDS]
-    if not words:
-        return (model or "").strip() or "unknown"
-    head = words[0].split("-")[0]
-    if head.lower() in _FAMILY_WORDS and len(words) > 1:  # "RTX 4090", "RTX A6000": the number is the type
-        head = f"{head} {words[1].split('-')[0]}"
-    return head
-
-
 def demand_series(reader, start, end, every: str = "1h"):
     """Long frame [time, pool, demand, capacity] per bucket of `every` in [start, end).
 
@@ -75,7 +57,7 @@ def _gpu_demand(reader, start, end, every):
     g = present.merge(held, on=["time", "host", "gpu"], how="left")
     g["held"] = g["held"].fillna(0)
     g["busy"] = (g["held"] / g["samples"]).clip(upper=1.0)
-    g["pool"] = GPU_PREFIX + g["model"].map(accelerator_type)
+    g["pool"] = GPU_PREFIX + g["model"].map(accelerator_key)
     out = g.groupby(["time", "pool"], as_index=False).agg(demand=("busy", "sum"), capacity=("busy", "size"))
     out["capacity"] = out["capacity"].astype(float)
     return pd.DataFrame(out), set(present["host"])

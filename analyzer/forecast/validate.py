@@ -63,7 +63,7 @@ def simulated_fleet(nodes: int = 24, days: int = 9, train_days: int = 7, seed: i
     for j in truth["jobs"]:
         if j["placed"] and j["accelerator"]:
             n = sum(len(g) for g in j["gpus"].values())
-            a = alloc.setdefault(f"gpu:{j['accelerator']}", np.zeros(hours))
+            a = alloc.setdefault(f"gpu:{j['accelerator_key']}", np.zeros(hours))
             for h in range(hours):
                 a[h] += n * max(0.0, min(j["end_seconds"], (h + 1) * 3600) - max(j["start_seconds"], h * 3600)) / 3600
     err = 0.0
