@@ -240,4 +240,4 @@ def test_held_four_used_one_reaches_the_analyzer(monkeypatch, tmp_path):
     assert not any(n.startswith("held") for n in notes["44"])  # holds 1, uses it
     # Six of the eight GPUs are held the whole hour (4 + 1 + 1), whatever runs on them.
     assert demand[["pool", "demand", "capacity"]].to_dict("records") == [
-        {"pool": "gpu:A100", "demand": 6.0, "capacity": 8.0}]
+        {"pool": "gpu:a100-80gb", "demand": 6.0, "capacity": 8.0}]
