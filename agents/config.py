@@ -95,8 +95,9 @@ class StoreSettings(BaseModel):
                                   "credentials allow it.")
     shutdown_flush_seconds: float = Field(5.0, ge=0, description="On SIGTERM, how long to keep sending; the "
                                           "rest stays in the spool for the next start.")
-    compact_interval_seconds: float = Field(3600.0, gt=0, description="Embedded store: how often the agent merges "
-                                            "each day's small files (one per round) and applies retention.")
+    compact_interval_seconds: float = Field(3600.0, gt=0, description="Embedded store: how often the agent starts "
+                                            "its maintenance child, which folds the pending batches into Parquet, "
+                                            "merges each day's small files and applies retention.")
     compact_min_files: int = Field(16, ge=2, description="Embedded store: merge a day once it has this many files.")
     retention_days: float | None = Field(None, gt=0, description="Embedded store: delete days older than this; "
                                          "unset keeps everything.")

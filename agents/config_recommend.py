@@ -49,8 +49,9 @@ class RecommendSettings(BaseModel):
                         "(analyzer.recommend.sizing).")
     half_life_hours: float | None = Field(None, gt=0, description="Half-life of the decayed usage history; unset "
                                           "uses the sizing method's own default.")
-    percentile: float | None = Field(None, ge=0, le=1, description="Typical usage level sized for, as a "
-                                     "quantile (0.5 = the median); unset: the method's default.")
+    percentile: float | None = Field(None, gt=0, le=1, description="The decayed peak sized for, as a quantile of "
+                                     "the history (1.0 = the maximum; the fleetwise method blends it with the "
+                                     "decayed mean); unset: the method's default.")
     margin: float | None = Field(None, ge=0, description="Margin on top of the estimate (0.15 = 15%); unset: "
                                  "the method's default.")
     min_jobs: int | None = Field(None, ge=1, description="Fewest jobs of a workload a size is recommended from; "
@@ -60,8 +61,9 @@ class RecommendSettings(BaseModel):
     min_saving: float = Field(0.1, ge=0, le=1, description="Smallest cut of a request worth recommending "
                               "(0.1 = 10% of what the workload asks for).")
     rebalance_objective: str = Field("throughput", description="Pool rebalancing objective: throughput "
-                                     "(maximize total normalized throughput) or cost (minimize money for the "
-                                     "same work).")
+                                     "(maximize total normalized throughput), cost (minimize money for the "
+                                     "same work) or energy (minimize GPU energy for the same work, from the "
+                                     "measured power per workload and type).")
     allowed_accelerators: dict[str, list[str]] = Field(
         default_factory=dict, description="Per workload, the accelerator keys it may run on (rebalancing never "
         "moves it elsewhere); unlisted workloads may run on any type whose memory and node shape fit.")
@@ -80,6 +82,6 @@ class RecommendSettings(BaseModel):
     @field_validator("rebalance_objective")
     @classmethod
     def _objective(cls, value: str) -> str:
-        if value not in ("throughput", "cost"):
-            raise ValueError(f"unknown objective {value!r}; known: throughput, cost")
+        if value not in ("throughput", "cost", "energy"):
+            raise ValueError(f"unknown objective {value!r}; known: throughput, cost, energy")
         return value

@@ -152,6 +152,15 @@ def markdown_report(report: dict, title: str) -> str:
     return "\n".join(lines)
 
 
+def held_out_profile(name: str):
+    """The simulator profile a held-out seed is drawn from: None (the default) or the shifted one."""
+    if name == "default":
+        return None
+    from agents.simulate.profile import SHIFTED_PROFILE, parse_profile
+
+    return parse_profile(SHIFTED_PROFILE, "<built-in shifted profile>")
+
+
 def main() -> None:
     """Train on simulator seeds, evaluate on a held-out seed, print markdown (docs/validation.md)."""
     import argparse
@@ -166,19 +175,25 @@ def main() -> None:
     ap.add_argument("--test-seed", type=int, default=7)
     ap.add_argument("--nodes", type=int, default=24)
     ap.add_argument("--days", type=float, default=2)
+    ap.add_argument("--test-profile", choices=("default", "shifted"), default="default",
+                    help="simulator profile of the held-out seed: shifted is agents.simulate.profile.SHIFTED_PROFILE"
+                         " (other node classes, mix and noise; use seeds >= 1000)")
     args = ap.parse_args()
     end = pd.Timestamp("2026-11-20T00:00:00Z") + pd.Timedelta(days=args.days)
     with tempfile.TemporaryDirectory() as tmp:
         tables = {}
         for seed in [*map(int, args.train_seeds.split(",")), args.test_seed]:
-            simulate(nodes=args.nodes, days=args.days, interval=60, seed=seed, store=f"embedded:{tmp}/{seed}")
+            profile = held_out_profile(args.test_profile) if seed == args.test_seed else None
+            simulate(nodes=args.nodes, days=args.days, interval=60, seed=seed, store=f"embedded:{tmp}/{seed}",
+                     profile=profile)
             tables[seed] = labelled_table(f"{tmp}/{seed}", "2026-11-20", end)
     test = tables.pop(args.test_seed)
     train = pd.concat(tables.values(), ignore_index=True)
     for method in ("model", "rules"):
         clf = BottleneckClassifier(method=method).fit(train, train["true_bottleneck"])
         rep = evaluate(test["true_bottleneck"], clf.predict(test))
-        print(markdown_report(rep, f"method={method}, held-out seed {args.test_seed}"), "\n")
+        print(markdown_report(rep, f"method={method}, held-out seed {args.test_seed} ({args.test_profile} profile)"),
+              "\n")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,32 @@ from typing import Any
 
 from analyzer.state import SavedRun
 
+# What each model class's score_ measures: (metric, unit, higher is better). Keyed by class name so that runs
+# written before this table existed are described too. A class missing here shows its score unnamed ("?").
+SCORE_METRICS: dict[str, tuple[str, str, bool]] = {
+    "ThroughputMatrix": ("cross-validated RMSE of log throughput on held-out observed (workload, accelerator) "
+                         "cells", "natural log (0.1 ~ 10 % error)", False),
+    "PowerCapModel": ("RMSE of log time per unit of work over the fitted (workload, accelerator) pairs, "
+                      "in-sample, weighted by observations", "natural log (0.1 ~ 10 % error)", False),
+    "ScalingModel": ("leave-one-device-count-out RMSE of log throughput of the chosen scaling form",
+                     "natural log (0.1 ~ 10 % error)", False),
+    "WorkloadIdentifier": ("silhouette of the chosen clustering of unnamed jobs (NaN: every job was named)",
+                           "unitless, -1 to 1", True),
+    "CapacityForecaster": ("rolling-origin CV skill over the flat mean, 1 - MAE / MAE(flat mean), mean over pools",
+                           "unitless; 0 = as good as the flat mean, 1 = perfect", True),
+    "BottleneckClassifier": ("accuracy on the labelled training jobs (in-sample; the held-out figures are in "
+                             "docs/validation.md)", "fraction, 0 to 1", True),
+}
+
+
+def score_metric(model_class: str | None) -> dict[str, Any] | None:
+    """{"metric", "unit", "higher_is_better"} for a model class path (module.Class), None if unknown."""
+    known = SCORE_METRICS.get((model_class or "").rsplit(".", 1)[-1])
+    if known is None:
+        return None
+    metric, unit, higher = known
+    return {"metric": metric, "unit": unit, "higher_is_better": higher}
+
 
 def models_report(run: SavedRun) -> dict[str, Any]:
     """The manifest's facts about every model, in a stable shape for --format json."""
@@ -17,6 +43,7 @@ def models_report(run: SavedRun) -> dict[str, Any]:
         if e["status"] == "fitted":
             entry.update({k: e.get(k) for k in ("score", "scores", "n_train", "minimum", "window", "fitted_at",
                                                  "parameters")})
+            entry["score_metric"] = score_metric(e.get("class"))
             if e.get("partial"):
                 entry["partial"] = e["partial"]
         else:
@@ -73,6 +100,9 @@ def render_text(run: SavedRun) -> str:
             lines.append(f"  {n:<{width}}  {_num(e['score']):>7}  {_num(e['n_train']):>7}  {_num(e['minimum']):>7}"
                          f"  {(e['class'] or '').rsplit('.', 1)[-1]}")
             pad = f"  {'':<{width}}    "
+            sm = e.get("score_metric")
+            lines.append(f"{pad}score: " + ("? (no description for this model class)" if sm is None else
+                         f"{sm['metric']} [{sm['unit']}], {'higher' if sm['higher_is_better'] else 'lower'} is better"))
             lines += _structures(e.get("scores"), pad)  # a handful of pools: all of them
             partial = (e.get("partial") or {}).items()
             lines += _capped([f"{pad}not fitted for {part}: {reason}" for part, reason in partial], pad)

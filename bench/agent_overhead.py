@@ -1,12 +1,16 @@
-"""Scrape overhead of `fleetwise agent` against Debian's prometheus-node-exporter (the anchor).
+"""Scrape overhead of `fleetwise agent`, in each of its modes, against Debian's prometheus-node-exporter.
 
-Both exporters run side by side on 127.0.0.1 and are scraped alternately over HTTP the same number of
-times. For each process we take the CPU time it spent during the scrape window (utime + stime from
-/proc/PID/stat) and divide by scrapes x samples per scrape, and read VmRSS afterwards.
+The agent runs three times (--listen alone; --listen with an InfluxDB store, a real influxd started here;
+--listen with an embedded store) next to node_exporter on 127.0.0.1, and all four are scraped alternately
+over HTTP the same number of times. For each process we take the CPU time it spent during the scrape
+window (utime + stime from /proc/PID/stat) and divide by scrapes x samples per scrape, and read VmRSS afterwards.
 
 The agent also collects in the background (every --interval seconds, 10 by default); that cost is not
 a scrape cost, so it is measured separately over an idle window as long as the scrape window and
-subtracted. Run: `python bench/agent_overhead.py [--scrapes 200] [--json]`.
+subtracted (and reported: for the store modes it includes encoding, spooling and writing each round).
+The embedded store's maintenance step (folding the agent's pending batches into Parquet) runs in a
+separate short-lived process; one pass over what the agent wrote is measured at the end.
+Run: `python bench/agent_overhead.py [--scrapes 200] [--json]`.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -98,56 +104,89 @@ def measure(name: str, pid: int, scrapes: int, cpu_in_window: float, idle_cpu: f
                   round(net / (scrapes * samples) * 1e6, 2), round(net / scrapes * 1e3, 3), round(rss_mb(pid), 1))
 
 
+def _stop(procs) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def maintenance_pass(store: Path) -> dict:
+    """One pass of the embedded store's maintenance step over what the agent wrote: a separate, short-lived
+    process (folding pending batches into Parquet needs pyarrow); its CPU and peak RSS from wait4."""
+    pending = len(list((store / ".pending").glob("batch-*.jsonl")))
+    proc = subprocess.Popen([sys.executable, "-m", "agents.stores.embedded_maintain", str(store), "--min-files", "2"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"pending_batches": pending, "exit": proc.returncode,
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
 def run(scrapes: int, interval: float, collectors: str | None) -> dict:
+    """The agent in its three modes (scrape only; scrape + InfluxDB; scrape + embedded store) side by side with
+    node_exporter, all scraped alternately in one window, so the ratios compare like with like."""
     if not os.access(NODE_EXPORTER, os.X_OK):
         sys.exit(f"{NODE_EXPORTER} is missing: apt-get install prometheus-node-exporter")
-    ours_port, ne_port = free_port(), free_port()
-    cmd = [sys.executable, "-m", "fleetwise", "agent", "--listen", f"127.0.0.1:{ours_port}",
-           "--interval", str(interval)]
-    if collectors:
-        cmd += ["--collectors", collectors]
-    procs = {
-        "fleetwise agent": subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        "node_exporter": subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{ne_port}"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    }
-    urls = {"fleetwise agent": f"http://127.0.0.1:{ours_port}/metrics",
-            "node_exporter": f"http://127.0.0.1:{ne_port}/metrics"}
-    try:
-        for name, proc in procs.items():
-            wait_ready(urls[name], proc)
-        samples = {}
-        for name in procs:  # warm-up: caches, first-round work, Go's and Python's lazy setup
-            for _ in range(10):
-                samples[name] = count_samples(scrape(urls[name]))
+    sys.path.insert(0, str(REPO))
+    from tests.services import influxd
 
-        before = {n: cpu_seconds(p.pid) for n, p in procs.items()}
-        started = time.monotonic()
-        for _ in range(scrapes):
-            for name in procs:
-                scrape(urls[name])
-        window = time.monotonic() - started
-        in_window = {n: cpu_seconds(p.pid) - before[n] for n, p in procs.items()}
+    work = Path(tempfile.mkdtemp(prefix="fleetwise-overhead-"))
+    (work / "influxd").mkdir()
+    with influxd(work / "influxd") as server:
+        modes = {"agent --listen": [],
+                 "agent --listen + influxdb": ["--store", server.url.replace("http://", "influxdb://") + "/bench"],
+                 "agent --listen + embedded": ["--store", f"embedded:{work / 'store'}"]}
+        procs: dict[str, subprocess.Popen] = {}
+        urls: dict[str, str] = {}
+        try:
+            for i, (name, extra) in enumerate(modes.items()):
+                port = free_port()
+                cmd = [sys.executable, "-m", "fleetwise", "agent", "--listen", f"127.0.0.1:{port}",
+                       "--interval", str(interval), *extra]
+                if collectors:
+                    cmd += ["--collectors", collectors]
+                env = {**os.environ, "FLEETWISE_STORE__SPOOL_DIR": str(work / f"spool-{i}")}
+                procs[name] = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL)
+                urls[name] = f"http://127.0.0.1:{port}/metrics"
+            ne_port = free_port()
+            procs["node_exporter"] = subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{ne_port}"],
+                                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            urls["node_exporter"] = f"http://127.0.0.1:{ne_port}/metrics"
+            for name, proc in procs.items():
+                wait_ready(urls[name], proc)
+            samples = {}
+            for name in procs:  # warm-up: caches, first-round work, Go's and Python's lazy setup
+                for _ in range(10):
+                    samples[name] = count_samples(scrape(urls[name]))
 
-        # Without scrapes: background collection (and Go's GC and runtime ticks). The window spans at
-        # least three collection rounds so the rate is not luck of where a round falls; the scrape
-        # window is charged that rate times its own length.
-        idle_window = max(window, 3 * interval)
-        before = {n: cpu_seconds(p.pid) for n, p in procs.items()}
-        time.sleep(idle_window)
-        background = {n: (cpu_seconds(p.pid) - before[n]) / idle_window for n, p in procs.items()}
-        idle = {n: rate * window for n, rate in background.items()}
+            before = {n: cpu_seconds(p.pid) for n, p in procs.items()}
+            started = time.monotonic()
+            for _ in range(scrapes):
+                for name in procs:
+                    scrape(urls[name])
+            window = time.monotonic() - started
+            in_window = {n: cpu_seconds(p.pid) - before[n] for n, p in procs.items()}
 
-        results = [measure(n, procs[n].pid, scrapes, in_window[n], idle[n], samples[n]) for n in procs]
-    finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    ours, anchor = results
+            # Without scrapes: background collection and store writes (and Go's GC and runtime ticks). The
+            # window spans at least three collection rounds so the rate is not luck of where a round falls;
+            # the scrape window is charged that rate times its own length.
+            idle_window = max(window, 3 * interval)
+            before = {n: cpu_seconds(p.pid) for n, p in procs.items()}
+            time.sleep(idle_window)
+            background = {n: (cpu_seconds(p.pid) - before[n]) / idle_window for n, p in procs.items()}
+            idle = {n: rate * window for n, rate in background.items()}
+            results = [measure(n, procs[n].pid, scrapes, in_window[n], idle[n], samples[n]) for n in procs]
+            maintenance = maintenance_pass(work / "store")
+        finally:
+            _stop(procs.values())
+    shutil.rmtree(work, ignore_errors=True)
+    anchor = results[-1]
+    agents = results[:-1]
     return {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -157,31 +196,35 @@ def run(scrapes: int, interval: float, collectors: str | None) -> dict:
         "idle_window_seconds": round(idle_window, 2),
         "background_cpu_ms_per_second": {n: round(v * 1e3, 3) for n, v in background.items()},
         "results": [asdict(r) for r in results],
-        "ratio_cpu_per_sample": round(ours.cpu_us_per_sample / anchor.cpu_us_per_sample, 3)
-        if anchor.cpu_us_per_sample else None,
-        "ratio_rss": round(ours.rss_mb / anchor.rss_mb, 3),
-        "goal_cpu_per_sample_met": ours.cpu_us_per_sample <= anchor.cpu_us_per_sample,
-        "goal_rss_met": ours.rss_mb <= RSS_GOAL_MB,
+        "ratios": {r.name: {"cpu_per_sample": round(r.cpu_us_per_sample / anchor.cpu_us_per_sample, 3)
+                            if anchor.cpu_us_per_sample else None,
+                            "rss": round(r.rss_mb / anchor.rss_mb, 3)} for r in agents},
+        "goal_cpu_per_sample_met": {r.name: r.cpu_us_per_sample <= anchor.cpu_us_per_sample for r in agents},
+        "goal_rss_met": {r.name: r.rss_mb <= RSS_GOAL_MB for r in agents},
+        "embedded_maintenance_pass": maintenance,
     }
 
 
 def table(report: dict) -> str:
-    head = f"{'exporter':<16} {'samples':>7} {'scrape CPU s':>12} {'idle CPU s':>10} {'µs/sample':>9} " \
+    head = f"{'exporter':<26} {'samples':>7} {'scrape CPU s':>12} {'idle CPU s':>10} {'µs/sample':>9} " \
            f"{'ms/scrape':>9} {'RSS MB':>7}"
     lines = [head, "-" * len(head)]
     for r in report["results"]:
-        lines.append(f"{r['name']:<16} {r['samples']:>7} {r['scrape_cpu_s']:>12.3f} {r['idle_cpu_s']:>10.3f} "
+        lines.append(f"{r['name']:<26} {r['samples']:>7} {r['scrape_cpu_s']:>12.3f} {r['idle_cpu_s']:>10.3f} "
                      f"{r['cpu_us_per_sample']:>9.2f} {r['cpu_ms_per_scrape']:>9.3f} {r['rss_mb']:>7.1f}")
     ok = {True: "met", False: "NOT met"}
+    m = report["embedded_maintenance_pass"]
     lines += [
         "",
         f"{report['results'][0]['scrapes']} scrapes each, alternating, over {report['window_seconds']} s; "
         f"agent interval {report['interval_seconds']} s; background CPU (measured over "
         f"{report['idle_window_seconds']} s without scrapes) is subtracted at its rate:",
         *(f"  {n}: {v} ms CPU per second in the background" for n, v in report["background_cpu_ms_per_second"].items()),
-        f"ours / node_exporter: CPU per sample x{report['ratio_cpu_per_sample']}, RSS x{report['ratio_rss']}",
-        f"goal CPU per sample <= node_exporter's: {ok[report['goal_cpu_per_sample_met']]}",
-        f"goal RSS <= {RSS_GOAL_MB:.0f} MB: {ok[report['goal_rss_met']]}",
+        *(f"{n} / node_exporter: CPU per sample x{v['cpu_per_sample']}, RSS x{v['rss']}; goals: CPU per sample "
+          f"{ok[report['goal_cpu_per_sample_met'][n]]}, RSS <= {RSS_GOAL_MB:.0f} MB {ok[report['goal_rss_met'][n]]}"
+          for n, v in report["ratios"].items()),
+        f"embedded maintenance pass (a separate process): {m['pending_batches']} pending batches folded in "
+        f"{m['cpu_s']} s CPU, peak RSS {m['peak_rss_mb']} MB, exit {m['exit']}",
         f"{report['date']}, {report['machine']}",
     ]
     return "\n".join(lines)

@@ -188,35 +188,59 @@ def _validate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check the performance models against real public measurements")
     vsub = p.add_subparsers(dest="validate_command", required=True)
     z = vsub.add_parser("zeus", help="leave-one-GPU-type-out on the Zeus (NSDI'23) time/power measurements",
-                        description="Hold one GPU type out: the model sees one configuration per workload on it "
-                                    "(largest batch size at its highest power limit) and predicts time_per_epoch "
-                                    "for all others; MAPE (a fraction) vs. two ratio baselines.")
+                        description="Hold one GPU type out: the model sees K configurations per workload on it "
+                                    "(its largest batch size at the type's highest power limit, plus K-1 drawn at "
+                                    "random) and predicts time_per_epoch for all others; MAPE (a fraction, lower "
+                                    "is better) vs. two ratio baselines, and the power-cap decision's energy saving.")
     z.add_argument("--data", metavar="DIR", required=True, help="directory of summary_power_<gpu>.csv files")
     z.add_argument("--holdout", metavar="GPU", required=True, help="the GPU type to hold out (e.g. v100)")
+    z.add_argument("--profiled", metavar="K", type=int, default=1,
+                   help="configurations profiled per workload on the held-out type (default 1)")
+    z.add_argument("--seeds", metavar="N", type=int, default=20,
+                   help="random draws of the K-1 extra configurations to average over (default 20; seeds 0..N-1)")
+    z.add_argument("--detail", action="store_true",
+                   help="JSON also gets per-workload MAPEs, interval coverage and what nested validation chose")
     z.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     z.set_defaults(run=_run_validate_zeus)
+
+
+def _progress_line(what: str):
+    """Progress of a long step: an updating line on a terminal's stderr, else INFO log lines."""
+    if sys.stderr.isatty():
+        return lambda msg: print(f"\r{what}: {msg}\033[K", end="", file=sys.stderr, flush=True)
+    return lambda msg: logging.getLogger("fleetwise").info("%s: %s", what, msg)
 
 
 def _run_validate_zeus(args: argparse.Namespace) -> int:
     import json
 
-    from analyzer.validate.zeus import ZeusDataError, validate
+    from analyzer.validate.zeus import ZeusDataError
+    from analyzer.validate.zeus_validate import validate
 
+    if args.profiled < 1 or args.seeds < 1:
+        print("fleetwise validate zeus: --profiled and --seeds must be at least 1", file=sys.stderr)
+        return EXIT_CONFIG
     try:
-        r = validate(args.data, args.holdout, detail=args.format == "text")
+        r = validate(args.data, args.holdout, args.profiled, args.seeds,
+                     detail=args.detail or args.format == "text", progress=_progress_line("validate zeus"))
     except (ZeusDataError, OSError) as e:
         print(f"fleetwise validate zeus: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    if sys.stderr.isatty():
+        print(file=sys.stderr)  # end the progress line
     if args.format == "json":
         print(json.dumps(r))
         return 0
-    m = r["mape"]
-    print(f"holdout {r['holdout']}: {r['n']} configurations predicted")
-    print(f"MAPE  model {m['model']:.3f}   global ratio {m['global_ratio']:.3f}   "
-          f"per-workload ratio {m['per_workload_ratio']:.3f}")
+    m, pc = r["mape"], r["power_cap"]
+    print(f"holdout {r['holdout']}: {r['n']} configurations predicted, {r['profiled']} profiled per workload, "
+          f"{r['seeds']} draws")
+    print(f"MAPE (lower is better)  model {m['model']:.3f}   global ratio {m['global_ratio']:.3f}   "
+          f"per-workload ratio {m['per_workload_ratio']:.3f}   90% interval coverage {r['coverage_90']:.2f}")
     for wl, v in r["per_workload"].items():
         print(f"  {wl:34s} n={v['n']:4d}  model {v['model']:.3f}  global {v['global_ratio']:.3f}  "
-              f"per-workload {v['per_workload_ratio']:.3f}")
+              f"per-workload {v['per_workload_ratio']:.3f}  coverage {v['coverage_90']:.2f}")
+    print(f"power cap within {pc['slowdown_budget']:.0%} slowdown: energy saving {pc['energy_saving']:.3f} "
+          f"(oracle {pc['oracle_energy_saving']:.3f}), over budget {pc['over_budget_share']:.3f}")
     return 0
 
 
@@ -306,6 +330,96 @@ def _run_models_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backtest", help="score the recommender against baselines on real traces")
+    bsub = p.add_subparsers(dest="backtest_command", required=True)
+    r = bsub.add_parser("rightsize", help="right-sizing: fleetwise vs KRR vs VPA on usage series",
+                        description="Per series, fit on the first part of its time span and score the size on the "
+                                    "rest: slack (mean idle share of the size) and exceedance (share of series "
+                                    "that later use more than the size). See docs/validation.md.")
+    r.add_argument("--series", metavar="FILE", required=True, help="CSV (or .csv.gz), one row per sample")
+    r.add_argument("--id-col", metavar="C", required=True, help="column naming the series (pod, job)")
+    r.add_argument("--time-col", metavar="C", required=True, help="column of times in seconds")
+    r.add_argument("--value-col", metavar="C", required=True, help="column of usage values")
+    r.add_argument("--train-fraction", type=float, default=0.7, metavar="F",
+                   help="share of each series' time span that is history (default 0.7)")
+    r.add_argument("--resource", choices=("auto", "memory", "cpu", "gpu"), default="auto",
+                   help="what the values measure, for the baselines' recipes (default auto: memory when the file "
+                        "or value column names memory, gpu when it names gpu or duty, else cpu)")
+    r.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    r.set_defaults(run=_run_backtest_rightsize)
+    k = bsub.add_parser("packing", help="packing: fleetwise vs first-fit, best-fit and FGD on the openb trace",
+                        description="Place the pods on the nodes in arrival order, each method from empty nodes; "
+                                    "pods placed, GPUs allocated, GPUs stranded. See docs/validation.md.")
+    k.add_argument("--nodes", metavar="FILE", required=True, help="openb_node_list_*.csv")
+    k.add_argument("--pods", metavar="FILE", required=True, help="openb_pod_list_*.csv")
+    k.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    k.set_defaults(run=_run_backtest_packing)
+
+
+def _guess_resource(path: str, value_col: str) -> str:
+    name = f"{path} {value_col}".lower()
+    return "memory" if "mem" in name else "gpu" if ("gpu" in name or "duty" in name) else "cpu"
+
+
+def _run_backtest_rightsize(args: argparse.Namespace) -> int:
+    import json
+
+    from agents.traces.report import TraceFormatError
+    from analyzer.progress import Progress
+    from analyzer.validate.rightsize import backtest
+    from analyzer.validate.series import read_series
+
+    if not 0.0 < args.train_fraction < 1.0:
+        print(f"fleetwise backtest rightsize: --train-fraction {args.train_fraction} must be between 0 and 1",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    resource = _guess_resource(args.series, args.value_col) if args.resource == "auto" else args.resource
+    try:
+        table = read_series(args.series, args.id_col, args.time_col, args.value_col)
+    except (TraceFormatError, OSError) as e:
+        print(f"fleetwise backtest rightsize: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    r = backtest(table, args.train_fraction, resource, progress=Progress("nested validation"))
+    if args.format == "json":
+        print(json.dumps(r))
+        return 0
+    print(f"{args.series}: {r['series']} series ({resource}), history = first {args.train_fraction:.0%} of each")
+    for m, v in r["methods"].items():
+        if v["slack"] is None:
+            print(f"  {m:10s} no series to score")
+        else:
+            print(f"  {m:10s} slack {v['slack']:.4f}   exceedance {v['exceedance']:.4f}")
+    nv = r["nested_validation"]
+    if "margin" in nv:
+        print(f"  nested validation chose margin {nv['margin']}, spread_weight {nv['spread_weight']}")
+    return 0
+
+
+def _run_backtest_packing(args: argparse.Namespace) -> int:
+    import json
+
+    from agents.traces.report import TraceFormatError
+    from analyzer.progress import Progress
+    from analyzer.validate.packing import backtest, read_nodes, read_pods
+
+    try:
+        nodes, pods = read_nodes(args.nodes), read_pods(args.pods)
+    except (TraceFormatError, OSError) as e:
+        print(f"fleetwise backtest packing: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    bars: dict[str, Progress] = {}
+    r = backtest(nodes, pods, progress=lambda m, i, n: bars.setdefault(m, Progress(f"packing {m}"))(i, n))
+    if args.format == "json":
+        print(json.dumps(r))
+        return 0
+    print(f"{r['pods']} pods ({r['gpus_requested']:g} GPUs asked) on {r['nodes']} nodes ({r['gpus']} GPUs)")
+    for m, v in r["methods"].items():
+        print(f"  {m:10s} placed {v['pods_placed']:5d}   GPUs allocated {v['gpus_allocated']:8.1f}   "
+              f"stranded {v['gpus_stranded']:7.1f}   ({v['seconds']:.1f} s)")
+    return 0
+
+
 def _recommend_parser(sub: argparse._SubParsersAction) -> None:
     from analyzer.recommend.rows import KINDS
 
@@ -350,9 +464,26 @@ def _run_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_parser(sub: argparse._SubParsersAction) -> None:
+    from agents.stores.embedded_maintain import add_arguments
+
+    p = sub.add_parser("store", help="embedded store maintenance")
+    ssub = p.add_subparsers(dest="store_command", required=True)
+    compact = ssub.add_parser("compact", help="fold the agent's pending batches into Parquet, merge small files, "
+                              "apply retention (exit 3 when another writer holds the store)")
+    add_arguments(compact)
+    compact.set_defaults(run=_run_store_compact)
+
+
+def _run_store_compact(args: argparse.Namespace) -> int:
+    from agents.stores.embedded_maintain import run
+
+    return run(args)
+
+
 PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
     _agent_parser, _config_parser, _docs_parser, _demo_parser, _simulate_parser, _ingest_parser,
-    _validate_parser, _analyze_parser, _models_parser, _recommend_parser,
+    _validate_parser, _analyze_parser, _models_parser, _recommend_parser, _backtest_parser, _store_parser,
 )
 
 

@@ -1,8 +1,11 @@
 """The node agent must stay light: no pandas, numpy, pyarrow, duckdb, scikit-learn or dash."""
 
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 HEAVY = ("pandas", "numpy", "pyarrow", "duckdb", "sklearn", "dash", "scipy", "plotly")
 
@@ -23,3 +26,64 @@ def test_agent_once_imports_nothing_heavy():
     assert report["rc"] == 0
     assert report["lines"] > 5
     assert report["heavy"] == []
+
+
+# A running agent, in each mode, for several rounds: a watcher thread waits until the mode has done its
+# work (rounds served on /metrics, batches spooled for an unreachable InfluxDB, pending batches folded into
+# Parquet by the embedded store's maintenance child), then reports sys.modules and ends the process.
+RUNNING_SCRIPT = """
+import json, os, sys, threading, time
+HEAVY = %r
+MODE, WHERE = sys.argv[1], sys.argv[2]
+
+def ready():
+    if MODE == "listen":
+        import urllib.request
+        body = urllib.request.urlopen(WHERE, timeout=5).read()
+        return time.monotonic() - STARTED > 4 and b"fleetwise_" in body
+    if MODE == "influxdb":
+        import glob, sqlite3
+        files = glob.glob(os.path.join(WHERE, "*.sqlite"))
+        return bool(files) and sqlite3.connect(files[0]).execute("SELECT count(*) FROM batches").fetchone()[0] >= 3
+    import glob
+    return time.monotonic() - STARTED > 4 and bool(glob.glob(os.path.join(WHERE, "*", "day=*", "*.parquet")))
+
+def watch():
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                break
+        except Exception:  # not there yet: no spool table, connection refused, locked database
+            pass
+        time.sleep(0.3)
+    else:
+        print(json.dumps({"timeout": True}), flush=True)
+        os._exit(3)
+    print(json.dumps({"heavy": sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)}), flush=True)
+    os._exit(0)
+
+STARTED = time.monotonic()
+threading.Thread(target=watch, daemon=True).start()
+from fleetwise.cli import main
+main(["agent", "--interval", "1", *sys.argv[3:]])
+print(json.dumps({"exited": True}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["listen", "influxdb", "embedded"])
+def test_a_running_agent_imports_nothing_heavy_in_every_mode(mode, tmp_path):
+    from tests.helpers import free_port
+
+    env = {**os.environ, "FLEETWISE_STORE__SPOOL_DIR": str(tmp_path / "spool"),
+           "FLEETWISE_STORE__FLUSH_INTERVAL_SECONDS": "0.2", "FLEETWISE_STORE__COMPACT_INTERVAL_SECONDS": "2",
+           "FLEETWISE_STORE__COMPACT_MIN_FILES": "2"}
+    port = free_port()
+    args = {"listen": [f"http://127.0.0.1:{port}/metrics", "--listen", f"127.0.0.1:{port}"],
+            # nothing listens on the discard port: batches stay in the spool, the writer keeps retrying
+            "influxdb": [str(tmp_path / "spool"), "--store", "influxdb://127.0.0.1:9/fleet"],
+            "embedded": [str(tmp_path / "store"), "--store", f"embedded:{tmp_path / 'store'}"]}[mode]
+    result = subprocess.run([sys.executable, "-c", RUNNING_SCRIPT % (HEAVY,), mode, *args], capture_output=True,
+                            text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"heavy": []}

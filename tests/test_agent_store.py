@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -10,8 +9,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-
-import pytest
 
 from agents.stores.influxdb import InfluxV1Writer
 from agents.stores.url import parse_store_url
@@ -123,19 +120,33 @@ def test_bad_store_url_and_unusable_spool_are_clear_errors(tmp_path):
     assert result.returncode == 2 and "spool_dir" in result.stderr
 
 
-@pytest.mark.skipif(importlib.util.find_spec("agents.stores.embedded") is None,
-                    reason="agents/stores/embedded.py (the embedded Parquet store) is not there yet")
 def test_embedded_store_through_the_spool(tmp_path):
-    import pyarrow.parquet as pq
+    import pandas as pd
+
+    from agents.query.embedded import EmbeddedReader
+    from agents.stores.embedded import EmbeddedWriter
 
     store = tmp_path / "store"
+    before = pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=5)
     result = run_cli(["agent", "--once", "--collectors", "memory", "--store", f"embedded:{store}"])
     assert result.returncode == 0, result.stderr
-    files = sorted((store / "memory").glob("day=*/*.parquet"))
-    assert len(files) == 1
-    table = pq.read_table(files[0])
-    assert table.num_rows == 1 and table.column("total_bytes")[0].as_py() > 0
-    assert sorted((store / "spool").glob("day=*/*.parquet"))  # the spool measurement too
+    after = pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=5)
+    # The agent writes no Parquet (that would load pyarrow): one pending row file per batch ...
+    assert not list(store.rglob("*.parquet")) and len(list((store / ".pending").glob("batch-*.jsonl"))) == 1
+
+    def read():
+        with EmbeddedReader(store) as r:
+            return (r.frame("memory", ["total_bytes"], before, after),
+                    r.frame("spool", ["queued_batches"], before, after), r.measurements())
+
+    # ... which readers see at once, and see the same after maintenance folded it into Parquet.
+    for _ in range(2):
+        memory, spool, names = read()
+        assert len(memory) == 1 and memory["total_bytes"].iloc[0] > 0
+        assert len(spool) == 1 and {"memory", "spool"} <= set(names)
+        EmbeddedWriter(store).maintain()
+    assert len(list((store / "memory").glob("day=*/part-*.parquet"))) == 1
+    assert not list((store / ".pending").iterdir())
     # the spool lives next to the store, not inside it, and is empty after the flush
     [spool_file] = (tmp_path / "store.spool").glob("embedded-*.sqlite")
     import sqlite3

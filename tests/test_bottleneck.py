@@ -80,3 +80,32 @@ def test_held_out_seed(seeds, method):
     for label in CLASSES:
         assert rep["support"][label] >= MIN_SUPPORT, (label, rep["support"])
         assert rep["recall"][label] >= 0.7, (label, rep)
+
+
+@pytest.fixture(scope="module")
+def shifted(tmp_path_factory):
+    """A held-out fleet the classifier's authors did not shape: SHIFTED_PROFILE (other node classes, mix and three
+    times the noise) from seed 1001, outside the seed range the tuning used (1-7)."""
+    from agents.simulate import simulate
+    from agents.simulate.profile import load_profile
+    from analyzer.bottleneck import held_out_profile
+
+    path = tmp_path_factory.mktemp("bottleneck-shifted")
+    profile = held_out_profile("shifted")
+    default = {(c.cpu, c.accelerator, c.network) for c in load_profile(None).node_class}
+    assert profile.noise_scale == 3.0 and not default & {(c.cpu, c.accelerator, c.network) for c in profile.node_class}
+    simulate(nodes=24, days=2, interval=60, seed=1001, store=f"embedded:{path}", profile=profile)
+    return labelled_table(path, "2026-11-20", END)
+
+
+@pytest.mark.parametrize("method", ["model", "rules"])
+def test_shifted_profile(seeds, shifted, method):
+    # docs/validation.md: model 0.997 and rules 0.985 on this seed (1.000 / 1.000 on the default's seed 7);
+    # the floors below are the same as on the default profile's held-out seed.
+    train, _ = seeds
+    clf = BottleneckClassifier(method=method).fit(train, train["true_bottleneck"])
+    rep = evaluate(shifted["true_bottleneck"], clf.predict(shifted))
+    assert rep["accuracy"] >= 0.85, rep
+    for label in CLASSES:
+        if rep["support"].get(label, 0) >= MIN_SUPPORT:
+            assert rep["recall"][label] >= 0.7, (label, rep)

@@ -17,7 +17,7 @@ S = 10**9
 
 
 def _files(root):
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != ".lock")
 
 
 def test_layout_types_and_no_temp_files(tmp_path):
@@ -138,7 +138,7 @@ def test_retention_removes_whole_old_days(tmp_path):
 
 def test_resending_a_batch_through_the_sink_does_not_duplicate_rows(tmp_path):
     """The spool resends a batch whose ack was lost in a crash: the embedded sink must not add rows twice."""
-    from agents.stores.writers import EmbeddedSink
+    from agents.stores.embedded_sink import EmbeddedSink
 
     sink = EmbeddedSink(tmp_path)
     t = 1_700_000_000 * 10**9
@@ -163,7 +163,7 @@ def test_the_agents_embedded_sink_compacts_and_applies_retention(tmp_path):
     import time as _time
 
     from agents.config import StoreSettings
-    from agents.stores.writers import EmbeddedSink
+    from agents.stores.embedded_sink import EmbeddedSink
 
     sink = EmbeddedSink(tmp_path, StoreSettings(compact_interval_seconds=3600, compact_min_files=4,
                                                 retention_days=2))
@@ -175,9 +175,12 @@ def test_the_agents_embedded_sink_compacts_and_applies_retention(tmp_path):
 
     for i in range(6):
         assert send(i, old_ns + i * S) == send(i, now_ns + i * S) == "OK"
-    assert len(list(tmp_path.rglob("*.parquet"))) == 12  # not yet: the interval has not passed
+    # The agent process writes no Parquet itself: one pending row file per batch
+    assert list(tmp_path.rglob("*.parquet")) == [] and len(list((tmp_path / ".pending").iterdir())) == 12
+    assert sink._child is None  # not yet: the interval has not passed
     sink._maintained -= 3600
     assert send(6, now_ns + 6 * S) == "OK"
+    assert sink._child.wait(timeout=300) == 0  # the maintenance child: fold, compact, retention
     files = sorted(p.name.split("-")[0] for p in tmp_path.rglob("*.parquet"))
     assert files == ["compact"]  # today's 7 files merged into one; the old day is gone
     frame = EmbeddedReader(tmp_path).frame("memory", ["used_bytes"], pd.Timestamp(old_ns - S, tz="UTC"),

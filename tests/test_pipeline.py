@@ -160,6 +160,8 @@ def test_cli_exit_codes(tmp_path, fleet):
     assert r.returncode == 0, r.stderr
     shown = json.loads(r.stdout)
     assert set(MODELS) <= set(shown["models"])
+    # every fitted model's score says what it measures (analyzer.show.SCORE_METRICS)
+    assert all(e["score_metric"] for e in shown["models"].values() if e["status"] == "fitted"), shown["models"]
     assert shown["window"]["end"] == "2026-11-23T00:00:00+00:00"
     text = run_cli(["models", "show", "--state", str(state)], cwd=tmp_path)
     assert text.returncode == 0 and "forecast" in text.stdout and "fitted (" in text.stdout

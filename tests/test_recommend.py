@@ -161,14 +161,19 @@ def test_milp_never_moves_a_workload_where_it_does_not_fit():
     assert list(best) == [0, 1] and pr.objective(best) == 12.0
 
 
-def test_rebalance_on_a_context_checks_memory_and_node_shape():
+def _throughput(types: list[str], cells: dict[str, tuple[float, float]]):
+    """A throughput matrix fitted on one observation per cell: {workload: (throughput on each of types)}."""
     from analyzer.models.throughput import ThroughputMatrix
 
+    obs = pd.DataFrame({"workload": [w for w in cells for _ in types], "accelerator": types * len(cells),
+                        "throughput": [x for w in cells for x in cells[w]], "devices": 1, "weight": 1.0})
+    return ThroughputMatrix().fit(obs)
+
+
+def test_rebalance_on_a_context_checks_memory_and_node_shape():
     # two pools; workload "big-mem" would be 3x faster on v100 but needs 40 GiB per GPU (v100 has 32)
-    obs = pd.DataFrame({"workload": ["big-mem", "big-mem", "small", "small", "other", "other"],
-                        "accelerator": ["a100-80gb", "v100-32gb"] * 3,
-                        "throughput": [100.0, 300.0, 100.0, 150.0, 10.0, 20.0], "devices": 1, "weight": 1.0})
-    tm = ThroughputMatrix().fit(obs)
+    tm = _throughput(["a100-80gb", "v100-32gb"], {"big-mem": (100.0, 300.0), "small": (100.0, 150.0),
+                                                  "other": (10.0, 20.0)})
     rows = []
     for w, mem in (("big-mem", 40 * GIB), ("small", 4 * GIB)):
         rows += [{"workload": w, "gpus": 1, "accelerator": "a100-80gb", "gpu_memory_used_max_bytes": float(mem),
@@ -344,3 +349,133 @@ def test_bad_price_table_is_one_line_and_exit_2(tmp_path):
     good.write_text('[recommend.prices]\ngpu_hour = { "NVIDIA A100-SXM4-80GB" = 2.5 }\n')
     prices = load_config(good, env={}).recommend.prices
     assert prices.gpu_price("a100-80gb") == 2.5 and prices.gpu_price("mi300x") == 0.0  # no default given
+
+
+def test_rebalance_energy_objective_with_measured_and_estimated_power():
+    # w1 ran on a100 at 300 W, 50% busy, and would be 2x faster on h100, where it never ran; ref ran on h100 at
+    # 600 W, 80% busy. w1's power on h100 is estimated: 50 W idle + (600 - 50) x 0.5 / 0.8 = 393.75 W; its energy
+    # per unit of work falls from 300 / X_a100 to 393.75 / X_h100. w2 (3x faster on h100) measured 300 W on a100
+    # but no utilization: its h100 power cannot be estimated, so it is not moved and the reason is listed. w3
+    # (10x faster on h100) has neither power nor utilization: its energy where it ran is unknown, it stays.
+    tm = _throughput(["a100-80gb", "h100-80gb"], {"w1": (100.0, 200.0), "ref": (10.0, 40.0), "w2": (50.0, 150.0),
+                                                  "w3": (10.0, 100.0)})
+    rows = []
+    for w, acc, watts, util, host in (("w1", "a100-80gb", 300.0, 0.5, "a0"), ("ref", "h100-80gb", 600.0, 0.8, "h0"),
+                                      ("w2", "a100-80gb", 300.0, np.nan, "a0"),
+                                      ("w3", "a100-80gb", np.nan, np.nan, "a0")):
+        rows += [{"workload": w, "gpus": 1, "accelerator": acc, "power_watts_mean": watts,
+                  "gpu_utilization_mean": util, "duration_seconds": 24 * 3600.0, "hosts": host} for _ in range(2)]
+    hosts = pd.DataFrame({"host": ["a0", "h0"], "accelerator": ["a100-80gb", "h100-80gb"], "gpus": [8, 8],
+                          "gpu_memory_bytes": [80.0 * GIB, 80.0 * GIB], "cpus": [64.0, 64.0]})
+    c = ctx(jobs(rows), hosts=hosts, throughput=tm, settings=RecommendSettings(rebalance_objective="energy"))
+    recs, skipped = recommend.run(c, ("rebalance",))
+    assert list(recs["target"]) == ["w1"]
+    r = recs.iloc[0]
+    ev = json.loads(r["evidence"])
+    assert ev["watts_from"] == pytest.approx(300.0) and not ev["watts_from_estimated"]
+    assert ev["watts_to"] == pytest.approx(393.75) and ev["watts_to_estimated"]
+    ratio = tm.predict("w1", "h100-80gb") / tm.predict("w1", "a100-80gb")
+    # 2 jobs x 24 h x 1 GPU = 48 GPU-hours a week at 300 W, against 48 / ratio GPU-hours at 393.75 W
+    assert r["kwh_week"] == pytest.approx(48 * (300 - 393.75 / ratio) / 1000)
+    assert r["money_week"] == pytest.approx(48 * (2.2 - 3.5 / ratio) + r["kwh_week"] * 0.15)
+    assert "estimated at 394 W" in r["risk"] and "affine in utilization" in r["risk"]
+    assert r["method"] == "milp/energy" and "less GPU energy than the observed one" in r["action"]
+    why = dict(zip(skipped["target"], skipped["reason"], strict=True))
+    assert "no measured GPU utilization" in why["w2 on h100-80gb"]
+    assert why["w3"].startswith("not moved: its energy is unknown where it ran")
+    # objective: average watts, negated; observed = w1 2/7 GPU x 300 W + ref 2/7 x 600 W + w2 2/7 x 300 W (w3: 0)
+    assert c.summary["rebalance"]["observed"] == pytest.approx(-(2 / 7) * 1200)
+    # the measured type mean is the ceiling of an estimate: ref on a100 would be 50 + 250 x 0.8 / 0.5 = 450 W,
+    # above the 300 W a100 ever drew, so 300 W
+    from analyzer.recommend import pool_power
+
+    pt = pool_power.table(c.jobs, ["ref"], ["a100-80gb"], 50.0)
+    assert pt.watts[0, 0] == pytest.approx(300.0) and pt.estimated[0, 0]
+
+
+def test_rebalance_objective_energy_is_a_known_setting():
+    assert RecommendSettings(rebalance_objective="energy").rebalance_objective == "energy"
+    with pytest.raises(ValueError, match="known: throughput, cost, energy"):
+        RecommendSettings(rebalance_objective="carbon")
+
+
+def _balance_context(rows: list[tuple[str, str, int, float, float, float]], cpus: float,
+                     names: tuple[str, ...] = ("h0", "h1")) -> Context:
+    # (workload, hosts, GPUs, CPUs, start hour, hours) on a class of 8-GPU a100-80gb hosts
+    table = jobs([{"workload": w, "hosts": h, "nodes": h.count(",") + 1, "gpus": g, "cpus_allocated": c,
+                   "accelerator": "a100-80gb", "start": T0 + pd.Timedelta(hours=s), "duration_seconds": d * 3600.0}
+                  for w, h, g, c, s, d in rows])
+    hosts = pd.DataFrame({"host": list(names), "accelerator": "a100-80gb", "gpus": 8,
+                          "gpu_memory_bytes": 80.0 * GIB, "cpus": cpus})
+    return ctx(table, hosts=hosts)
+
+
+def test_balance_moves_the_unit_that_fits_not_the_one_that_evens_best():
+    # all week: h0 holds a (3 GPUs, 2 CPUs) and b (2 GPUs, 12 CPUs): 5/8 = 62.5% allocated; h1 holds c (1 GPU,
+    # 8 CPUs): 12.5%. Moving b would even them exactly (37.5% each) but h1 has 16 - 8 = 8 CPUs free, not 12:
+    # so a moves instead: h0 2/8 = 25%, h1 4/8 = 50%, spread 25 points < 30: done. 3 GPUs x 168 h = 504 GPU-hours.
+    week = [("a", "h0", 3, 2.0, 0, 168), ("b", "h0", 2, 12.0, 0, 168), ("c", "h1", 1, 8.0, 0, 168)]
+    recs, skipped = recommend.run(_balance_context(week, 16.0), ("balance",))
+    assert len(recs) == 1 and len(skipped) == 0
+    r = recs.iloc[0]
+    ev = json.loads(r["evidence"])
+    assert (r["target"], ev["unit"], ev["from"], ev["to"]) == ("h0", "workload a", "h0", "h1")
+    assert ev["hot_share"] == pytest.approx(0.625) and ev["hot_share_after"] == pytest.approx(0.25)
+    assert ev["cold_share"] == pytest.approx(0.125) and ev["cold_share_after"] == pytest.approx(0.5)
+    assert ev["resource_hours_week"] == pytest.approx(504.0)
+    assert ev["not_fitting"] == [["workload b", "h1 lacks the CPUs at some instant it ran"]]
+    assert "pin workload a (1 job in the window) from hot host h0 to cold host h1" in r["action"]
+    assert "62% -> 25%" in r["action"] and r["gpu_hours_week"] == 0.0  # it frees nothing
+    # with 32 CPUs per host, b fits and evens them exactly: 336 GPU-hours a week, 37.5% each
+    recs, _ = recommend.run(_balance_context(week, 32.0), ("balance",))
+    ev = json.loads(recs.iloc[0]["evidence"])
+    assert len(recs) == 1 and ev["unit"] == "workload b" and ev["resource_hours_week"] == pytest.approx(336.0)
+    assert ev["hot_share_after"] == pytest.approx(0.375) and ev["cold_share_after"] == pytest.approx(0.375)
+
+
+def test_balance_never_overfills_gpus_at_any_instant():
+    # h0 holds a (3 GPUs) and b (2 GPUs) all week: 75%; h1 only a one-off 6-GPU job for 12 h mid-week:
+    # 6 x 12 / (8 x 168) = 5.36%. Moving a would leave them closest (37.5% vs 42.9%) but during that job h1 would
+    # need 6 + 3 = 9 of its 8 GPUs; b fits (6 + 2 = 8): h0 3/8 = 37.5%, h1 2/8 + 5.36% = 30.4%, then done.
+    rows = [("a", "h0", 3, 1.0, 0, 168), ("b", "h0", 2, 1.0, 0, 168), ("", "h1", 6, 1.0, 80, 12)]
+    recs, _ = recommend.run(_balance_context(rows, 64.0), ("balance",))
+    assert len(recs) == 1
+    ev = json.loads(recs.iloc[0]["evidence"])
+    assert ev["unit"] == "workload b" and ev["to"] == "h1"
+    # (the evidence is rounded to 6 digits)
+    assert ev["cold_share"] == pytest.approx(72 / 1344, abs=1e-6)
+    assert ev["cold_share_after"] == pytest.approx(0.25 + 72 / 1344, abs=1e-6)
+    assert ev["not_fitting"] == [["workload a", "h1 lacks the GPUs at some instant it ran"]]
+    # when nothing fits, no move: the hot host is listed as skipped with the reasons
+    rows = [("a", "h0", 3, 1.0, 0, 168), ("b", "h0", 3, 1.0, 0, 168), ("", "h1", 6, 1.0, 80, 12)]
+    recs, skipped = recommend.run(_balance_context(rows, 64.0), ("balance",))
+    assert len(recs) == 0 and skipped.iloc[0]["target"] == "h0"
+    assert "workload a: h1 lacks the GPUs" in skipped.iloc[0]["reason"]
+
+
+def test_balance_moves_only_the_jobs_of_a_workload_that_fit():
+    # h0: workload a, two 4-GPU jobs (hours 0-84 and 84-168), and b, 1 GPU all week: 5/8 = 62.5%; h1: a one-off
+    # 6-GPU job in hours 100-112: 72 / 1344 = 5.4%. a's first job fits on h1, its second would need 6 + 4 = 10
+    # GPUs there: only the first moves (336 GPU-hours): h0 (840 - 336) / 1344 = 37.5%, h1 (72 + 336) / 1344 =
+    # 30.4%, 7 points apart; b alone (168 GPU-hours) would leave them 50% and 17.9%, 32 points apart.
+    rows = [("a", "h0", 4, 1.0, 0, 84), ("a", "h0", 4, 1.0, 84, 84), ("b", "h0", 1, 1.0, 0, 168),
+            ("", "h1", 6, 1.0, 100, 12)]
+    recs, _ = recommend.run(_balance_context(rows, 64.0), ("balance",))
+    assert len(recs) == 1
+    r = recs.iloc[0]
+    ev = json.loads(r["evidence"])
+    assert ev["unit"] == "workload a" and ev["jobs"] == ["slurm/1000"] and ev["jobs_moved"] == 1
+    assert ev["jobs_on_hot_host"] == 2 and ev["resource_hours_week"] == pytest.approx(336.0)
+    assert ev["hot_share_after"] == pytest.approx(0.375)
+    assert ev["cold_share_after"] == pytest.approx(408 / 1344, abs=1e-6)
+    assert "prefer the cold host for workload a (1 of its 2 jobs in the window fit there)" in r["action"]
+    assert "the other 1 would not have (h1 lacks the GPUs at some instant it ran) and stay" in r["risk"]
+
+
+def test_balance_never_moves_a_multi_node_job():
+    # a 2-node job (6 GPUs on each of h0 and h2) all week: h0 and h2 75%, h1 idle; its piece on h0 would fit h1,
+    # but a gang-scheduled job is not split by hand: no move, and h0 is listed as skipped
+    recs, skipped = recommend.run(_balance_context([("m", "h0,h2", 12, 2.0, 0, 168)], 64.0, ("h0", "h1", "h2")),
+                                  ("balance",))
+    assert len(recs) == 0
+    assert list(skipped["target"]) == ["h0"] and "75% allocated" in skipped.iloc[0]["reason"]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.query import identifiers
@@ -27,6 +29,9 @@ from agents.query.base import (
     finalize_stats,
 )
 from agents.stores import embedded as store
+from agents.stores import embedded_rows as rows
+
+log = logging.getLogger(__name__)
 
 _RETRIES = 8
 _BATCH_ROWS = 1 << 20  # rows converted from Arrow at a time: bounds the transient copy
@@ -36,78 +41,154 @@ def _day(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns // 10**9, dt.UTC).strftime("%Y-%m-%d")
 
 
+@dataclass
+class Source:
+    """What a query reads: an SQL table expression over the Parquet files and the pending rows."""
+
+    sql: str
+    params: dict = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+
+_PARQUET = "read_parquet($files, union_by_name=true, hive_partitioning=false)"
+_PENDING_VIEW = "__pending"
+
+
 class EmbeddedReader(Reader):
     def __init__(self, path: Path | str) -> None:
         import duckdb
 
         self.path = Path(path)
         self._con = duckdb.connect(":memory:")
-        self._supersedes: dict[Path, list[str]] = {}  # files never change: footers can be cached
+        self._footers: dict[Path, tuple[list[str], list[str]]] = {}  # files never change: footers can be cached
+        self._pending: dict[Path, dict[str, list]] = {}  # pending file -> measurement -> points (never change)
+        self._bad: set[Path] = set()  # unreadable files, left out (and logged once)
 
     def close(self) -> None:
         self._con.close()
 
     # -- file selection -------------------------------------------------------------------------
-    def _supersedes_of(self, path: Path) -> list[str]:
-        if path not in self._supersedes:
-            self._supersedes[path] = store.supersedes(path)
-        return self._supersedes[path]
+    def _footer_of(self, path: Path) -> tuple[list[str], list[str]]:
+        if path not in self._footers:
+            self._footers[path] = store.footer(path)
+        return self._footers[path]
 
-    def _files(self, measurement: str, first_ns: int | None = None, last_ns: int | None = None) -> list[str]:
+    def _set_aside(self, path: Path, problem: object) -> None:
+        if path not in self._bad:
+            self._bad.add(path)
+            log.warning("embedded store: skipping unreadable file %s: %s", path, problem)
+
+    def _pending_points(self, path: Path) -> dict[str, list]:
+        """A pending batch's points by measurement (parsed once; a damaged file is skipped and logged)."""
+        if path not in self._pending:
+            by_measurement: dict[str, list] = {}
+            try:
+                for p in rows.read_pending(path):
+                    by_measurement.setdefault(p.measurement, []).append(p)
+            except ValueError as e:
+                self._set_aside(path, e)
+            self._pending[path] = by_measurement
+        return self._pending[path]
+
+    def _source(self, measurement: str, first_ns: int | None = None, last_ns: int | None = None) -> Source | None:
+        """The live Parquet files of the days in range, plus the rows of pending batches not folded yet.
+
+        Pending files are listed BEFORE the partitions: a batch folded in between is then seen in
+        the partition (and its pending rows dropped by key) or, if its pending file is gone when read,
+        FileNotFoundError makes _run list again."""
+        listed = rows.list_pending(self.path)
+        if len(self._pending) > len(listed):  # forget batches folded since: a dashboard's reader lives long
+            self._pending = {p: v for p, v in self._pending.items() if p in set(listed)}
+        pending = [p for p in listed if p not in self._bad]
         lo = _day(first_ns) if first_ns is not None else ""
         hi = _day(last_ns) if last_ns is not None else "9999-99-99"
         files: list[str] = []
+        keys: dict[str, set[str]] = {}
         for day, day_dir in store.day_dirs(self.path, measurement):
             if lo <= day <= hi:
-                files.extend(str(p) for p in store.live_files(day_dir, self._supersedes_of))
-        return files
+                live, keys[day] = store.live_files_and_keys(day_dir, self._footer_of, self._set_aside)
+                files.extend(str(p) for p in live if p not in self._bad)
+        watermark = rows.retained_before(self.path)
+        points = []
+        for path in pending:
+            key = rows.pending_key(path)
+            for p in self._pending_points(path).get(measurement, ()):
+                day = _day(p.time_ns)
+                if lo <= day <= hi and key not in keys.get(day, ()) and not rows.expired(p.time_ns, watermark):
+                    points.append(p)
+        parts = [_PARQUET] if files else []
+        if points:
+            try:
+                self._con.register(_PENDING_VIEW, store.points_to_table(measurement, points))
+            except store.InvalidPoint as e:
+                raise QueryError(f"{measurement}: pending rows of {self.path} cannot be read together: {e}") from e
+            parts.append(_PENDING_VIEW)
+        if not parts:
+            return None
+        sql = parts[0] if len(parts) == 1 else f"(SELECT * FROM {parts[0]} UNION ALL BY NAME SELECT * FROM {parts[1]})"
+        return Source(sql, {"files": files} if files else {}, files)
 
     def _run(self, measurement: str, first_ns, last_ns, build):
-        """List the files, then run build(files); when compaction or retention removed a listed file in
-        between, list again (the new listing no longer names it) instead of failing or double counting."""
+        """List the files, then run build(source); when compaction or retention removed a listed file in
+        between, list again (the new listing no longer names it) instead of failing or double counting.
+        A file that is not Parquet is left out (logged once) rather than failing every query."""
         import duckdb
 
         for attempt in range(_RETRIES):
             files: list[str] = []
             try:
-                files = self._files(measurement, first_ns, last_ns)
-                if not files:
+                src = self._source(measurement, first_ns, last_ns)
+                if src is None:
                     return None
-                return build(files)
+                files = src.files
+                return build(src)
             except FileNotFoundError:
                 pass
-            except duckdb.IOException as e:
-                if all(os.path.exists(f) for f in files):
+            except duckdb.Error as e:
+                if all(os.path.exists(f) for f in files) and not self._find_unreadable(files):
                     raise QueryError(f"{measurement}: {e}") from e
             time.sleep(0.01 * (attempt + 1))
         raise QueryError(f"{measurement}: files kept vanishing while reading (retention or compaction running?)")
 
-    def _columns(self, files: list[str]) -> dict[str, str]:
-        rows = self._con.execute(
-            "DESCRIBE SELECT * FROM read_parquet($files, union_by_name=true, hive_partitioning=false)",
-            {"files": files}).fetchall()
-        return {r[0]: r[1] for r in rows}
+    def _find_unreadable(self, files: list[str]) -> bool:
+        """Set aside the listed files whose Parquet footer cannot be read; True when there were any."""
+        import pyarrow.parquet as pq
+
+        found = False
+        for f in files:
+            try:
+                pq.read_metadata(f)
+            except FileNotFoundError:
+                continue
+            except (ValueError, OSError) as e:
+                self._set_aside(Path(f), e)
+                found = True
+        return found
+
+    def _columns(self, src: Source) -> dict[str, str]:
+        described = self._con.execute(f"DESCRIBE SELECT * FROM {src.sql}", src.params).fetchall()
+        return {r[0]: r[1] for r in described}
 
     # -- queries --------------------------------------------------------------------------------
     def _frame(self, q: FrameQuery):
-        result = self._run(q.measurement, q.start_ns, q.end_ns - 1, lambda files: self._query(q, files))
+        result = self._run(q.measurement, q.start_ns, q.end_ns - 1, lambda src: self._query(q, src))
         if result is None:
             return empty_frame(q)
         times, tags, values = result
         return finalize(q, times, dict(zip(q.by, tags, strict=True)), dict(zip(q.fields, values, strict=True)))
 
-    def _query(self, q: FrameQuery, files: list[str]):
-        cols = self._columns(files)
+    def _query(self, q: FrameQuery, source: Source):
+        cols = self._columns(source)
         qi = identifiers.duckdb
         field_sql = {f: (qi(f) if f in cols else "NULL") for f in q.fields}
         tag_sql = {t: (f"coalesce({qi(t)}, '')" if t in cols else "''") for t in q.by}
         src = ("SELECT epoch_ns(time) AS __t"
                + "".join(f", {tag_sql[t]} AS __g{i}" for i, t in enumerate(q.by))
                + "".join(f", {field_sql[f]} AS __f{i}" for i, f in enumerate(q.fields))
-               + " FROM read_parquet($files, union_by_name=true, hive_partitioning=false)"
+               + f" FROM {source.sql}"
                " WHERE epoch_ns(time) >= $start AND epoch_ns(time) < $end"
                " AND (" + " OR ".join(f"{field_sql[f]} IS NOT NULL" for f in q.fields) + ")")
-        params = {"files": files, "start": q.start_ns, "end": q.end_ns}
+        params = {**source.params, "start": q.start_ns, "end": q.end_ns}
         groups = [f"__g{i}" for i in range(len(q.by))]
         if q.every_ns is None:
             sql = "SELECT * FROM (" + src + ")"
@@ -120,20 +201,20 @@ class EmbeddedReader(Reader):
         return _collect(self._con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS), len(q.by), len(q.fields))
 
     def _aggregate(self, q: AggregateQuery):
-        result = self._run(q.measurement, q.start_ns, q.end_ns - 1, lambda files: self._query_stats(q, files))
+        result = self._run(q.measurement, q.start_ns, q.end_ns - 1, lambda src: self._query_stats(q, src))
         if result is None:
             return empty_stats(q)
         times, tags, values = result
         return finalize_stats(q, times if q.every_ns is not None else None, dict(zip(q.by, tags, strict=True)),
                               {s.name: v for s, v in zip(q.stats, values, strict=True)})
 
-    def _query_stats(self, q: AggregateQuery, files: list[str]):
-        cols = self._columns(files)
+    def _query_stats(self, q: AggregateQuery, source: Source):
+        cols = self._columns(source)
         qi = identifiers.duckdb
         fields = q.fields
         field_sql = {f: (qi(f) if f in cols else "NULL") for f in fields}
         tag_sql = {t: (f"coalesce({qi(t)}, '')" if t in cols else "''") for t in q.by}
-        params: dict = {"files": files, "start": q.start_ns, "end": q.end_ns}
+        params: dict = {**source.params, "start": q.start_ns, "end": q.end_ns}
         conds = []
         for i, c in enumerate(q.where):
             # a condition on a field the files lack matches nothing (NULL compares false), as in InfluxQL
@@ -142,7 +223,7 @@ class EmbeddedReader(Reader):
         src = ("SELECT epoch_ns(time) AS __t"
                + "".join(f", {tag_sql[t]} AS __g{i}" for i, t in enumerate(q.by))
                + "".join(f", {field_sql[f]} AS __f{i}" for i, f in enumerate(fields))
-               + " FROM read_parquet($files, union_by_name=true, hive_partitioning=false)"
+               + f" FROM {source.sql}"
                " WHERE epoch_ns(time) >= $start AND epoch_ns(time) < $end" + "".join(conds)
                + " AND (" + " OR ".join(f"{field_sql[f]} IS NOT NULL" for f in fields) + ")")
         index = {f: i for i, f in enumerate(fields)}
@@ -158,24 +239,34 @@ class EmbeddedReader(Reader):
         return _collect(self._con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS), len(q.by), len(q.stats),
                         int_columns=times)
 
+    def _pending_measurements(self) -> dict[str, set[str]]:
+        """Measurement -> days it has rows in, over the pending batches (not yet folded into Parquet)."""
+        out: dict[str, set[str]] = {}
+        for path in rows.list_pending(self.path):
+            try:
+                for name, points in self._pending_points(path).items():
+                    out.setdefault(name, set()).update(_day(p.time_ns) for p in points)
+            except FileNotFoundError:
+                continue  # folded meanwhile: its rows are in the partitions now
+        return out
+
     def measurements(self) -> list[str]:
-        names = []
+        names = set(self._pending_measurements())
         for name in store.measurement_dirs(self.path):
-            if any(store.live_files(d) for _, d in store.day_dirs(self.path, name)):
-                names.append(name)
+            if any(store.live_files(d, self._footer_of, self._set_aside) for _, d in store.day_dirs(self.path, name)):
+                names.add(name)
         return sorted(names)
 
     def tag_values(self, measurement: str, tag: str) -> list[str]:
         identifiers.validate(measurement, "measurement")
         col = identifiers.duckdb(tag, "tag")
 
-        def build(files):
-            if tag not in self._columns(files):
+        def build(src: Source):
+            if tag not in self._columns(src):
                 return []
-            rows = self._con.execute(
-                f"SELECT DISTINCT {col} FROM read_parquet($files, union_by_name=true, hive_partitioning=false) "
-                f"WHERE {col} IS NOT NULL AND {col} <> ''", {"files": files}).fetchall()
-            return [r[0] for r in rows]
+            found = self._con.execute(f"SELECT DISTINCT {col} FROM {src.sql} WHERE {col} IS NOT NULL AND {col} <> ''",
+                                      src.params).fetchall()
+            return [r[0] for r in found]
 
         return sorted(self._run(measurement, None, None, build) or [])
 
@@ -183,18 +274,18 @@ class EmbeddedReader(Reader):
         import pandas as pd
 
         identifiers.validate(measurement, "measurement")
-        days = [d for d, _ in store.day_dirs(self.path, measurement)]
+        days = sorted({d for d, _ in store.day_dirs(self.path, measurement)}
+                      | self._pending_measurements().get(measurement, set()))
         if not days:
             return None
         # Only the first and last non-empty days can hold the bounds.
-        sql = ("SELECT {}(epoch_ns(time)) FROM read_parquet($files, union_by_name=true, hive_partitioning=false)")
         bounds = []
         for fn, order in (("min", days), ("max", days[::-1])):
             value = None
             for day in order:
                 ns = store.day_of_start_ns(day)
-                value = self._run(measurement, ns, ns, lambda files, fn=fn: self._con.execute(
-                    sql.format(fn), {"files": files}).fetchone()[0])
+                value = self._run(measurement, ns, ns, lambda src, fn=fn: self._con.execute(
+                    f"SELECT {fn}(epoch_ns(time)) FROM {src.sql}", src.params).fetchone()[0])
                 if value is not None:
                     break
             if value is None:

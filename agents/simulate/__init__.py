@@ -75,7 +75,7 @@ def simulate(nodes: int = 32, days: float = 3, interval: float = 60, seed: int =
     start_ns = parse_start(start)
     prof, fleet, jobs, rounds = plan(nodes, days, interval, seed, profile)
     write, close, store_dir = _open_store(store, sink)
-    em = Emitter(fleet, jobs, start_ns, interval, rounds, seed)
+    em = Emitter(fleet, jobs, start_ns, interval, rounds, seed, noise_scale=prof.noise_scale)
     by_measurement: Tally = Tally()
     # Chunks end at UTC midnights so each embedded day partition gets one file per measurement.
     # One writer thread: Parquet encoding and numpy both release the GIL, so writing day k overlaps

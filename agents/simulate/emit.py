@@ -131,8 +131,9 @@ def diurnal(t_ns: np.ndarray) -> np.ndarray:
 
 class Emitter:
     def __init__(self, nodes: list[Node], jobs: list[Job], start_ns: int, interval: float, rounds: int,
-                 seed: int) -> None:
+                 seed: int, noise_scale: float = 1.0) -> None:
         self.nodes, self.start_ns, self.interval, self.rounds, self.seed = nodes, start_ns, interval, rounds, seed
+        self.noise_scale = noise_scale  # the profile's multiplier on every measurement's noise
         self.jobs = [j for j in jobs if j.start is not None]
         self.job_pos = {j.id: k for k, j in enumerate(self.jobs)}
         self.hosts = [n.host for n in nodes]
@@ -257,7 +258,7 @@ class Emitter:
         tt = np.tile(t_ns, N)
 
         def noise(shape, scale):
-            return rng.standard_normal(shape, dtype=np.float32) * np.float32(scale)
+            return rng.standard_normal(shape, dtype=np.float32) * np.float32(scale * self.noise_scale)
 
         # cpu, system, memory ---------------------------------------------------------------------------------
         busy_cores = np.clip(cores + noise((N, T), 0.05) * np.sqrt(cores), 0.0, None)

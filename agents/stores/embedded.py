@@ -1,15 +1,20 @@
 """The embedded store: an append-only Parquet dataset, one directory per measurement and UTC day.
 
-    ROOT/<encoded measurement>/day=YYYY-MM-DD/part-<first time_ns>-<uuid>.parquet
+    ROOT/<encoded measurement>/day=YYYY-MM-DD/part-<first time_ns>-<key>.parquet
     ROOT/<encoded measurement>/day=YYYY-MM-DD/compact-<first time_ns>-<uuid>.parquet
+    ROOT/.pending/batch-<key>.jsonl      the agent's batches, not yet folded (agents.stores.embedded_rows)
+    ROOT/.lock                           the writer lock (agents.stores.embedded_files)
 
 Files never change once visible: each is written under a name starting with "." (readers skip
 those), fsynced, then renamed into place. A compacted file lists the files it replaces in its
 Parquet footer (key "fleetwise.supersedes"); readers drop those from what they listed, so a reader
 never counts a row twice, and a reader that listed a file compaction then deleted retries with a
-fresh listing (see agents.query.embedded). One writer, any number of readers in other processes.
+fresh listing (see agents.query.embedded). A file written for a keyed batch carries the key in its
+name, and a compacted file lists every key it holds ("fleetwise.batches"): a batch whose key a
+partition already holds is not written again, before or after compaction. Every change happens
+under the writer lock, so several writing processes interleave safely; readers need no lock.
 
-pyarrow is imported inside functions: the agent process must stay light until it writes.
+pyarrow is imported inside functions; the agent process itself never writes Parquet.
 """
 
 from __future__ import annotations
@@ -18,24 +23,41 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import shutil
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from agents.points import InvalidPoint, Point
+from agents.stores.embedded_files import (
+    fsync_dir,
+    make_dirs,
+    make_root,
+    open_new,
+    quarantine,
+    writer_lock,
+)
+from agents.stores.embedded_rows import (
+    NS_PER_DAY,
+    TIME,
+    check_key,
+    check_points,
+    expired,
+    list_pending,
+    pending_key,
+    read_pending,
+    retained_before,
+    set_retained_before,
+)
 
 log = logging.getLogger(__name__)
 
-TIME = "time"
 TAGS_KEY = b"fleetwise.tags"
 SUPERSEDES_KEY = b"fleetwise.supersedes"
+BATCHES_KEY = b"fleetwise.batches"
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-_NS_PER_DAY = 86_400 * 10**9
-
 
 def encode_name(name: str) -> str:
     """A measurement name as one safe directory name: every byte outside [A-Za-z0-9_-] as %XX.
@@ -69,14 +91,6 @@ def _is_data_file(name: str) -> bool:
     return not name.startswith(".") and name.endswith(".parquet") and name.startswith(("part-", "compact-"))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def measurement_dirs(root: Path) -> dict[str, Path]:
     """Measurement name -> its directory, for every measurement directory under root."""
     out = {}
@@ -100,60 +114,121 @@ def day_dirs(root: Path, measurement: str) -> list[tuple[str, Path]]:
     return sorted(days)
 
 
-def supersedes(path: Path) -> list[str]:
-    """Names of the files a compacted file replaces (empty for a plain part file)."""
+def footer(path: Path) -> tuple[list[str], list[str]]:
+    """(names of the files a compacted file replaces, batch keys it holds); both empty for a part file.
+
+    Raises ValueError (pyarrow's ArrowInvalid) when the file is not Parquet."""
     if not path.name.startswith("compact-"):
-        return []
+        return [], []
     import pyarrow.parquet as pq
 
     meta = pq.read_metadata(path).metadata or {}
-    return json.loads(meta.get(SUPERSEDES_KEY, b"[]"))
+    return json.loads(meta.get(SUPERSEDES_KEY, b"[]")), json.loads(meta.get(BATCHES_KEY, b"[]"))
 
 
-def live_files(day_dir: Path, supersedes_of=supersedes) -> list[Path]:
+def supersedes(path: Path) -> list[str]:
+    """Names of the files a compacted file replaces (empty for a plain part file)."""
+    return footer(path)[0]
+
+
+def file_key(name: str) -> str | None:
+    """The batch key (or random id) a part file is named after: part-<first ns>-<key>.parquet."""
+    if name.startswith("part-") and name.endswith(".parquet"):
+        return name[:-len(".parquet")].rsplit("-", 1)[1]
+    return None
+
+
+Footer = Callable[[Path], tuple[list[str], list[str]]]
+OnBad = Callable[[Path, Exception], None]
+
+
+def live_files(day_dir: Path, footer_of: Footer = footer, on_bad: OnBad | None = None) -> list[Path]:
     """The files of one day partition a reader should read: visible, and not replaced by a compacted file.
 
-    Raises FileNotFoundError when a file vanished while listing (compaction or retention ran): callers retry.
+    A compacted file whose footer cannot be read is left out and passed to on_bad. Raises
+    FileNotFoundError when a file vanished while listing (compaction or retention ran): callers retry.
     """
+    return live_files_and_keys(day_dir, footer_of, on_bad)[0]
+
+
+def live_files_and_keys(day_dir: Path, footer_of: Footer = footer,
+                        on_bad: OnBad | None = None) -> tuple[list[Path], set[str]]:
+    """live_files, and the batch keys the partition holds (from part names and compacted footers)."""
     try:
         names = sorted(n for n in os.listdir(day_dir) if _is_data_file(n))
     except FileNotFoundError:
-        return []  # the whole day was removed by retention
+        return [], set()  # the whole day was removed by retention
     replaced: set[str] = set()
+    keys: set[str] = set()
+    bad: set[str] = set()
     for name in names:
         if name.startswith("compact-"):
-            replaced.update(supersedes_of(day_dir / name))
-    return [day_dir / n for n in names if n not in replaced]
+            try:
+                gone, held = footer_of(day_dir / name)
+            except FileNotFoundError:
+                raise
+            except (ValueError, OSError) as e:  # not Parquet (ArrowInvalid is a ValueError), unreadable
+                bad.add(name)
+                if on_bad is not None:
+                    on_bad(day_dir / name, e)
+                continue
+            replaced.update(gone)
+            keys.update(held)
+        else:
+            keys.add(file_key(name))
+    return [day_dir / n for n in names if n not in replaced and n not in bad], keys
 
 
 class EmbeddedWriter:
-    """Appends points to the embedded store at `path`. Use one writer per store."""
+    """Writes the embedded store at `path`. Any number of writers, in any processes: each change takes
+    the store's writer lock (ROOT/.lock), so they serialize instead of racing."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_root(self.path)
+
+    def lock(self, wait: bool = True):
+        """The store's writer lock, for a caller that runs several steps as one (wait=False: StoreBusy)."""
+        return writer_lock(self.path, wait)
 
     # -- writing --------------------------------------------------------------------------------
     def write(self, points: Iterable[Point], key: str | None = None) -> int:
         """Write points, one new file per (measurement, UTC day). Returns the number of points written.
 
-        Every point is checked first (what line protocol cannot carry raises InvalidPoint), so a
-        bad batch writes nothing. `key` (hex) names the files instead of a random id: writing the same
-        batch again with the same key replaces its files rather than adding rows, which makes the
+        Every point is checked first (check_points), so a bad batch writes nothing; all files of the
+        batch are written under temp names before any is renamed into place, so a full disk publishes
+        nothing either. `key` (hex) names the files instead of a random id and is remembered through
+        compaction: writing the same batch again with the same key adds nothing, which makes the
         spool's resend after a crash idempotent, as it is for InfluxDB.
         """
-        if key is not None and not re.fullmatch(r"[0-9a-f]{8,64}", key):
-            raise ValueError(f"file key must be 8-64 lowercase hex digits, got {key!r}")
+        if key is not None:
+            check_key(key)
+        points = list(points)
+        problems = check_points(points)
+        if problems:
+            raise InvalidPoint(next(iter(problems.values())))
+        with self.lock():
+            return self._write_locked(points, key)
+
+    def _write_locked(self, points: list[Point], key: str | None) -> int:
+        watermark = retained_before(self.path)
         groups: dict[tuple[str, str], list[Point]] = defaultdict(list)
+        dropped = 0
         for p in points:
-            _validate(p)
+            if expired(p.time_ns, watermark):
+                dropped += 1
+                continue
             groups[(p.measurement, day_of(p.time_ns))].append(p)
-        tables = [(m, day, _to_table(m, pts)) for (m, day), pts in groups.items()]
-        written = 0
-        for m, day, table in tables:
-            self._publish(m, day, table, prefix="part", key=key)
-            written += table.num_rows
-        return written
+        if dropped:
+            log.warning("embedded store %s: dropped %d point(s) in days retention already removed",
+                        self.path, dropped)
+        if key is not None:
+            for m, day in list(groups):
+                if key in live_files_and_keys(self._day_dir(m, day))[1]:
+                    del groups[(m, day)]  # this batch is already there (a resend after a crash)
+        tables = [(m, day, points_to_table(m, pts)) for (m, day), pts in groups.items()]
+        self._publish_all([(m, day, table, "part", None, key) for m, day, table in tables])
+        return sum(t.num_rows for _, _, t in tables)
 
     def write_table(self, measurement: str, table, tags: Iterable[str]) -> int:
         """Write a ready pyarrow table (column "time" timestamp[ns, UTC], tag columns as strings),
@@ -164,21 +239,41 @@ class EmbeddedWriter:
         tags = list(tags)
         table = table.replace_schema_metadata({TAGS_KEY: json.dumps(tags).encode()})
         days = pc.floor_temporal(table[TIME], unit="day")
-        written = 0
+        parts = []
         for day_start in pc.unique(days).to_pylist():
             part = table.filter(pc.equal(days, pa.scalar(day_start, days.type)))
-            self._publish(measurement, day_start.strftime("%Y-%m-%d"), part, prefix="part")
-            written += part.num_rows
-        return written
+            parts.append((measurement, day_start.strftime("%Y-%m-%d"), part, "part", None, None))
+        with self.lock():
+            self._publish_all(parts)
+        return sum(p[2].num_rows for p in parts)
 
-    def _publish(self, measurement: str, day: str, table, prefix: str, extra_meta: dict | None = None,
-                 key: str | None = None) -> Path:
+    def _day_dir(self, measurement: str, day: str) -> Path:
+        return self.path / encode_name(measurement) / _day_dirname(day)
+
+    def _publish_all(self, parts: list) -> list[Path]:
+        """Write every (measurement, day, table, prefix, extra footer, key) to its temp name, then rename
+        them all: a failure while writing (disk full) publishes nothing and leaves no temp file."""
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for m, day, table, prefix, extra_meta, key in parts:
+                staged.append(self._stage(m, day, table, prefix, extra_meta, key))
+        except BaseException:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            raise
+        for tmp, final in staged:
+            os.replace(tmp, final)  # atomic: readers see the whole file or none of it
+        for directory in {final.parent for _, final in staged}:
+            fsync_dir(directory)
+        return [final for _, final in staged]
+
+    def _stage(self, measurement: str, day: str, table, prefix: str, extra_meta: dict | None,
+               key: str | None) -> tuple[Path, Path]:
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        day_dir = self.path / encode_name(measurement) / _day_dirname(day)
-        new_dir = not day_dir.exists()
-        day_dir.mkdir(parents=True, exist_ok=True)
+        day_dir = self._day_dir(measurement, day)
+        make_dirs(day_dir, self.path)
         if extra_meta:
             meta = dict(table.schema.metadata or {})
             meta.update(extra_meta)
@@ -186,17 +281,46 @@ class EmbeddedWriter:
         first_ns = pc.min(table[TIME]).cast("int64").as_py() if table.num_rows else 0
         final = day_dir / f"{prefix}-{first_ns:020d}-{key or uuid.uuid4().hex}.parquet"
         tmp = day_dir / f".tmp-{final.name}"
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)  # atomic: readers see the whole file or none of it
-        _fsync_dir(day_dir)
-        if new_dir:
-            _fsync_dir(day_dir.parent)
-        return final
+        try:
+            with open_new(tmp) as fh:
+                pq.write_table(table, fh, compression="zstd")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp, final
 
     # -- maintenance ----------------------------------------------------------------------------
+    def fold(self) -> int:
+        """Turn the agent's pending row files into Parquet (one file per measurement and day, named by the
+        batch key, so a batch already folded is not added twice). Returns the files folded."""
+        done = 0
+        with self.lock():
+            for path in list_pending(self.path):
+                try:
+                    points = read_pending(path)
+                    problems = check_points(points)
+                except FileNotFoundError:
+                    continue
+                except ValueError as e:
+                    quarantine(path, e)
+                    continue
+                if problems:  # the agent checked them; a changed schema or a damaged file can still get here
+                    log.warning("embedded store: %s: %d point(s) cannot be stored, left out (first: %s)",
+                                path, len(problems), next(iter(problems.values())))
+                    points = [p for i, p in enumerate(points) if i not in problems]
+                try:
+                    self._write_locked(points, pending_key(path))
+                except (ValueError, TypeError) as e:  # rows pyarrow still refuses: set the batch aside, go on
+                    quarantine(path, e)
+                    continue
+                path.unlink()
+                done += 1
+            if done:
+                fsync_dir(path.parent)
+        return done
+
     def compact(self, measurement: str | None = None, day: str | None = None, min_files: int = 8) -> int:
         """Merge each partition with at least min_files live files into one file. Returns partitions compacted.
 
@@ -204,62 +328,86 @@ class EmbeddedWriter:
         replaces in its footer, and rename it into place; (2) only then delete the replaced files.
         A reader listing between (1) and (2) sees both and drops the replaced ones; a reader that
         listed before (1) and opens a file deleted in (2) gets FileNotFoundError and re-lists.
+        A file that is not Parquet is set aside (renamed to .bad-<name>) and the rest is merged.
         """
+        names = [measurement] if measurement is not None else sorted(measurement_dirs(self.path))
+        done = 0
+        with self.lock():
+            for m in names:
+                for d, day_dir in day_dirs(self.path, m):
+                    if (day is None or d == day) and self._compact_partition(m, d, day_dir, min_files):
+                        done += 1
+        return done
+
+    def _compact_partition(self, m: str, d: str, day_dir: Path, min_files: int) -> bool:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        names = [measurement] if measurement is not None else sorted(measurement_dirs(self.path))
-        done = 0
-        for m in names:
-            for d, day_dir in day_dirs(self.path, m):
-                if day is not None and d != day:
-                    continue
-                files = live_files(day_dir)
-                if len(files) < max(min_files, 2):
-                    continue
-                tables = [pq.read_table(f) for f in files]
-                tags = list(dict.fromkeys(
-                    t for tb in tables for t in json.loads((tb.schema.metadata or {}).get(TAGS_KEY, b"[]"))))
-                merged = pa.concat_tables([tb.replace_schema_metadata(None) for tb in tables],
-                                          promote_options="permissive")
-                merged = merged.sort_by(TIME).replace_schema_metadata({TAGS_KEY: json.dumps(tags).encode()})
-                self._publish(m, d, merged, prefix="compact",
-                              extra_meta={SUPERSEDES_KEY: json.dumps([f.name for f in files]).encode()})
-                for f in files:
-                    f.unlink(missing_ok=True)
-                _fsync_dir(day_dir)
-                done += 1
-        return done
+        files, keys = live_files_and_keys(day_dir, on_bad=quarantine)
+        if len(files) < max(min_files, 2):
+            return False
+        tables, merged_files, leftovers = [], [], []
+        for f in files:
+            try:
+                tables.append(pq.read_table(f))
+                merged_files.append(f)
+            except FileNotFoundError:
+                raise
+            except (ValueError, OSError) as e:  # ArrowInvalid: not Parquet, truncated
+                quarantine(f, e)
+                continue
+            # Files an earlier compaction merged but could not delete (it was killed): hidden by f's footer
+            # today, they would come back once f is merged away, so the new file supersedes them too.
+            leftovers += [day_dir / n for n in footer(f)[0] if (day_dir / n).exists()]
+        if len(tables) < 2:
+            return False
+        tags = list(dict.fromkeys(
+            t for tb in tables for t in json.loads((tb.schema.metadata or {}).get(TAGS_KEY, b"[]"))))
+        try:
+            merged = pa.concat_tables([tb.replace_schema_metadata(None) for tb in tables],
+                                      promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            log.warning("embedded store: %s/%s not compacted: its files disagree on column types: %s", m, d, e)
+            return False
+        merged = merged.sort_by(TIME).replace_schema_metadata({TAGS_KEY: json.dumps(tags).encode()})
+        keys.discard(None)
+        self._publish_all([(m, d, merged, "compact", {
+            SUPERSEDES_KEY: json.dumps([f.name for f in merged_files + leftovers]).encode(),
+            BATCHES_KEY: json.dumps(sorted(keys)).encode()}, None)])
+        for f in merged_files + leftovers:
+            f.unlink(missing_ok=True)
+        fsync_dir(day_dir)
+        return True
 
     def retain(self, max_age_days: float, now: float | None = None) -> list[str]:
         """Delete whole day partitions that ended more than max_age_days ago. Returns "measurement/day" removed.
 
         A day is renamed to a hidden name first, so readers listing meanwhile see all of it or none.
+        The cutoff is remembered (ROOT/.retained-before): rows of a removed day that arrive later (a
+        batch resent after a crash, a pending file) are dropped rather than bring the day back.
         """
         if max_age_days <= 0:
             raise ValueError("max_age_days must be positive")
         cutoff_ns = int(((time.time() if now is None else now) - max_age_days * 86_400) * 10**9)
         removed = []
-        for m in sorted(measurement_dirs(self.path)):
-            for d, day_dir in day_dirs(self.path, m):
-                if day_of_start_ns(d) + _NS_PER_DAY > cutoff_ns:
-                    continue
-                doomed = day_dir.parent / f".deleting-{day_dir.name}-{uuid.uuid4().hex}"
-                os.replace(day_dir, doomed)
-                shutil.rmtree(doomed)
-                removed.append(f"{m}/{d}")
+        with self.lock():
+            set_retained_before(self.path, cutoff_ns)
+            for m in sorted(measurement_dirs(self.path)):
+                for d, day_dir in day_dirs(self.path, m):
+                    if day_of_start_ns(d) + NS_PER_DAY > cutoff_ns:
+                        continue
+                    doomed = day_dir.parent / f".deleting-{day_dir.name}-{uuid.uuid4().hex}"
+                    os.replace(day_dir, doomed)
+                    shutil.rmtree(doomed)
+                    removed.append(f"{m}/{d}")
         return removed
 
-
-def _validate(p: Point) -> None:
-    # Line protocol is the contract both stores honour: what it cannot carry is refused here too.
-    p.to_line()
-    for key in (*p.tags, *p.fields):
-        if key == TIME:
-            raise InvalidPoint(f"{p.measurement}: 'time' cannot be a tag or field name")
-    clash = {k for k, v in p.tags.items() if v != ""} & set(p.fields)
-    if clash:
-        raise InvalidPoint(f"{p.measurement}: {sorted(clash)} are both tags and fields")
+    def maintain(self, min_files: int = 16, retention_days: float | None = None) -> tuple[int, int, list[str]]:
+        """Fold pending batches, compact, apply retention: (files folded, partitions compacted, days removed)."""
+        folded = self.fold()
+        compacted = self.compact(min_files=min_files)
+        removed = self.retain(retention_days) if retention_days else []
+        return folded, compacted, removed
 
 
 def _field_type(values: list, declared: type | None):
@@ -280,7 +428,8 @@ def _field_type(values: list, declared: type | None):
     raise InvalidPoint(f"field values of mixed types {sorted(k.__name__ for k in kinds)}")
 
 
-def _to_table(measurement: str, points: list[Point]):
+def points_to_table(measurement: str, points: list[Point]):
+    """Points of one measurement as a pyarrow table in the store's layout (also how readers see pending rows)."""
     import math
 
     import pyarrow as pa
@@ -293,8 +442,8 @@ def _to_table(measurement: str, points: list[Point]):
     field_keys: list[str] = []
     seen_fields: set[str] = set()
     for p in points:
-        for k in p.tags:
-            if k not in seen:
+        for k, v in p.tags.items():
+            if v != "" and k not in seen:  # an empty tag is no tag (InfluxDB drops it)
                 seen.add(k)
                 tag_keys.append(k)
         for k in p.fields:
@@ -316,8 +465,11 @@ def _to_table(measurement: str, points: list[Point]):
                 v = None  # line protocol has no NaN; keep both stores alike
             values.append(v)
         declared = schema.fields[k].type if schema and k in schema.fields else None
+        kind = _field_type(values, declared)
+        if kind == pa.float64():  # pyarrow refuses ints beyond 2**53 in a float column; Python rounds them
+            values = [None if v is None else float(v) for v in values]
         try:
-            columns[k] = pa.array(values, _field_type(values, declared))
+            columns[k] = pa.array(values, kind)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise InvalidPoint(f"{measurement}.{k}: {e}") from None
     table = pa.table(columns)

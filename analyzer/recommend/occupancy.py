@@ -17,11 +17,12 @@ class ClassOccupancy:
     name: str  # "a100-80gb x8" or "cpu x128"
     hosts: list[str]
     gpus: np.ndarray  # per host
+    gpu_memory: np.ndarray  # bytes per device, per host (NaN: unknown)
     cpus: np.ndarray  # per host (NaN: unknown)
     times: np.ndarray  # event times, seconds; interval k is [times[k], times[k+1])
     gpu_alloc: np.ndarray  # hosts x intervals
     cpu_alloc: np.ndarray  # hosts x intervals
-    pieces: object  # DataFrame: job, host, g, c, start_s, end_s, nodes (one row per job and host)
+    pieces: object  # DataFrame: job, host, g, c, start_s, end_s, nodes, workload, gpu_mem (per job and host)
 
     @property
     def dt(self) -> np.ndarray:
@@ -57,7 +58,8 @@ def classes(ctx) -> list[ClassOccupancy]:
         "c": (pieces["cpus_allocated"] / nodes).fillna(0).to_numpy(float),
         "start_s": np.clip(pieces["start"].to_numpy("datetime64[ns]").view("int64") / 1e9, t0, t1),
         "end_s": np.clip(pieces["end"].to_numpy("datetime64[ns]").view("int64") / 1e9, t0, t1),
-        "nodes": nodes.to_numpy(int)})
+        "nodes": nodes.to_numpy(int), "workload": pieces["workload"].fillna("").astype(str).to_numpy(),
+        "gpu_mem": pieces["gpu_memory_used_max_bytes"].to_numpy(float)})
     pieces = pieces[pieces["end_s"] > pieces["start_s"]]
     h = hosts.assign(_cls=np.where(hosts["gpus"] > 0, hosts["accelerator"].astype(str) + " x"
                                    + hosts["gpus"].astype(int).astype(str),
@@ -77,7 +79,8 @@ def classes(ctx) -> list[ClassOccupancy]:
             np.add.at(d, (hi, a), p[col].to_numpy())
             np.add.at(d, (hi, b), -p[col].to_numpy())
             alloc.append(np.cumsum(d, axis=1)[:, :-1].clip(min=0))
-        out.append(ClassOccupancy(str(name), names, grp["gpus"].to_numpy(float), grp["cpus"].to_numpy(float),
+        out.append(ClassOccupancy(str(name), names, grp["gpus"].to_numpy(float),
+                                  grp["gpu_memory_bytes"].to_numpy(float), grp["cpus"].to_numpy(float),
                                   times, alloc[0], alloc[1], p))
     return out
 

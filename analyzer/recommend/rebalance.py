@@ -5,20 +5,25 @@ each). Each workload's demand d_w is the GPUs it held on average over the window
 maximize sum d_w x_wp X_wp / X_w,obs (its throughput relative to where it ran, from the throughput matrix),
 each pool holding at most its GPUs minus what the workloads that are not moved (no matrix row) hold there.
 Objective "cost": the same work for the least money, sum d_w (X_w,obs / X_wp) price_p x_wp, a pool then
-holding the GPU-hours that work needs there. A workload may only go where it is allowed ([recommend]
-allowed_accelerators), where one device holds its peak GPU memory, and where a node has as many GPUs as its
-jobs used on one; where it ran is always allowed, so the observed placement is feasible and the optimum is
-never worse. Reported: the gain against the observed placement, and the fewest moves (largest first) that
-get at least MOST of it while keeping every pool within capacity.
+holding the GPU-hours that work needs there. Objective "energy": the same work for the least GPU energy,
+sum d_w (X_w,obs / X_wp) P_wp x_wp, P_wp the watts per GPU measured for w on p, or estimated from p's measured
+power scaled by w's utilization where w never ran on p (analyzer.recommend.pool_power: the assumption is in the
+row's risk and evidence; a pair it cannot estimate is excluded, and listed as skipped).
+A workload may only go where it is allowed ([recommend] allowed_accelerators), where one device holds its
+peak GPU memory, and where a node has as many GPUs as its jobs used on one; where it ran is always allowed, so
+the observed placement is feasible and the optimum is never worse. Reported: the gain against the observed
+placement, and the fewest moves (largest first) that get at least MOST of it while keeping every pool within
+capacity.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from analyzer.recommend import pool_power
 from analyzer.recommend.rows import WEEK_HOURS, Rec, Skipped, fmt_pct
 
 KIND = "rebalance"
@@ -39,6 +44,9 @@ class Problem:
     use: np.ndarray
     feasible: np.ndarray
     capacity: np.ndarray
+    power: np.ndarray | None = None  # objective "energy": watts per GPU, workloads x pools (NaN: unknown)
+    notes: dict[tuple[int, int], str] = field(default_factory=dict)  # (w, p) -> power assumption / exclusion
+    excluded: list[tuple[int, int]] = field(default_factory=list)  # pairs left out: power unknown
 
     def objective(self, assign: np.ndarray) -> float:
         return float(self.value[np.arange(len(assign)), assign].sum())
@@ -153,25 +161,52 @@ def problem(ctx) -> tuple[Problem | None, str]:
             feasible[w] &= np.isin(pools, allowed)
     feasible[np.arange(len(names)), observed] = True  # where it ran fits by definition
     rel = np.where(np.isfinite(rel), rel, 1.0)
-    if ctx.settings.rebalance_objective == "cost":
-        prices = np.array([ctx.settings.prices.gpu_price(p) for p in pools])
-        use = demand[:, None] / rel
-        value = -use * prices[None, :]
+    objective = ctx.settings.rebalance_objective
+    power, notes, excluded = None, {}, []
+    if objective in ("cost", "energy"):
+        use = demand[:, None] / rel  # the GPU-hours the same work needs there
+        if objective == "cost":
+            unit = np.array([ctx.settings.prices.gpu_price(p) for p in pools])[None, :]
+        else:
+            pt = pool_power.table(ctx.jobs, names, pools, ctx.settings.gpu_idle_watts)
+            power, notes = pt.watts, pt.notes
+            known = np.isfinite(power)
+            excluded = [(w, p) for w, p in zip(*np.nonzero(feasible & ~known), strict=True) if p != observed[w]]
+            feasible &= known
+            feasible[np.arange(len(names)), observed] = True
+            # a workload whose power is unknown where it ran stays there (only its own pool is feasible), and
+            # its energy, unknown, counts 0 in both the observed placement and the optimum
+            pinned = ~known[np.arange(len(names)), observed]
+            feasible[pinned] = False
+            feasible[np.arange(len(names)), observed] = True
+            unit = np.where(known, power, 0.0)
+        value = -use * unit
     else:
         use = np.repeat(demand[:, None], len(pools), axis=1)
         value = demand[:, None] * rel
-    return Problem(names, pools, demand, observed, value, use, feasible,
-                   np.clip(capacity - fixed, 0, None)), ""
+    return Problem(names, pools, demand, observed, value, use, feasible, np.clip(capacity - fixed, 0, None),
+                   power=power, notes=notes, excluded=excluded), ""
+
+
+OBJECTIVE_WORDS = {"throughput": "worth {} more normalized throughput than", "cost": "costing {} less than",
+                   "energy": "using {} less GPU energy than"}  # the placement's gain against the observed one
 
 
 def recommend(ctx) -> tuple[list[Rec], list[Skipped]]:
     pr, why = problem(ctx)
     if pr is None:
         return [], [Skipped(KIND, "pool", "fleet", why)]
+    objective = ctx.settings.rebalance_objective
+    skipped = [Skipped(KIND, "workload", f"{pr.workloads[w]} on {pr.pools[p]}",
+                       f"not considered for the energy objective: {pr.notes[(w, p)]}") for w, p in pr.excluded]
+    if pr.power is not None:
+        skipped += [Skipped(KIND, "workload", name, f"not moved: its energy is unknown where it ran "
+                            f"({pr.notes[(w, int(pr.observed[w]))]})")
+                    for w, name in enumerate(pr.workloads) if not np.isfinite(pr.power[w, pr.observed[w]])]
     best = solve(pr)
     base = pr.objective(pr.observed)
     gain = pr.objective(best) - base
-    ctx.summary["rebalance"] = {"objective": ctx.settings.rebalance_objective, "workloads": len(pr.workloads),
+    ctx.summary["rebalance"] = {"objective": objective, "workloads": len(pr.workloads),
                                 "pools": pr.pools, "observed": base, "optimum": pr.objective(best),
                                 "gain": gain, "gain_fraction": gain / abs(base) if base else math.nan}
     moves = fewest_moves(pr, best)
@@ -179,27 +214,38 @@ def recommend(ctx) -> tuple[list[Rec], list[Skipped]]:
     recs = []
     prices = ctx.settings.prices
     for w in moves:
-        name, a, b = pr.workloads[w], pr.pools[pr.observed[w]], pr.pools[best[w]]
+        a_i, b_i = int(pr.observed[w]), int(best[w])
+        name, a, b = pr.workloads[w], pr.pools[a_i], pr.pools[b_i]
         x_a, s_a = m.predict(name, a, return_std=True)
         x_b, s_b = m.predict(name, b, return_std=True)
         r = x_b / x_a
         sigma = math.sqrt(s_a ** 2 + s_b ** 2)
         d_week = pr.demand[w] * WEEK_HOURS
+        money_week = d_week * (prices.gpu_price(a) - prices.gpu_price(b) / r)
+        risk = (f"predicted slowdown {fmt_pct(1 / r - 1)} (90% interval {fmt_pct(1 / (r * math.exp(Z90 * sigma)) - 1)}"
+                f" to {fmt_pct(1 / (r * math.exp(-Z90 * sigma)) - 1)}, throughput matrix); every pool stays within "
+                f"its GPUs, memory and node shape")
+        evidence = {"from": a, "to": b, "gpus_held_mean": pr.demand[w], "speed_ratio": r,
+                    "objective_observed": base, "objective_optimum": pr.objective(best),
+                    "window": [str(ctx.window[0]), str(ctx.window[1])]}
+        kwh_week = 0.0
+        if pr.power is not None:
+            # the same work: GPU-hours there (pr.use) x watts per GPU there, now and after the move
+            kwh_week = (pr.use[w, a_i] * pr.power[w, a_i] - pr.use[w, b_i] * pr.power[w, b_i]) * WEEK_HOURS / 1000
+            money_week += kwh_week * prices.kwh
+            evidence.update(watts_from=pr.power[w, a_i], watts_to=pr.power[w, b_i],
+                            watts_from_estimated=(w, a_i) in pr.notes, watts_to_estimated=(w, b_i) in pr.notes,
+                            energy_per_work_ratio=pr.power[w, b_i] / (r * pr.power[w, a_i]))
+            assumed = [pr.notes[k] for k in ((w, a_i), (w, b_i)) if k in pr.notes]
+            risk += "; " + (" ".join(f"Power estimate: {n}." for n in assumed) if assumed else
+                            "GPU power measured on both types")
         recs.append(Rec(
             KIND, "workload", name,
-            f"move workload {name} from {a} to {b}: {r:.2f}x its throughput per GPU; part of a placement worth "
-            f"{fmt_pct(gain / abs(base) if base else math.nan)} more "
-            f"{'normalized throughput' if ctx.settings.rebalance_objective == 'throughput' else 'money saved'}"
-            f" than the observed one ({len(moves)} of {int((best != pr.observed).sum())} moves)",
-            f"predicted slowdown {fmt_pct(1 / r - 1)} (90% interval {fmt_pct(1 / (r * math.exp(Z90 * sigma)) - 1)} "
-            f"to {fmt_pct(1 / (r * math.exp(-Z90 * sigma)) - 1)}, throughput matrix); every pool stays within its "
-            f"GPUs, memory and node shape",
-            accelerator=a, detail=f"{a}->{b}", method=f"milp/{ctx.settings.rebalance_objective}",
-            gpu_hours_week=d_week * (1 - 1 / r),
-            money_week=d_week * (prices.gpu_price(a) - prices.gpu_price(b) / r),
+            f"move workload {name} from {a} to {b}: {r:.2f}x its throughput per GPU; part of a placement "
+            f"{OBJECTIVE_WORDS[objective].format(fmt_pct(gain / abs(base) if base else math.nan))} the observed "
+            f"one ({len(moves)} of {int((best != pr.observed).sum())} moves)",
+            risk, accelerator=a, detail=f"{a}->{b}", method=f"milp/{objective}",
+            gpu_hours_week=d_week * (1 - 1 / r), kwh_week=kwh_week, money_week=money_week,
             slowdown=1 / r - 1, slowdown_low=1 / (r * math.exp(Z90 * sigma)) - 1,
-            slowdown_high=1 / (r * math.exp(-Z90 * sigma)) - 1,
-            evidence={"from": a, "to": b, "gpus_held_mean": pr.demand[w], "speed_ratio": r,
-                      "objective_observed": base, "objective_optimum": pr.objective(best),
-                      "window": [str(ctx.window[0]), str(ctx.window[1])]}))
-    return recs, []
+            slowdown_high=1 / (r * math.exp(-Z90 * sigma)) - 1, evidence=evidence))
+    return recs, skipped

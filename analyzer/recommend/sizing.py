@@ -4,18 +4,20 @@ Every method sees the same history (times in seconds, usage values) and returns 
 entry point, `estimate_sizes`, sizes many series at once with numpy (no Python loop per series), so a
 fleet of 100,000 jobs sizes in seconds; `estimate_size` is the one-series view of it.
 
-- ``fleetwise``: exponentially decayed percentiles. The size is a geometric blend of the decayed typical
-  level (``percentile``, the median by default) and the decayed peak (``peak_percentile``), times
-  ``1 + margin``, times a short-history widening ``1 + short_history / sqrt(n_eff)``:
+- ``fleetwise``: exponentially decayed statistics (24 h half-life). The size is a geometric blend of the
+  decayed mean usage (the sustained level) and the decayed peak (the ``percentile`` of the history,
+  1.0 = its maximum), times ``1 + margin``, times a short-history widening ``1 + short_history / sqrt(n_eff)``
+  (n_eff: Kish's effective sample size of the decayed weights):
 
-      size = (1 + margin) * typical**(1 - spread_weight) * peak**spread_weight * (1 + short_history / sqrt(n_eff))
+      size = (1 + margin) * sustained**(1 - spread_weight) * peak**spread_weight * (1 + short_history / sqrt(n_eff))
 
-  The blend is how the size widens with noise: a flat series (peak == typical) gets typical * (1 + margin);
-  a spiky one gets more, but less than its peak * (1 + margin) because an isolated spike far above the
-  typical level recurs less than its height says (on the Alibaba GenAI GPU-memory trace, the later peak
-  over the earlier one falls as peak / median rises: Spearman -0.50 inside the training parts).
-  n_eff is Kish's effective sample size of the decayed weights. The defaults are what nested validation
-  chose on the training parts of the traces (docs/validation.md, "Backtests on real traces").
+  The blend is how the size widens with noise: a flat series (peak == sustained) gets its level times
+  (1 + margin); a spiky one more, but less than peak * (1 + margin), because an isolated spike far above
+  the sustained level recurs less than its height says (inside the training parts of the Alibaba GenAI
+  GPU-memory trace, the later peak over the earlier one falls as peak / median rises: Spearman -0.50).
+  The mean rather than the median is the sustained level because a mostly idle series (a GPU duty cycle
+  at 0 most of the time) has a median of 0 and would be sized at nothing. `default_settings(resource)`
+  holds what nested validation chose on the traces (docs/validation.md, "Backtests on real traces").
 - ``krr``: Robusta KRR's simple strategy: CPU at the 95th percentile of the history, memory at its
   maximum plus 15%, and no recommendation below 100 points.
 - ``vpa``: the Kubernetes VPA recommender: a decaying histogram (24 h half-life) with exponential buckets
@@ -47,18 +49,16 @@ class SizingSettings:
     """Parameters of the fleetwise method (the baselines keep their own published constants)."""
 
     half_life_hours: float = 24.0
-    percentile: float = 0.5          # the typical level
-    peak_percentile: float = 1.0     # the peak (1.0: the decayed maximum)
-    spread_weight: float = 0.5       # 0: size from the typical level only; 1: from the peak only
-    margin: float = 0.35
+    percentile: float = 1.0          # the peak: this decayed percentile of the history (1.0: the maximum)
+    spread_weight: float = 0.25      # how far the size sits from the sustained mean (0) toward the peak (1)
+    margin: float = 0.55
     min_points: int = 10
     short_history: float = 1.0       # widening 1 + short_history / sqrt(n_eff)
 
     def __post_init__(self) -> None:
         checks = {
             "half_life_hours": self.half_life_hours > 0,
-            "percentile": 0.0 <= self.percentile <= 1.0,
-            "peak_percentile": self.percentile <= self.peak_percentile <= 1.0,
+            "percentile": 0.0 < self.percentile <= 1.0,
             "spread_weight": 0.0 <= self.spread_weight <= 1.0,
             "margin": self.margin > -1.0,
             "min_points": self.min_points >= 1,
@@ -67,6 +67,24 @@ class SizingSettings:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"SizingSettings: {bad[0]}={getattr(self, bad[0])!r} is out of range")
+
+
+# What nested validation inside the training parts chose (docs/validation.md, "Backtests on real traces"):
+# on the GPU memory of the Alibaba GenAI pods for memory (also SizingSettings()'s defaults), on their GPU
+# duty cycle for GPU utilisation. No CPU trace of that shape is at hand: CPU keeps the conservative memory
+# choice (unvalidated). Callers opt in; estimate_size(s) without settings use SizingSettings().
+_DEFAULTS = {
+    "memory": SizingSettings(spread_weight=0.25, margin=0.55),
+    "gpu": SizingSettings(spread_weight=1.0, margin=-0.5),
+    "cpu": SizingSettings(spread_weight=0.25, margin=0.55),
+}
+
+
+def default_settings(resource: str) -> SizingSettings:
+    """fleetwise's settings for a resource, as nested validation chose them on the real traces."""
+    if resource not in _DEFAULTS:
+        raise ValueError(f"unknown resource {resource!r}; choose one of {', '.join(RESOURCES)}")
+    return _DEFAULTS[resource]
 
 
 @dataclass(frozen=True)
@@ -102,7 +120,7 @@ VPA_MIN_MEMORY_BYTES = 250 * 1024 * 1024   # pod-recommendation-min-memory-mb 25
 
 
 @dataclass(frozen=True)
-class _Groups:
+class Groups:
     """Series laid out one after another, each sorted by time: rows start[g]:end[g] belong to series g."""
 
     times: np.ndarray
@@ -133,11 +151,15 @@ class _Groups:
         return out
 
 
-def _layout(codes: np.ndarray, times: np.ndarray, values: np.ndarray, n_groups: int) -> _Groups:
-    order = np.lexsort((times, codes))
+def layout(codes: np.ndarray, times: np.ndarray, values: np.ndarray, n_groups: int) -> Groups:
+    dc = np.diff(codes)
+    if len(codes) and (dc >= 0).all() and ((np.diff(times) >= 0) | (dc > 0)).all():
+        order = slice(None)          # already by series, then time: as stores return it; skip the sort
+    else:
+        order = np.lexsort((times, codes))
     code = codes[order]
     bounds = np.arange(n_groups)
-    return _Groups(times[order], values[order], code, np.searchsorted(code, bounds, "left"),
+    return Groups(times[order], values[order], code, np.searchsorted(code, bounds, "left"),
                    np.searchsorted(code, bounds, "right"))
 
 
@@ -166,7 +188,7 @@ def grouped_weighted_quantile(code: np.ndarray, x: np.ndarray, w: np.ndarray, q:
     return out
 
 
-def _exceed_share(g: _Groups, w: np.ndarray, size: np.ndarray) -> np.ndarray:
+def _exceed_share(g: Groups, w: np.ndarray, size: np.ndarray) -> np.ndarray:
     """Weighted share of each series' history above its size (0 where the size is undefined)."""
     s = np.repeat(np.nan_to_num(size, nan=np.inf), g.count)
     over = g.sum(w * (g.values > s))
@@ -174,26 +196,41 @@ def _exceed_share(g: _Groups, w: np.ndarray, size: np.ndarray) -> np.ndarray:
     return np.divide(over, total, out=np.zeros_like(over), where=total > 0)
 
 
-def _decay(g: _Groups, half_life_s: float) -> np.ndarray:
+def _decay(g: Groups, half_life_s: float) -> np.ndarray:
     """2^((t - t_last) / half_life): the newest sample weighs 1 and weights halve every half-life back."""
     last = np.repeat(g.last(g.times), g.count)
     return np.exp2((g.times - last) / half_life_s)
 
 
-def _fleetwise(g: _Groups, n_groups: int, s: SizingSettings) -> tuple[np.ndarray, np.ndarray]:
+def fleetwise_parts(g: Groups, n_groups: int, s: SizingSettings) -> tuple[np.ndarray, ...]:
+    """(sustained, peak, widening, weights) per series: what the fleetwise size is built from. Separate
+    from `fleetwise_size` so that a search over margin and spread_weight reuses them."""
     w = _decay(g, s.half_life_hours * HOUR)
-    typical = grouped_weighted_quantile(g.code, g.values, w, s.percentile, n_groups)
-    peak = grouped_weighted_quantile(g.code, g.values, w, s.peak_percentile, n_groups)
-    typical, peak = np.maximum(typical, 0.0), np.maximum(peak, 0.0)
-    n_eff = g.sum(w) ** 2 / np.maximum(g.sum(w * w), 1e-300)
+    total = g.sum(w)
+    sustained = g.sum(w * g.values) / np.maximum(total, 1e-300)
+    # The weighted 100th percentile is the maximum (every weight is positive): no sort needed.
+    peak = g.max(g.values) if s.percentile >= 1.0 else \
+        grouped_weighted_quantile(g.code, g.values, w, s.percentile, n_groups)
+    n_eff = total ** 2 / np.maximum(g.sum(w * w), 1e-300)
     widen = 1.0 + s.short_history / np.sqrt(np.maximum(n_eff, 1.0))
+    return np.maximum(sustained, 0.0), np.maximum(peak, 0.0), widen, w
+
+
+def fleetwise_size(sustained: np.ndarray, peak: np.ndarray, widen: np.ndarray, margin: float,
+                   spread_weight: float) -> np.ndarray:
+    """(1 + margin) * sustained^(1 - spread_weight) * peak^spread_weight * widen (0^0 taken as 1)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        blend = np.where(typical > 0, typical ** (1.0 - s.spread_weight) * peak ** s.spread_weight,
-                         peak if s.spread_weight >= 1.0 else 0.0)
-    return (1.0 + s.margin) * blend * widen, w
+        lo = np.where(sustained > 0, sustained ** (1.0 - spread_weight), 1.0 if spread_weight >= 1.0 else 0.0)
+        hi = np.where(peak > 0, peak ** spread_weight, 1.0 if spread_weight <= 0.0 else 0.0)
+    return (1.0 + margin) * lo * hi * widen
 
 
-def _krr(g: _Groups, n_groups: int, resource: str) -> tuple[np.ndarray, np.ndarray]:
+def _fleetwise(g: Groups, n_groups: int, s: SizingSettings) -> tuple[np.ndarray, np.ndarray]:
+    sustained, peak, widen, w = fleetwise_parts(g, n_groups, s)
+    return fleetwise_size(sustained, peak, widen, s.margin, s.spread_weight), w
+
+
+def _krr(g: Groups, n_groups: int, resource: str) -> tuple[np.ndarray, np.ndarray]:
     w = np.ones(len(g.values))
     if resource == "memory":
         size = g.max(g.values) * (1.0 + KRR_MEMORY_BUFFER)
@@ -202,7 +239,7 @@ def _krr(g: _Groups, n_groups: int, resource: str) -> tuple[np.ndarray, np.ndarr
     return size, w
 
 
-def _linear_quantile(g: _Groups, q: float) -> np.ndarray:
+def _linear_quantile(g: Groups, q: float) -> np.ndarray:
     """Per series, numpy's default (linear) quantile, as Prometheus quantile_over_time computes it."""
     out = np.full(len(g.start), np.nan)
     ok = g.count > 0
@@ -234,7 +271,7 @@ class VpaBuckets:
         return np.where(b == 0, 0.0, self.first * (self.ratio ** b - 1) / (self.ratio - 1))
 
 
-def _vpa_samples(g: _Groups, resource: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _vpa_samples(g: Groups, resource: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(series code, value, time) of what VPA adds to its histogram: every CPU sample, or one memory peak
     per 24 h aggregation window (the first window starts at the first sample; the peak is stamped with
     the window's end, as ContainerState.addMemorySample does)."""
@@ -249,7 +286,7 @@ def _vpa_samples(g: _Groups, resource: str) -> tuple[np.ndarray, np.ndarray, np.
     return g.code[change], peaks, wend
 
 
-def _vpa(g: _Groups, n_groups: int, resource: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _vpa(g: Groups, n_groups: int, resource: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     memory = resource == "memory"
     buckets = VpaBuckets(VPA_MEMORY_MAX, VPA_MEMORY_FIRST_BUCKET) if memory else \
         VpaBuckets(VPA_CPU_MAX, VPA_CPU_FIRST_BUCKET)
@@ -307,7 +344,7 @@ def estimate_sizes(series: Sequence | np.ndarray, times_s: Sequence[float] | np.
         raise ValueError("series, times_s and values must have the same length")
     finite = np.isfinite(t) & np.isfinite(v)
     labels, codes = np.unique(np.asarray(series)[finite], return_inverse=True)
-    g = _layout(codes, t[finite], v[finite], len(labels))
+    g = layout(codes, t[finite], v[finite], len(labels))
     out: dict = {"series": labels, "n": g.count, "peak": g.max(g.values)}
     if method == "fleetwise":
         size, w = _fleetwise(g, len(labels), s)
