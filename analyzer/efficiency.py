@@ -50,7 +50,8 @@ def job_efficiency(jobs):
     out["gpu_grade"] = np.where((gpus > 0) & util.notna(), grade, "")
     out["duration_seconds"] = col("duration_seconds")
     out["notes"] = [_notes(r) for r in pd.DataFrame({
-        "gpus": gpus, "util": util, "idle": col("gpu_idle_seconds"), "mem": col("gpu_memory_used_max_bytes"),
+        "gpus": gpus, "used": col("gpus_used"), "util": util, "idle": col("gpu_idle_seconds"),
+        "mem": col("gpu_memory_used_max_bytes"),
         "total": col("gpu_memory_total_bytes"), "acc": jobs.get("accelerator", ""), "cpu": out["cpu_ratio"],
         "memr": out["memory_ratio"], "time": out["time_ratio"]}).itertuples()]
     return out.reset_index(drop=True)
@@ -60,7 +61,10 @@ def _notes(r) -> list[str]:
     notes: list[str] = []
     gpu = r.gpus > 0 and not math.isnan(r.util)
     if gpu:
-        used = min(int(r.gpus), math.ceil(r.util * r.gpus - GPU_USED_UTILIZATION)) if r.util >= 0.05 else 0
+        if not math.isnan(r.used):  # counted per GPU by the job table (analyzer.features)
+            used = int(r.used)
+        else:  # a table without the count: inferred from the mean over the held GPUs
+            used = min(int(r.gpus), math.ceil(r.util * r.gpus - GPU_USED_UTILIZATION)) if r.util >= 0.05 else 0
         if used < r.gpus:
             notes.append(f"held {int(r.gpus)} GPU{'s' * (r.gpus != 1)}, used {max(used, 0)}")
         if r.idle >= IDLE_NOTE_SECONDS:

@@ -102,6 +102,7 @@ def job_table(reader, start, end, every: str | dt.timedelta = "5m"):
     out["cpu_input_ratio"] = out["cpu_cores_mean"] / alloc
     out["nodes"] = out["nodes"].astype("int64")
     out["gpus"] = out["gpus"].fillna(0).astype("int64")
+    out["gpus_used"] = out["gpus_used"].fillna(0).astype("int64")
     for c in COLUMNS:
         if c not in out:
             out[c] = np.nan
@@ -307,7 +308,7 @@ def _gpu_columns(out, span: _Spans, fetch):
         fetch.get("gpu_means")
     nan = np.full(span.n_jobs, np.nan)
     if jg is None:
-        return out.assign(accelerator="", gpus=0, **{c: nan for c in (
+        return out.assign(accelerator="", gpus=0, gpus_used=0, **{c: nan for c in (
             "gpu_utilization_mean", "gpu_utilization_peak", "gpu_memory_bandwidth_mean", "gpu_memory_used_max_bytes",
             "gpu_memory_total_bytes", "gpu_idle_seconds", "power_watts_mean", "power_limit_watts",
             "power_limit_max_watts", "energy_joules")})
@@ -323,6 +324,11 @@ def _gpu_columns(out, span: _Spans, fetch):
     gpu_key = pd.MultiIndex.from_arrays([job, jg["host"], jg["uuid"]])
     out["gpus"] = np.bincount(job[~gpu_key.duplicated()], minlength=n_jobs)
     n = jg["n"].to_numpy(float)
+    # job_gpu has a row for every GPU a job holds (0 where nothing of it runs): the GPUs it used are those whose
+    # mean is not idle, so "held 4, used 1" is counted, not inferred from the mean over all four.
+    gpu_mean = jg["s"].fillna(0).to_numpy(float) / np.where(n > 0, n, np.nan)
+    used = ~gpu_key.duplicated() & (gpu_mean >= IDLE_UTILIZATION)
+    out["gpus_used"] = np.bincount(job[used], minlength=n_jobs)
     util_n = np.bincount(job, weights=n, minlength=n_jobs)
     util_s = np.bincount(job, weights=jg["s"].fillna(0).to_numpy(float), minlength=n_jobs)
     out["gpu_utilization_mean"] = np.where(util_n > 0, util_s / np.where(util_n > 0, util_n, 1), np.nan).clip(0, 1)

@@ -44,6 +44,8 @@ COLUMNS: tuple[Column, ...] = (
     _c("accelerator", "string", "", "Canonical accelerator key (agents.schema.accelerators.accelerator_key, e.g. "
        "a100-80gb) of the GPUs it held most; \"\" for a CPU job."),
     _c("gpus", "int", "", "GPUs held (distinct host x uuid).", False),
+    _c("gpus_used", "int", "", "GPUs held on which the job's mean utilization reached 5% (the rest it held idle: "
+       "job_gpu has a row for every GPU a job holds, 0 where nothing of it runs).", False),
     _c("cpus_allocated", "float", "cores", "Logical CPUs in the job's cpusets, summed over hosts."),
     _c("start", "time", "", "Start of the bucket of the job's first sample (UTC).", False),
     _c("end", "time", "", "End of the bucket of the job's last sample (UTC).", False),

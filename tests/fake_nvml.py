@@ -56,6 +56,7 @@ class FakeGpu:
     max_mig: int = 0
     migs: dict[int, FakeMig] = field(default_factory=dict)  # slot -> instance
     gpm_supported: bool = False
+    minor_number: int | None = None  # /dev/nvidia<N>; None: the same as the NVML index, as on most hosts
     errors: dict[str, int] = field(default_factory=dict)  # function name -> NVML_ERROR_* it answers with
 
 
@@ -81,6 +82,7 @@ class FakeNVML:
     FUNCTIONS = (
         "nvmlInit", "nvmlShutdown", "nvmlDeviceGetCount", "nvmlSystemGetDriverVersion",
         "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetUUID", "nvmlDeviceGetName", "nvmlDeviceGetMigMode",
+        "nvmlDeviceGetMinorNumber",
         "nvmlDeviceGetMemoryInfo", "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetPowerUsage",
         "nvmlDeviceGetEnforcedPowerLimit", "nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetTemperature",
         "nvmlDeviceGetClockInfo", "nvmlDeviceGetCurrentClocksEventReasons",
@@ -145,6 +147,10 @@ class FakeNVML:
 
     def nvmlDeviceGetName(self, h: FakeHandle) -> str:
         return self._target(h).name
+
+    def nvmlDeviceGetMinorNumber(self, h: FakeHandle) -> int:
+        minor = self._target(h).minor_number if h.mig is None else None
+        return h.gpu if minor is None else minor
 
     def nvmlDeviceGetMigMode(self, h: FakeHandle) -> list[int]:
         gpu = self._target(h)

@@ -62,6 +62,7 @@ def test_two_mi250_gcds_exact_values():
         "power_limit_watts": 560.0,
         "sm_clock_hertz": 1.7e9,
         "temperature_celsius": 45.0,  # edge, not junction (52) or mem (48)
+        "processes": 1,  # KFD: pid 5100 holds VRAM here (its vram_<gpu_id> of GCD 1 is 0)
     }
     # The second GCD has no power sensor of its own: no power field rather than a made-up zero.
     assert g["1"].tags["uuid"] == "2b8f5a1c7e3d9a02"
@@ -73,6 +74,7 @@ def test_two_mi250_gcds_exact_values():
         "memory_total_bytes": VRAM,
         "sm_clock_hertz": 8e8,
         "temperature_celsius": 43.0,
+        "processes": 1,  # KFD: pid 5200
     }
     info = gpus(points, "gpu_info")
     assert info["0"].fields == {"driver": "6.7.0", "mig_mode": "unsupported"}

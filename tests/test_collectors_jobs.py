@@ -26,6 +26,9 @@ from tests.schema_check import assert_schema
 T0 = 1_700_000_000 * 10**9
 POD_B = "1f2e3d4c-5b6a-4789-8a7b-6c5d4e3f2a1b"  # burstable
 POD_G = "9a8b7c6d-5e4f-4321-9876-0fedcba98765"  # guaranteed
+# No GPU inventory in these rounds (no GPU collector ran), so no allocation source can name a GPU: the rows come
+# from the processes alone (allocation sources: tests/test_gpu_allocation.py).
+PROCESS = {"allocation_source": "process"}
 
 
 def collector(name: str, **options) -> JobsCollector:
@@ -202,9 +205,9 @@ def test_gpu_attribution_v2():
     shares = {(p.tags["job"], p.tags["gpu"], p.tags["uuid"]): p.fields for p in points if p.measurement == "job_gpu"}
     # pid 99999 vanished and pid 900 is in no job: GPU 3 is attributed to nobody.
     assert shares == {
-        ("42", "0", "GPU-aaaa"): {"memory_used_bytes": 3 << 30, "utilization_ratio": 0.8},
-        ("42", "1", "GPU-bbbb"): {"memory_used_bytes": 512 << 20},
-        ("77", "2", "GPU-cccc"): {"utilization_ratio": 0.25},
+        ("42", "0", "GPU-aaaa"): {"memory_used_bytes": 3 << 30, "utilization_ratio": 0.8, **PROCESS},
+        ("42", "1", "GPU-bbbb"): {"memory_used_bytes": 512 << 20, **PROCESS},
+        ("77", "2", "GPU-cccc"): {"utilization_ratio": 0.25, **PROCESS},
     }
     gpu_point = next(p for p in points if p.measurement == "job_gpu")
     assert set(gpu_point.tags) == {"host", "job", "scheduler", "user", "gpu", "uuid"}
@@ -220,7 +223,7 @@ def test_gpu_attribution_v1_and_kubernetes():
     points = list(collector("cgroup_v1_slurm").collect(Cycle(time_ns=T0, shared=shared)))
     (share,) = [p for p in points if p.measurement == "job_gpu"]
     assert share.tags["job"] == "42" and share.tags["user"] == user_name(1000)
-    assert share.fields == {"memory_used_bytes": 150, "utilization_ratio": 0.5}
+    assert share.fields == {"memory_used_bytes": 150, "utilization_ratio": 0.5, **PROCESS}
 
     shared = {"gpu_processes": [
         {"gpu": "1", "uuid": "GPU-bbbb", "pid": 3200, "memory_used_bytes": 7 << 30, "utilization_ratio": 0.9},

@@ -46,7 +46,7 @@ def test_daemonset_mounts_host_trees_read_only_and_points_the_agent_at_them():
     (container,) = pod["containers"]
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     host_paths = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
-    assert host_paths == {"proc": "/proc", "sys": "/sys"}
+    assert host_paths == {"proc": "/proc", "sys": "/sys", "device-plugins": "/var/lib/kubelet/device-plugins"}
     assert (mounts["proc"]["mountPath"], mounts["sys"]["mountPath"]) == ("/host/proc", "/host/sys")
     assert all(mounts[n]["readOnly"] for n in mounts)
     assert "--proc-root=/host/proc" in container["args"] and "--sys-root=/host/sys" in container["args"]
@@ -92,10 +92,10 @@ def test_systemd_unit_verifies(tmp_path: Path):
     assert checked.returncode == 0 and not problems, checked.stdout + checked.stderr
 
 
-def run_script(name: str, root: Path, job: str) -> subprocess.CompletedProcess:
+def run_script(name: str, root: Path, job: str, **extra: str) -> subprocess.CompletedProcess:
     script = DEPLOY / "slurm" / f"{name}.d" / "fleetwise-job.sh"
     env = {"PATH": "/usr/bin:/bin", "FLEETWISE_ROOT": str(root), "SLURM_JOB_ID": job,
-           "SLURM_JOB_UID": str(os.getuid())}
+           "SLURM_JOB_UID": str(os.getuid()), "FLEETWISE_GPUSTAT": str(root / "gpustat"), **extra}
     return subprocess.run(["/bin/sh", str(script)], env=env, capture_output=True, text=True, timeout=30)
 
 
@@ -124,7 +124,32 @@ def test_slurm_prolog_gives_the_job_a_progress_file_the_agent_reads(tmp_path: Pa
 @pytest.mark.parametrize("job", ["", "12/../../etc", "1 2", "abc"])
 def test_slurm_scripts_refuse_odd_job_ids_without_failing_the_job(tmp_path: Path, job: str):
     for name in ("prolog", "epilog"):
-        done = run_script(name, tmp_path, job)
+        done = run_script(name, tmp_path, job, SLURM_JOB_GPUS="0,1")  # and no GPU record either
         assert done.returncode == 0
         assert "bad SLURM_JOB_ID" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_slurm_prolog_records_the_jobs_gpus_and_the_epilog_removes_them(tmp_path: Path):
+    """jobstats' convention: /run/gpustat/<index> holds "<job> <uid>"; the jobs collector reads it."""
+    from agents.collectors.jobs import JobsCollector, JobsOptions
+    from tests.conftest import FIXTURES
+
+    gpustat = tmp_path / "gpustat"
+    assert run_script("prolog", tmp_path, "42", SLURM_JOB_GPUS="0,2", CUDA_VISIBLE_DEVICES="5").returncode == 0
+    assert run_script("prolog", tmp_path, "43", CUDA_VISIBLE_DEVICES="1,x").returncode == 0  # no SLURM_JOB_GPUS
+    uid = os.getuid()
+    assert {p.name: p.read_text() for p in gpustat.iterdir()} == {"0": f"42 {uid}\n", "2": f"42 {uid}\n",
+                                                                  "1": f"43 {uid}\n"}
+    tree = FIXTURES / "gpu_alloc"
+    inventory = [{"vendor": "nvidia", "gpu": str(i), "uuid": f"GPU-{i}", "slot": i, "render_minor": None,
+                  "ids": {f"GPU-{i}"}, "processes_known": True, "utilization_ratio": 0.0, "memory_used_bytes": 0}
+                 for i in range(4)]
+    jobs = JobsCollector(Roots(proc=tree / "proc", sys=tree / "sys"), "n1",
+                         JobsOptions(gpustat_dir=gpustat, allocation_sources=["prolog"]))
+    held = sorted((p.tags["job"], p.tags["gpu"], p.fields["allocation_source"])
+                  for p in jobs.collect(Cycle(time_ns=T, shared={"gpus": inventory})) if p.measurement == "job_gpu")
+    assert held == [("42", "0", "prolog"), ("42", "2", "prolog"), ("43", "1", "prolog")]
+
+    assert run_script("epilog", tmp_path, "42").returncode == 0
+    assert sorted(p.name for p in gpustat.iterdir()) == ["1"]  # job 43's record stays

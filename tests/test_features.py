@@ -231,7 +231,7 @@ def test_matches_the_per_bucket_table(legacy_pair):
 
     new, old = legacy_pair
     assert list(new.index) == list(old.index) and len(new) > 200
-    for c in new.columns:
+    for c in new.columns.drop(["gpus_used"]):  # added after the per-bucket table (tests/test_gpu_allocation.py)
         a, b = new[c], old[c]
         if not pd.api.types.is_numeric_dtype(b):
             assert (a.astype(object) == b.astype(object)).all(), c

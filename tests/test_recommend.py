@@ -27,7 +27,7 @@ def jobs(rows: list[dict]) -> pd.DataFrame:
     out = []
     for i, r in enumerate(rows):
         row = {c.name: ("" if c.kind == "string" else np.nan) for c in COLUMNS}
-        row.update(job=str(1000 + i), scheduler="slurm", user="alice", nodes=1, gpus=0,
+        row.update(job=str(1000 + i), scheduler="slurm", user="alice", nodes=1, gpus=0, gpus_used=0,
                    start=T0 + pd.Timedelta(hours=i), duration_seconds=3600.0)
         row.update(r)
         row["end"] = row["start"] + pd.Timedelta(seconds=row["duration_seconds"])

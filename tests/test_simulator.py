@@ -210,7 +210,11 @@ def test_scheduler_never_overcommits(rebooting, sim):
         assert not jg.duplicated(["host", "gpu", "time"]).any()
         gpu = t["gpu"].to_pandas()
         busy = gpu[gpu["processes"] > 0]
-        assert len(busy) == len(jg)  # every busy GPU row has exactly one job on it
+        running = jg[jg["memory_used_bytes"] > 0]
+        assert len(busy) == len(running)  # every busy GPU row has exactly one job running on it
+        # and the other job_gpu rows are GPUs held with nothing of the job on them (an idle holder's extra GPUs)
+        held_only = jg[jg["memory_used_bytes"] == 0]
+        assert len(held_only) > 0 and (held_only["utilization_ratio"] == 0).all()
     used: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
     devices = {n["host"]: n["devices"] for n in truth["nodes"]}
     reboot = {n["host"]: n["reboot_seconds"] for n in truth["nodes"]}

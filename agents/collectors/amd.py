@@ -4,6 +4,12 @@ Reads /sys/class/drm/card<N>/device/ for each card bound to amdgpu: gpu_busy_per
 mem_busy_percent, mem_info_vram_*, and the hwmon directory (power in microwatts, temperatures in
 millidegrees, clocks in Hz), as documented in the kernel's Documentation/gpu/amdgpu/thermal.rst
 and driver-misc.rst.
+
+Compute processes come from KFD's per-process view (the kernel's amdkfd, as rocm-smi --showpids reads
+it): /sys/class/kfd/kfd/proc/<pid>/vram_<gpu_id> is the VRAM the process holds on that GPU, and
+/sys/class/kfd/kfd/topology/nodes/<N>/{gpu_id,properties} map gpu_id to the card's render node
+(drm_render_minor). They are left, with the GPU inventory, in the round's shared state for the jobs
+collector, as the NVIDIA collector does with NVML's processes.
 """
 
 from __future__ import annotations
@@ -111,9 +117,13 @@ class AmdCollector(Collector):
         driver = None
         with contextlib.suppress(_Unreadable):
             driver = _read(self.sys("module", "amdgpu", "version"))  # present for DKMS builds only
+        kfd = self._kfd_processes()
         for index, device in enumerate(cards):
             tags = self._tags(index, device)
             fields = self._fields(index, device)
+            procs = self._share(cycle, index, device, tags, fields, kfd)
+            if procs is not None:
+                fields["processes"] = len(procs)
             yield self.point(GPU, tags, fields, cycle)
             info: dict[str, FieldValue] = {"mig_mode": "unsupported"}
             if driver:
@@ -161,6 +171,69 @@ class AmdCollector(Collector):
             if value is not None:
                 fields[field_name] = convert(value)
         return {"up": up, **fields}
+
+    # -- KFD: processes and the VRAM each holds ---------------------------------------------------
+
+    def _kfd_processes(self) -> dict[int, list[tuple[int, int]]] | None:
+        """render minor -> [(pid, VRAM bytes)] from KFD; None when the host has no KFD (processes unknown)."""
+        kfd = self.sys("class", "kfd", "kfd")
+        nodes = kfd / "topology" / "nodes"
+        minor_of: dict[str, int] = {}
+        for n in listdir(nodes):
+            try:
+                gpu_id = (_read(nodes / n / "gpu_id") or "0").strip()
+                props = _read(nodes / n / "properties") or ""
+            except _Unreadable:
+                continue
+            if gpu_id == "0":  # a CPU node
+                continue
+            for line in props.splitlines():
+                key, _, value = line.partition(" ")
+                if key == "drm_render_minor" and value.strip().isdigit():
+                    minor_of[gpu_id] = int(value)
+        if not minor_of:
+            return None
+        found: dict[int, list[tuple[int, int]]] = {m: [] for m in minor_of.values()}
+        for pid in listdir(kfd / "proc"):
+            if not pid.isdigit():
+                continue
+            for name in listdir(kfd / "proc" / pid):
+                gpu_id = name[len("vram_"):] if name.startswith("vram_") else None
+                if gpu_id not in minor_of:
+                    continue
+                try:
+                    used = _int(kfd / "proc" / pid / name)
+                except _Unreadable:
+                    continue  # the process exited while we read
+                # KFD creates vram_<id> for every GPU the process can see; holding no VRAM there is not using it.
+                if used:
+                    found[minor_of[gpu_id]].append((int(pid), used))
+        return found
+
+    @staticmethod
+    def _render_minor(device: Path) -> int | None:
+        for name in listdir(device / "drm"):
+            if name.startswith("renderD") and name[7:].isdigit():
+                return int(name[7:])
+        return None
+
+    def _share(self, cycle: Cycle, index: int, device: Path, tags: dict[str, str], fields: dict[str, FieldValue],
+               kfd: dict[int, list[tuple[int, int]]] | None) -> list[tuple[int, int]] | None:
+        """Leaves the GPU and its KFD processes in the round's shared state; returns the processes (None:
+        unknown)."""
+        minor = self._render_minor(device)
+        procs = kfd.get(minor) if kfd is not None and minor is not None else None
+        util = fields.get("utilization_ratio")
+        cycle.shared.setdefault("gpus", []).append({
+            "vendor": "amd", "gpu": tags["gpu"], "uuid": tags["uuid"], "slot": index, "render_minor": minor,
+            # ROCm names a GPU "GPU-<unique_id in hex>" (ROCR_VISIBLE_DEVICES); the AMD device plugin by PCI address.
+            "ids": {tags["uuid"], f"GPU-{tags['uuid']}", _pci_address(device)} - {"", "GPU-"},
+            "processes_known": procs is not None,
+            "utilization_ratio": util, "memory_used_bytes": fields.get("memory_used_bytes")})
+        cycle.shared.setdefault("gpu_processes", []).extend(
+            {"gpu": tags["gpu"], "uuid": tags["uuid"], "pid": pid, "memory_used_bytes": used,
+             "utilization_ratio": util} for pid, used in procs or ())
+        return procs
 
     @staticmethod
     def _hwmon(device: Path) -> Path | None:

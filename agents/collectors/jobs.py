@@ -8,12 +8,13 @@ import pwd
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.collectors.base import Collector, Cycle, read_int, read_text
-from agents.collectors.cgroups import SLURM, JobRef, find_job_dirs, parse_cpuset, parse_proc_cgroup
+from agents.collectors import gpu_alloc
+from agents.collectors.base import Collector, Cycle, listdir, read_int, read_text
+from agents.collectors.cgroups import KUBERNETES, SLURM, JobRef, find_job_dirs, parse_cpuset, parse_proc_cgroup
 from agents.points import FieldValue, Point
 from agents.schema.jobs import JOB, JOB_GPU
 
@@ -23,6 +24,7 @@ _V1_UNLIMITED = 1 << 62
 
 # v1 controller directory names; cpuacct is often mounted together with cpu.
 _V1_CPUACCT = ("cpuacct", "cpu,cpuacct", "cpuacct,cpu")
+_ENVIRON_PIDS = 8  # processes of a job whose environment is read, at most, to find its GPUs
 
 
 class JobsOptions(BaseModel):
@@ -30,6 +32,13 @@ class JobsOptions(BaseModel):
     cgroup_root: Path | None = Field(None, description="Where the cgroup tree is mounted "
                                       "(default: SYS_ROOT/fs/cgroup).")
     max_jobs: int = Field(1000, ge=1, description="At most this many jobs are reported per round (bounds series).")
+    gpustat_dir: Path = Field(Path("/run/gpustat"), description="Where the Slurm prolog records each "
+                              "allocated GPU (one file per GPU index holding the job id, as jobstats does).")
+    kubelet_checkpoint: Path = Field(Path("/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint"),
+                                     description="The kubelet device manager's checkpoint (pods' GPUs).")
+    allocation_sources: list[Literal["prolog", "kubelet", "cgroup", "environ"]] = Field(
+        ["prolog", "kubelet", "cgroup", "environ"], description="Where to learn which GPUs each job holds, "
+        "whether or not it runs on them; earlier sources are trusted over later ones.")
 
 
 @dataclass
@@ -47,8 +56,8 @@ def _read_opt_text(path: Path) -> str | None:
         return None
 
 
-def _count_procs(top: Path) -> int | None:
-    """Processes in a cgroup and every cgroup below it.
+def _job_pids(top: Path) -> set[str] | None:
+    """Processes in a cgroup and every cgroup below it; None when no cgroup.procs could be read.
 
     Processes sit in the leaves (step_0/user/task_0; v2 forbids them in inner nodes), so the job
     directory's own cgroup.procs is usually empty.
@@ -64,7 +73,12 @@ def _count_procs(top: Path) -> int | None:
             continue
         seen_any = True
         pids.update(w for w in text.split() if w.isdigit())
-    return len(pids) if seen_any else None
+    return pids if seen_any else None
+
+
+def _count_procs(top: Path) -> int | None:
+    pids = _job_pids(top)
+    return None if pids is None else len(pids)
 
 
 def _cpu_usage_usec(cpu_stat: str) -> int | None:
@@ -73,6 +87,24 @@ def _cpu_usage_usec(cpu_stat: str) -> int | None:
         if key == "usage_usec":
             return int(value)
     return None
+
+
+def _fill_unused(jobs: dict[tuple[str, str], _Job]) -> None:
+    """Utilization and memory of each held GPU on which none of the job's processes runs."""
+    holders: dict[tuple[str, str], int] = {}
+    for job in jobs.values():
+        for gkey in job.gpus:
+            holders[gkey] = holders.get(gkey, 0) + 1
+    for job in jobs.values():
+        for gkey, share in job.gpus.items():
+            g = share["gpu"]
+            if share.get("running") or g is None:
+                continue
+            if g.get("processes_known"):
+                share["memory"], share["utilization"] = 0, 0.0  # held, nothing of the job runs there
+            elif holders[gkey] == 1:
+                # No process list (NVML without permission, no KFD): a GPU one job holds alone is the job's.
+                share["memory"], share["utilization"] = g.get("memory_used_bytes"), g.get("utilization_ratio")
 
 
 class JobsCollector(Collector):
@@ -84,6 +116,9 @@ class JobsCollector(Collector):
         super().__init__(*args, **kwargs)
         self.cgroup_root: Path = self.options.cgroup_root or self.sys("fs", "cgroup")
         self._user_names: dict[int, str] = {}
+        self._checkpoint_cache: tuple[tuple[int, int] | None, dict[str, list]] = (None, {})
+        # job -> (pids looked at, or None once found for good; the GPUs its environment names)
+        self._environ_cache: dict[tuple[str, str], tuple[tuple[str, ...] | None, list]] = {}
 
     # -- discovery --------------------------------------------------------------------------------
 
@@ -94,7 +129,7 @@ class JobsCollector(Collector):
             for ref, path in find_job_dirs(root).items():
                 jobs.setdefault(ref.key, _Job(ref)).v2 = path
             return jobs
-        for controller in ("memory", "cpuset", *_V1_CPUACCT):
+        for controller in ("memory", "cpuset", "devices", *_V1_CPUACCT):
             base = root / controller
             if not base.is_dir():
                 continue
@@ -107,6 +142,20 @@ class JobsCollector(Collector):
         return jobs
 
     def _attribute_gpus(self, cycle: Cycle, jobs: dict[tuple[str, str], _Job]) -> None:
+        """Each job's GPUs: those it holds (the sources in order of trust) and those it runs on."""
+        inventory: list[dict[str, Any]] = cycle.shared.get("gpus", [])
+        held_by: dict[tuple[str, str], int] = {}  # GPU -> rank of the source that placed it
+        if inventory:
+            for rank, (source, claims) in enumerate(self._allocations(jobs)):
+                for key, refs in claims.items():
+                    for ref in refs:
+                        g = gpu_alloc.resolve(ref, inventory)
+                        gkey = (g["gpu"], g["uuid"]) if g is not None else None
+                        if gkey is None or held_by.get(gkey, rank) < rank:
+                            continue  # unknown here, or placed already by a more trusted source
+                        held_by[gkey] = rank
+                        jobs[key].gpus.setdefault(gkey, {"memory": None, "utilization": None, "source": source,
+                                                         "gpu": g})
         for proc in cycle.shared.get("gpu_processes", ()):
             try:
                 text = read_text(self.proc(str(int(proc["pid"])), "cgroup"))
@@ -117,13 +166,79 @@ class JobsCollector(Collector):
                 continue
             job = jobs.setdefault(ref.key, _Job(ref))
             gpu, uuid = str(proc.get("gpu", "")), str(proc.get("uuid", ""))
-            share = job.gpus.setdefault((gpu, uuid), {"memory": None, "utilization": None})
+            share = job.gpus.setdefault((gpu, uuid), {"memory": None, "utilization": None, "source": "process",
+                                                      "gpu": None})
+            share["running"] = True
             used = proc.get("memory_used_bytes")
             if used is not None:
                 share["memory"] = (share["memory"] or 0) + int(used)
             util = proc.get("utilization_ratio")
             if util is not None and share["utilization"] is None:
                 share["utilization"] = float(util)
+        _fill_unused(jobs)
+
+    def _allocations(self, jobs: dict[tuple[str, str], _Job]) -> Iterator[tuple[str, dict[tuple[str, str], list]]]:
+        """(source, job key -> GpuRefs) for each enabled source, most trusted first; only jobs on this host."""
+        enabled = set(self.options.allocation_sources)
+        if "prolog" in enabled:
+            claims: dict[tuple[str, str], list] = {}
+            for name in listdir(self.options.gpustat_dir):
+                text = _read_opt_text(self.options.gpustat_dir / name)
+                found = gpu_alloc.parse_gpustat(name, text) if text is not None else None
+                if found is not None and (SLURM, found[0]) in jobs:  # a file the epilog left: not a job here
+                    claims.setdefault((SLURM, found[0]), []).append(found[1])
+            yield "prolog", claims
+        if "kubelet" in enabled:
+            pods = self._checkpoint()
+            yield "kubelet", {(KUBERNETES, uid): refs for uid, refs in pods.items() if (KUBERNETES, uid) in jobs}
+        if "cgroup" in enabled:
+            claims = {}
+            for key, job in jobs.items():
+                text = _read_opt_text(job.v1["devices"] / "devices.list") if "devices" in job.v1 else None
+                refs = gpu_alloc.parse_devices_list(text) if text is not None else None
+                if refs:
+                    claims[key] = refs
+            yield "cgroup", claims
+        if "environ" in enabled:
+            yield "environ", {key: refs for key, job in jobs.items() if (refs := self._environ(key, job))}
+
+    def _checkpoint(self) -> dict[str, list]:
+        path = self.options.kubelet_checkpoint
+        try:
+            st = path.stat()
+        except OSError:
+            return {}
+        stamp = (st.st_mtime_ns, st.st_size)
+        if self._checkpoint_cache[0] != stamp:
+            try:
+                pods = gpu_alloc.parse_kubelet_checkpoint(read_text(path))
+            except (OSError, ValueError) as e:
+                self.log_once(("checkpoint", str(e)), logging.WARNING, "jobs: %s: %s", path, e)
+                pods = {}
+            self._checkpoint_cache = (stamp, pods)
+        return self._checkpoint_cache[1]
+
+    def _environ(self, key: tuple[str, str], job: _Job) -> list:
+        """GPUs named in the environment of the job's processes. A job's allocation does not change while it
+        runs, so a found answer is kept; an empty one is asked again only when the job's processes change."""
+        cached = self._environ_cache.get(key)
+        top = job.v2 if job.v2 is not None else next(iter(job.v1.values()), None)
+        if cached is not None and cached[0] is None:
+            return cached[1]
+        pids = tuple(sorted(_job_pids(top) or ())[:_ENVIRON_PIDS]) if top is not None else ()
+        if cached is not None and cached[0] == pids:
+            return cached[1]
+        for pid in pids:
+            try:
+                with open(self.proc(pid, "environ"), "rb") as f:
+                    refs = gpu_alloc.parse_environ(f.read())
+            except OSError:
+                continue  # exited, or not ours to read (the agent runs as root on a real node)
+            if refs:
+                self._environ_cache[key] = (None, refs)
+                return refs
+        self._environ_cache[key] = (pids, [])
+        return []
 
     # -- users -----------------------------------------------------------------------------------
 
@@ -190,7 +305,7 @@ class JobsCollector(Collector):
             if (limit := read_int(mem / "memory.limit_in_bytes")) is not None:
                 fields["memory_limit_bytes"] = 0 if limit >= _V1_UNLIMITED else limit
         # Any controller's tree holds the same processes; memory is the one Slurm always constrains.
-        for kind in ("memory", "cpuacct", "cpuset"):
+        for kind in ("memory", "cpuacct", "cpuset", "devices"):
             if kind in dirs and (procs := _count_procs(dirs[kind])) is not None:
                 fields["processes"] = procs
                 break
@@ -200,6 +315,7 @@ class JobsCollector(Collector):
 
     def collect(self, cycle: Cycle) -> Iterator[Point]:
         jobs = self._discover()
+        self._environ_cache = {k: v for k, v in self._environ_cache.items() if k in jobs}
         self._attribute_gpus(cycle, jobs)
         keys = sorted(jobs)
         if len(keys) > self.options.max_jobs:
@@ -227,11 +343,10 @@ class JobsCollector(Collector):
         tags = {"job": job.ref.job, "scheduler": job.ref.scheduler, "user": self._user(job)}
         points = [self.point(JOB, tags, fields, cycle)]
         for (gpu, uuid), share in sorted(job.gpus.items()):
-            gpu_fields: dict[str, FieldValue] = {}
+            gpu_fields: dict[str, FieldValue] = {"allocation_source": share["source"]}
             if share["memory"] is not None:
-                gpu_fields["memory_used_bytes"] = share["memory"]
+                gpu_fields["memory_used_bytes"] = int(share["memory"])
             if share["utilization"] is not None:
-                gpu_fields["utilization_ratio"] = share["utilization"]
-            if gpu_fields:
-                points.append(self.point(JOB_GPU, {**tags, "gpu": gpu, "uuid": uuid}, gpu_fields, cycle))
+                gpu_fields["utilization_ratio"] = float(share["utilization"])
+            points.append(self.point(JOB_GPU, {**tags, "gpu": gpu, "uuid": uuid}, gpu_fields, cycle))
         yield from points

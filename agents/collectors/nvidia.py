@@ -47,6 +47,7 @@ class _Static:
     uuid: str
     model: str
     mig_mode: str  # enabled / disabled / unsupported
+    minor: int | None = None  # /dev/nvidia<minor>: the index Slurm and the devices cgroup use
 
 
 def _text(value: Any) -> str:
@@ -79,6 +80,7 @@ class NvidiaCollector(Collector):
         self._gpm_samples: dict[str, Any] = {}  # MIG uuid -> previous GPM sample
         self._soft_errors: set[tuple] = set()  # GPUs that answered some read with an error this round
         self._process_count_known = False
+        self._last_use: dict[str, Any] = {}
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -178,6 +180,7 @@ class NvidiaCollector(Collector):
         processes: list[dict[str, Any]] = cycle.shared.setdefault("gpu_processes", [])
         for index in range(count):
             yield from self._collect_gpu(index, cycle, processes)
+            self._share_inventory(index, cycle)
 
     def _read_static(self, key: tuple, handle: Any) -> _Static:
         uuid = self._call(key, "nvmlDeviceGetUUID", handle, fatal_on_error=True)
@@ -188,7 +191,8 @@ class NvidiaCollector(Collector):
         mode = self._call(key, "nvmlDeviceGetMigMode", handle)
         if mode is not _MISSING:
             mig_mode = "enabled" if mode[0] == self._nv.NVML_DEVICE_MIG_ENABLE else "disabled"
-        return _Static(uuid, model, mig_mode)
+        minor = self._call(key, "nvmlDeviceGetMinorNumber", handle)
+        return _Static(uuid, model, mig_mode, None if minor is _MISSING else int(minor))
 
     def _collect_gpu(self, index: int, cycle: Cycle, processes: list[dict[str, Any]]) -> Iterator[Point]:
         key = (index,)
@@ -231,9 +235,21 @@ class NvidiaCollector(Collector):
             info["driver"] = self._driver
         yield self.point(GPU_INFO, tags, info, cycle)
         utilization = fields.get("utilization_ratio")
+        self._last_use = {"utilization_ratio": utilization, "memory_used_bytes": fields.get("memory_used_bytes")}
         for proc in gpu_procs:
             proc["utilization_ratio"] = utilization
         processes.extend(gpu_procs)
+
+    def _share_inventory(self, index: int, cycle: Cycle) -> None:
+        """What the jobs collector needs to name the GPUs jobs hold (see agents.collectors.gpu_alloc)."""
+        static = self._static.get(index)
+        if static is None:  # the GPU answered with an error this round
+            return
+        cycle.shared.setdefault("gpus", []).append({
+            "vendor": "nvidia", "gpu": str(index), "uuid": static.uuid,
+            "slot": static.minor if static.minor is not None else index, "render_minor": None,
+            "ids": {static.uuid} - {""}, "processes_known": self._process_count_known,
+            **self._last_use})
 
     @staticmethod
     def _tags(index: int, static: _Static | None) -> dict[str, str]:

@@ -18,18 +18,25 @@ JOB = measurement(
     gauge("memory_peak_bytes", "Peak memory charged to the cgroup (memory.peak / max_usage_in_bytes).",
           type=int),
     gauge("memory_limit_bytes", "Memory limit of the cgroup (0 when unlimited).", type=int),
-    gauge("gpus", "GPUs on which the job has compute processes.", type=int),
+    gauge("gpus", "GPUs the job holds (its allocation, from the sources job_gpu.allocation_source names) "
+          "or runs compute processes on.", type=int),
     gauge("processes", "Processes in the job's cgroup.", type=int),
 )
 
 JOB_GPU = measurement(
     "job_gpu",
-    "A job's share of a GPU, matched through the PIDs NVML reports and /proc/PID/cgroup.",
+    "One row per GPU a job holds, whether or not a process of it runs there, and per GPU it runs on "
+    "without a known allocation. Allocation comes from the scheduler's records (agents/collectors/gpu_alloc.py); "
+    "processes from NVML or AMD KFD, matched to the job through /proc/PID/cgroup.",
     (*JOB_TAGS, "gpu", "uuid"),
-    gauge("memory_used_bytes", "GPU memory used by the job's processes on this GPU.", type=int,
-          dcgm="DCGM_FI_DEV_FB_USED (with job labels)"),
-    gauge("utilization_ratio", "The GPU's utilization while the job runs on it (shared by all jobs on it).",
-          dcgm="DCGM_FI_DEV_GPU_UTIL (with job labels)"),
+    info("allocation_source", "How the agent learned the job holds this GPU, most trusted first: prolog "
+         "(/run/gpustat/<index> written by the Slurm prolog), kubelet (device manager checkpoint), cgroup "
+         "(cgroup v1 devices.list), environ (SLURM_JOB_GPUS, NVIDIA_VISIBLE_DEVICES, CUDA/ROCR_VISIBLE_DEVICES "
+         "of the job's processes), process (no allocation record; a process of the job runs there)."),
+    gauge("memory_used_bytes", "GPU memory used by the job's processes on this GPU (0 when none runs there).",
+          type=int, dcgm="DCGM_FI_DEV_FB_USED (with job labels)"),
+    gauge("utilization_ratio", "The GPU's utilization while a process of the job runs on it (shared by all jobs "
+          "on it); 0 on a GPU the job holds and runs nothing on.", dcgm="DCGM_FI_DEV_GPU_UTIL (with job labels)"),
 )
 
 JOB_PROGRESS = measurement(

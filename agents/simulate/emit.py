@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from agents.schema import MEASUREMENTS
+from agents.schema.host import CPU_MODES
 from agents.simulate.hardware import LUSTRE_CLIENT_BYTES_PER_SECOND, MGMT_NETWORK, NVME_BYTES_PER_SECOND
 from agents.simulate.scheduler import REBOOT_DOWN_ROUNDS, Job, Node
 
@@ -27,6 +28,11 @@ TS = pa.timestamp("ns", tz="UTC")
 NVIDIA_THROTTLE_IDLE, NVIDIA_THROTTLE_SW_POWER, NVIDIA_THROTTLE_HW_THERMAL = 0x1, 0x4, 0x40
 DRIVER = {"nvidia": "550.90.07", "amd": "6.7.0"}
 IB_STATE_ACTIVE = 4
+IB_PHYS_LINK_UP = 5
+# A healthy fabric: every error counter of the port stays at zero.
+IB_ERROR_COUNTERS = ("link_error_recovery", "rcv_errors", "rcv_remote_physical_errors", "rcv_switch_relay_errors",
+                     "xmit_discards", "xmit_constraint_errors", "rcv_constraint_errors", "local_link_integrity_errors",
+                     "excessive_buffer_overrun_errors", "vl15_dropped")
 # PortXmitWait ticks per second of a port that has data queued and no credits the whole second. The unit is
 # the HCA's internal tick; only ratios matter here (a busy non-blocking port stays below 1e5 per second).
 XMIT_WAIT_TICKS_PER_SECOND = 2e7
@@ -156,6 +162,10 @@ class Emitter:
         self.c = {k: Counter(N) for k in ("ctx", "eth_rx", "eth_tx", "eth_rxp", "eth_txp", "nv_rb", "nv_wb",
                                           "nv_r", "nv_w")}
         self.c["nv_io"] = Counter(N, integer=False)
+        for k in ("nv_rs", "nv_ws", "nv_fs", *(f"cpu_{m}" for m in CPU_MODES)):
+            self.c[k] = Counter(N, integer=False)
+        for k in ("nv_rm", "nv_wm", "nv_f", "pgfault", "pgmajfault"):
+            self.c[k] = Counter(N)
         self.c["nv_wio"] = Counter(N, integer=False)
         nib = len(self.ib_nodes)
         for k in ("ib_x", "ib_r", "ib_xp", "ib_rp", "ib_wait"):
@@ -200,11 +210,11 @@ class Emitter:
         net = np.zeros((N, T))  # job traffic on the class's fabric (IB on InfiniBand nodes)
         net_eth = np.zeros((N, T))  # job traffic that goes over eth0 on an InfiniBand node (TCP fallback)
         ib_blocked = np.zeros((N, T))  # share of time the HCA waits for credits (tapered spine)
-        gjob = np.full((G, T), -1, np.int32)
         g_util, g_membw, g_mem = np.zeros((G, T)), np.zeros((G, T)), np.zeros((G, T))
         g_cap = np.ones((G, T))
         g_nvl = np.zeros((G, T))
         g_slow = np.zeros((G, T), bool)
+        g_proc = np.zeros((G, T), bool)  # a process of the holding job runs there (NVML / KFD lists it)
         active: list[tuple[Job, int, int, int]] = []  # job, node, s, e (chunk-relative)
         for j in self.jobs:
             if j.start >= r1 or j.end <= r0:
@@ -212,7 +222,6 @@ class Emitter:
             s, e = max(j.start, r0) - r0, min(j.end, r1) - r0
             t = j.truth
             f = load[s:e] if t["diurnal"] else 1.0
-            jp = self.job_pos[j.id]
             for i in j.hosts:
                 active.append((j, i, s, e))
                 cores[i, s:e] += t["cpu_cores"] * (f if t["diurnal"] else 1.0)
@@ -224,9 +233,12 @@ class Emitter:
                 nv_w[i, s:e] += t["nvme_write"]
                 (net_eth if t["net_path"] == "eth" else net)[i, s:e] += t["net_bytes"] * f
                 ib_blocked[i, s:e] += t["ib_blocked"]
+                running = process_gpus(j, i)
                 for g in j.gpus.get(i, []):
                     G_ = self.gpu_base[i] + g
-                    gjob[G_, s:e] = jp
+                    if g not in running:
+                        continue  # held, untouched: no process, no load (the row the agent adds from the allocation)
+                    g_proc[G_, s:e] = True
                     g_util[G_, s:e] = t["utilization"] * f
                     g_membw[G_, s:e] = t["membw"] * f
                     g_mem[G_, s:e] = t["gpu_memory_bytes"]
@@ -261,6 +273,14 @@ class Emitter:
         cpu_f["iowait_ratio"] = (iow, nm)
         cpu_f["idle_ratio"] = (1.0 - busy - iow, nm)
         cpu_f["busy_ratio"] = (busy, nm)
+        # Cumulative seconds per mode since boot (/proc/stat's jiffies / USER_HZ), from which the ratios are the
+        # shares of each interval, as the agent computes them.
+        ticks = self.threads[:, None] * dt
+        shares = {"user": busy * 0.88, "system": busy * 0.09, "irq": busy * 0.01, "softirq": busy * 0.02,
+                  "iowait": iow, "idle": 1.0 - busy - iow}
+        for m in CPU_MODES:
+            cpu_f[f"{m}_seconds"] = self.c[f"cpu_{m}"].step(np.broadcast_to(shares.get(m, 0.0), (N, T)) * ticks,
+                                                            reset)[0]
         out["cpu"] = make_table("cpu", tt, {"host": host_col, "cpu": string_column(np.zeros(N * T), ["total"])},
                                 cpu_f)
 
@@ -283,6 +303,15 @@ class Emitter:
             "load1": load1, "load5": smoothed[0], "load15": smoothed[1],
             "procs_running": np.minimum(np.rint(busy_cores) + 1, self.threads[:, None]),
             "procs_blocked": np.rint(iowait), "context_switches": ctx, "boot_time_seconds": boot})
+
+        # vmstat: page faults with the CPU work (first touches of fresh pages), a few major faults (file reads
+        # into the page cache), no swapping and no OOM kill (the scheduler never overcommits memory).
+        pgf, _ = self.c["pgfault"].step((500 + 2000 * busy_cores) * dt, reset)
+        pgmaj, pgmaj_i = self.c["pgmajfault"].step((2 + 20 * iowait) * dt, reset)
+        out["vmstat"] = make_table("vmstat", tt, {"host": host_col}, {
+            "oom_kills": np.zeros(N * T, np.int64), "major_page_faults": pgmaj, "page_faults": pgf,
+            "swap_in_pages": np.zeros(N * T, np.int64), "swap_out_pages": np.zeros(N * T, np.int64),
+            "major_page_faults_per_second": (pgmaj_i / dt, nm)})
 
         used = np.clip(mem + noise((N, T), 2**28), 2**30, self.mem_total[:, None] * 0.97)
         used = np.rint(used).astype(np.int64)
@@ -308,7 +337,10 @@ class Emitter:
         z64 = np.zeros(N * T, np.int64)
         out["net"] = make_table("net", tt, {"host": host_col, "interface": string_column(z64, ["eth0"])}, {
             "rx_bytes": rxc, "tx_bytes": txc, "rx_packets": rxp, "tx_packets": txp, "rx_errors": z64,
-            "tx_errors": z64, "rx_drops": z64, "tx_drops": z64, "rx_bytes_per_second": (rxi / dt, nm),
+            "tx_errors": z64, "rx_drops": z64, "tx_drops": z64, "up": np.ones(N * T, np.int64),
+            "operstate": string_column(z64, ["up"]),
+            "speed_bytes_per_second": np.full(N * T, MGMT_NETWORK.bytes_per_second),
+            "mtu_bytes": np.full(N * T, 9000, np.int64), "rx_bytes_per_second": (rxi / dt, nm),
             "tx_bytes_per_second": (txi / dt, nm)})
         if len(self.ib_nodes):
             ib = self.ib_nodes
@@ -329,7 +361,9 @@ class Emitter:
                 "host": string_column(np.repeat(ib, T), self.hosts), "device": string_column(zi, ["mlx5_0"]),
                 "port": string_column(zi, ["1"])}, {
                 "xmit_bytes": xc, "rcv_bytes": rc, "xmit_packets": xp, "rcv_packets": rp, "xmit_wait": wait,
-                "symbol_error": zi, "link_downed": zi, "state": np.full(nib * T, IB_STATE_ACTIVE, np.int64),
+                "symbol_error": zi, "link_downed": zi, **dict.fromkeys(IB_ERROR_COUNTERS, zi),
+                "state": np.full(nib * T, IB_STATE_ACTIVE, np.int64),
+                "physical_state": np.full(nib * T, IB_PHYS_LINK_UP, np.int64),
                 "rate_bytes_per_second": np.repeat(link, T), "link_layer": string_column(zi, ["InfiniBand"]),
                 "xmit_bytes_per_second": (xi / dt, ib_null), "rcv_bytes_per_second": (ri / dt, ib_null)})
             out["infiniband"] = drop_absent(out["infiniband"], present[ib])
@@ -339,14 +373,25 @@ class Emitter:
         wbytes = np.clip(nv_w * (1 + 0.1 * noise((N, T), 1.0)) + 4096 * 50, 0, NVME_BYTES_PER_SECOND) * dt
         rc_, ri_ = self.c["nv_rb"].step(rbytes, reset)
         wc_, wi_ = self.c["nv_wb"].step(wbytes, reset)
-        nr, _ = self.c["nv_r"].step(rbytes / 131072 + 1, reset)
-        nw, _ = self.c["nv_w"].step(wbytes / 131072 + 1, reset)
+        nr, nri = self.c["nv_r"].step(rbytes / 131072 + 1, reset)
+        nw, nwi = self.c["nv_w"].step(wbytes / 131072 + 1, reset)
         dbusy = np.clip((rbytes + wbytes) / (NVME_BYTES_PER_SECOND * dt) * 1.5 + 0.002, 0, 1)
+        # NVMe service times: ~100 us a read, ~20 us a write into the drive's cache, longer with the queue full;
+        # a tenth of the requests merged; xfs flushes the cache after ~5% of the writes; no TRIM during the run.
+        rs, rsi = self.c["nv_rs"].step(nri * (1e-4 + 4e-4 * dbusy), reset)
+        ws, wsi = self.c["nv_ws"].step(nwi * (2e-5 + 4e-4 * dbusy), reset)
+        fl, fli = self.c["nv_f"].step(nwi * 0.05 + 1, reset)
+        fls, _ = self.c["nv_fs"].step(fli * 2e-4, reset)
         io_c, io_i = self.c["nv_io"].step(dbusy * dt, reset)
         wio_c, _ = self.c["nv_wio"].step(dbusy * dt * 1.3, reset)
         out["disk"] = make_table("disk", tt, {"host": host_col, "device": string_column(z64, ["nvme0n1"])}, {
             "read_bytes": rc_, "write_bytes": wc_, "reads": nr, "writes": nw, "io_seconds": io_c,
             "weighted_io_seconds": wio_c, "in_progress": np.rint(dbusy * 4),
+            "reads_merged": self.c["nv_rm"].step(nri * 0.1, reset)[0],
+            "writes_merged": self.c["nv_wm"].step(nwi * 0.1, reset)[0], "read_seconds": rs, "write_seconds": ws,
+            "read_await_seconds": (rsi / np.maximum(nri, 1), nm), "write_await_seconds": (wsi / np.maximum(nwi, 1), nm),
+            "discards": z64, "discards_merged": z64, "discard_bytes": z64, "discard_seconds": np.zeros(N * T),
+            "flushes": fl, "flush_seconds": fls,
             "read_bytes_per_second": (ri_ / dt, nm), "write_bytes_per_second": (wi_ / dt, nm),
             "busy_ratio": (io_i / dt, nm)})
 
@@ -395,12 +440,12 @@ class Emitter:
             "sockets": np.array([n.cls.sockets for n in self.nodes])[hc],
             "cores": np.array([n.cls.cores for n in self.nodes])[hc],
             "threads": self.threads[hc]})
-        for k in ("cpu", "system", "memory", "net", "disk"):
+        for k in ("cpu", "system", "memory", "vmstat", "net", "disk"):
             out[k] = drop_absent(out[k], present)
         out["filesystem"] = pa.concat_tables([drop_absent(fs_tabs[0], present), *fs_tabs[1:]])
 
         if G:
-            self._gpus(out, rng, t_ns, T, dt, reset, nullrate, present, hourly, gjob, g_util, g_membw, g_mem, g_cap,
+            self._gpus(out, rng, t_ns, T, dt, reset, nullrate, present, hourly, g_proc, g_util, g_membw, g_mem, g_cap,
                        g_nvl, g_slow, noise)
         self._jobs(out, active, t_ns, r0, T, dt, load, noise)
         self.rows += sum(t.num_rows for t in out.values())
@@ -413,11 +458,11 @@ class Emitter:
                 "used_bytes": used, "used_ratio": used / size, "inodes_total": np.full(used.size, inodes, np.int64),
                 "inodes_free": np.rint(inodes * (1 - used / size * 0.5))}
 
-    def _gpus(self, out, rng, t_ns, T, dt, reset, nullrate, present, hourly, gjob, g_util, g_membw, g_mem, g_cap,
+    def _gpus(self, out, rng, t_ns, T, dt, reset, nullrate, present, hourly, g_proc, g_util, g_membw, g_mem, g_cap,
               g_nvl, g_slow, noise) -> None:
         G = self.G
         gn = self.gpu_node
-        busy = gjob >= 0
+        busy = g_proc
         util = np.clip(g_util + noise((G, T), 0.025) * busy, 0.0, 1.0)
         util = np.where(busy & (g_util < 0.05), np.abs(noise((G, T), 0.01)), util)  # idle holders: 0-3%
         membw = np.clip(g_membw + noise((G, T), 0.02) * busy, 0.0, 1.0) * (util > 0.05) + util * 0.1 * (util <= 0.05)
@@ -451,12 +496,16 @@ class Emitter:
             "up": np.ones(G * T, np.int64), "utilization_ratio": util, "memory_bandwidth_ratio": membw,
             "memory_used_bytes": np.clip(g_mem + 2**28 + noise((G, T), 2**24), 0, self.gpu_mem[:, None]),
             "memory_total_bytes": np.broadcast_to(self.gpu_mem[:, None], (G, T)),
-            "power_watts": power, "power_limit_watts": limit, "energy_joules": energy, "temperature_celsius": temp,
+            "power_watts": power, "power_limit_watts": limit, "energy_joules": (energy, nvmask),
+            "temperature_celsius": temp,
             "sm_clock_hertz": clk, "throttle_reasons": (thr, nvmask),
             "pcie_tx_bytes_per_second": (pcie * 0.2, nvmask), "pcie_rx_bytes_per_second": (pcie, nvmask),
             "nvlink_tx_bytes": (nvt, nvmask), "nvlink_rx_bytes": (nvr, nvmask),
             "nvlink_tx_bytes_per_second": (nvti / dt, gnull), "nvlink_rx_bytes_per_second": (nvri / dt, gnull),
-            "ecc_corrected_errors": zG, "ecc_uncorrected_errors": zG, "processes": busy.astype(np.int64)})
+            # amdgpu's sysfs has no energy counter and the agent reads no ECC counts there: null on AMD, as
+            # the agent leaves them out.
+            "ecc_corrected_errors": (zG, nvmask), "ecc_uncorrected_errors": (zG, nvmask),
+            "processes": busy.astype(np.int64)})
         out["gpu"] = drop_absent(tab, present[gn])
         hsel = hourly[gn].ravel()
         hc = codes[hsel]
@@ -485,7 +534,8 @@ class Emitter:
             f = load[s:e] if t["diurnal"] else 1.0
             cores = np.clip(t["cpu_cores"] * f + noise(L, 0.02) * math.sqrt(t["cpu_cores"] + 0.01), 0.0,
                             j.cpus_per_node)
-            inc = cores * dt
+            # float64 before summing: a float32 running total loses the rate the counter should carry
+            inc = cores.astype(np.float64) * dt
             key = (j.id, i)
             c = self.job_cpu.get(key, 0.0) + np.cumsum(inc)
             self.job_cpu[key] = float(c[-1])
@@ -505,17 +555,21 @@ class Emitter:
                          ("gpus", np.full(L, len(j.gpus.get(i, [])))),
                          ("procs", np.full(L, max(1, j.devices_per_node) + 2))):
                 jt[k].append(v)
+            running = process_gpus(j, i)
             for g in j.gpus.get(i, []):
+                # One row per held GPU, as the agent reports it from the allocation (prolog records on Slurm,
+                # the kubelet checkpoint on Kubernetes); 0 where no process of the job runs.
                 G_ = self.gpu_base[i] + g
+                on = g in running
                 gt["t"].append(t_ns[s:e])
                 gt["host"].append(np.full(L, i))
                 gt["job"].append(np.full(L, jp))
                 gt["gpu"].append(np.full(L, G_))
-                gt["mem"].append(np.full(L, t["gpu_memory_bytes"], np.int64))
-                gt["util"].append(util_all[G_, s:e])
+                gt["mem"].append(np.full(L, t["gpu_memory_bytes"] if on else 0, np.int64))
+                gt["util"].append(util_all[G_, s:e] if on else np.zeros(L))
             if t["unit"] and i == j.hosts[0]:
                 true = t["peak_throughput"] * f if t["diurnal"] else t["throughput"]
-                pps = true * (1 + 0.01 * noise(L, 1.0))
+                pps = (true * (1 + 0.01 * noise(L, 1.0))).astype(np.float64)
                 prog = self.job_progress.get(j.id, 0.0) + np.cumsum(pps * dt)
                 self.job_progress[j.id] = float(prog[-1])
                 for k, v in (("t", t_ns[s:e]), ("host", np.full(L, i)), ("job", np.full(L, jp)),
@@ -540,10 +594,12 @@ class Emitter:
         cg = {k: np.concatenate(v) if v else np.zeros(0) for k, v in gt.items()}
         gcodes = cg["gpu"].astype(np.int64)
         gj = cg["job"].astype(np.int64)
+        sources = [ALLOCATION_SOURCE[sched] for sched in scheds]
         out["job_gpu"] = make_table("job_gpu", cg["t"].astype(np.int64), {
             **jtags(cg, gj), "gpu": string_column(gcodes, [str(x) for x in self.gpu_local]),
             "uuid": string_column(gcodes, self.gpu_uuid)}, {"memory_used_bytes": cg["mem"],
-                                                             "utilization_ratio": cg["util"]})
+                                                             "utilization_ratio": cg["util"],
+                                                             "allocation_source": string_column(gj, sources)})
         cp = {k: np.concatenate(v) if v else np.zeros(0) for k, v in pt.items()}
         pj = cp["job"].astype(np.int64)
         out["job_progress"] = make_table("job_progress", cp["t"].astype(np.int64), {
@@ -565,6 +621,17 @@ class Emitter:
             "cpus_requested": np.array([x["cpus_requested"] for x in info], np.int64).reshape(n),
             "gpus_requested": np.array([x["gpus_requested"] for x in info], np.int64).reshape(n),
             "time_limit_seconds": np.array([x["time_limit_seconds"] for x in info], np.float64).reshape(n)})
+
+
+# How the agent learns a job's GPUs on the simulated fleet: the Slurm prolog's records, the kubelet's checkpoint.
+ALLOCATION_SOURCE = {"slurm": "prolog", "kubernetes": "kubelet"}
+
+
+def process_gpus(job: Job, node: int) -> list[int]:
+    """The GPUs of `node` on which the job runs a process. An idle holder (a notebook that imported a framework)
+    made a context on its first GPU only; every other job runs on all the GPUs it holds."""
+    held = job.gpus.get(node, [])
+    return held[:1] if job.kind == "idle" else held
 
 
 UNNAMED_SHARE = 0.2  # jobs submitted without a meaningful name (the analyzer must cluster them)

@@ -69,7 +69,8 @@ CPUS: dict[str, Cpu] = {
         Cpu("epyc-7763", "x86_64", "AuthenticAMD", "AMD EPYC 7763 64-Core Processor", 64, 2),
         Cpu("epyc-9554", "x86_64", "AuthenticAMD", "AMD EPYC 9554 64-Core Processor", 64, 2),
         Cpu("neoverse-v2", "aarch64", "ARM", "Neoverse-V2", 72, 1),
-        Cpu("power9", "ppc64le", "IBM", "POWER9, altivec supported", 20, 4),
+        # The model as the agent reports it: /proc/cpuinfo says "POWER9, altivec supported"; the agent keeps "POWER9".
+        Cpu("power9", "ppc64le", "IBM", "POWER9", 20, 4),
         Cpu("xeon-8480", "x86_64", "GenuineIntel", "Intel(R) Xeon(R) Platinum 8480+", 56, 2),
     )
 }

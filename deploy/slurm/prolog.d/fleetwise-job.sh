@@ -11,8 +11,13 @@
 # When slurmd passes the job's name, user, account or partition, the prolog also writes (root-owned, so
 # the job cannot rewrite its own identity) textfile/jobinfo-$SLURM_JOB_ID.prom:
 #   fleetwise_job_info{job="42",user="ada",name="train-resnet",account="ml",partition="gpu",command=""} 1
-# FLEETWISE_ROOT moves the tree (tests). No `set -e`: a failed step must not drain the node or fail the
-# job; without its directory the job only loses progress reporting.
+# It also records the GPUs the job holds on this node, as Princeton's jobstats does: one file per GPU,
+#   /run/gpustat/<GPU index>   holding "<job id> <uid>"
+# from SLURM_JOB_GPUS (else CUDA_VISIBLE_DEVICES, else GPU_DEVICE_ORDINAL: in the prolog these carry the
+# node's own indices). The agent reports every GPU so recorded, used or not (job_gpu, allocation_source
+# "prolog"); the epilog removes the files.
+# FLEETWISE_ROOT and FLEETWISE_GPUSTAT move the trees (tests). No `set -e`: a failed step must not drain
+# the node or fail the job; without its directory the job only loses progress reporting.
 set -u
 
 root="${FLEETWISE_ROOT:-/var/lib/fleetwise}"
@@ -41,5 +46,15 @@ if [ -n "${SLURM_JOB_NAME:-}${SLURM_JOB_USER:-}${SLURM_JOB_ACCOUNT:-}${SLURM_JOB
     "$job" "$(label "${SLURM_JOB_USER:-}")" "$(label "${SLURM_JOB_NAME:-}")" \
     "$(label "${SLURM_JOB_ACCOUNT:-}")" "$(label "${SLURM_JOB_PARTITION:-}")" > "$info.$$" &&
     mv -f "$info.$$" "$info"
+fi
+
+gpustat="${FLEETWISE_GPUSTAT:-/run/gpustat}"
+gpus="${SLURM_JOB_GPUS:-${CUDA_VISIBLE_DEVICES:-${GPU_DEVICE_ORDINAL:-}}}"
+if [ -n "$gpus" ]; then
+  mkdir -p "$gpustat" && chmod 0755 "$gpustat"
+  for i in $(printf '%s' "$gpus" | tr ',' ' '); do
+    case "$i" in ''|*[!0-9]*) echo "fleetwise prolog: GPU '$i' is not an index; not recorded" >&2; continue ;; esac
+    printf '%s %s\n' "$job" "$uid" > "$gpustat/$i.$$" && mv -f "$gpustat/$i.$$" "$gpustat/$i"
+  done
 fi
 exit 0
