@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from agents.traces.sink import open_sink
 
+from agents.stores.writers import open_writer
 from agents.traces import ingest
 from analyzer.features import IDLE_UTILIZATION
 from analyzer.pipeline import analyze
@@ -48,7 +48,7 @@ def genai_run(tmp_path_factory):
     path = require_data("alibaba-genai-2026")
     root = tmp_path_factory.mktemp("genai")
     store = f"embedded:{root / 'store'}"
-    sink = open_sink(store)
+    sink = open_writer(store)
     try:
         ingest("alibaba-genai", path, sink, store=store)
     finally:
@@ -138,7 +138,7 @@ if __name__ == "__main__":
     data = SHARED_DATA / "alibaba-genai-2026"
     with tempfile.TemporaryDirectory() as tmp:
         store = f"embedded:{Path(tmp) / 'store'}"
-        sink = open_sink(store)
+        sink = open_writer(store)
         ingest("alibaba-genai", data, sink, store=store)
         sink.close()
         analyze(store, state_dir=Path(tmp) / "state", n_jobs=1)
