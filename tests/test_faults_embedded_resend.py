@@ -60,3 +60,50 @@ def test_a_batch_resent_through_the_agents_sink_after_fold_and_compaction_adds_n
     assert sink.send(b).outcome.name == "OK"  # resent again, while its first copy is pending... and folded
     w.maintain(min_files=2)
     assert _values(tmp_path) == [float(i) for i in range(7)]
+
+
+class _KilledAfterPublish:
+    """The agent's embedded sink, killed (-9) right after its first publish: the spool never hears the ack."""
+
+    def __init__(self, sink) -> None:
+        self.sink, self.format = sink, sink.format
+        self.content_keyed = getattr(sink, "content_keyed", False)
+
+    def send(self, payload: bytes, timeout: float | None = None):
+        self.sink.send(payload, timeout)
+        raise KeyboardInterrupt("kill -9")  # BaseException: nothing in the shipper acks or retries
+
+
+def test_rounds_resent_after_a_crash_are_not_regrouped_into_new_batches(tmp_path):
+    # Three rounds wait in the spool; the shipper publishes a batch and dies before the ack. After the restart a
+    # fourth round has joined the queue. Had the shipper coalesced rounds 1-3 into one batch before the crash
+    # and rounds 1-4 after it, the second batch would get another content key and rounds 1-3 (6 rows) would be
+    # stored twice. Every round must be stored once: 4 rounds x 2 rows.
+    import time
+
+    import pytest
+
+    from agents.stores.settings import StoreSettings
+    from agents.stores.shipper import Shipper
+    from agents.stores.spool import Spool
+    from agents.stores.url import parse_store_url
+    from agents.stores.writers import make_writer
+
+    def payload(first: int) -> bytes:
+        return b"\n".join(p.to_json().encode() for p in _batch(first, 2))
+
+    store, spool_path = tmp_path / "store", tmp_path / "spool.sqlite"
+    url = parse_store_url(f"embedded:{store}")
+    spool = Spool(spool_path)
+    for r in range(3):
+        spool.enqueue(payload(2 * r), "json", 2)
+    with pytest.raises(KeyboardInterrupt):
+        Shipper(spool, _KilledAfterPublish(make_writer(url, StoreSettings()))).flush(time.monotonic() + 30)
+    spool.close()
+
+    spool = Spool(spool_path)  # the restarted agent
+    spool.enqueue(payload(6), "json", 2)
+    assert Shipper(spool, make_writer(url, StoreSettings())).flush(time.monotonic() + 30)
+    assert _values(store) == [float(i) for i in range(8)]
+    EmbeddedWriter(store).maintain(min_files=2)
+    assert _values(store) == [float(i) for i in range(8)]

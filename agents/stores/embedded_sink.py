@@ -29,6 +29,8 @@ class EmbeddedSink:
     """Spooled JSON points -> pending row files of the embedded store, with the spool's durability."""
 
     format = "json"
+    # Batches are named by their content: the shipper must resend exactly the bytes it sent before a crash.
+    content_keyed = True
 
     def __init__(self, path: Path, settings: StoreSettings | None = None) -> None:
         self.path = Path(path)

@@ -69,6 +69,10 @@ class Shipper:
         self.flush_interval = flush_interval_seconds
         self.retry_base, self.retry_max = retry_base_seconds, retry_max_seconds
         self.attempt = 0
+        # A sink that names what it publishes by content (the embedded store) needs every resend after a crash
+        # to carry the same bytes: one spool row per batch, since rows coalesced differently after a restart
+        # (a round enqueued meanwhile joins them) would get a new name and publish those rows a second time.
+        self._peek_points = 1 if getattr(sink, "content_keyed", False) else batch_max_points
         self._wake = threading.Event()
         self._last_problem = ""
 
@@ -79,7 +83,7 @@ class Shipper:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                batch = self.spool.peek(self.batch_max_points)
+                batch = self.spool.peek(self._peek_points)
             except Exception as exc:  # a broken spool must be visible, not kill the thread silently
                 log.error("spool read failed: %s", exc)
                 stop.wait(self.retry_max)
@@ -106,7 +110,7 @@ class Shipper:
     def flush(self, deadline: float) -> bool:
         """Send everything now (shutdown); stops at the first failure or at the deadline. True when empty."""
         while time.monotonic() < deadline:
-            batch = self.spool.peek(self.batch_max_points)
+            batch = self.spool.peek(self._peek_points)
             if batch is None:
                 return True
             if not self.ship(batch, timeout=max(0.5, deadline - time.monotonic())):
