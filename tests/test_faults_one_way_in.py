@@ -109,3 +109,21 @@ def test_ingest_uses_the_store_settings_from_the_environment(https_influx, tmp_p
     assert result.returncode == 0, result.stderr
     with open_reader(f"{base}/traces", StoreSettings(ca_file=ca)) as reader:
         assert _count(reader, "workload_profile", "time_per_epoch_seconds") == 1
+
+
+def test_the_prometheus_reader_verifies_https_with_the_store_ca_file(private_ca, tmp_path):
+    from tests.services import prometheus
+
+    ca, context = private_ca
+    with prometheus(tmp_path, [], "10s") as prom:
+        proxy = ForeignServer(target=prom.url, tls=context)
+        try:
+            url = "prometheuss://" + proxy.url.split("://", 1)[1]
+            # The proxy forwards to a real, empty Prometheus: with the CA the reader gets its answer (no series);
+            # without it the certificate is refused, one QueryError, never an unverified read.
+            with open_reader(url, StoreSettings(ca_file=ca)) as reader:
+                assert reader.measurements() == []
+            with pytest.raises(QueryError, match=r"(?i)certificate"), open_reader(url) as reader:
+                reader.measurements()
+        finally:
+            proxy.close()

@@ -29,7 +29,7 @@ def open_reader(url: str | StoreURL, settings: StoreSettings | None = None) -> R
     if parsed.kind == "prometheus":
         from agents.query.prometheus import PrometheusReader
 
-        return PrometheusReader(parsed)
+        return PrometheusReader(parsed, ca_file=settings.ca_file)
     raise ValueError(
         f"{parsed}: querying needs the v1 /query endpoint (InfluxQL); InfluxDB 2.x and 3.x serve it too via a "
         "DBRP mapping, so name the store as influxdb://host:port/DB (influxdbs:// for HTTPS) to read from it")

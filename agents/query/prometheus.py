@@ -25,11 +25,11 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
+from pathlib import Path
 
 from agents.query import promql
 from agents.query.base import (
@@ -57,7 +57,8 @@ MAX_STEPS = 2_000  # subquery steps per series and window (Prometheus refuses qu
 class PrometheusReader(Reader):
     parallel_queries = 2
 
-    def __init__(self, url: StoreURL, timeout: float = 120.0) -> None:
+    def __init__(self, url: StoreURL, timeout: float = 120.0, ca_file: Path | None = None) -> None:
+        from agents.stores.connection import ssl_context
         from agents.stores.secrets import read_secret
 
         if url.kind != "prometheus":
@@ -69,7 +70,8 @@ class PrometheusReader(Reader):
         token = read_secret("FLEETWISE_PROMETHEUS_TOKEN")
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
-        self._ssl = ssl.create_default_context() if self.base.startswith("https:") else None
+        # The same verification as every store connection: a private CA is added, never turned off.
+        self._ssl = ssl_context(ca_file) if self.base.startswith("https:") else None
         self._step_ms = parse_every(url.params["step"]) // 10**6 if url.params.get("step") else None
         self._names: set[str] | None = None
         self._left_open: bool | None = None
