@@ -38,7 +38,7 @@ def job_table(n: int, n_workloads: int, rng: np.random.Generator) -> pd.DataFram
                 user=np.char.add("u", (w % 50).astype(str)).astype(object),
                 workload=np.char.add("wl-", w.astype(str)).astype(object),
                 hosts=np.char.add("n", (np.arange(n) % 1000).astype(str)).astype(object),
-                nodes=np.ones(n, dtype="int64"), gpus=gpus,
+                nodes=np.ones(n, dtype="int64"), gpus=gpus, gpus_used=gpus,
                 accelerator=np.where(gpus > 0, np.array(["a100-80gb", "h100-80gb"])[w % 2], "").astype(object),
                 cpus_allocated=np.full(n, 32.0), cpu_cores_peak=rng.gamma(4, 2, n),
                 memory_limit_bytes=np.full(n, 128.0 * GIB), memory_peak_bytes=rng.gamma(4, 8 * GIB, n),
