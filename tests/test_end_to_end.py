@@ -363,9 +363,9 @@ def test_report_gpu_hours_equal_the_held_gpu(fleet: Fleet, alerts: AlertsRun | N
 
 
 # The efficiency grid's row for a job, as the browser shows it: (job cell, GPU utilization cell) per matching row.
-GRID_ROW_JS = """var out = [];
+GRID_ROW_JS = """var out = [], want = arguments[0];
 document.querySelectorAll('#workloads-grid .ag-cell[col-id="job"]').forEach(function (cell) {
-  if (cell.textContent.trim() !== arguments[0]) { return; }
+  if (cell.textContent.trim() !== want) { return; }
   var index = cell.closest('.ag-row').getAttribute('row-index');
   var util = document.querySelector('#workloads-grid .ag-row[row-index="' + index + '"] '
                                     + '.ag-cell[col-id="gpu_utilization"]');
@@ -376,6 +376,7 @@ return out;"""
 
 def test_dashboard_shows_the_idle_gpu_in_chromium(fleet: Fleet, tmp_path: Path):
     not_landed("dashboard", ("dashboard",), "dashboard")
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
     from tests.browser import chromium, console_errors, dash_errors
 
@@ -390,9 +391,15 @@ def test_dashboard_shows_the_idle_gpu_in_chromium(fleet: Fleet, tmp_path: Path):
         wait_http(base + "/", timeout=120, proc=proc)
         with chromium(tmp_path / "profile") as browser:
             browser.get(base + "/workloads")
-            rows = WebDriverWait(browser, 120, poll_frequency=0.25).until(
-                lambda d: d.execute_script(GRID_ROW_JS, IDLE_JOB))
-            browser.save_screenshot(str(tmp_path / "workloads.png"))
+            try:
+                rows = WebDriverWait(browser, 120, poll_frequency=0.25).until(
+                    lambda d: d.execute_script(GRID_ROW_JS, IDLE_JOB))
+            except TimeoutException:
+                raise AssertionError(f"no row for job {IDLE_JOB} in /workloads' grid after 120 s; the page says: "
+                                     f"{browser.find_element('tag name', 'body').text[:2000]!r}; dashboard log: "
+                                     f"{(tmp_path / 'dashboard.log').read_text()[-2000:]}") from None
+            finally:
+                browser.save_screenshot(str(tmp_path / "workloads.png"))
             assert rows == [[IDLE_JOB, "0%"]], rows
             assert dash_errors(browser) == [] and console_errors(browser) == []
     finally:
