@@ -203,12 +203,16 @@ def test_prometheus_scraped_both_agents(fleet: Fleet):
 # -- downstream steps ----------------------------------------------------------------------------------------
 
 
-def idle_job_gpu_hours(fleet: Fleet) -> float:
+def idle_job_gpu_hours(fleet: Fleet, within: tuple[int, int] | None = None) -> float:
     """Job 42's GPU-hours worked out from InfluxDB's points: one GPU held from the start of the analyzer's bucket
-    (--every) of its first job_gpu point to the end of the bucket of its last one (docs/jobtable.md)."""
+    (--every) of its first job_gpu point to the end of the bucket of its last one (docs/jobtable.md); with
+    `within` (ns), only the part inside it."""
     times = fleet.stored[(GPU_HOST, "job_gpu")]
     every = EVERY_SECONDS * 10**9
-    return ((max(times) // every + 1) - min(times) // every) * every / 3.6e12
+    start, end = min(times) // every * every, (max(times) // every + 1) * every
+    if within is not None:
+        start, end = max(start, within[0]), min(end, within[1])
+    return max(end - start, 0) / 3.6e12
 
 
 def test_analyze_finds_the_idle_gpu(fleet: Fleet):
@@ -341,6 +345,8 @@ def test_report_gpu_hours_equal_the_held_gpu(fleet: Fleet, alerts: AlertsRun | N
     first = min(fleet.stored[(GPU_HOST, "job_gpu")])
     year, week, _ = dt.datetime.fromtimestamp(first / 1e9, dt.UTC).isocalendar()
     name = f"{year}-W{week:02d}"
+    monday = dt.datetime.fromisocalendar(year, week, 1).replace(tzinfo=dt.UTC)
+    week_ns = (int(monday.timestamp()) * 10**9, int((monday + dt.timedelta(days=7)).timestamp()) * 10**9)
     out = fleet.workdir / "report"
     args = ["report", "--week", name, "--store", fleet.store, "--state", str(fleet.state), "--out", str(out)]
     if alerts is not None:
@@ -353,7 +359,7 @@ def test_report_gpu_hours_equal_the_held_gpu(fleet: Fleet, alerts: AlertsRun | N
     pools = pd.read_csv(next(out.glob(f"*{name}*gpu-hours*.csv")))
     row = pools[pools["pool"].astype(str).str.contains("a100-80gb")]
     assert len(row) == 1, pools.to_string()
-    held = idle_job_gpu_hours(fleet)
+    held = idle_job_gpu_hours(fleet, within=week_ns)  # all of it, unless the fleet ran across Sunday midnight
     assert row["allocated_gpu_hours"].iloc[0] == pytest.approx(held, rel=1e-6), pools.to_string()
     assert row["used_gpu_hours"].iloc[0] == pytest.approx(0.0, abs=1e-9)
     html = next(out.glob(f"*{name}*.html")).read_text()
