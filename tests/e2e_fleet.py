@@ -159,6 +159,14 @@ def influx_points(influx_url: str) -> dict[tuple[str, str], list[int]]:
     return out
 
 
+def spool_rows(influx_url: str, host: str) -> list[dict]:
+    """The agent's own spool status, as it wrote it every round: one dict per round (time in ns)."""
+    literal = "'" + host.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    answer = _query_ns(influx_url, f'SELECT * FROM "spool" WHERE "host" = {literal}')
+    series = answer["series"][0]
+    return [dict(zip(series["columns"], row, strict=True)) for row in series["values"]]
+
+
 def _query_ns(influx_url: str, q: str) -> dict:
     params = urllib.parse.urlencode({"q": q, "db": DB, "epoch": "ns"})
     with urllib.request.urlopen(f"{influx_url}/query", data=params.encode(), timeout=60) as r:
