@@ -77,8 +77,8 @@ def gather(week: IsoWeek, *, reader=None, store: str | None = None, state_dir=No
         daily = ut.pool_series(reader, week.shifted(-trend_weeks).start, end, every="1d")
         data.trend = ut.weekly_means(daily)
         data.utilization = _with_change(data.utilization, data.trend, week)
-        bounds = [b for m in ("gpu", "cpu", "job") if m in set(reader.measurements())
-                  for b in [reader.time_bounds(m)] if b is not None]
+        present = set(reader.measurements())
+        bounds = [b for m in ("gpu", "cpu", "job") if m in present for b in [reader.time_bounds(m)] if b is not None]
         data.data_bounds = (min(b[0] for b in bounds), max(b[1] for b in bounds)) if bounds else None
     else:
         _note(data, "utilization", "no store given: utilization is not shown")

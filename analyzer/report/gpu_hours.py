@@ -34,7 +34,7 @@ def job_hours(run, start, end):
     held = eff["gpu_hours_held"] * share
     out = pd.DataFrame({
         "job": jobs["job"], "scheduler": jobs["scheduler"], "user": jobs["user"],
-        "workload": jobs["workload"] if "workload" in jobs else "",
+        "workload": jobs.get("workload", ""),
         "pool": GPU_PREFIX + jobs["accelerator"].astype(str), "gpus": jobs["gpus"],
         "share": share, "held": held, "used": held * eff["gpu_utilization"],
         "idle": eff["gpu_hours_idle"] * share, "utilization": eff["gpu_utilization"]})
@@ -58,7 +58,8 @@ def by_pool(jobs, available=None):
                                                       "available_gpu_hours")}}
     out = pd.concat([out, pd.DataFrame([total])], ignore_index=True)
     out["jobs"] = out["jobs"].fillna(0).astype(int)
-    out["allocated_share"] = out["allocated_gpu_hours"] / out["available_gpu_hours"].where(out["available_gpu_hours"] > 0)
+    available_hours = out["available_gpu_hours"]
+    out["allocated_share"] = out["allocated_gpu_hours"] / available_hours.where(available_hours > 0)
     out["used_share_of_allocated"] = out["used_gpu_hours"] / out["allocated_gpu_hours"].where(
         out["allocated_gpu_hours"] > 0)
     return out[["pool", "jobs", "available_gpu_hours", "allocated_gpu_hours", "used_gpu_hours", "idle_gpu_hours",

@@ -26,6 +26,7 @@ figure { margin: 6pt 0; page-break-inside: avoid; } figure img { width: 100%; }
 .empty { font-size: 13pt; padding: 20pt; border: 2px dashed #c77; background: #fff6f6; }
 """
 
+DASH = "\u2013"  # an en dash for a missing value
 PERCENT = ("mean", "p95", "peak", "previous_week_mean", "allocated_share", "used_share_of_allocated", "utilization")
 INTEGER = ("jobs", "recommendations", "alerts", "hours", "days", "gpus")
 
@@ -34,7 +35,7 @@ def _fmt(value: Any, column: str) -> str:
     import pandas as pd
 
     if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
-        return "–"
+        return DASH
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, float | int) and not isinstance(value, bool):
@@ -93,7 +94,7 @@ def _trend_pivot(trend):
     p = p.sort_values(["pool", "resource"], key=lambda s: s.map(order) if s.name == "resource" else s)
     p.columns = [str(c) for c in p.columns]
     for c in p.columns[2:]:
-        p[c] = p[c].map(lambda v: f"{v:.1%}" if v == v else "–")
+        p[c] = p[c].map(lambda v: f"{v:.1%}" if v == v else DASH)
     return p
 
 
@@ -121,7 +122,7 @@ def render(data: ReportData, figures: dict[str, Any], images: dict[str, bytes] |
     title = f"Weekly capacity report: {data.fleet_name}, {data.week}"
     run = data.run.run
     meta = [f"{data.week.label()}", f"generated {data.generated_at:%Y-%m-%d %H:%M} UTC",
-            f"store {data.store or '–'}"]
+            f"store {data.store or DASH}"]
     if run is not None:
         meta.append(f"analyze run {run.run_id} ({data.run.start:%Y-%m-%d %H:%M} to {data.run.end:%Y-%m-%d %H:%M})")
     head = (f"<h1>{html.escape(title)}</h1><p class=\"meta\">{html.escape(' · '.join(meta))}</p>")

@@ -39,9 +39,9 @@ class IsoWeek:
         return week_of(self.start + dt.timedelta(weeks=weeks))
 
     def label(self) -> str:
-        """`2026-W47 (Mon 16 Nov – Sun 22 Nov 2026, UTC)`."""
+        """`2026-W47 (Mon 16 Nov to Sun 22 Nov 2026, UTC)`."""
         sunday = self.monday + dt.timedelta(days=6)
-        return f"{self} (Mon {self.monday:%d %b} – Sun {sunday:%d %b %Y}, UTC)"
+        return f"{self} (Mon {self.monday:%d %b} to Sun {sunday:%d %b %Y}, UTC)"
 
 
 def week_of(moment: dt.datetime | dt.date) -> IsoWeek:
