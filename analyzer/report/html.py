@@ -129,8 +129,8 @@ def render(data: ReportData, figures: dict[str, Any], images: dict[str, bytes] |
     body = [head, _notes(data, "run")]
     if data.empty:
         b = data.data_bounds
-        where = (f"the store's telemetry runs from {b[0]:%Y-%m-%d %H:%M} to {b[1]:%Y-%m-%d %H:%M} UTC"
-                 if b else "the store holds no telemetry")
+        where = (f"the store's telemetry runs from {b[0]:%Y-%m-%d %H:%M} to {b[1]:%Y-%m-%d %H:%M} UTC" if b else
+                 "the store holds no telemetry" if data.store else "no store was given: --store URL")
         body.append(f'<p class="empty">No data for {html.escape(data.week.label())}: no telemetry and no job in '
                     f'the week ({html.escape(where)}). Nothing to chart.</p>')
     else:
