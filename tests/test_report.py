@@ -273,3 +273,51 @@ def test_pdf_pages_are_not_blank_and_page_one_names_week_and_fleet(weekly, tmp_p
                            check=True, timeout=60).stdout
     assert "2026-W47" in first and "Lab A" in first
     assert "Mon 16 Nov" in first
+
+
+def _saved_run(state_dir, window, jobs=None):
+    """A real run in a real state directory, its efficiency table made by the analyzer's own function."""
+    from analyzer.efficiency import job_efficiency
+    from analyzer.state import StateDir
+
+    writer = StateDir(state_dir).new_run(store="embedded:/nowhere", window=window)
+    if jobs is not None:
+        writer.save_table("job_table", jobs)
+        writer.save_table("efficiency", job_efficiency(jobs))
+    return writer.commit()
+
+
+def test_a_run_wider_than_the_week_counts_each_jobs_share_inside_it(tmp_path):
+    from analyzer.report import gpu_hours as gh
+
+    t = pd.Timestamp
+    jobs = pd.DataFrame({
+        "job": ["a", "b", "c", "d"], "scheduler": "slurm", "user": ["ann", "bob", "bob", "cy"],
+        "workload": ["train", "nb", "etl", "train"], "accelerator": ["a100-80gb", "a100-80gb", "", "h100-80gb"],
+        "gpus": [2, 1, 0, 4],
+        # a: Sunday noon of week 47 to Monday noon of week 48, half inside; b: Monday of week 47; c: a CPU job;
+        # d: entirely in week 48
+        "start": [t("2026-11-22T12:00Z"), t("2026-11-16T00:00Z"), t("2026-11-17T00:00Z"), t("2026-11-24T00:00Z")],
+        "end": [t("2026-11-23T12:00Z"), t("2026-11-17T00:00Z"), t("2026-11-18T00:00Z"), t("2026-11-25T00:00Z")],
+        "duration_seconds": [86400.0] * 4, "gpu_utilization_mean": [0.5, 0.25, np.nan, 0.9],
+        "gpu_idle_seconds": [0.0, 14400.0, np.nan, 0.0]})
+    # an older run covering all of week 47 and a newer one covering half of it: the whole week wins
+    full = _saved_run(tmp_path, (t("2026-11-09T00:00Z"), t("2026-11-30T00:00Z")), jobs)
+    newer = _saved_run(tmp_path, (t("2026-11-19T12:00Z"), t("2026-11-30T00:00Z")))
+    chosen = choose_run(tmp_path, WEEK.start, WEEK.end)
+    assert chosen.run.run_id == full.run_id and chosen.exact
+    got = gh.by_pool(gh.job_hours(chosen.run, WEEK.start, WEEK.end)).set_index("pool")
+    # a: 2 GPUs x 12 h inside = 24 GPU-h, used 24 x 0.5 = 12; b: 24 GPU-h, used 6, idle 4 h x 1 GPU
+    assert list(got.index) == ["gpu:a100-80gb", "all"]
+    assert got.loc["gpu:a100-80gb", "allocated_gpu_hours"] == pytest.approx(48.0)
+    assert got.loc["gpu:a100-80gb", "used_gpu_hours"] == pytest.approx(18.0)
+    assert got.loc["gpu:a100-80gb", "idle_gpu_hours"] == pytest.approx(4.0)
+    assert got.loc["gpu:a100-80gb", "jobs"] == 2
+    # week 48: both runs cover all of it, and the newer wins
+    assert choose_run(tmp_path, IsoWeek(2026, 48).start, IsoWeek(2026, 48).end).run.run_id == newer.run_id
+    # a run covering Thursday noon to the week's end only: 3.5 of 7 days, said so
+    only = _saved_run(tmp_path / "partial", (t("2026-11-19T12:00Z"), t("2026-11-30T00:00Z")))
+    partial = choose_run(tmp_path / "partial", WEEK.start, WEEK.end)
+    assert partial.run.run_id == only.run_id and partial.covered == pytest.approx(0.5) and not partial.exact
+    none = choose_run(tmp_path / "none", WEEK.start, WEEK.end)
+    assert none.run is None and "no completed analyze run" in none.reason

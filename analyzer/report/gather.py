@@ -71,10 +71,12 @@ def gather(week: IsoWeek, *, reader=None, store: str | None = None, state_dir=No
     chosen = choose_run(state_dir, start, end) if state_dir is not None else ChosenRun(None, reason="no --state")
     data = ReportData(week, fleet_name, store, now or dt.datetime.now(dt.UTC), chosen)
     if reader is not None:
-        data.hourly = ut.pool_series(reader, start, end, every="1h")
+        first = week.shifted(-trend_weeks).start
+        pools = ut.host_pools(reader, first, end)  # once for the week and the trend
+        data.hourly = ut.pool_series(reader, start, end, every="1h", pools=pools)
         data.utilization = ut.week_stats(data.hourly)
         tick(1, STEPS)
-        daily = ut.pool_series(reader, week.shifted(-trend_weeks).start, end, every="1d")
+        daily = ut.pool_series(reader, first, end, every="1d", pools=pools)
         data.trend = ut.weekly_means(daily)
         data.utilization = _with_change(data.utilization, data.trend, week)
         present = set(reader.measurements())

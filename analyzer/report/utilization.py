@@ -45,8 +45,9 @@ def host_pools(reader, start, end) -> dict[str, str]:
     return pools
 
 
-def pool_series(reader, start, end, every: str = "1h"):
-    """Long frame [time, pool, resource, value] of hourly (or `every`) pool values in [start, end)."""
+def pool_series(reader, start, end, every: str = "1h", pools: dict[str, str] | None = None):
+    """Long frame [time, pool, resource, value] of hourly (or `every`) pool values in [start, end); pools: host ->
+    pool (host_pools(), read over [start, end) when not given)."""
     import pandas as pd
 
     present = set(reader.measurements())
@@ -59,7 +60,8 @@ def pool_series(reader, start, end, every: str = "1h"):
         held = held[held["pool"].str.startswith(GPU_PREFIX) & (held["capacity"] > 0)]
         parts.append(pd.DataFrame({"time": held["time"], "pool": held["pool"], "resource": "gpu_allocated",
                                    "value": held["demand"] / held["capacity"]}))
-    pools = host_pools(reader, start, end) if {"cpu", "memory"} & present else {}
+    if pools is None:
+        pools = host_pools(reader, start, end) if {"cpu", "memory"} & present else {}
     if "cpu" in present and pools:
         cpu = reader.frame("cpu", ["busy_ratio"], start, end, every=every, by=["host", "cpu"], agg="mean")
         cpu = cpu[cpu["cpu"] == "total"]
