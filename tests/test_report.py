@@ -35,10 +35,11 @@ W0, W1 = pd.Timestamp("2026-11-16T00:00:00Z"), pd.Timestamp("2026-11-23T00:00:00
 
 @pytest.fixture(scope="module")
 def weekly(tmp_path_factory):
-    """10 nodes x 4 days at 10 minutes (analyzed with 10-minute buckets, so job spans are exact): ~25 s loaded."""
+    """7 nodes (one per class of the default profile) x 4 days at 10 minutes, analyzed with 10-minute buckets so
+    that job spans are exact."""
     root = tmp_path_factory.mktemp("report")
     store = f"embedded:{root / 'store'}"
-    simulate(nodes=10, days=4, interval=600, seed=1, store=store, start=START)
+    simulate(nodes=7, days=4, interval=600, seed=1, store=store, start=START)
     analyze(store, since=W0.isoformat(), until=W1.isoformat(), state_dir=root / "state", n_jobs=1, every="10m")
     log = io.StringIO()
     result = build_report(WEEK, root / "out", store=store, state_dir=root / "state", alerts_state=root / "alerts",
