@@ -90,23 +90,31 @@ def _underused(data: ReportData):
 
 
 def _forecast(data: ReportData):
+    """Demand and forecast as a share of each pool's capacity, so GPU pools (a few devices) and CPU pools (hundreds
+    of cores) share one axis, and saturation is the 100% line for all of them."""
     import plotly.graph_objects as go
 
     f = data.forecast
     if f.table is None or f.table.empty or f.history is None:
         return None
+    from plotly.colors import qualitative
+
     fig = go.Figure()
-    for pool in f.table["pool"]:
-        h = f.history[f.history["pool"] == pool]
-        p = f.prediction[f.prediction["pool"] == pool]
-        fig.add_trace(go.Scatter(x=h["time"], y=h["demand"], mode="lines", name=f"{pool} demand"))
-        fig.add_trace(go.Scatter(x=p["time"], y=p["forecast"], mode="lines", line={"dash": "dash"},
-                                 name=f"{pool} forecast"))
-        if len(h) and h["capacity"].notna().any():
-            cap = float(h["capacity"].iloc[-1])
-            fig.add_trace(go.Scatter(x=[h["time"].iloc[0], p["time"].iloc[-1] if len(p) else h["time"].iloc[-1]],
-                                     y=[cap, cap], mode="lines", line={"dash": "dot"}, name=f"{pool} capacity"))
-    fig.update_layout(title=f"Demand and forecast ({f.horizon} ahead)", yaxis_title="GPUs / cores busy", **LAYOUT)
+    for i, r in enumerate(f.table.itertuples()):
+        if not r.capacity or r.capacity != r.capacity:
+            continue
+        h = f.history[f.history["pool"] == r.pool]
+        p = f.prediction[f.prediction["pool"] == r.pool]
+        color = qualitative.Plotly[i % len(qualitative.Plotly)]  # a pool's history and forecast in one colour
+        fig.add_trace(go.Scatter(x=h["time"], y=h["demand"] / r.capacity * 100, mode="lines",
+                                 line={"color": color}, name=f"{r.pool} demand"))
+        fig.add_trace(go.Scatter(x=p["time"], y=p["forecast"] / r.capacity * 100, mode="lines",
+                                 line={"dash": "dash", "color": color}, name=f"{r.pool} forecast"))
+    if not fig.data:
+        return None
+    fig.add_hline(y=100, line_dash="dot", line_color="#c0392b", annotation_text="capacity")
+    fig.update_layout(title=f"Demand and forecast ({f.horizon} ahead), % of each pool's capacity",
+                      yaxis_title="% of capacity", **LAYOUT)
     return fig
 
 
