@@ -322,3 +322,20 @@ def test_a_run_wider_than_the_week_counts_each_jobs_share_inside_it(tmp_path):
     assert partial.run.run_id == only.run_id and partial.covered == pytest.approx(0.5) and not partial.exact
     none = choose_run(tmp_path / "none", WEEK.start, WEEK.end)
     assert none.run is None and "no completed analyze run" in none.reason
+
+
+@pytest.mark.services
+def test_the_html_draws_its_charts_in_chromium_with_no_network(weekly):
+    """Opened from the file in Debian's headless Chromium, with every request sent to a dead proxy: plotly draws
+    each chart (three `main-svg` layers a chart), so nothing it needs is outside the file."""
+    import subprocess
+
+    from analyzer.report.figures import figures
+
+    chromium = require_binary("chromium")
+    expected = len(figures(weekly["result"].data))
+    assert expected >= 5
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                          "--proxy-server=127.0.0.1:9", "--virtual-time-budget=10000", "--dump-dom",
+                          weekly["result"].html.as_uri()], capture_output=True, text=True, timeout=180).stdout
+    assert dom.count('class="main-svg"') == 3 * expected
