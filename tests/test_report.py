@@ -339,3 +339,11 @@ def test_the_html_draws_its_charts_in_chromium_with_no_network(weekly):
                           "--proxy-server=127.0.0.1:9", "--virtual-time-budget=10000", "--dump-dom",
                           weekly["result"].html.as_uri()], capture_output=True, text=True, timeout=180).stdout
     assert dom.count('class="main-svg"') == 3 * expected
+
+
+def test_a_bad_browser_path_is_one_line(monkeypatch, tmp_path):
+    from analyzer.report.pdf import PdfError, browser_path
+
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-such-chromium"))
+    with pytest.raises(PdfError, match=r"^BROWSER_PATH=.*no-such-chromium: not an executable browser"):
+        browser_path()

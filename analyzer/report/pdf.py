@@ -1,8 +1,9 @@
 """The PDF: every chart rendered to a PNG by kaleido (which drives a headless Chromium through
 choreographer), put into the report's HTML as images, and laid out by WeasyPrint.
 
-kaleido >= 1 brings no browser: it finds one, and `BROWSER_PATH` names it. When that is unset and Debian's
-Chromium is there (/usr/bin/chromium), that one is used, so nothing is downloaded. MathJax is off: kaleido
+kaleido >= 1 brings no browser: choreographer finds one, and `BROWSER_PATH` names it. The report passes kaleido
+the browser itself: `BROWSER_PATH` when set, else Debian's Chromium (/usr/bin/chromium), else `chromium` on the
+PATH, so nothing is ever downloaded. MathJax is off: kaleido
 would otherwise load it from a CDN, which an offline host waits on.
 """
 
@@ -22,7 +23,10 @@ class PdfError(RuntimeError):
 
 
 def browser_path() -> str:
-    path = os.environ.get("BROWSER_PATH") or (DEBIAN_CHROMIUM if os.access(DEBIAN_CHROMIUM, os.X_OK) else None) \
+    named = os.environ.get("BROWSER_PATH")
+    if named and not os.access(named, os.X_OK):
+        raise PdfError(f"BROWSER_PATH={named}: not an executable browser; unset it to use Debian's chromium")
+    path = named or (DEBIAN_CHROMIUM if os.access(DEBIAN_CHROMIUM, os.X_OK) else None) \
         or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
         raise PdfError("no Chromium for the PDF's charts: install Debian's chromium "
@@ -36,7 +40,7 @@ def render_images(figures: dict[str, Any]) -> dict[str, bytes]:
         return {}
     import asyncio
 
-    os.environ.setdefault("BROWSER_PATH", browser_path())
+    browser = browser_path()
     try:
         import kaleido
     except ImportError as e:
@@ -44,7 +48,7 @@ def render_images(figures: dict[str, Any]) -> dict[str, bytes]:
 
     async def run() -> dict[str, bytes]:
         out = {}
-        async with kaleido.Kaleido(n=1, mathjax=False) as k:
+        async with kaleido.Kaleido(n=1, mathjax=False, path=browser) as k:
             for name, fig in figures.items():
                 out[name] = await k.calc_fig(fig, opts={"format": "png", "width": WIDTH, "height": HEIGHT,
                                                        "scale": SCALE})
@@ -55,7 +59,7 @@ def render_images(figures: dict[str, Any]) -> dict[str, bytes]:
     except PdfError:
         raise
     except Exception as e:  # choreographer's browser errors have many classes; the message says what happened
-        raise PdfError(f"rendering the charts with {os.environ['BROWSER_PATH']} failed: "
+        raise PdfError(f"rendering the charts with {browser} failed: "
                        f"{type(e).__name__}: {e}") from None
 
 
