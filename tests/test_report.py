@@ -347,3 +347,17 @@ def test_a_bad_browser_path_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-such-chromium"))
     with pytest.raises(PdfError, match=r"^BROWSER_PATH=.*no-such-chromium: not an executable browser"):
         browser_path()
+
+
+def test_a_week_with_telemetry_but_no_analyze_run(weekly, tmp_path):
+    """Week 46 holds one day of telemetry (Sunday) and no run covers it: utilization is shown, the analysis
+    sections say why they are empty and name the command that fills them."""
+    result = build_report(IsoWeek(2026, 46), tmp_path, store=weekly["store"], state_dir=weekly["root"] / "state",
+                          alerts_state=tmp_path / "alerts", progress=Progress("r", stream=io.StringIO()))
+    html = result.html.read_text()
+    assert "fleetwise analyze --since 2026-11-09T00:00:00Z --until 2026-11-16T00:00:00Z" in html
+    assert html.count("No analyze run for this week") == 4
+    u = result.data.utilization
+    assert set(u["hours"]) == {24} and len(u) > 0  # Sunday only
+    assert {p.name for p in result.csv} == {"capacity-report-2026-W46-utilization.csv",
+                                            "capacity-report-2026-W46-utilization-trend.csv"}

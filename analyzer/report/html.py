@@ -127,6 +127,7 @@ def render(data: ReportData, figures: dict[str, Any], images: dict[str, bytes] |
         meta.append(f"analyze run {run.run_id} ({data.run.start:%Y-%m-%d %H:%M} to {data.run.end:%Y-%m-%d %H:%M})")
     head = (f"<h1>{html.escape(title)}</h1><p class=\"meta\">{html.escape(' · '.join(meta))}</p>")
     body = [head, _notes(data, "run")]
+    no_run = '<p class="note">No analyze run for this week (see above).</p>' if run is None else ""
     if data.empty:
         b = data.data_bounds
         where = (f"the store's telemetry runs from {b[0]:%Y-%m-%d %H:%M} to {b[1]:%Y-%m-%d %H:%M} UTC" if b else
@@ -141,16 +142,16 @@ def render(data: ReportData, figures: dict[str, Any], images: dict[str, bytes] |
                  _notes(data, "utilization"), table_html(data.utilization), chart("utilization_hourly"),
                  "<h3>Trend against the previous weeks</h3>", table_html(_trend_pivot(data.trend)),
                  chart("utilization_trend"),
-                 "<h2>2. Allocated and used GPU-hours</h2>", _notes(data, "gpu_hours"),
+                 "<h2>2. Allocated and used GPU-hours</h2>", no_run, _notes(data, "gpu_hours"),
                  table_html(data.gpu_hours), chart("gpu_hours"),
-                 "<h2>3. Under-used workloads and users</h2>",
+                 "<h2>3. Under-used workloads and users</h2>", no_run,
+                 "" if data.workloads is None else
                  '<p class="meta">Unused = GPU-hours held minus GPU-hours used (utilization-weighted); idle = the '
-                 "analyzer's GPU-hours below 5% busy.</p>",
-                 "<h3>Workloads</h3>", table_html(data.workloads), chart("underused_workloads"),
-                 "<h3>Users</h3>", table_html(data.users),
-                 "<h2>4. Demand forecast</h2>", _notes(data, extra=data.forecast.notes),
+                 "analyzer's GPU-hours below 5% busy.</p><h3>Workloads</h3>" + table_html(data.workloads) +
+                 chart("underused_workloads") + "<h3>Users</h3>" + table_html(data.users),
+                 "<h2>4. Demand forecast</h2>", no_run, _notes(data, extra=data.forecast.notes),
                  table_html(data.forecast.table), chart("forecast"),
-                 "<h2>5. Recommendations</h2>", _notes(data, extra=data.recommendations.notes),
+                 "<h2>5. Recommendations</h2>", no_run, _notes(data, extra=data.recommendations.notes),
                  table_html(data.recommendations.totals), table_html(data.recommendations.by_kind),
                  chart("recommendations"), table_html(data.recommendations.top),
                  "<h2>6. Alerts</h2>", _notes(data, extra=data.alerts.notes),
