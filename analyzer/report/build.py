@@ -31,7 +31,10 @@ class ReportResult:
         d = self.data
         lines = [f"capacity report for {d.fleet_name}, {d.week}" +
                  (": no data in the week" if d.empty else ""), f"  {self.html}"]
-        lines += [f"  {p}" for p in ([self.pdf] if self.pdf else []) + self.csv]
+        if self.pdf:
+            lines.append(f"  {self.pdf}")
+        if self.csv:
+            lines.append(f"  {len(self.csv)} tables as CSV: {self.html.parent / self.html.stem}-*.csv")
         return "\n".join(lines)
 
 
