@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import numbers
 from typing import Any
 
 from analyzer.report.gather import ReportData
@@ -38,7 +39,7 @@ def _fmt(value: Any, column: str) -> str:
         return DASH
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d %H:%M")
-    if isinstance(value, float | int) and not isinstance(value, bool):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):  # numpy's integers too
         if column in PERCENT:
             return f"{value:.1%}"
         if column == "change_points":
