@@ -361,3 +361,24 @@ def test_a_week_with_telemetry_but_no_analyze_run(weekly, tmp_path):
     assert set(u["hours"]) == {24} and len(u) > 0  # Sunday only
     assert {p.name for p in result.csv} == {"capacity-report-2026-W46-utilization.csv",
                                             "capacity-report-2026-W46-utilization-trend.csv"}
+
+
+@pytest.mark.services
+def test_influxdb_and_embedded_give_the_same_utilization(tmp_path, influxdb_server):
+    """The same simulated day in both stores (a real influxd 1.6): the same pools, resources and weekly figures."""
+    from analyzer.report import utilization as ut
+
+    kw = {"nodes": 7, "days": 1, "interval": 600, "seed": 3, "start": "2026-11-17T00:00:00Z"}
+    embedded = f"embedded:{tmp_path / 'store'}"
+    influx = f"influxdb://{influxdb_server.url[len('http://'):]}/sim"
+    simulate(store=embedded, **kw)
+    simulate(store=influx, truth_path=tmp_path / "truth-influx.json", **kw)
+    stats = []
+    for url in (embedded, influx):
+        with open_reader(url) as r:
+            stats.append(ut.week_stats(ut.pool_series(r, WEEK.start, WEEK.end)).set_index(["pool", "resource"]))
+    a, b = stats
+    assert len(a) >= 20 and list(a.index) == list(b.index)
+    assert set(a["hours"]) == {24} and (a["hours"] == b["hours"]).all()
+    for c in ("mean", "p95", "peak"):
+        assert b[c].to_numpy() == pytest.approx(a[c].to_numpy(), rel=1e-6, abs=1e-9), c
