@@ -186,12 +186,45 @@ def test_html_is_self_contained_and_has_a_csv_per_table(weekly):
             "recommendation-totals"} <= set(weekly["csv"])
 
 
-def test_alerts_section(weekly):
-    html = weekly["html"]
-    if importlib.util.find_spec("analyzer.alerts") is None:  # this branch predates the alert evaluator
-        assert "the alert evaluator is not installed" in html
-    else:
-        assert "no alert fired in the week" in html  # an empty alert state directory
+def _history(state_dir) -> None:
+    """Four alerts as the evaluator records them (analyzer.alerts.state.StateDir.append_history): fired and
+    resolved before week 47; fired before it and resolved inside; fired inside and still firing; fired after."""
+    from analyzer.alerts.state import StateDir
+
+    def ts(text: str) -> float:
+        return pd.Timestamp(text).timestamp()
+
+    def event(rule, severity, host, state, starts, ends=None):
+        labels = {"alertname": rule, "severity": severity, "host": host}
+        return {"event": state, "fingerprint": f"{rule}-{host}", "rule": rule, "severity": severity, "labels": labels,
+                "summary": f"{rule} on {host}", "starts_at": ts(starts), "ends_at": ts(ends) if ends else None}
+
+    StateDir(state_dir).append_history([
+        event("NodeSilent", "critical", "h1", "firing", "2026-11-10T00:00Z"),
+        event("NodeSilent", "critical", "h1", "resolved", "2026-11-10T00:00Z", "2026-11-10T02:00Z"),
+        event("GpuIdle", "warning", "h2", "firing", "2026-11-15T20:00Z"),
+        event("GpuIdle", "warning", "h2", "resolved", "2026-11-15T20:00Z", "2026-11-16T03:00Z"),
+        event("GpuIdle", "warning", "h3", "firing", "2026-11-22T23:00Z"),
+        event("EccRising", "critical", "h4", "firing", "2026-11-23T00:00Z"),
+    ])
+
+
+def test_alerts_section(weekly, tmp_path):
+    if importlib.util.find_spec("analyzer.alerts") is None:  # before the alert evaluator is merged
+        assert "the alert evaluator is not installed" in weekly["html"]
+        return
+    assert "no alert fired in the week" in weekly["html"]  # the fixture's alert state directory is empty
+    _history(tmp_path / "alerts")
+    result = build_report(WEEK, tmp_path / "out", store=weekly["store"], state_dir=weekly["root"] / "state",
+                          alerts_state=tmp_path / "alerts", progress=Progress("r", stream=io.StringIO()))
+    alerts = pd.read_csv(tmp_path / "out" / "capacity-report-2026-W47-alerts.csv")
+    # active at some time in [Mon 16, Mon 23): h2 (resolved Monday 03:00) and h3 (still firing); not h1, not h4
+    assert list(alerts["summary"]) == ["GpuIdle on h2", "GpuIdle on h3"]
+    assert list(alerts["state"]) == ["resolved", "firing"]
+    by_rule = pd.read_csv(tmp_path / "out" / "capacity-report-2026-W47-alerts-by-rule.csv")
+    assert by_rule.to_dict("records") == [{"rule": "GpuIdle", "severity": "warning", "alerts": 2}]
+    html = result.html.read_text()
+    assert "GpuIdle on h3" in html and "EccRising" not in html
 
 
 def test_progress_lines(weekly):
