@@ -146,16 +146,18 @@ def kill_influxd(server) -> None:
     server.proc.wait()
 
 
-def influx_points(influx_url: str) -> dict[tuple[str, str], list[int]]:
-    """(host, measurement) -> the time (ns) of every point InfluxDB holds, one entry per point (series x time)."""
+def influx_series(influx_url: str) -> dict[tuple[str, str], dict[str, list[int]]]:
+    """(host, measurement) -> series (its tags as JSON) -> the time (ns) of each of its points in InfluxDB."""
     measurements = influx_query(influx_url, "SHOW MEASUREMENTS", DB)["results"][0].get("series", [{}])[0]
-    out: dict[tuple[str, str], list[int]] = {}
+    out: dict[tuple[str, str], dict[str, list[int]]] = {}
     for (name,) in measurements.get("values", []):
         quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
         answer = _query_ns(influx_url, f"SELECT * FROM {quoted} GROUP BY *")
         for series in answer.get("series", []):
-            host = series.get("tags", {}).get("host", "")
-            out.setdefault((host, name), []).extend(int(row[0]) for row in series["values"])
+            tags = series.get("tags", {})
+            key = json.dumps(tags, sort_keys=True)
+            out.setdefault((tags.get("host", ""), name), {}).setdefault(key, []).extend(
+                int(row[0]) for row in series["values"])
     return out
 
 
