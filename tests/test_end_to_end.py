@@ -400,7 +400,7 @@ document.querySelectorAll('#workloads-grid .ag-cell[col-id="job"]').forEach(func
 return out;"""
 
 
-def test_dashboard_shows_the_idle_gpu_in_chromium(fleet: Fleet, tmp_path: Path):
+def test_dashboard_shows_the_idle_gpu_in_chromium(fleet: Fleet, alerts: AlertsRun | None, tmp_path: Path):
     not_landed("dashboard", ("dashboard",), "dashboard")
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
@@ -409,25 +409,39 @@ def test_dashboard_shows_the_idle_gpu_in_chromium(fleet: Fleet, tmp_path: Path):
     assert fleet.analyze.returncode == 0, fleet.analyze.stderr[-3000:]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with open(tmp_path / "dashboard.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "fleetwise", "dashboard", "--store", fleet.store, "--state",
-                                 str(fleet.state), "--listen", f"127.0.0.1:{port}"], cwd=REPO, stdout=log,
+    log_path = tmp_path / "dashboard.log"
+    args = ["dashboard", "--store", fleet.store, "--state", str(fleet.state), "--listen", f"127.0.0.1:{port}"]
+    if alerts is not None:
+        args += ["--alerts", str(alerts.state_dir)]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "fleetwise", *args], cwd=REPO, stdout=log,
                                 stderr=subprocess.STDOUT)
+
+    def shown(browser, page: str, what: str, probe):
+        """probe(driver)'s first truthy answer on `page`; on timeout, what the page and the server said."""
+        browser.get(base + page)
+        try:
+            return WebDriverWait(browser, 120, poll_frequency=0.25).until(probe)
+        except TimeoutException:
+            raise AssertionError(f"{page}: no {what} after 120 s; the page says: "
+                                 f"{browser.find_element('tag name', 'body').text[:2000]!r}; dashboard log: "
+                                 f"{log_path.read_text()[-2000:]}") from None
+        finally:
+            browser.save_screenshot(str(tmp_path / f"{page.strip('/')}.png"))
+
     try:
         wait_http(base + "/", timeout=120, proc=proc)
         with chromium(tmp_path / "profile") as browser:
-            browser.get(base + "/workloads")
-            try:
-                rows = WebDriverWait(browser, 120, poll_frequency=0.25).until(
-                    lambda d: d.execute_script(GRID_ROW_JS, IDLE_JOB))
-            except TimeoutException:
-                raise AssertionError(f"no row for job {IDLE_JOB} in /workloads' grid after 120 s; the page says: "
-                                     f"{browser.find_element('tag name', 'body').text[:2000]!r}; dashboard log: "
-                                     f"{(tmp_path / 'dashboard.log').read_text()[-2000:]}") from None
-            finally:
-                browser.save_screenshot(str(tmp_path / "workloads.png"))
+            rows = shown(browser, "/workloads", f"grid row for job {IDLE_JOB}",
+                         lambda d: d.execute_script(GRID_ROW_JS, IDLE_JOB))
             assert rows == [[IDLE_JOB, "0%"]], rows
             assert dash_errors(browser) == [] and console_errors(browser) == []
+            if alerts is not None:
+                table = shown(browser, "/alerts", "alerts table",
+                              lambda d: [e.text for e in d.find_elements("css selector", "#alerts-table tbody tr")])
+                idle = [r for r in table if "GpuAllocatedIdle" in r]
+                assert len(idle) == 1 and "firing" in idle[0] and GPU_HOST in idle[0], table
+                assert dash_errors(browser) == [] and console_errors(browser) == []
     finally:
         proc.terminate()
         try:
