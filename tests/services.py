@@ -80,13 +80,15 @@ def influxd(workdir: Path, auth: bool = False) -> Iterator[Server]:
 
 @contextlib.contextmanager
 def prometheus(workdir: Path, targets: Sequence[str], scrape_interval: str = "1s", tsdb: Path | None = None,
-               retention: str | None = None) -> Iterator[Server]:
+               retention: str | None = None, rule_files: Sequence[Path] = ()) -> Iterator[Server]:
     """Prometheus scraping `targets` (HOST:PORT) every scrape_interval, storage in workdir (or in tsdb, an
-    existing one, e.g. backfilled; retention long enough to keep old blocks)."""
+    existing one, e.g. backfilled; retention long enough to keep old blocks), evaluating rule_files every
+    scrape_interval."""
     binary = require_binary("prometheus")
     port = free_port()
     conf = workdir / "prometheus.yml"
     target_list = ", ".join(f'"{t}"' for t in targets)
+    rule_list = ", ".join(f'"{f}"' for f in rule_files)
     scrapes = f"""
           - job_name: fleetwise
             static_configs:
@@ -95,6 +97,7 @@ def prometheus(workdir: Path, targets: Sequence[str], scrape_interval: str = "1s
         global:
           scrape_interval: {scrape_interval}
           evaluation_interval: {scrape_interval}
+        rule_files: [{rule_list}]
         scrape_configs:{scrapes}
     """))
     log = workdir / "prometheus.log"
