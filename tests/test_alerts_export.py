@@ -55,8 +55,8 @@ def test_cli_export_passes_promtool_check_rules(tmp_path):
     doc = yaml.safe_load(out.read_text())
     exported = {r["alert"]: r for r in doc["groups"][0]["rules"]}
     # names as the agent serves them on /metrics (docs/metrics.md): counters end in _total
-    assert "increase(fleetwise_gpu_ecc_uncorrected_errors_total[10m]) > 0" == \
-        exported["GpuEccUncorrectedErrors"]["expr"]
+    assert exported["GpuEccUncorrectedErrors"]["expr"] == \
+        "increase(fleetwise_gpu_ecc_uncorrected_errors_total[10m]) > 0"
     assert exported["GpuAllocatedIdle"]["for"] == "1h"
     assert exported["GpuAllocatedIdle"]["labels"] == {"severity": "warning", "category": "waste"}
     assert "group_left(allocation_source) fleetwise_job_gpu_info{allocation_source!=\"process\"}" in \

@@ -52,7 +52,7 @@ def parse_duration(text: str) -> float:
 
 def format_duration(seconds: float) -> str:
     """The shortest exact duration literal (Prometheus style) for whole seconds."""
-    s = int(round(seconds))
+    s = round(seconds)
     if s <= 0:
         return "0s"
     for unit in ("w", "d", "h", "m"):

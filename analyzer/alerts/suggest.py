@@ -44,7 +44,8 @@ def pool_baselines(reader: Reader, start, end):
 
 
 def _rule_name(model: str) -> str:
-    return "GpuBelowPoolBaseline" + "".join(p.capitalize() for p in re.split(r"[^a-z0-9]+", accelerator_key(model)) if p)
+    parts = re.split(r"[^a-z0-9]+", accelerator_key(model))
+    return "GpuBelowPoolBaseline" + "".join(p.capitalize() for p in parts if p)
 
 
 def _quoted(text: str) -> str:
