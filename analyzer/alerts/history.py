@@ -47,7 +47,8 @@ def load_alert_history(state_dir: str | Path = "var/alerts", start=None, end=Non
             row["state"], row["ends_at"] = "resolved", e.get("ends_at")
     df = pd.DataFrame(list(rows.values()), columns=COLUMNS)
     for c in ("starts_at", "ends_at"):
-        df[c] = pd.to_datetime(df[c].astype("float64"), unit="s", utc=True)
+        # epoch seconds -> ns, as every time column of the query API (agents/query/base.py)
+        df[c] = pd.to_datetime(df[c].astype("float64"), unit="s", utc=True).dt.as_unit("ns")
     for c in ("rule", "severity", "state", "labels", "summary"):
         df[c] = df[c].astype(object)
     if start is not None:

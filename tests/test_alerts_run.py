@@ -1,0 +1,219 @@
+"""`fleetwise alerts run`: the built-in evaluator over the embedded store and a real InfluxDB, posting to an
+Alertmanager-compatible webhook receiver this test runs on 127.0.0.1. Each evaluation is `--once --at T` on
+data written beforehand, so nothing sleeps: for-durations, no duplicate while firing, a restart that
+neither re-fires nor forgets, resolve notices with endsAt, the history table, credentials never shown."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+import pytest
+
+from agents.points import Point
+from agents.stores.writers import open_writer
+from analyzer.alerts.history import COLUMNS, load_alert_history
+from fleetwise.cli import main
+from tests.conftest import REPO
+
+T0 = pd.Timestamp("2026-11-20T00:00:00Z")
+STEP = pd.Timedelta(minutes=5)
+BUSY_FROM = T0 + pd.Timedelta(hours=2)  # job 42 starts using its GPU
+SECRET = "s3cret-Pa55"
+
+
+class Receiver:
+    """An Alertmanager-compatible endpoint: records every POST (path, Authorization, JSON body) and answers
+    with the next status of `answers` (204 once they run out)."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict] = []
+        self.answers: list[int] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status = outer.answers.pop(0) if outer.answers else 204
+                outer.posts.append({"path": self.path, "auth": self.headers.get("Authorization"),
+                                    "type": self.headers.get("Content-Type"), "body": json.loads(body),
+                                    "status": status})
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, credentials: bool = True) -> str:
+        auth = f"alertbot:{SECRET}@" if credentials else ""
+        return f"http://{auth}127.0.0.1:{self.server.server_port}/api/v2/alerts"
+
+    def delivered(self) -> list[dict]:
+        return [p for p in self.posts if p["status"] < 300]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def job_gpu_points() -> list[Point]:
+    """Three GPUs of n1 every 5 minutes for 3 hours: job 42 holds GPU 0 (prolog) idle until BUSY_FROM, then
+    at 80%; job 43 runs a process on GPU 1 with no allocation record, idle (not a held GPU); job 44 holds
+    GPU 2 (kubelet) at 90%."""
+    rows = [("42", "0", "prolog"), ("43", "1", "process"), ("44", "2", "kubelet")]
+    points = []
+    for t in pd.date_range(T0, T0 + pd.Timedelta(hours=3), freq=STEP):
+        for job, gpu, source in rows:
+            util = {"42": 0.0 if t < BUSY_FROM else 0.8, "43": 0.0, "44": 0.9}[job]
+            points.append(Point("job_gpu", {"host": "n1", "job": job, "scheduler": "slurm", "user": "alice",
+                                            "gpu": gpu, "uuid": f"GPU-{gpu}"},
+                                {"allocation_source": source, "utilization_ratio": util,
+                                 "memory_used_bytes": 0 if util == 0 else 2**30}, t.value))
+    return points
+
+
+def write(store: str, points: list[Point]) -> None:
+    sink = open_writer(store)
+    try:
+        sink.write(points)
+    finally:
+        sink.close()
+
+
+def evaluate_at(store: str, state, at: pd.Timestamp, webhook: str, capsys) -> tuple[int, str]:
+    status = main(["alerts", "run", "--store", store, "--state-dir", str(state), "--webhook", webhook, "--once",
+                   "--at", at.isoformat()])
+    out = capsys.readouterr()
+    return status, out.out + out.err
+
+
+def scenario(store: str, tmp_path, receiver: Receiver, capsys, caplog) -> None:
+    write(store, job_gpu_points())
+    state = tmp_path / "alerts"
+    hook = receiver.url()
+    caplog.set_level("INFO", logger="fleetwise.alerts")
+
+    # T0+10m: job 42's GPU idle since T0 -> pending; GpuAllocatedIdle needs 60 minutes
+    assert evaluate_at(store, state, T0 + pd.Timedelta(minutes=10), hook, capsys)[0] == 0
+    assert receiver.posts == []
+    pending = json.loads((state / "state.json").read_text())["alerts"]
+    assert [a["state"] for a in pending.values()] == ["pending"]
+    assert evaluate_at(store, state, T0 + pd.Timedelta(minutes=65), hook, capsys)[0] == 0
+    assert receiver.posts == []  # 55 minutes pending: not yet
+
+    # T0+70m: 60 minutes since the first evaluation that saw it -> fires, one POST with one alert
+    fire_at = T0 + pd.Timedelta(minutes=70)
+    status, out = evaluate_at(store, state, fire_at, hook, capsys)
+    assert status == 0 and "1 fired, 0 resolved, 1 sent" in out
+    (post,) = receiver.posts
+    assert post["path"] == "/api/v2/alerts" and post["type"] == "application/json"
+    assert post["auth"] == "Basic " + base64.b64encode(f"alertbot:{SECRET}".encode()).decode()
+    (alert,) = post["body"]
+    assert alert["labels"] == {"alertname": "GpuAllocatedIdle", "severity": "warning", "category": "waste",
+                               "host": "n1", "job": "42", "scheduler": "slurm", "user": "alice", "gpu": "0",
+                               "uuid": "GPU-0", "allocation_source": "prolog"}
+    assert alert["annotations"]["summary"] == \
+        "GPU 0 on n1 held by job 42 (alice, from prolog) ran under 5% for an hour"
+    assert alert["annotations"]["runbook"].startswith("Ask the job's owner")
+    assert pd.Timestamp(alert["startsAt"]) == fire_at
+    assert "endsAt" not in alert
+    assert alert["generatorURL"] == "http://127.0.0.1:8050/alerts?rule=GpuAllocatedIdle"
+
+    # the next evaluation: still firing, nothing sent again
+    status, out = evaluate_at(store, state, T0 + pd.Timedelta(minutes=75), hook, capsys)
+    assert status == 0 and "0 fired, 0 resolved, 0 sent" in out
+    assert len(receiver.posts) == 1
+
+    # a restart: a new process on the same state directory neither re-fires nor forgets
+    proc = subprocess.run([sys.executable, "-m", "fleetwise", "--log-level", "INFO", "alerts", "run", "--store",
+                           store, "--state-dir", str(state), "--webhook", hook, "--once", "--at",
+                           (T0 + pd.Timedelta(minutes=80)).isoformat()],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "0 fired, 0 resolved, 0 sent" in proc.stdout
+    assert len(receiver.posts) == 1
+    assert SECRET not in proc.stdout + proc.stderr
+
+    # the receiver fails once: the resolve notice is kept and sent by the next evaluation
+    receiver.answers = [500]
+    resolve_at = BUSY_FROM + pd.Timedelta(minutes=10)
+    status, out = evaluate_at(store, state, resolve_at, hook, capsys)
+    assert status == 1 and "0 fired, 1 resolved, 0 sent" in out and "answered HTTP 500" in out
+    assert len(receiver.delivered()) == 1
+    status, out = evaluate_at(store, state, resolve_at + STEP, hook, capsys)
+    assert status == 0 and "0 fired, 0 resolved, 1 sent" in out
+    (resolved,) = receiver.delivered()[1]["body"]
+    assert resolved["labels"] == alert["labels"]
+    assert pd.Timestamp(resolved["startsAt"]) == fire_at
+    assert pd.Timestamp(resolved["endsAt"]) == resolve_at
+    # resolved and told: gone from the state (job 42's hourly mean now climbs through jobstats' bands, so
+    # its efficiency rules may be pending, nothing else)
+    left = json.loads((state / "state.json").read_text())["alerts"].values()
+    assert {(a["rule"], a["state"]) for a in left} <= {("JobGpuEfficiencyPoor", "pending"),
+                                                       ("JobGpuEfficiencyRed", "pending")}
+
+    # nothing logged or printed shows the webhook's password
+    logged = caplog.text + out
+    assert SECRET not in logged and "alertbot:***@127.0.0.1" in logged
+
+    # the history the dashboard and the weekly report read
+    hist = load_alert_history(state)
+    assert list(hist.columns) == COLUMNS and len(hist) == 1
+    row = hist.iloc[0]
+    assert (row.rule, row.severity, row.state) == ("GpuAllocatedIdle", "warning", "resolved")
+    assert (row.starts_at, row.ends_at) == (fire_at, resolve_at)
+    assert json.loads(row.labels) == {k: v for k, v in alert["labels"].items() if k not in ("alertname", "severity")}
+    assert row.summary == alert["annotations"]["summary"]
+
+
+def test_evaluator_on_the_embedded_store(tmp_path, receiver, capsys, caplog):
+    scenario(f"embedded:{tmp_path / 'store'}", tmp_path, receiver, capsys, caplog)
+
+
+@pytest.mark.services
+def test_evaluator_on_a_real_influxdb(influxdb_server, tmp_path, receiver, capsys, caplog):
+    from tests.store_helpers import create_database
+
+    create_database(influxdb_server.url, "fleet")
+    store = influxdb_server.url.replace("http://", "influxdb://") + "/fleet"
+    scenario(store, tmp_path, receiver, capsys, caplog)
+
+
+def test_history_while_firing_and_window_filter(tmp_path, receiver, capsys):
+    store = f"embedded:{tmp_path / 'store'}"
+    write(store, job_gpu_points())
+    state = tmp_path / "alerts"
+    for minutes in (0, 60):
+        assert evaluate_at(store, state, T0 + pd.Timedelta(minutes=minutes), receiver.url(False), capsys)[0] == 0
+    hist = load_alert_history(state)
+    assert list(hist.columns) == COLUMNS
+    assert hist["state"].tolist() == ["firing"] and hist["ends_at"].isna().all()
+    assert str(hist["starts_at"].dtype) == "datetime64[ns, UTC]" and str(hist["ends_at"].dtype) == "datetime64[ns, UTC]"
+    assert hist["starts_at"].iloc[0] == T0 + pd.Timedelta(minutes=60)
+    # a firing alert is in every window from its start on, and in none that ends before it
+    assert len(load_alert_history(state, start="2026-11-27", end="2026-11-28")) == 1
+    assert len(load_alert_history(state, start="2026-11-19", end=T0 + pd.Timedelta(minutes=60))) == 0
+    # a half-written last line (a crash mid-append) is skipped, the rest still counts
+    with open(state / "history.jsonl", "a") as fh:
+        fh.write('{"event": "resolved", "fingerp')
+    assert len(load_alert_history(state)) == 1
+    empty = load_alert_history(tmp_path / "nowhere")
+    assert list(empty.columns) == COLUMNS and empty.empty
