@@ -172,3 +172,13 @@ def test_missing_rule_file_exit_2(tmp_path):
     proc = run_cli("alerts", "export", "--rules", str(tmp_path / "none.yaml"))
     assert proc.returncode == 2 and proc.stderr.strip() == \
         f"fleetwise alerts export: {tmp_path / 'none.yaml'}: No such file or directory"
+
+
+def test_docs_table_lists_every_default_rule_with_its_runbook():
+    from analyzer.alerts.expr import format_duration
+
+    doc = (REPO / "docs" / "alerts.md").read_text()
+    for r in load_rules().rules:
+        row = (f"| `{r.name}` | {r.severity} | `{r.expr.text}` | "
+               f"{format_duration(r.for_seconds) if r.for_seconds else '0s'} | {r.runbook} |")
+        assert row in doc, f"docs/alerts.md: no up-to-date row for {r.name}"
