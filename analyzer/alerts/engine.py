@@ -85,12 +85,12 @@ class Evaluator:
             a = alerts.get(fp)
             if a is None or a.state == "resolved":
                 a = alerts[fp] = Alert(rule.name, rule.severity, labels, annotations, s.value, "pending", t)
-            a.value = s.value
-            if a.state == "pending":
-                a.annotations = annotations
-                if t - a.active_since >= rule.for_seconds:
-                    a.state, a.starts_at, a.notify = "firing", t, "firing"
-                    out.fired.append(a)
+            # the summary follows the value, as Prometheus re-renders annotations each evaluation; a
+            # change of value is not a new notice
+            a.value, a.annotations = s.value, annotations
+            if a.state == "pending" and t - a.active_since >= rule.for_seconds:
+                a.state, a.starts_at, a.notify = "firing", t, "firing"
+                out.fired.append(a)
         for fp, a in list(alerts.items()):
             if a.rule != rule.name or fp in seen:
                 continue
