@@ -29,6 +29,11 @@ class Sample:
     value: float
 
 
+def _tag_filter(v: Value) -> dict[str, str] | None:
+    """The = matchers on tags, pushed into the store's query (where_tags)."""
+    return {m.name: m.value for m in v.selector.tag_matchers if m.op == "="} or None
+
+
 def _value_frame(reader: Reader, v: Value, now, lookback: float):
     """Per series (all tags, plus matched info fields): the value column "v" of one Value, before
     aggregation."""
@@ -47,7 +52,7 @@ def _value_frame(reader: Reader, v: Value, now, lookback: float):
         stats = {"last": (f, "last")}
     else:  # increase, rate, delta: first and last value of the window
         stats = {"first": (f, "first"), "last": (f, "last"), "n": (f, "count")}
-    df = reader.aggregate(sel.measurement, stats, start, end, by=tags)
+    df = reader.aggregate(sel.measurement, stats, start, end, by=tags, where_tags=_tag_filter(v))
     if v.func in ("increase", "rate", "delta"):
         df = df[df["n"] >= 2].copy()
         if v.func == "delta":
@@ -63,8 +68,8 @@ def _value_frame(reader: Reader, v: Value, now, lookback: float):
         df["v"] = df["v"].map(lambda x: float(int(x) & v.mask))
     df = df[[*tags, "v"]]
     for m in sel.tag_matchers:
-        keep = df[m.name] == m.value
-        df = df[keep if m.op == "=" else ~keep]
+        if m.op == "!=":  # where_tags keeps equal values only: the rest is filtered here
+            df = df[df[m.name] != m.value]
     if sel.info_matchers:
         df = _join_info(reader, v, df, now, lookback)
     return df.reset_index(drop=True)
@@ -79,7 +84,7 @@ def _join_info(reader: Reader, v: Value, df, now, lookback: float):
     names = [m.name for m in sel.info_matchers]
     tags = list(sel.tags)
     start, end = now - pd.Timedelta(seconds=lookback), now + pd.Timedelta(nanoseconds=1)
-    raw = reader.frame(sel.measurement, names, start, end, by=tags)
+    raw = reader.frame(sel.measurement, names, start, end, by=tags, where_tags=_tag_filter(v))
     if raw.empty:
         return df.iloc[0:0].assign(**{n: pd.Series(dtype=object) for n in names})
     info = raw.sort_values("time").groupby(tags, sort=False).tail(1)[[*tags, *names]]
