@@ -217,3 +217,37 @@ def test_history_while_firing_and_window_filter(tmp_path, receiver, capsys):
     assert len(load_alert_history(state)) == 1
     empty = load_alert_history(tmp_path / "nowhere")
     assert list(empty.columns) == COLUMNS and empty.empty
+
+
+def test_running_loop_evaluates_and_stops_on_sigterm(tmp_path, receiver):
+    import os
+    import signal
+
+    from tests.prom_helpers import wait_until
+
+    store = f"embedded:{tmp_path / 'store'}"
+    write(store, job_gpu_points())
+    state = tmp_path / "alerts"
+    # the webhook (with its password) from the environment, as the docs advise, not from argv
+    env = {**os.environ, "FLEETWISE_ALERTS_WEBHOOK": receiver.url()}
+    proc = subprocess.Popen([sys.executable, "-m", "fleetwise", "alerts", "run", "--store", store, "--state-dir",
+                             str(state), "--interval", "0.5"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        # the data is days old: nothing is within the lookback now, so evaluations find nothing and say so in
+        # an empty state file
+        wait_until(lambda: (state / "state.json").exists(), timeout=60, what="the first evaluation")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert json.loads((state / "state.json").read_text()) == {"version": 1, "alerts": {}}
+    assert receiver.posts == [] and SECRET not in out + err
+
+
+def test_missing_store_and_bad_at_are_usage_errors(tmp_path, capsys):
+    assert main(["alerts", "run", "--store", f"embedded:{tmp_path / 'none'}", "--once"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        f"fleetwise alerts run: embedded:{tmp_path / 'none'}: no such store directory"
+    assert main(["alerts", "run", "--store", f"embedded:{tmp_path}", "--once", "--at", "yesterday-ish"]) == 2
+    assert "--at 'yesterday-ish': not a time" in capsys.readouterr().err

@@ -32,6 +32,13 @@ def _write(text: str, out: str | None) -> None:
     os.replace(tmp, target)
 
 
+def _missing_store(store: str) -> str | None:
+    """An embedded store that is not a directory: nothing to evaluate, and no reason to create one."""
+    if store.startswith("embedded:") and not Path(store[len("embedded:"):]).expanduser().is_dir():
+        return f"{store}: no such store directory"
+    return None
+
+
 def export(rules_file: str | None, fmt: str, out: str | None, job_label: str) -> int:
     from analyzer.alerts.promql import export_prometheus
 
@@ -69,6 +76,8 @@ def run(store: str, rules_file: str | None, webhook_url: str | None, state_dir: 
         when = to_timestamp(at) if at is not None else None
     except ValueError:
         return _fail("run", f"--at {at!r}: not a time (use ISO 8601, e.g. 2026-11-30T06:00:00Z)", EXIT_CONFIG)
+    if _missing_store(store):
+        return _fail("run", _missing_store(store), EXIT_CONFIG)
     url = webhook_url or os.environ.get(WEBHOOK_ENV) or None
     try:
         hook = Webhook(url, ca_file=getattr(settings, "ca_file", None)) if url else None
@@ -105,6 +114,8 @@ def suggest(store: str, out: str | None, since: str, until: str | None, settings
     from agents.stores.url import StoreURLError
     from analyzer.alerts.suggest import NoBaseline, suggest_rules
 
+    if _missing_store(store):
+        return _fail("suggest", _missing_store(store), EXIT_CONFIG)
     try:
         reader = open_reader(store, settings)
     except (StoreURLError, ValueError) as e:
