@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests talk to, only those that are missing:
 # a real InfluxDB, Prometheus (+ promtool), node_exporter (benchmark anchor),
-# Chromium and its driver (dashboard tests), poppler-utils (report tests).
+# Chromium and its driver (dashboard tests), poppler-utils (report tests), Alertmanager (alert tests).
 set -euo pipefail
 declare -A need=(
     [influxd]=influxdb
@@ -11,6 +11,7 @@ declare -A need=(
     [chromium]=chromium
     [chromedriver]=chromium-driver
     [pdftotext]=poppler-utils
+    [prometheus-alertmanager]=prometheus-alertmanager
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -26,6 +27,6 @@ echo "installing Debian packages: ${missing[*]}"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 # The packages start their services on install; tests start their own instances on free ports.
-for svc in influxdb prometheus prometheus-node-exporter; do
+for svc in influxdb prometheus prometheus-node-exporter prometheus-alertmanager; do
     systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
 done

@@ -110,3 +110,34 @@ def prometheus(workdir: Path, targets: Sequence[str], scrape_interval: str = "1s
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def alertmanager(workdir: Path, webhook: str) -> Iterator[Server]:
+    """Alertmanager (Debian's prometheus-alertmanager) on a free 127.0.0.1 port, clustering off, routing every
+    alert at once to `webhook` (resolved ones too)."""
+    binary = require_binary("prometheus-alertmanager")
+    port = free_port()
+    conf = workdir / "alertmanager.yml"
+    conf.write_text(textwrap.dedent(f"""
+        route:
+          receiver: hook
+          group_by: [alertname]
+          group_wait: 0s
+          group_interval: 1s
+          repeat_interval: 1h
+        receivers:
+          - name: hook
+            webhook_configs:
+              - url: "{webhook}"
+                send_resolved: true
+    """))
+    log = workdir / "alertmanager.log"
+    args = [binary, f"--config.file={conf}", f"--storage.path={workdir / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+    server = Server(f"http://127.0.0.1:{port}", _spawn(args, log), workdir, log)
+    try:
+        wait_http(server.url + "/-/ready", timeout=120, proc=server.proc)
+        yield server
+    finally:
+        server.stop()

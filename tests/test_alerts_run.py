@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -74,15 +75,15 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-def job_gpu_points() -> list[Point]:
+def job_gpu_points(t0: pd.Timestamp = T0) -> list[Point]:
     """Three GPUs of n1 every 5 minutes for 3 hours: job 42 holds GPU 0 (prolog) idle until BUSY_FROM, then
     at 80%; job 43 runs a process on GPU 1 with no allocation record, idle (not a held GPU); job 44 holds
     GPU 2 (kubelet) at 90%."""
     rows = [("42", "0", "prolog"), ("43", "1", "process"), ("44", "2", "kubelet")]
     points = []
-    for t in pd.date_range(T0, T0 + pd.Timedelta(hours=3), freq=STEP):
+    for t in pd.date_range(t0, t0 + pd.Timedelta(hours=3), freq=STEP):
         for job, gpu, source in rows:
-            util = {"42": 0.0 if t < BUSY_FROM else 0.8, "43": 0.0, "44": 0.9}[job]
+            util = {"42": 0.0 if t < t0 + (BUSY_FROM - T0) else 0.8, "43": 0.0, "44": 0.9}[job]
             points.append(Point("job_gpu", {"host": "n1", "job": job, "scheduler": "slurm", "user": "alice",
                                             "gpu": gpu, "uuid": f"GPU-{gpu}"},
                                 {"allocation_source": source, "utilization_ratio": util,
@@ -251,3 +252,41 @@ def test_missing_store_and_bad_at_are_usage_errors(tmp_path, capsys):
         f"fleetwise alerts run: embedded:{tmp_path / 'none'}: no such store directory"
     assert main(["alerts", "run", "--store", f"embedded:{tmp_path}", "--once", "--at", "yesterday-ish"]) == 2
     assert "--at 'yesterday-ish': not a time" in capsys.readouterr().err
+
+
+@pytest.mark.services
+def test_a_real_alertmanager_takes_the_notices(tmp_path, receiver, capsys):
+    """fleetwise -> Debian's Alertmanager (its v2 API validates the payload) -> the receiver, firing then
+    resolved, on data ending now (Alertmanager keeps alerts by wall-clock time)."""
+    from tests.prom_helpers import wait_until
+    from tests.services import alertmanager
+
+    t0 = pd.Timestamp.now(tz="UTC").floor("min") - pd.Timedelta(hours=3)
+    store = f"embedded:{tmp_path / 'store'}"
+    write(store, job_gpu_points(t0))
+    state = tmp_path / "alerts"
+    hook_for_am = receiver.url(credentials=False).replace("/api/v2/alerts", "/hook")
+    with alertmanager(tmp_path, hook_for_am) as am:
+        api = am.url + "/api/v2/alerts"
+        for minutes in (10, 70):
+            assert evaluate_at(store, state, t0 + pd.Timedelta(minutes=minutes), api, capsys)[0] == 0
+
+        def am_alerts() -> list[dict]:
+            with urllib.request.urlopen(api, timeout=10) as r:
+                return [a for a in json.load(r) if a["labels"].get("alertname") == "GpuAllocatedIdle"]
+
+        (held,) = wait_until(am_alerts, timeout=60, what="Alertmanager to hold the alert")
+        assert held["labels"]["job"] == "42" and held["status"]["state"] == "active"
+        assert pd.Timestamp(held["startsAt"]) == t0 + pd.Timedelta(minutes=70)
+        assert held["annotations"]["summary"].startswith("GPU 0 on n1 held by job 42")
+
+        def forwarded(status: str) -> list[dict]:
+            return [p["body"] for p in receiver.posts if p["path"] == "/hook" and p["body"]["status"] == status]
+
+        (group,) = wait_until(lambda: forwarded("firing"), timeout=60, what="Alertmanager to forward it")
+        assert [a["labels"]["job"] for a in group["alerts"]] == ["42"]
+
+        assert evaluate_at(store, state, t0 + pd.Timedelta(minutes=130), api, capsys)[0] == 0
+        (done,) = wait_until(lambda: forwarded("resolved"), timeout=60, what="Alertmanager to forward the resolve")
+        assert pd.Timestamp(done["alerts"][0]["endsAt"]) == t0 + pd.Timedelta(minutes=130)
+        wait_until(lambda: not am_alerts(), timeout=60, what="the resolved alert to leave Alertmanager's list")
