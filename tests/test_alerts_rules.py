@@ -159,6 +159,8 @@ def test_bad_rule_file_is_one_line_exit_2_and_nothing_loaded(tmp_path, bad, prob
     ("rules:\n" + "  - name: Twice\n    severity: info\n    expr: gpu.power_watts > 1\n    for: 1m\n"
      "    runbook: x\n    summary: y\n" * 2, "rule 'Twice': duplicate rule name"),
     ("interval: often\nrules: []", "interval: bad duration 'often'"),
+    ("rules:\n  - name: Twice\n    severity: info\n    expr: gpu.power_watts > 1\n    expr: gpu.power_watts > 2\n"
+     "    for: 1m\n    runbook: x\n    summary: y\n", "not valid YAML at line 5: duplicate key 'expr'"),
 ])
 def test_other_bad_files(tmp_path, text, problem):
     path = tmp_path / "r.yaml"

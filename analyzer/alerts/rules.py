@@ -84,13 +84,34 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
     except UnicodeDecodeError:
         raise RuleFileError(f"{path}: not UTF-8 text") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise RuleFileError(f"{path}: not valid YAML{where}: {problem}") from None
     return parse_rules(doc, str(path))
+
+
+def _strict_loader():
+    """PyYAML's SafeLoader, refusing a key given twice in one mapping (plain PyYAML keeps the last one
+    silently: a rule with two `expr:` lines would run the second without a word)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return StrictLoader
 
 
 def parse_rules(doc, source: str) -> RuleSet:
