@@ -44,6 +44,16 @@ def _spawn(args: Sequence[str], log: Path) -> subprocess.Popen:
 
 
 @contextlib.contextmanager
+def _running(server: Server, ready: str, timeout: float = 120, header: str | None = None) -> Iterator[Server]:
+    """The server once `ready` answers (stopped on the way out, ready or not)."""
+    try:
+        wait_http(server.url + ready, timeout=timeout, proc=server.proc, header=header)
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
 def influxd(workdir: Path, auth: bool = False) -> Iterator[Server]:
     """InfluxDB 1.x with every bind-address on 127.0.0.1, data in workdir, reporting disabled
     (auth=True: HTTP authentication on; the first CREATE USER ... WITH ALL PRIVILEGES needs none)."""
@@ -71,11 +81,8 @@ def influxd(workdir: Path, auth: bool = False) -> Iterator[Server]:
     """))
     log = workdir / "influxd.log"
     server = Server(f"http://127.0.0.1:{http_port}", _spawn([binary, "-config", str(conf)], log), workdir, log)
-    try:
-        wait_http(server.url + "/ping", timeout=60, proc=server.proc, header="X-Influxdb-Version")
-        yield server
-    finally:
-        server.stop()
+    with _running(server, "/ping", timeout=60, header="X-Influxdb-Version") as running:
+        yield running
 
 
 @contextlib.contextmanager
@@ -104,12 +111,8 @@ def prometheus(workdir: Path, targets: Sequence[str], scrape_interval: str = "1s
     args = [binary, f"--config.file={conf}", f"--storage.tsdb.path={tsdb or workdir / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}",
             *([f"--storage.tsdb.retention.time={retention}"] if retention else [])]
-    server = Server(f"http://127.0.0.1:{port}", _spawn(args, log), workdir, log)
-    try:
-        wait_http(server.url + "/-/ready", timeout=120, proc=server.proc)
+    with _running(Server(f"http://127.0.0.1:{port}", _spawn(args, log), workdir, log), "/-/ready") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @contextlib.contextmanager
@@ -135,9 +138,5 @@ def alertmanager(workdir: Path, webhook: str) -> Iterator[Server]:
     log = workdir / "alertmanager.log"
     args = [binary, f"--config.file={conf}", f"--storage.path={workdir / 'am-data'}",
             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
-    server = Server(f"http://127.0.0.1:{port}", _spawn(args, log), workdir, log)
-    try:
-        wait_http(server.url + "/-/ready", timeout=120, proc=server.proc)
+    with _running(Server(f"http://127.0.0.1:{port}", _spawn(args, log), workdir, log), "/-/ready") as server:
         yield server
-    finally:
-        server.stop()

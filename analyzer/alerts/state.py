@@ -7,9 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from analyzer.state import atomic_write
 
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.jsonl"
@@ -83,15 +84,6 @@ class StateDir:
     def _replace(self, target: Path, text: str) -> None:
         self._mkdir()
         try:
-            fd, tmp = tempfile.mkstemp(prefix="." + target.name, dir=self.path)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(text)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(target, text)
         except OSError as e:
             raise StateDirError(f"{target}: {e.strerror or e}") from None
