@@ -290,3 +290,20 @@ def test_a_real_alertmanager_takes_the_notices(tmp_path, receiver, capsys):
         (done,) = wait_until(lambda: forwarded("resolved"), timeout=60, what="Alertmanager to forward the resolve")
         assert pd.Timestamp(done["alerts"][0]["endsAt"]) == t0 + pd.Timedelta(minutes=130)
         wait_until(lambda: not am_alerts(), timeout=60, what="the resolved alert to leave Alertmanager's list")
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{not json", "cannot read the alert state"),
+    ('{"version": 1, "alerts": {"x": {"rule": "R", "colour": "red"}}}', "an alert entry is not one this version"),
+])
+def test_a_damaged_state_file_is_one_line_exit_1(tmp_path, capsys, content, problem):
+    store = f"embedded:{tmp_path / 'store'}"
+    write(store, job_gpu_points())
+    state = tmp_path / "alerts"
+    state.mkdir()
+    (state / "state.json").write_text(content)
+    assert main(["alerts", "run", "--store", store, "--state-dir", str(state), "--once",
+                 "--at", T0.isoformat()]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(state / "state.json") in err[0] and problem in err[0], err
+    assert (state / "state.json").read_text() == content  # left for the operator to look at

@@ -55,7 +55,10 @@ class StateDir:
             raise StateDirError(f"{f}: cannot read the alert state ({e}); move it away to start afresh") from None
         if not isinstance(doc, dict) or doc.get("version") != VERSION:
             raise StateDirError(f"{f}: not a fleetwise alert state (version {VERSION})")
-        return {fp: Alert(**a) for fp, a in doc.get("alerts", {}).items()}
+        try:
+            return {fp: Alert(**a) for fp, a in doc.get("alerts", {}).items()}
+        except (TypeError, AttributeError) as e:
+            raise StateDirError(f"{f}: an alert entry is not one this version writes ({e})") from None
 
     def save(self, alerts: dict[str, Alert]) -> None:
         doc = {"version": VERSION, "alerts": {fp: asdict(a) for fp, a in sorted(alerts.items())}}
