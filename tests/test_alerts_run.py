@@ -252,6 +252,8 @@ def test_missing_store_and_bad_at_are_usage_errors(tmp_path, capsys):
         f"fleetwise alerts run: embedded:{tmp_path / 'none'}: no such store directory"
     assert main(["alerts", "run", "--store", f"embedded:{tmp_path}", "--once", "--at", "yesterday-ish"]) == 2
     assert "--at 'yesterday-ish': not a time" in capsys.readouterr().err
+    assert main(["alerts", "run", "--store", "prometheus://127.0.0.1:9090", "--once"]) == 2
+    assert "a Prometheus evaluates the rules itself" in capsys.readouterr().err
 
 
 @pytest.mark.services
@@ -307,3 +309,26 @@ def test_a_damaged_state_file_is_one_line_exit_1(tmp_path, capsys, content, prob
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(state / "state.json") in err[0] and problem in err[0], err
     assert (state / "state.json").read_text() == content  # left for the operator to look at
+
+
+def test_resend_keeps_a_real_alertmanager_from_timing_the_alert_out(tmp_path, receiver, capsys):
+    store = f"embedded:{tmp_path / 'store'}"
+    write(store, job_gpu_points())
+    state = tmp_path / "alerts"
+
+    def at(minutes: int) -> int:
+        t = T0 + pd.Timedelta(minutes=minutes)
+        return main(["alerts", "run", "--store", store, "--state-dir", str(state), "--webhook",
+                     receiver.url(False), "--once", "--at", t.isoformat(), "--resend", "120"])
+
+    assert at(0) == 0 and at(60) == 0  # fires at 60
+    assert at(61) == 0  # 1 minute later: within the resend period, nothing
+    assert at(62) == 0  # 2 minutes after the last send: sent again
+    capsys.readouterr()
+    bodies = [p["body"] for p in receiver.posts]
+    assert len(bodies) == 2
+    for body, sent in zip(bodies, (60, 62), strict=True):
+        (alert,) = body
+        assert pd.Timestamp(alert["startsAt"]) == T0 + pd.Timedelta(minutes=60)
+        # open until four resend periods after this send, as Prometheus sets it
+        assert pd.Timestamp(alert["endsAt"]) == T0 + pd.Timedelta(minutes=sent + 8)

@@ -78,6 +78,9 @@ def run(store: str, rules_file: str | None, webhook_url: str | None, state_dir: 
         return _fail("run", f"--at {at!r}: not a time (use ISO 8601, e.g. 2026-11-30T06:00:00Z)", EXIT_CONFIG)
     if _missing_store(store):
         return _fail("run", _missing_store(store), EXIT_CONFIG)
+    if store.startswith(("prometheus:", "prometheuss:")):
+        return _fail("run", "a Prometheus evaluates the rules itself: load the output of "
+                     "`fleetwise alerts export --format prometheus` into it (rule_files)", EXIT_CONFIG)
     url = webhook_url or os.environ.get(WEBHOOK_ENV) or None
     try:
         hook = Webhook(url, ca_file=getattr(settings, "ca_file", None)) if url else None
