@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from analyzer.alerts.promql import export_prometheus
-from analyzer.alerts.rules import RuleSet, load_rules
+from analyzer.alerts.rules import RuleSet, default_rules_path, load_rules
 from tests.conftest import FIXTURES, REPO, require_binary
 from tests.helpers import free_port, wait_http
 from tests.prom_helpers import wait_until
@@ -110,10 +110,15 @@ def test_prometheus_scraping_a_real_agent_fires_the_link_down_alert(tmp_path):
     (port / "state").write_text("1: DOWN\n")
     (port / "phys_state").write_text("2: Polling\n")
 
-    rules = load_rules()
-    (link_down,) = [dataclasses.replace(r, for_seconds=1.0) for r in rules.rules if r.name == "InfinibandLinkDown"]
+    # the pack's rule as it stands, with a 1 s for-duration, exported by the command line
+    (link_down,) = [r for r in yaml.safe_load(default_rules_path().read_text())["rules"]
+                    if r["name"] == "InfinibandLinkDown"]
+    source = tmp_path / "link.yaml"
+    source.write_text(yaml.safe_dump({"rules": [{**link_down, "for": "1s"}]}))
     rule_file = tmp_path / "fleetwise.rules.yml"
-    rule_file.write_text(export_prometheus(RuleSet(rules.path, rules.interval, (link_down,))))
+    exported = subprocess.run([sys.executable, "-m", "fleetwise", "alerts", "export", "--rules", str(source),
+                               "--out", str(rule_file)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert exported.returncode == 0, exported.stderr
 
     listen = free_port()
     with open(tmp_path / "agent.log", "wb") as log:
