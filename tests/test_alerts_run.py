@@ -332,3 +332,23 @@ def test_resend_keeps_a_real_alertmanager_from_timing_the_alert_out(tmp_path, re
         assert pd.Timestamp(alert["startsAt"]) == T0 + pd.Timedelta(minutes=60)
         # open until four resend periods after this send, as Prometheus sets it
         assert pd.Timestamp(alert["endsAt"]) == T0 + pd.Timedelta(minutes=sent + 8)
+
+
+def test_an_unreachable_store_keeps_the_alerts_and_says_so_once(tmp_path, caplog, capsys):
+    from tests.helpers import free_port
+
+    state = tmp_path / "alerts"
+    state.mkdir()
+    firing = {"rule": "GpuAllocatedIdle", "severity": "warning", "labels": {"alertname": "GpuAllocatedIdle"},
+              "annotations": {"summary": "s"}, "value": 0.0, "state": "firing", "active_since": 0.0,
+              "starts_at": 3600.0}
+    (state / "state.json").write_text(json.dumps({"version": 1, "alerts": {"f": firing}}))
+    caplog.set_level("ERROR", logger="fleetwise.alerts")
+    store = f"influxdb://127.0.0.1:{free_port()}/fleet"  # nothing listens there
+    assert main(["alerts", "run", "--store", store, "--state-dir", str(state), "--once", "--at",
+                 T0.isoformat()]) == 1
+    assert "19 rules failed" in capsys.readouterr().out
+    errors = [r for r in caplog.records if r.name == "fleetwise.alerts"]
+    assert len(errors) == 1 and errors[0].getMessage().startswith("19 rule(s) not evaluated (GpuAllocatedIdle, ")
+    # a missing answer resolves nothing
+    assert json.loads((state / "state.json").read_text())["alerts"]["f"]["state"] == "firing"

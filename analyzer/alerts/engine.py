@@ -49,15 +49,20 @@ class Evaluator:
         alerts = self.state_dir.load()
         out = Outcome()
         names = {r.name for r in self.rules.rules}
+        errors: dict[str, list[str]] = {}
         for rule in self.rules.rules:
             try:
                 samples = evaluate(self.reader, rule.expr, now, self.lookback)
             except (QueryError, OSError, ValueError) as e:
                 # a failed query says nothing about the alerts: keep them as they are, neither fire nor resolve
-                log.error("rule %s: cannot evaluate: %s", rule.name, " ".join(str(e).split()))
+                reason = " ".join(str(e).split())
+                log.debug("rule %s: cannot evaluate: %s", rule.name, reason)
+                errors.setdefault(reason, []).append(rule.name)
                 out.failed_rules.append(rule.name)
                 continue
             self._apply(rule, samples, alerts, t, out)
+        for reason, failed in errors.items():  # one line per cause, not one per rule (a store that is down)
+            log.error("%d rule(s) not evaluated (%s): %s", len(failed), ", ".join(failed), reason)
         for fp, a in list(alerts.items()):
             if a.rule not in names:  # a rule taken out of the file: its alerts end
                 if a.state == "firing":
