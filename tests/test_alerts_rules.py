@@ -184,3 +184,14 @@ def test_docs_table_lists_every_default_rule_with_its_runbook():
         row = (f"| `{r.name}` | {r.severity} | `{r.expr.text}` | "
                f"{format_duration(r.for_seconds) if r.for_seconds else '0s'} | {r.runbook} |")
         assert row in doc, f"docs/alerts.md: no up-to-date row for {r.name}"
+
+
+def test_summary_of_a_series_without_one_of_its_labels():
+    """A Slurm job on cgroup v2 has no user tag (root owns its directory; line protocol carries no empty tag). Its
+    summary reads the label as empty, as Prometheus renders the exported rule's {{ $labels.user }}, where it used
+    to stop `fleetwise alerts run` with KeyError: 'user' (found by tests/test_end_to_end.py)."""
+    rule = load_rules().by_name()["GpuAllocatedIdle"]
+    series = {"host": "n1", "job": "42", "gpu": "0", "allocation_source": "prolog", "scheduler": "slurm"}
+    assert rule.render_summary(series, 0.0) == "GPU 0 on n1 held by job 42 (, from prolog) ran under 5% for an hour"
+    assert rule.render_summary({**series, "user": "ada"}, 0.0) == \
+        "GPU 0 on n1 held by job 42 (ada, from prolog) ran under 5% for an hour"

@@ -50,7 +50,7 @@ class Rule:
         return {**series, **self.labels, "alertname": self.name, "severity": self.severity}
 
     def render_summary(self, series: dict[str, str], value: float) -> str:
-        return self.summary.format_map({**series, **self.labels, "value": _short(value)})
+        return self.summary.format_map(_Labels({**series, **self.labels, "value": _short(value)}))
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,16 @@ class RuleSet:
 
     def by_name(self) -> dict[str, Rule]:
         return {r.name: r for r in self.rules}
+
+
+class _Labels(dict):
+    """An alert's labels for its summary. A label the series lacks reads as empty, as Prometheus renders
+    {{ $labels.x }} for the exported rule: line protocol carries no empty tag, so a Slurm job whose owner the agent
+    cannot tell (cgroup v2, where root owns the job's directory) has no user label at all. The loader has already
+    refused placeholders that are not labels of the rule's measurement, so this hides no typo."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
 
 
 def _short(value: float) -> str:
