@@ -3,8 +3,9 @@
 Each node is a copy of fixture trees in the kernel's and Slurm's own formats (tests/fixtures/host/x86_64 for
 procfs/sysfs, tests/fixtures/cgroup_v2_slurm for the jobs' cgroups) under a temp dir, with its own host name,
 configuration, spool and /metrics port. The GPU node adds the Slurm prolog's record /run/gpustat/0 = "42 1000"
-(job 42 holds GPU 0) and runs the agent under a fake NVML (tests/fake_nvml_agent.py) whose one A100 has no
-process and 0% utilization: a GPU the job holds and leaves idle, which only the allocation record reveals.
+(job 42 holds GPU 0) and the NVIDIA driver's /proc/driver/nvidia/version, and runs the agent under a fake NVML
+(tests/fake_nvml_agent.py) whose one A100 has no process and 0% utilization: a GPU the job holds and leaves
+idle, which only the allocation record reveals.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def build_node(root: Path, host: str) -> Path:
     gpustat.mkdir(parents=True)
     if host == GPU_HOST:
         (gpustat / str(IDLE_GPU_SLOT)).write_text(f"{IDLE_JOB} 1000\n")  # what the jobstats prolog writes
+        # the loaded NVIDIA kernel module's procfs file, without which the agent does not load NVML
+        shutil.copytree(FIXTURES / "gpu_alloc" / "proc" / "driver", root / "proc" / "driver")
     return root
 
 

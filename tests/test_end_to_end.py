@@ -129,6 +129,8 @@ def fleet(tmp_path_factory) -> Iterator[Fleet]:
             with prometheus(work / "prometheus", targets) as prom:
                 fleet_agents = list(agents.values())
                 wait_rounds(fleet_agents, ROUNDS_BEFORE, timeout=240)
+                assert agents[GPU_HOST].metric("fleetwise_job_gpu_utilization_ratio") == 0.0, \
+                    f"the GPU node's agent reports no idle held GPU: {agents[GPU_HOST].log.read_text()[-3000:]}"
                 killed = time.time_ns()
                 kill_influxd(server)
                 # The outage is real for both agents: each spools rounds it cannot send.
