@@ -1,9 +1,11 @@
 """The recommender on simulated fleets, against truth.json (figures for docs/validation.md).
 
 For each fleet (the default profile plus the two recurring over-requested jobs of
-tests/test_recommend_simulator.over_requested_profile): simulate, analyze (with the recommend step), then compare the idle GPU-hours the recommender
-found with the true ones, and re-simulate every job under its GPU-count or power-cap proposal
-(tests/test_recommend_simulator.resimulate) against the stated slowdown bound. One JSON line per fleet.
+tests/test_recommend_simulator.over_requested_profile): simulate, analyze (with the recommend step), then
+compare the idle GPU-hours the recommender found with the true ones, and re-simulate every job under its
+GPU-count or power-cap proposal (tests/test_recommend_simulator.resimulate) against the stated slowdown
+bound. One JSON line per fleet; gpu_cut_jobs_checked counts the jobs of GPU-count cuts that keep GPUs
+(not releases of idle jobs).
 
     .venv/bin/python bench/recommend_simulator.py
 """
