@@ -21,7 +21,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from agents.simulate import simulate
 from analyzer.pipeline import analyze
-from tests.test_recommend_simulator import over_requested_profile, resimulate
+from tests.test_recommend_simulator import freed_by_unused_cuts, over_requested_profile, resimulate
 
 FLEETS = ((24, 3, 1), (32, 3, 1), (32, 3, 2))  # nodes, days, seed
 
@@ -41,6 +41,7 @@ for nodes, days, seed in FLEETS:
                           "gpu_jobs_checked": r["gpu"], "gpu_cut_jobs_checked": r["gpu_cut"],
                           "powercap_jobs_checked": r["powercap"],
                           "true_unused_gpu_h": round(truth["totals"]["unused_gpu_hours_in_over_requested_jobs"], 1),
+                          "unused_gpu_h_freed": round(freed_by_unused_cuts(recs), 1),
                           "unbounded": r["unbounded"], "worst_ratio_over_bound": round(r["worst"], 4),
                           "violations": len(r["violations"]),
                           "milp_gain": run.manifest["recommend"].get("rebalance", {}).get("gain_fraction")}),
