@@ -50,6 +50,14 @@ class NodeClassSpec(BaseModel):
                          self.lustre, self.pool, self.leaf_nodes, self.oversubscription)
 
 
+def _training_workload(w: str) -> str:
+    from agents.simulate.workloads import TRAINING_WORKLOADS
+
+    if w not in TRAINING_WORKLOADS:
+        raise ValueError(f"unknown training workload {w!r}; known: {', '.join(TRAINING_WORKLOADS)}")
+    return w
+
+
 class OverRequest(BaseModel):
     """A recurring training job that holds more GPUs than its program runs on (a script started with a fixed
     `torchrun --nproc_per_node=K` inside an N-GPU allocation, or a one-GPU script submitted with --gpus=N): the
@@ -65,18 +73,11 @@ class OverRequest(BaseModel):
     user: str = Field("team-retrain", min_length=1)
     name: str = Field("nightly-retrain", min_length=1, description="Job name the script submits under.")
 
-    @field_validator("workload")
+    @field_validator("workload", "accelerator")
     @classmethod
-    def _workload(cls, v: str) -> str:
-        from agents.simulate.workloads import TRAINING_WORKLOADS
-
-        if v not in TRAINING_WORKLOADS:
-            raise ValueError(f"unknown training workload {v!r}; known: {', '.join(TRAINING_WORKLOADS)}")
-        return v
-
-    @field_validator("accelerator")
-    @classmethod
-    def _accelerator(cls, v: str) -> str:
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        if info.field_name == "workload":
+            return _training_workload(v)
         if v not in ACCELERATORS:
             raise ValueError(f"unknown accelerator {v!r}; known: {', '.join(ACCELERATORS)}")
         return v
@@ -151,12 +152,7 @@ class WorkloadMix(BaseModel):
     @field_validator("scaling_sweep")
     @classmethod
     def _sweep(cls, v: list[str]) -> list[str]:
-        from agents.simulate.workloads import TRAINING_WORKLOADS
-
-        for w in v:
-            if w not in TRAINING_WORKLOADS:
-                raise ValueError(f"unknown training workload {w!r}; known: {', '.join(TRAINING_WORKLOADS)}")
-        return v
+        return [_training_workload(w) for w in v]
 
 
 class Profile(BaseModel):
