@@ -156,9 +156,13 @@ def write_truth(path: Path, meta: dict, nodes: list[Node], jobs: list[Job], inte
         "jobs": out_jobs,
         "totals": {k: v for k, v in totals.items() if k != "job_used_gpu_hours"},
     }
+    text = json.dumps(doc, indent=1, default=_default)
+    if path.exists() and not path.is_file():  # /dev/null or a pipe: renaming over it would replace the device
+        path.write_text(text, encoding="utf-8")
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=_default), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 
 
