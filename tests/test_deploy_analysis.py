@@ -144,12 +144,13 @@ def run_report(tmp_path: Path, now: str, **env: str) -> subprocess.CompletedProc
 ])
 def test_weekly_report_builds_the_last_complete_iso_week(tmp_path: Path, now: str, week: str):
     done = run_report(tmp_path, now, FLEETWISE_STORE_URL="embedded:/s", FLEETWISE_REPORT_STATE="/st",
+                      FLEETWISE_REPORT_ALERTS_STATE="/al", FLEETWISE_REPORT_FLEET_NAME="hpc one",
                       FLEETWISE_REPORT_PDF="1")
     assert done.returncode == 0, done.stderr
     out = tmp_path / "reports" / week
     assert (out / "args").read_text().split("\n")[:-1] == [
         "report", "--week", week, "--out", str(tmp_path / "reports" / f".{week}.partial"),
-        "--store", "embedded:/s", "--state", "/st", "--pdf"]
+        "--store", "embedded:/s", "--state", "/st", "--alerts-state", "/al", "--fleet-name", "hpc one", "--pdf"]
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [week]  # the partial was renamed
 
 

@@ -12,6 +12,8 @@
 #   FLEETWISE_REPORT_KEEP   how many weekly reports to keep (default 12)
 #   FLEETWISE_STORE_URL     --store URL (default: fleetwise's own)
 #   FLEETWISE_REPORT_STATE  --state DIR (default: fleetwise's own)
+#   FLEETWISE_REPORT_ALERTS_STATE  --alerts-state DIR (the alert evaluator's; default: fleetwise's own)
+#   FLEETWISE_REPORT_FLEET_NAME    --fleet-name NAME (on the first page)
 #   FLEETWISE_REPORT_PDF    1 = also a PDF (--pdf)
 #   FLEETWISE_REPORT_WEEK   build this week (YYYY-Www) instead of the last complete one
 #   FLEETWISE_REPORT_NOW    a date standing for "now" (tests; anything GNU date -d reads)
@@ -41,6 +43,8 @@ mkdir "$partial"
 set -- report --week "$week" --out "$partial"
 [ -n "${FLEETWISE_STORE_URL:-}" ] && set -- "$@" --store "$FLEETWISE_STORE_URL"
 [ -n "${FLEETWISE_REPORT_STATE:-}" ] && set -- "$@" --state "$FLEETWISE_REPORT_STATE"
+[ -n "${FLEETWISE_REPORT_ALERTS_STATE:-}" ] && set -- "$@" --alerts-state "$FLEETWISE_REPORT_ALERTS_STATE"
+[ -n "${FLEETWISE_REPORT_FLEET_NAME:-}" ] && set -- "$@" --fleet-name "$FLEETWISE_REPORT_FLEET_NAME"
 [ "${FLEETWISE_REPORT_PDF:-0}" = 1 ] && set -- "$@" --pdf
 echo "$name: building $week into $dir/$week" >&2
 status=0
