@@ -190,6 +190,20 @@ def test_weekly_report_refuses_bad_settings_in_one_line(tmp_path: Path, env: dic
     assert not (tmp_path / "reports").exists()
 
 
+def test_slurm_prolog_and_epilog_work_without_a_path(tmp_path: Path):
+    """slurmd runs them with no PATH (Slurm's prolog guide): /bin/sh's default search path must do."""
+    env = {"FLEETWISE_ROOT": str(tmp_path), "FLEETWISE_GPUSTAT": str(tmp_path / "gpustat"), "SLURM_JOB_ID": "77",
+           "SLURM_JOB_UID": str(os.getuid()), "SLURM_JOB_GPUS": "3", "SLURM_JOB_NAME": 'say "hi"'}
+    for name in ("prolog", "epilog"):
+        done = subprocess.run(["/bin/sh", str(DEPLOY / "slurm" / f"{name}.d" / "fleetwise-job.sh")], env=env,
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        if name == "prolog":
+            assert (tmp_path / "gpustat" / "3").read_text() == f"77 {os.getuid()}\n"
+            assert 'name="say \\"hi\\""' in (tmp_path / "textfile" / "jobinfo-77.prom").read_text()
+    assert list((tmp_path / "gpustat").iterdir()) == [] and not (tmp_path / "jobs" / "77").exists()
+
+
 # --- Kubernetes -----------------------------------------------------------------------------------------
 
 def manifests() -> dict[tuple[str, str], dict]:
