@@ -152,6 +152,9 @@ def test_weekly_report_builds_the_last_complete_iso_week(tmp_path: Path, now: st
         "report", "--week", week, "--out", str(tmp_path / "reports" / f".{week}.partial"),
         "--store", "embedded:/s", "--state", "/st", "--alerts-state", "/al", "--fleet-name", "hpc one", "--pdf"]
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [week]  # the partial was renamed
+    # What the script passes is what `fleetwise report` accepts.
+    args = build_parser().parse_args((out / "args").read_text().split("\n")[:-1])
+    assert (args.week, args.alerts_state, args.fleet_name, args.pdf) == (week, "/al", "hpc one", True)
 
 
 def test_weekly_report_keeps_the_newest_n_and_nothing_else_is_touched(tmp_path: Path):
