@@ -21,7 +21,7 @@ import yaml
 from agents.config import load_config
 from fleetwise.cli import build_parser
 from tests.conftest import REPO, require_binary
-from tests.store_helpers import influx_query, write_lines
+from tests.store_helpers import create_database, influx_query, write_lines
 
 DEPLOY = REPO / "deploy"
 SYSTEMD = DEPLOY / "systemd"
@@ -369,6 +369,7 @@ def test_influxdb_1x_file_creates_the_policies_and_its_continuous_query_downsamp
     t0 = now - now % 300 - 3600
     lines = [f"gpu,host=n{h},gpu=0 utilization_ratio={v},model=\"H100\" {(t0 + 10 * i) * 10**9}"
              for h, vals in ((1, (0.2, 0.4)), (2, (1.0, 0.0))) for i, v in enumerate(vals * 15)]
+    create_database(url, "fleet")  # a no-op on the existing database; waits until a loaded influxd lists it
     write_lines(url, "fleet", lines)
     select = cq_text[cq_text.index("SELECT"):cq_text.rindex(" END")]
     select = select.replace("GROUP BY", f"WHERE time >= {t0}s AND time < {t0 + 300}s GROUP BY")
