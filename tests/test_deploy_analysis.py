@@ -22,6 +22,7 @@ from agents.config import load_config
 from fleetwise.cli import build_parser
 from tests.conftest import REPO, require_binary
 from tests.store_helpers import create_database, influx_query, write_lines
+from tests.test_deploy_files import INSTALLED_BINARIES
 
 DEPLOY = REPO / "deploy"
 SYSTEMD = DEPLOY / "systemd"
@@ -66,6 +67,25 @@ def test_analysis_units_are_hardened_and_write_only_where_they_must(name: str):
     # No secret on a command line: `ps` shows it to every user.
     assert not re.search(r"password|token|secret", service["ExecStart"], re.I), service["ExecStart"]
     assert service["EnvironmentFile"] == "-/etc/fleetwise/analysis.env"
+
+
+# systemd's own exposure score (0 = locked down, 10 = unprotected), offline on the unit file. The report stays
+# higher because Chromium needs namespaces and more system calls for the PDF's figures.
+EXPOSURE_AT_MOST = {"fleetwise-dashboard.service": 2.0, "fleetwise-alerts.service": 2.0,
+                    "fleetwise-analyze.service": 2.0, "fleetwise-report.service": 4.0, "fleetwise-agent.service": 4.0}
+
+
+@pytest.mark.parametrize("name", sorted(EXPOSURE_AT_MOST))
+def test_systemd_exposure_score(tmp_path: Path, name: str):
+    analyze = require_binary("systemd-analyze")
+    text = (SYSTEMD / name).read_text()
+    for binary in INSTALLED_BINARIES:
+        text = text.replace(binary, "/bin/true")
+    (tmp_path / name).write_text(text)
+    out = subprocess.run([analyze, "security", "--offline=true", "--no-pager", str(tmp_path / name)],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "LC_ALL": "C"})
+    (score,) = re.findall(r"Overall exposure level for \S+: ([0-9.]+)", out.stdout + out.stderr)
+    assert float(score) <= EXPOSURE_AT_MOST[name], out.stdout[-2000:]
 
 
 def test_dashboard_password_is_a_systemd_credential_and_it_binds_loopback():
