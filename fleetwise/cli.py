@@ -602,19 +602,33 @@ PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or for `agent` only the agent's parser: other subcommands' parsers import
+    their modules (trace loaders, the recommender's kinds), which a node agent must not carry (RSS budget)."""
     parser = argparse.ArgumentParser(
         prog="fleetwise",
         description="Cluster telemetry and utilization optimizer for heterogeneous HPC and AI fleets.")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in PARSERS:
+    for add in [_agent_parser] if command == "agent" else PARSERS:
         add(sub)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in argv (the first word that is neither an option nor --log-level's value)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command(argv)).parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from agents.config import ConfigError
 
