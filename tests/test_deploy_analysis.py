@@ -111,6 +111,22 @@ def test_analyze_unit_and_cronjob_run_the_real_analyze_command_line():
     assert (args.command, args.state, args.jobs) == ("analyze", "/var/lib/fleetwise/state", 2)
 
 
+@pytest.mark.parametrize(("unit", "expected"), [
+    ("fleetwise-alerts.service", {"command": "alerts", "alerts_command": "run",
+                                  "state_dir": "/var/lib/fleetwise/alerts", "webhook": None}),
+])
+def test_long_running_units_and_pods_use_the_real_command_lines(unit: str, expected: dict):
+    parser = build_parser()
+    argv = shlex.split(read_unit(unit)["Service"]["ExecStart"])[1:]
+    args = vars(parser.parse_args([a.replace("${FLEETWISE_STORE_URL}", "embedded:/x") for a in argv]))
+    assert {k: args[k] for k in expected} == expected and args["store"] == "embedded:/x"
+    (container,) = pod_specs()[unit.removesuffix(".service")]["containers"]
+    pod_args = [a.replace("$(FLEETWISE_STORE_URL)", "influxdb://i:8086/fleet").replace("$(POD_IP)", "10.0.0.9")
+                for a in container["args"]]
+    args = vars(parser.parse_args(pod_args))
+    assert args["command"] == expected["command"] and args["store"] == "influxdb://i:8086/fleet"
+
+
 def next_elapses(spec: str) -> list[str]:
     analyze = require_binary("systemd-analyze")
     out = subprocess.run([analyze, "calendar", "--iterations=3", spec], capture_output=True, text=True,
