@@ -148,7 +148,9 @@ class EmbeddedReader(Reader):
                 return build(src)
             except FileNotFoundError:
                 pass
-            except duckdb.Error as e:
+            except (duckdb.Error, OSError) as e:
+                # OSError: DuckDB's IO error surfaces through pyarrow's streaming reader (to_arrow_reader) as
+                # an OSError when a file vanishes mid-scan; it gets the same re-listing as duckdb.Error.
                 # A file whose footer cannot be read is set aside and the listing retried; anything else (a file
                 # of another schema) is one line naming the measurement and what DuckDB found.
                 if all(os.path.exists(f) for f in files) and not self._find_unreadable(files):
