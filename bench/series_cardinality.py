@@ -98,6 +98,60 @@ def real_agent() -> dict:
             "series_by_measurement": {m: len(s) for m, s in sorted(series.items())}}
 
 
+def influx_limits(limit: int = 50) -> dict:
+    """What a real influxd (Debian's 1.6.7, started here on 127.0.0.1) does at max-values-per-tag = limit (set
+    through INFLUXDB_DATA_MAX_VALUES_PER_TAG): 1.5 x limit new `job` values in one week, then as many new ones
+    four weeks later (another shard group): how many points each write kept, and the error it answered; then the
+    first week's shard is dropped (what retention does) and new values are written once more."""
+    import os
+    import tempfile
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlencode
+
+    from tests.services import influxd
+
+    os.environ["INFLUXDB_DATA_MAX_VALUES_PER_TAG"] = str(limit)
+    out: dict = {"max_values_per_tag": limit}
+    week_ns = 7 * 86400 * 10**9
+    t0 = 1_795_000_000 * 10**9
+    try:
+        with tempfile.TemporaryDirectory(prefix="fw-limits-") as tmp, influxd(Path(tmp)) as server:
+            def post(path: str, body: bytes = b"") -> tuple[int, str]:
+                try:
+                    with urllib.request.urlopen(urllib.request.Request(server.url + path, data=body), timeout=60) as r:
+                        return r.status, r.read().decode()
+                except urllib.error.HTTPError as e:
+                    return e.code, e.read().decode()
+
+            post("/query?" + urlencode({"q": 'CREATE DATABASE "lim"'}))
+            n = limit * 3 // 2
+            for label, base, offset in (("first_week", t0, 0), ("four_weeks_later", t0 + 4 * week_ns, n)):
+                lines = "\n".join(f"job,host=h,job=j{offset + i} cpu_cores=1 {base + i * 10**9}" for i in range(n))
+                status, text = post("/write?db=lim&precision=ns", lines.encode())
+                count = post("/query?" + urlencode({"db": "lim", "q": f"SELECT count(cpu_cores) FROM job WHERE "
+                                                    f"time >= {base} AND time < {base + week_ns}"}))[1]
+                values = json.loads(count)["results"][0].get("series", [{}])[0].get("values", [[0, 0]])[0][1]
+                out[label] = {"written": n, "kept": values, "status": status, "answer": text.strip()[:200]}
+                if label == "first_week":
+                    shards = json.loads(post("/query?" + urlencode({"q": "SHOW SHARDS"}))[1])
+                    first_shard = [row[0] for ser in shards["results"][0]["series"] if ser["name"] == "lim"
+                                   for row in ser["values"]]
+            # what retention does to the values: drop the first week's shard, then write new values again
+            drops = [post("/query?" + urlencode({"q": f"DROP SHARD {int(shard)}"})) for shard in first_shard]
+            left = json.loads(post("/query?" + urlencode({"q": "SHOW SHARDS"}))[1])["results"][0]["series"]
+            base = t0 + 8 * week_ns
+            lines = "\n".join(f"job,host=h,job=k{i} cpu_cores=1 {base + i * 10**9}" for i in range(n))
+            status, text = post("/write?db=lim&precision=ns", lines.encode())
+            out["after_dropping_the_first_shard"] = {"written": n, "status": status, "answer": text.strip()[:200],
+                                                     "dropped_shards": first_shard, "drop_answers": drops,
+                                                     "shards_left": [row[0] for ser in left if ser["name"] == "lim"
+                                                                     for row in ser.get("values", [])]}
+    finally:
+        os.environ.pop("INFLUXDB_DATA_MAX_VALUES_PER_TAG", None)
+    return out
+
+
 def fleet(n: int, per_node_series: float, job_series_per_job: float, jobs_per_node_day: float,
           points_per_node_round: float, interval: float, retention_days: float) -> dict:
     """One fleet size: points/s, series held over a retention (a job's series stay in the index until their
@@ -117,14 +171,17 @@ def main() -> None:
     ap.add_argument("--agent-interval", type=float, default=10, help="the agent's default interval_seconds")
     ap.add_argument("--retention-days", type=float, default=7, help="series held in the index (shard duration)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--influx-limits", action="store_true",
+                    help="also check max-values-per-tag on a real influxd (Debian's, started here)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     sim = simulated(args.nodes, args.days, args.interval, args.seed)
     agent = real_agent()
+    limits = influx_limits() if args.influx_limits else None
     sizes = [fleet(n, sim["node_series_per_node"], sim["job_series_per_job"], sim["jobs_per_node_day"],
                    sim["points_per_node_round"], args.agent_interval, args.retention_days) for n in (1000, 10000)]
-    result = {"simulated": sim, "real_agent": agent, "fleets": sizes, "retention_days": args.retention_days,
-              "agent_interval": args.agent_interval}
+    result = {"simulated": sim, "real_agent": agent, "fleets": sizes, "influx_limits": limits,
+              "retention_days": args.retention_days, "agent_interval": args.agent_interval}
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -138,6 +195,10 @@ def main() -> None:
     else:
         print(f"real agent on this machine (--once): {agent['points_per_round']} points, {agent['series']} series: "
               + ", ".join(f"{m} {n}" for m, n in agent["series_by_measurement"].items()))
+    if limits:
+        print(f"influxd at max-values-per-tag = {limits['max_values_per_tag']}: " + "; ".join(
+            f"{k}: kept {v.get('kept', '?')} of {v['written']} (HTTP {v['status']} {v['answer'][:90]!r})"
+            for k, v in limits.items() if isinstance(v, dict)))
     for f in sizes:
         print(f"  {f['nodes']:>6,} nodes at {args.agent_interval:g} s: {f['points_per_second']:,.0f} points/s; "
               f"series {f['series_static']:,.0f} lasting + jobs over {args.retention_days:g} days = "
