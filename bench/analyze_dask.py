@@ -69,8 +69,19 @@ class Cluster:
             c.wait_for_workers(workers, timeout=120)
 
     def peaks(self) -> dict:
+        """Peak RSS and CPU seconds (user + system since start) of the scheduler and each worker."""
+        import psutil
+
+        def cpu(pid: int) -> float | None:
+            try:
+                return sum(psutil.Process(pid).cpu_times()[:2])
+            except psutil.Error:
+                return None
+
         return {"scheduler_mb": _vm_hwm_mb(self.scheduler.pid),
-                "workers_mb": [_vm_hwm_mb(w.pid) for w in self.workers]}
+                "workers_mb": [_vm_hwm_mb(w.pid) for w in self.workers],
+                "scheduler_cpu_seconds": cpu(self.scheduler.pid),
+                "workers_cpu_seconds": [cpu(w.pid) for w in self.workers]}
 
     def stop(self) -> None:
         for p in [*self.workers, self.scheduler]:
@@ -104,6 +115,7 @@ def run(args, work: Path) -> dict:
     result["local"]["loadavg_1m_before_after"] = [load0, os.getloadavg()[0]]
     cluster = Cluster(args.workers, work)
     try:
+        result["cluster_idle"] = cluster.peaks()  # started and connected, before any task: the baseline
         load0 = os.getloadavg()[0]
         result["dask"] = measure(f"embedded:{store}", work / "state-dask", since, args.every, args.cap_mb,
                                  scheduler=cluster.address)
@@ -123,6 +135,12 @@ def report(r: dict) -> None:
         return
     print(f"  local       analyze {lo['seconds']:.1f} s, peak RSS {lo['maxrss_self_mb']:.0f} MB "
           f"(with joblib workers {lo['peak_rss_tree_mb']:.0f} MB), load {lo['loadavg_1m_before_after']}")
+    idle = r.get("cluster_idle", {})
+    print(f"  CPU seconds: local client {lo.get('cpu_seconds', float('nan')):.0f}; dask client "
+          f"{da.get('cpu_seconds', float('nan')):.0f}, workers "
+          + ", ".join(f"{b - a:.0f}" for a, b in zip(idle.get("workers_cpu_seconds", []),
+                                                       da.get("workers_cpu_seconds", []), strict=False))
+          + f", scheduler {da['scheduler_cpu_seconds'] - idle.get('scheduler_cpu_seconds', 0):.0f} (during the run)")
     print(f"  dask x{r['workers']}     analyze {da['seconds']:.1f} s (ratio to local "
           f"{da['seconds'] / lo['seconds']:.2f}), client peak RSS {da['maxrss_self_mb']:.0f} MB, scheduler "
           f"{da['scheduler_mb']:.0f} MB, workers {', '.join(f'{w:.0f}' for w in da['workers_mb'])} MB, "

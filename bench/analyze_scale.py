@@ -181,6 +181,8 @@ def child(store: str, state: str, since: str, every: str, scheduler: str | None 
         engine.close()
     seconds = time.perf_counter() - t0
     m = r.run.manifest
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    extra["cpu_seconds"] = usage.ru_utime + usage.ru_stime  # this process's CPU, whatever the machine's load
     print(json.dumps({**extra,
         "seconds": seconds, "maxrss_self_mb": _vm_hwm_mb(),
         "jobs": r.jobs, "workloads": r.workloads, "fitted": len(r.fitted), "skipped": len(r.skipped),
