@@ -1,4 +1,5 @@
-"""`make demo`: one agent sample of this machine, a simulated fleet, its analysis and the recommendations."""
+"""`make demo`: one agent sample of this machine, a simulated fleet, its analysis, the recommendations and the
+weekly capacity report of the analyzed week."""
 
 from __future__ import annotations
 
@@ -28,7 +29,22 @@ def run_demo() -> int:
     print("\n" + result.summary())
     print("\n$ fleetwise models show\n" + render(result.run), end="")
     print_recommendations(result.run, sim.summary.get("idle_gpu_hours_in_idle_jobs"))
+    print_report(result.run)
     return 0
+
+
+def print_report(run, out: str = "var/reports") -> None:
+    """The weekly capacity report (HTML and CSV) of the last complete week of the analyzed window."""
+    import datetime as dt
+
+    from analyzer.report.build import build_report
+    from analyzer.report.week import last_complete_week
+
+    week = last_complete_week(dt.datetime.fromisoformat(run.manifest["window"]["end"]))
+    print(f"\n$ fleetwise report --week {week} --out {out}")
+    result = build_report(week, out, store="embedded:./var/demo-store", state_dir=run.path.parent.parent,
+                          fleet_name="demo fleet")
+    print(result.summary())
 
 
 def print_recommendations(run, true_idle_gpu_hours: float | None, top: int = 10) -> None:
