@@ -9,6 +9,8 @@ measurement and day (agents.query.partitioned).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -180,3 +182,14 @@ def test_cli_unreachable_scheduler(fleet, tmp_path):
     assert r.returncode == 2, r.stderr
     assert f"--scheduler tcp://127.0.0.1:{port}: cannot reach the Dask scheduler" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_without_dask_installed(fleet, tmp_path):
+    # distributed made unimportable the way Python itself marks a module absent (sys.modules[name] = None)
+    code = ("import sys; sys.modules['distributed'] = None; from fleetwise.cli import main; "
+            f"sys.exit(main(['analyze', '--store', 'embedded:{fleet / 'store'}', '--state', '{tmp_path / 's'}', "
+            "'--engine', 'dask', '--scheduler', 'tcp://127.0.0.1:8786']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "--engine dask needs dask and distributed" in r.stderr and "fleetwise[dask]" in r.stderr
+    assert "Traceback" not in r.stderr
