@@ -14,6 +14,7 @@ The anchor is the local engine on the same store in the same run: the Dask figur
 
     .venv/bin/python bench/analyze_dask.py --nodes 1000 --days 7 --workdir /tmp/fw-dask/n1000
     .venv/bin/python bench/analyze_dask.py --nodes 50 --days 2 --json          # quick check
+    .venv/bin/python bench/analyze_dask.py --nodes 1000 --days 7 --workdir /tmp/fw-dask/n1000 --partition-costs
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -101,6 +103,55 @@ def partitions(store: Path) -> dict:
     return {m: len(embedded.day_dirs(store, m)) for m in sorted(embedded.measurement_dirs(store))}
 
 
+def partition_costs(store: Path, days: float) -> dict:
+    """In this process, no Dask: the job table through the single-query reader, then the job table and the demand
+    series through PartitionedReader with a serial map that records each task's CPU seconds (getrusage: DuckDB's
+    threads included), per measurement. What a Dask task costs without the transport and the machine's load."""
+    import collections
+
+    import pandas as pd
+
+    from agents.query import open_reader
+    from agents.query.partitioned import PartitionedReader, serial_map
+    from analyzer.features import job_table
+    from analyzer.forecast.demand import demand_series
+
+    def cpu() -> float:
+        u = resource.getrusage(resource.RUSAGE_SELF)
+        return u.ru_utime + u.ru_stime
+
+    per: dict = collections.defaultdict(lambda: {"tasks": 0, "cpu_seconds": 0.0})
+
+    def timed(fn, items):
+        out = []
+        for task in items:
+            c0 = cpu()
+            out.append(fn(task))
+            per[task.query.measurement]["tasks"] += 1
+            per[task.query.measurement]["cpu_seconds"] += cpu() - c0
+        return out
+
+    result: dict = {}
+    with open_reader(f"embedded:{store}") as local:
+        end = local.time_bounds("job")[1].ceil("1D")
+        start = end - pd.Timedelta(days=days)
+        for name, reader in (("job_table_single_queries", local),
+                             ("job_table_day_tasks", PartitionedReader(local, serial_map))):
+            c0, t0 = cpu(), time.perf_counter()
+            job_table(reader, start, end)
+            result[name] = {"cpu_seconds": cpu() - c0, "wall_seconds": time.perf_counter() - t0,
+                            "tasks": getattr(reader, "tasks_run", None)}
+        timed_reader = PartitionedReader(local, timed)
+        c0 = cpu()
+        result["jobs"] = len(job_table(timed_reader, start, end))
+        result["job_table_cpu_seconds"] = cpu() - c0
+        c0 = cpu()
+        demand_series(timed_reader, start, end)
+        result["demand_cpu_seconds"] = cpu() - c0
+    result["tasks"] = dict(per)
+    return result
+
+
 def run(args, work: Path) -> dict:
     store = work / "embedded"
     since = f"{round(args.days * 24)}h"
@@ -110,6 +161,9 @@ def run(args, work: Path) -> dict:
         result["simulate"] = simulate_embedded(store, args.nodes, args.days, args.interval, args.seed)
     result["store_mb"] = sum(p.stat().st_size for p in store.rglob("*") if p.is_file()) / 2**20
     result["partitions"] = partitions(store)
+    if args.partition_costs:
+        result["partition_costs"] = partition_costs(store, args.days)
+        return result
     load0 = os.getloadavg()[0]
     result["local"] = measure(f"embedded:{store}", work / "state-local", since, args.every, args.cap_mb)
     result["local"]["loadavg_1m_before_after"] = [load0, os.getloadavg()[0]]
@@ -127,6 +181,17 @@ def run(args, work: Path) -> dict:
 
 
 def report(r: dict) -> None:
+    if "partition_costs" in r:
+        pc = r["partition_costs"]
+        print(f"{r['nodes']} nodes x {r['days']:g} days, in-process: job table "
+              f"{pc['job_table_single_queries']['cpu_seconds']:.1f} CPU s with single queries, "
+              f"{pc['job_table_day_tasks']['cpu_seconds']:.1f} CPU s as {pc['job_table_day_tasks']['tasks']} day "
+              f"tasks; job table + demand {pc['job_table_cpu_seconds'] + pc['demand_cpu_seconds']:.1f} CPU s, of "
+              f"which store tasks {sum(t['cpu_seconds'] for t in pc['tasks'].values()):.1f} s:")
+        for m, t in sorted(pc["tasks"].items()):
+            print(f"  {m:<14} {t['tasks']:>4} tasks {t['cpu_seconds']:6.2f} CPU s "
+                  f"({t['cpu_seconds'] / t['tasks']:.3f} s a task)")
+        return
     lo, da = r["local"], r["dask"]
     print(f"{r['nodes']} nodes x {r['days']:g} days at {r['interval']:g} s ({r['store_mb']:.0f} MB, "
           f"{sum(r['partitions'].values())} measurement-day partitions), {r['cpus']} CPUs, {r['date']}")
@@ -165,6 +230,8 @@ def main() -> None:
     ap.add_argument("--every", default="5m")
     ap.add_argument("--cap-mb", type=float, default=8000, help="kill an analyze client tree above this RSS")
     ap.add_argument("--workdir", help="keep the store here (default: a temp dir, removed afterwards)")
+    ap.add_argument("--partition-costs", action="store_true",
+                    help="no Dask: CPU seconds of each store partition task, in this process (see partition_costs)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="fleetwise-dask-bench-"))
