@@ -57,14 +57,15 @@ class SeriesCounter:
 
 
 def simulated(nodes: int, days: float, interval: float, seed: int) -> dict:
+    import tempfile
+
     from agents.schema import MEASUREMENTS
     from agents.simulate import simulate
 
-    import tempfile
-
     counter = SeriesCounter()
-    with tempfile.TemporaryDirectory(prefix="fw-cardinality-") as tmp:  # the truth file is not needed, never /dev/null
-        simulate(nodes=nodes, days=days, interval=interval, seed=seed, sink=counter, truth_path=Path(tmp) / "truth.json")
+    with tempfile.TemporaryDirectory(prefix="fw-cardinality-") as tmp:  # the truth file is not needed; not /dev/null
+        simulate(nodes=nodes, days=days, interval=interval, seed=seed, sink=counter,
+                 truth_path=Path(tmp) / "truth.json")
     rounds = round(days * 86400 / interval)
     per_job = {m for m in counter.series if m in MEASUREMENTS and "job" in MEASUREMENTS[m].tags}
     node_series = sum(len(s) for m, s in counter.series.items() if m not in per_job)
