@@ -79,17 +79,44 @@ def test_systemd_unit_is_hardened_and_takes_secrets_from_a_file():
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
-def test_systemd_unit_verifies(tmp_path: Path):
+# verify insists that ExecStart exists: the installed paths become /bin/true, the rest is checked as written.
+INSTALLED_BINARIES = ("/opt/fleetwise/.venv/bin/fleetwise", "/opt/fleetwise/bin/fleetwise-weekly-report")
+
+
+def verify_units(directory: Path, texts: dict[str, str]) -> tuple[int, list[str], str]:
+    """systemd-analyze verify on every unit together (a timer needs its service beside it); returns the exit
+    code, the lines that name one of the units (verify only warns, exit 0, about a setting it ignores), and
+    the whole output."""
     analyze = require_binary("systemd-analyze")
-    # verify insists that ExecStart exists; everything else in the unit is checked as written.
-    text = (DEPLOY / "systemd" / "fleetwise-agent.service").read_text()
-    unit = tmp_path / "fleetwise-agent.service"
-    unit.write_text(text.replace("/opt/fleetwise/.venv/bin/fleetwise", "/bin/true"))
-    checked = subprocess.run([analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True,
-                             timeout=60)
-    problems = [line for line in (checked.stdout + checked.stderr).splitlines()
-                if "fleetwise-agent.service" in line]
-    assert checked.returncode == 0 and not problems, checked.stdout + checked.stderr
+    for name, text in texts.items():
+        for binary in INSTALLED_BINARIES:
+            text = text.replace(binary, "/bin/true")
+        (directory / name).write_text(text)
+    checked = subprocess.run([analyze, "verify", "--man=no", *(str(directory / n) for n in sorted(texts))],
+                             capture_output=True, text=True, timeout=120)
+    output = checked.stdout + checked.stderr
+    return checked.returncode, [line for line in output.splitlines() if any(n in line for n in texts)], output
+
+
+def deploy_units() -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((DEPLOY / "systemd").iterdir())
+            if p.suffix in (".service", ".timer")}
+
+
+def test_systemd_units_verify(tmp_path: Path):
+    units = deploy_units()
+    assert {"fleetwise-agent.service", "fleetwise-dashboard.service", "fleetwise-alerts.service",
+            "fleetwise-analyze.service", "fleetwise-analyze.timer", "fleetwise-report.service",
+            "fleetwise-report.timer"} <= set(units)
+    code, problems, output = verify_units(tmp_path, units)
+    assert code == 0 and not problems, output
+
+
+def test_systemd_verify_catches_a_broken_unit(tmp_path: Path):
+    """The check above can fail: a misspelt value in a copy of a real unit is reported by name."""
+    text = deploy_units()["fleetwise-dashboard.service"].replace("ProtectSystem=strict", "ProtectSystem=strickt")
+    _code, problems, output = verify_units(tmp_path, {"fleetwise-dashboard.service": text})
+    assert any("ProtectSystem" in line or "protect system" in line for line in problems), output
 
 
 def run_script(name: str, root: Path, job: str, **extra: str) -> subprocess.CompletedProcess:

@@ -21,6 +21,7 @@ from agents.query import open_reader
 from agents.simulate import simulate
 from analyzer.pipeline import analyze
 from analyzer.progress import Progress
+from analyzer.report.alerts import week_alerts
 from analyzer.report.build import build_report
 from analyzer.report.runs import choose_run
 from analyzer.report.week import IsoWeek, WeekError, last_complete_week, parse_week
@@ -42,6 +43,7 @@ def weekly(tmp_path_factory):
     simulate(nodes=7, days=4, interval=600, seed=1, store=store, start=START)
     analyze(store, since=W0.isoformat(), until=W1.isoformat(), state_dir=root / "state", n_jobs=1, every="10m")
     log = io.StringIO()
+    (root / "alerts").mkdir()  # the evaluator's state dir, with no history yet
     result = build_report(WEEK, root / "out", store=store, state_dir=root / "state", alerts_state=root / "alerts",
                           fleet_name="Lab A", progress=Progress("report 2026-W47", stream=log))
     csv = {p.name.removeprefix("capacity-report-2026-W47-").removesuffix(".csv"): pd.read_csv(p)
@@ -214,6 +216,9 @@ def test_alerts_section(weekly, tmp_path):
         assert "the alert evaluator is not installed" in weekly["html"]
         return
     assert "no alert fired in the week" in weekly["html"]  # the fixture's alert state directory is empty
+    missing = week_alerts(tmp_path / "never-ran", W0, W1)
+    assert missing.table is None and missing.notes == [
+        f"no alert history in {tmp_path / 'never-ran'}: `fleetwise alerts run` has not run with that state dir"]
     _history(tmp_path / "alerts")
     result = build_report(WEEK, tmp_path / "out", store=weekly["store"], state_dir=weekly["root"] / "state",
                           alerts_state=tmp_path / "alerts", progress=Progress("r", stream=io.StringIO()))

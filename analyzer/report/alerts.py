@@ -6,6 +6,7 @@ The evaluator is optional: without it the report says it is not installed rather
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 DEFAULT_ALERTS_STATE = "var/alerts"
@@ -20,28 +21,26 @@ class Alerts:
 
 
 def week_alerts(state_dir, start, end) -> Alerts:
-    import pandas as pd
-
+    """The alerts active at some time in [start, end), as load_alert_history selects them."""
     out = Alerts()
     try:
         from analyzer.alerts.history import load_alert_history
     except ImportError:
         out.notes.append("the alert evaluator is not installed (analyzer.alerts), so this report has no alerts")
         return out
+    state_dir = Path(state_dir or DEFAULT_ALERTS_STATE)
+    if not state_dir.is_dir():
+        # no history is not "no alert fired": say that the evaluator has not run there
+        out.notes.append(f"no alert history in {state_dir}: `fleetwise alerts run` has not run with that state dir")
+        return out
     try:
         hist = load_alert_history(state_dir=state_dir, start=start, end=end)
     except (OSError, ValueError) as e:
         out.notes.append(f"alert history in {state_dir} could not be read: {e}")
         return out
-    hist = hist.reindex(columns=COLUMNS)
-    if len(hist):
-        starts = pd.to_datetime(hist["starts_at"], utc=True)
-        ends = pd.to_datetime(hist["ends_at"], utc=True)
-        # active at some time in [start, end): began before its end, and had not resolved before its start
-        hist = hist[(starts < pd.Timestamp(end)) & (ends.isna() | (ends >= pd.Timestamp(start)))]
     if hist.empty:
         out.notes.append("no alert fired in the week")
-    out.table = hist.reset_index(drop=True)
-    g = out.table.groupby(["rule", "severity"], sort=True)
-    out.by_rule = g.size().rename("alerts").reset_index() if len(out.table) else None
+        return out
+    out.table = hist.reindex(columns=COLUMNS).reset_index(drop=True)
+    out.by_rule = out.table.groupby(["rule", "severity"], sort=True).size().rename("alerts").reset_index()
     return out
