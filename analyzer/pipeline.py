@@ -16,6 +16,7 @@ stands instead of through an empty week.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -147,10 +148,11 @@ def resolve_window(reader, since: str | dt.timedelta = DEFAULT_SINCE, until=None
 class _Run:
     """The mutable context of one analyze run: the state writer, intermediate tables, the result tallies."""
 
-    def __init__(self, writer, window, n_jobs: int) -> None:
+    def __init__(self, writer, window, n_jobs: int, fits: Callable[[], Any] = contextlib.nullcontext) -> None:
         self.writer = writer
         self.window = window
         self.n_jobs = n_jobs
+        self.fits = fits  # the context the per-workload fits run in (the Dask engine: joblib's Dask backend)
         self.data: dict[str, Any] = {}
         self.models: dict[str, Any] = {}  # what this run fitted, for the recommend step
         self.fitted: list[str] = []
@@ -300,7 +302,8 @@ def _throughput(run: _Run) -> None:
 def _scaling(run: _Run) -> None:
     obs = run.need("observations", "observations")
     ScalingModel, fit_per_workload = _import("analyzer.models.scaling", "ScalingModel", "fit_per_workload")
-    models, skipped = fit_per_workload(obs, n_jobs=run.n_jobs)  # one fit per (workload, accelerator), joblib
+    with run.fits():
+        models, skipped = fit_per_workload(obs, n_jobs=run.n_jobs)  # one fit per (workload, accelerator), joblib
     if not models and not skipped:
         run.skip("scaling", "no observations with a workload, an accelerator and a throughput", ScalingModel)
         return
@@ -386,10 +389,12 @@ def _check_something_to_analyze(reader) -> None:
 def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=None,
             state_dir: str | Path = DEFAULT_STATE_DIR, n_jobs: int = -1, every: str = DEFAULT_EVERY,
             keep: int = DEFAULT_KEEP, now: dt.datetime | None = None, recommend=None,
-            settings=None) -> AnalyzeResult:
+            settings=None, engine=None) -> AnalyzeResult:
     """Fit every model on [until - since, until) of the store and save them as a new run in state_dir, with
     the recommendations (recommend: agents.config_recommend.RecommendSettings; None = the defaults). The store
-    is read with `settings` ([store]: CA file, query timeout; None = the defaults)."""
+    is read with `settings` ([store]: CA file, query timeout; None = the defaults). engine: None runs
+    everything here; an analyzer.dask_engine.DaskEngine runs the store's aggregates as one task per
+    measurement and day and the per-workload fits on its cluster (embedded stores only)."""
     from agents.config_recommend import RecommendSettings
     from agents.query import open_reader
     from agents.query.base import parse_every
@@ -400,11 +405,17 @@ def analyze(store_url: str, since: str | dt.timedelta = DEFAULT_SINCE, until=Non
         _until(until)  # so is a bad --until, whatever the store holds
     state = StateDir(state_dir, keep=keep)
     state.prepare()  # a bad --state is said before the store is read, and named as the state directory
-    with open_reader(store_url, settings) as reader:
+    if engine is not None:
+        from analyzer.dask_engine import check_store
+
+        check_store(store_url)
+    with open_reader(store_url, settings) as local:
+        reader = local if engine is None else engine.reader(local)
         _check_something_to_analyze(reader)
         window = resolve_window(reader, since, until, now=now, every=every)
-        writer = state.new_run(store=store_url, window=window, since=str(since), every=every, n_jobs=n_jobs)
-        run = _Run(writer, window, n_jobs)
+        writer = state.new_run(store=store_url, window=window, since=str(since), every=every, n_jobs=n_jobs,
+                               engine="local" if engine is None else "dask")
+        run = _Run(writer, window, n_jobs, fits=contextlib.nullcontext if engine is None else engine.fits)
         try:
             run.step("features", lambda: _features(run, reader, every))
             run.step("workloads", lambda: _workloads(run), model="workloads")

@@ -158,20 +158,52 @@ def _vm_hwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(store: str, state: str, since: str, every: str) -> None:
-    """Runs in the child: analyze, then print one JSON line with its own figures."""
+def child(store: str, state: str, since: str, every: str, scheduler: str | None = None) -> None:
+    """Runs in the child: analyze (on the Dask cluster at scheduler when given: bench/analyze_dask.py), then
+    print one JSON line with its own figures."""
     from analyzer.pipeline import analyze
 
+    extra: dict = {}
+    engine = None
+    if scheduler:
+        from distributed import get_task_stream
+
+        from analyzer.dask_engine import DaskEngine
+
+        engine = DaskEngine.connect(scheduler)
     t0 = time.perf_counter()
-    r = analyze(store, since=since, state_dir=state, n_jobs=-1, every=every)
+    if engine is None:
+        r = analyze(store, since=since, state_dir=state, n_jobs=-1, every=every)
+    else:
+        with get_task_stream(client=engine.client) as stream:
+            r = analyze(store, since=since, state_dir=state, n_jobs=-1, every=every, engine=engine)
+        extra = {"tasks": _task_costs(stream.data), "queries": engine.last_reader.log}
+        engine.close()
     seconds = time.perf_counter() - t0
     m = r.run.manifest
-    print(json.dumps({
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    extra["cpu_seconds"] = usage.ru_utime + usage.ru_stime  # this process's CPU, whatever the machine's load
+    print(json.dumps({**extra,
         "seconds": seconds, "maxrss_self_mb": _vm_hwm_mb(),
         "jobs": r.jobs, "workloads": r.workloads, "fitted": len(r.fitted), "skipped": len(r.skipped),
         "failed": r.failed, "steps": {k: v["seconds"] for k, v in m["steps"].items()},
         "step_status": {k: v["status"] for k, v in m["steps"].items()},
     }))
+
+
+def _task_costs(stream: list[dict]) -> dict:
+    """Compute seconds of the Dask tasks by function (run_task: one store partition; _fit_one: per-workload
+    fits, batched by joblib), from the scheduler's task stream."""
+    out: dict = {}
+    for t in stream:
+        name = str(t["key"]).strip("('\"").split("-")[0]
+        name = "run_task" if "run_task" in name else "_fit_one" if "_fit_one" in str(t["key"]) else name
+        compute = sum(s["stop"] - s["start"] for s in t["startstops"] if s["action"] == "compute")
+        c = out.setdefault(name, {"tasks": 0, "compute_seconds": 0.0, "max_seconds": 0.0})
+        c["tasks"] += 1
+        c["compute_seconds"] += compute
+        c["max_seconds"] = max(c["max_seconds"], compute)
+    return out
 
 
 def measure_repeated(store: str, state: Path, since: str, every: str, cap_mb: float, repeat: int,
@@ -197,12 +229,13 @@ def measure_repeated(store: str, state: Path, since: str, every: str, cap_mb: fl
     return first
 
 
-def measure(store: str, state: Path, since: str, every: str, cap_mb: float) -> dict:
-    """analyze() in a child; a child whose process tree passes cap_mb is killed (the machine is shared) and
-    reported as such, with how far it got."""
+def measure(store: str, state: Path, since: str, every: str, cap_mb: float, scheduler: str | None = None) -> dict:
+    """analyze() in a child (a Dask client of scheduler when given); a child whose process tree passes cap_mb
+    is killed (the machine is shared) and reported as such, with how far it got."""
     import psutil
 
-    proc = subprocess.Popen([sys.executable, __file__, "--child", store, str(state), since, every],
+    proc = subprocess.Popen([sys.executable, __file__, "--child", store, str(state), since, every,
+                             *(["--child-scheduler", scheduler] if scheduler else [])],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     ps = psutil.Process(proc.pid)
     peak_tree = 0
@@ -285,9 +318,10 @@ def main() -> None:
     ap.add_argument("--cap-mb", type=float, default=8000,
                     help="kill an analyze child whose process tree passes this RSS (default 8000 MB)")
     ap.add_argument("--child", nargs=4, metavar=("STORE", "STATE", "SINCE", "EVERY"), help=argparse.SUPPRESS)
+    ap.add_argument("--child-scheduler", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(*args.child)
+        child(*args.child, scheduler=args.child_scheduler)
         return
     since = f"{round(args.days * 24)}h"
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="fleetwise-analyze-bench-"))

@@ -295,6 +295,11 @@ def _analyze_parser(sub: argparse._SubParsersAction) -> None:
                    help="bucket width of the job features (default 5m; coarser is faster on long windows)")
     p.add_argument("--config", metavar="FILE", help="TOML configuration; its [recommend] section sets the "
                    "recommender's budgets and price table")
+    p.add_argument("--engine", choices=("local", "dask"), default="local",
+                   help="where the heavy steps run: local (this process, default) or dask (the embedded store's "
+                        "aggregates as one task per measurement and day, and the per-workload fits, on a Dask "
+                        "cluster; needs fleetwise[dask] and --scheduler)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786", help="the Dask scheduler (--engine dask only)")
     p.set_defaults(run=_run_analyze)
 
 
@@ -327,13 +332,19 @@ def _run_analyze(args: argparse.Namespace) -> int:
         print("fleetwise analyze: --jobs must be a positive count or negative (-1 = all cores)", file=sys.stderr)
         return EXIT_CONFIG
     from agents.config import load_config
+    from analyzer.dask_engine import EngineError
     from analyzer.pipeline import NotEnoughData, analyze
     from analyzer.state import StateError
 
     config = load_config(args.config)  # a bad file: ConfigError, one line, exit 2 (main)
     try:
+        engine = _analyze_engine(args, store)
+    except EngineError as e:
+        print(f"fleetwise analyze: {_one_line(e)}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
         result = analyze(store, since=args.since, until=args.until, state_dir=args.state, n_jobs=args.jobs,
-                         every=args.every, recommend=config.recommend, settings=config.store)
+                         every=args.every, recommend=config.recommend, settings=config.store, engine=engine)
     except StateError as e:
         print(f"fleetwise analyze: --state: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -346,8 +357,28 @@ def _run_analyze(args: argparse.Namespace) -> int:
     except (QueryError, OSError) as e:
         print(f"fleetwise analyze: cannot read {store}: {_one_line(_os_error(e))}", file=sys.stderr)
         return 1
+    finally:
+        if engine is not None:
+            engine.close()
     print(result.summary())
     return 0 if result.ok else 1
+
+
+def _analyze_engine(args: argparse.Namespace, store: str):
+    """None for --engine local; a connected analyzer.dask_engine.DaskEngine for --engine dask (EngineError:
+    --scheduler missing or given alone, dask not installed, the scheduler unreachable, a store it cannot split)."""
+    from analyzer.dask_engine import DaskEngine, EngineError, check_store
+
+    if args.engine == "local":
+        if args.scheduler:
+            raise EngineError(f"--scheduler {args.scheduler} is for --engine dask; add --engine dask or drop it")
+        return None
+    if not args.scheduler:
+        raise EngineError("--engine dask needs --scheduler tcp://HOST:PORT (a running dask scheduler)")
+    check_store(store)  # before connecting: a wrong store is said without waiting for a scheduler
+    engine = DaskEngine.connect(args.scheduler)
+    print(f"fleetwise analyze: dask engine: {args.scheduler}, {engine.workers()} workers", file=sys.stderr)
+    return engine
 
 
 def _one_line(e: BaseException | str) -> str:

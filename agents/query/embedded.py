@@ -279,12 +279,17 @@ class EmbeddedReader(Reader):
 
         return sorted(self._run(measurement, None, None, build) or [])
 
+    def days(self, measurement: str) -> list[str]:
+        """The UTC days ("YYYY-MM-DD", oldest first) that may hold rows of measurement: its day partitions and
+        the days of its pending rows. A partitioned reader (agents.query.partitioned) runs one task per day."""
+        return sorted({d for d, _ in store.day_dirs(self.path, measurement)}
+                      | self._pending_measurements().get(measurement, set()))
+
     def time_bounds(self, measurement: str):
         import pandas as pd
 
         identifiers.validate(measurement, "measurement")
-        days = sorted({d for d, _ in store.day_dirs(self.path, measurement)}
-                      | self._pending_measurements().get(measurement, set()))
+        days = self.days(measurement)
         if not days:
             return None
         # Only the first and last non-empty days can hold the bounds.
@@ -293,8 +298,10 @@ class EmbeddedReader(Reader):
             value = None
             for day in order:
                 ns = store.day_of_start_ns(day)
+                # fetchall, not fetchone: DuckDB 2 keeps a result fetched with fetchone() open, and the next
+                # statement on the connection (registering pending rows) fails with "Resource In Use"
                 value = self._run(measurement, ns, ns, lambda src, fn=fn: self._con.execute(
-                    f"SELECT {fn}(epoch_ns(time)) FROM {src.sql}", src.params).fetchone()[0])
+                    f"SELECT {fn}(epoch_ns(time)) FROM {src.sql}", src.params).fetchall()[0][0])
                 if value is not None:
                     break
             if value is None:
