@@ -21,7 +21,7 @@ _ids = itertools.count()
 # Printable text with the characters line protocol escapes, quotes, backslashes and non-ASCII.
 _text = st.text(st.one_of(st.sampled_from(list(' ,="\'\\=#ü€中\U0001f600')),
                           st.characters(blacklist_categories=("Cs", "Cc"))), min_size=1, max_size=12)
-_name = _text.filter(lambda s: not s.endswith("\\") and s != "time")
+_name = _text.filter(lambda s: not s.endswith("\\") and s.lower() != "time")
 _no_escaped_backslash = _name.filter(lambda s: not any("\\" + c in s for c in " ,="))
 _values = st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=64),
                     st.integers(-(2**53), 2**53), st.booleans(), st.text(max_size=12))
@@ -29,9 +29,11 @@ _values = st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=64),
 
 @st.composite
 def points(draw):
-    tag_keys = draw(st.lists(_name, min_size=1, max_size=3, unique=True))
-    field_keys = draw(st.lists(_no_escaped_backslash.filter(lambda k: k not in tag_keys), min_size=1, max_size=3,
-                               unique=True))
+    # names that differ only in case are refused by the embedded store (test_names_differing_only_in_case)
+    tag_keys = draw(st.lists(_name, min_size=1, max_size=3, unique_by=str.lower))
+    folded_tags = {k.lower() for k in tag_keys}
+    field_keys = draw(st.lists(_no_escaped_backslash.filter(lambda k: k.lower() not in folded_tags), min_size=1,
+                               max_size=3, unique_by=str.lower))
     tags = {k: draw(_name) for k in tag_keys}
     fields = {k: draw(_values) for k in field_keys}
     measurement = draw(_no_escaped_backslash.filter(lambda s: not s.startswith("#")))
@@ -108,3 +110,28 @@ def test_what_line_protocol_cannot_carry_is_refused(tmp_path, tags, fields, matc
     with pytest.raises(InvalidPoint, match=match):
         EmbeddedWriter(tmp_path).write([point])
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("points,refused", [
+    ([Point("m", {"Host": "a"}, {"host": 1.0}, T)], {0: "'host' and 'Host' differ only in case"}),
+    ([Point("m", {"h": "a"}, {"TRUE": 1.0, "tRUE": 2.0}, T)], {0: "'tRUE' and 'TRUE' differ only in case"}),
+    ([Point("m", {"TIME": "a"}, {"v": 1.0}, T)], {0: "'time' and 'TIME' differ only in case"}),
+    # across points of one measurement: the first spelling stays, a later one is refused, other measurements free
+    ([Point("m", {"Host": "a"}, {"v": 1.0}, T), Point("m", {"host": "b"}, {"v": 2.0}, T),
+      Point("n", {"host": "b"}, {"v": 2.0}, T)], {1: "'host' and 'Host' differ only in case"}),
+])
+def test_names_differing_only_in_case(tmp_path, points, refused):
+    # InfluxDB keeps them apart, but DuckDB resolves column names without regard to case, so the embedded
+    # store refuses the second spelling point by point (the shipper dead-letters it) instead of storing an
+    # ambiguous column.
+    from agents.stores.embedded_rows import check_points
+
+    problems = check_points(points)
+    assert {i: p.split(": ", 1)[1] for i, p in problems.items()} == refused
+    with pytest.raises(InvalidPoint, match="differ only in case"):
+        EmbeddedWriter(tmp_path).write(points)
+    good = [p for i, p in enumerate(points) if i not in refused]
+    if good:
+        EmbeddedWriter(tmp_path).write(good)
+        reader = open_reader(f"embedded:{tmp_path}")
+        assert sorted(reader.measurements()) == sorted({p.measurement for p in good})

@@ -65,7 +65,8 @@ def check_points(points: Sequence[Point]) -> dict[int, str]:
 
     What line protocol cannot carry is refused here too, and so are integers beyond 64 bits (a NIC
     counter of 2**64-1, a textfile value of 1e30), values of the wrong type for the schema, and, within a
-    measurement, a field whose values mix types or a name used both as tag and as field: the first
+    measurement, a field whose values mix types, a name used both as tag and as field, or two names that
+    differ only in case (DuckDB reads them as one column): the first
     point to use a name decides, later ones that disagree are refused. Checking point by point lets a
     caller set aside exactly the bad points and store the rest.
     """
@@ -74,6 +75,7 @@ def check_points(points: Sequence[Point]) -> dict[int, str]:
     problems: dict[int, str] = {}
     kinds: dict[tuple[str, str], str] = {}  # (measurement, field) -> kind of its first value
     roles: dict[tuple[str, str], str] = {}  # (measurement, name) -> "tag" or "field"
+    spellings: dict[tuple[str, str], str] = {}  # (measurement, lower-case name) -> the first point's spelling
     for i, p in enumerate(points):
         try:
             p.to_line()
@@ -84,6 +86,14 @@ def check_points(points: Sequence[Point]) -> dict[int, str]:
         problem = None
         if TIME in p.tags or TIME in p.fields:
             problem = f"{p.measurement}: 'time' cannot be a tag or field name"
+        names = {TIME, *p.tags, *p.fields}
+        folded: dict[str, str] = {}
+        for k in sorted(names):
+            # DuckDB resolves column names without regard to case: "Host" and "host" in one measurement
+            # would be one ambiguous column to every reader, so the second spelling is refused.
+            first = folded.setdefault(k.lower(), spellings.get((p.measurement, k.lower()), k))
+            if first != k:
+                problem = problem or f"{p.measurement}: {k!r} and {first!r} differ only in case"
         for k, v in p.fields.items():
             problem = problem or _value_problem(k, v, schema.fields[k].type if schema and k in schema.fields
                                                 else None)
@@ -107,6 +117,8 @@ def check_points(points: Sequence[Point]) -> dict[int, str]:
         if problem is not None:
             problems[i] = problem
             continue
+        for k in names:
+            spellings.setdefault((p.measurement, k.lower()), k)
         for k, v in p.tags.items():
             if v != "":
                 roles.setdefault((p.measurement, k), "tag")
