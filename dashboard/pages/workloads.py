@@ -1,0 +1,151 @@
+"""/workloads: a jobstats-style efficiency table of every job (sortable, filterable, CSV export) and, for one
+workload, its bottleneck, scaling curve with its confidence band, throughput across accelerator types with
+uncertainty, and power-cap curve. Everything comes from the latest analyze run."""
+
+from __future__ import annotations
+
+import dash_ag_grid as dag
+import dash_bootstrap_components as dbc
+import pandas as pd
+import plotly.graph_objects as go
+from dash import Input, Output, dcc, html
+from plotly.subplots import make_subplots
+
+from dashboard import controls, figures, urlstate
+from dashboard.data import runs
+
+PATH = "/workloads"
+NAME = "Workloads"
+P = "workloads"
+DEFAULTS = {"workload": None}
+RATIOS = ("gpu_utilization", "gpu_memory_ratio", "cpu_ratio", "memory_ratio", "time_ratio")
+
+
+def read(query: dict) -> dict[str, str | None]:
+    return {"workload": urlstate.value(query.get("workload"))}  # checked against the run's workloads
+
+
+def layout(**query) -> html.Div:
+    s = read(query)
+    return html.Div([
+        controls.page_header("Workloads", "Efficiency of every job in the latest analyze run, and what the models "
+                                          "learned about one workload."),
+        html.Div(id=f"{P}-status"),
+        dbc.Row([dbc.Col([dbc.Label("Workload", html_for=f"{P}-workload"),
+                          dcc.Dropdown(id=f"{P}-workload", value=s["workload"],
+                                       options=controls.keep(s["workload"]), placeholder="pick a workload")],
+                         md=5)], className="mb-2"),
+        dcc.Loading(html.Div(id=f"{P}-detail")),
+        html.H3("Job efficiency", className="h5 mt-4"),
+        dbc.Button("Export CSV", id=f"{P}-export", size="sm", color="secondary", className="mb-2"),
+        dag.AgGrid(id=f"{P}-grid", rowData=[], columnDefs=[], csvExportParams={"fileName": "efficiency.csv"},
+                   defaultColDef={"sortable": True, "filter": True, "resizable": True, "floatingFilter": True},
+                   dashGridOptions={"pagination": True, "paginationPageSize": 50, "animateRows": False},
+                   style={"height": "560px"}),
+        *urlstate.components(P),
+    ])
+
+
+def column_defs(frame: pd.DataFrame) -> list[dict]:
+    defs = []
+    for c in frame.columns:
+        d = {"field": c, "headerName": c.replace("_", " ")}
+        if pd.api.types.is_numeric_dtype(frame[c]):
+            d["filter"] = "agNumberColumnFilter"
+            if c in RATIOS:
+                d["valueFormatter"] = {"function": "params.value == null ? '' : d3.format('.0%')(params.value)"}
+            elif frame[c].dtype.kind == "f":
+                d["valueFormatter"] = {"function": "params.value == null ? '' : d3.format(',.2f')(params.value)"}
+        if c in ("job", "workload"):
+            d["pinned"] = "left"
+        defs.append(d)
+    return defs
+
+
+def grid_rows(frame: pd.DataFrame) -> list[dict]:
+    """Records a browser can take: NaN becomes null."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def throughput_figure(row: pd.DataFrame, workload: str) -> go.Figure:
+    if row.empty:
+        return figures.empty("no throughput matrix for this workload")
+    colors = [figures.OKABE_ITO[0] if o else figures.OKABE_ITO[7] for o in row["observed"]]
+    fig = go.Figure(go.Bar(
+        x=row["accelerator"], y=row["throughput"], marker_color=colors,
+        error_y={"type": "data", "symmetric": False, "array": row["high"] - row["throughput"],
+                 "arrayminus": row["throughput"] - row["low"]},
+        customdata=row["observed"].map({True: "measured", False: "completed by the model"}),
+        hovertemplate="%{x}: %{y:.3g} per device per second (%{customdata})<extra></extra>"))
+    fig.update_yaxes(title_text="throughput per device")
+    return figures.style(fig, "Throughput across accelerators (grey: never ran there, 95% interval)", height=320)
+
+
+def scaling_figure(curves: pd.DataFrame) -> go.Figure:
+    if curves.empty:
+        return figures.empty("no scaling model for this workload")
+    fig = figures.lines(curves, "devices", "throughput", "accelerator", "Scaling with the device count "
+                        "(confidence band)", band=("low", "high"), height=320, mode="lines+markers")
+    fig.update_xaxes(title_text="devices", type="log")
+    return fig.update_yaxes(title_text="throughput")
+
+
+def power_figure(curves: pd.DataFrame) -> go.Figure:
+    if curves.empty:
+        return figures.empty("no power-cap model for this workload")
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for i, (acc, g) in enumerate(curves.groupby("accelerator")):
+        color = figures.OKABE_ITO[i % len(figures.OKABE_ITO)]
+        fig.add_trace(go.Scatter(x=g["cap"], y=g["slowdown"], name=f"{acc} time", line={"color": color}),
+                      secondary_y=False)
+        fig.add_trace(go.Scatter(x=g["cap"], y=g["energy"], name=f"{acc} energy",
+                                 line={"color": color, "dash": "dot"}), secondary_y=True)
+    fig.update_xaxes(title_text="power limit (fraction of the default)", tickformat=".0%")
+    fig.update_yaxes(title_text="time vs full power", secondary_y=False)
+    fig.update_yaxes(title_text="energy per unit of work (J)", secondary_y=True)
+    return figures.style(fig, "Power-cap curve", height=320)
+
+
+def detail(run, workload: str | None) -> list:
+    if workload is None:
+        return [controls.message("Pick a workload for its bottleneck and models.")]
+    b = runs.bottleneck(run, workload)
+    verdict = ", ".join(f"{r.bottleneck} ({r.jobs} jobs)" for r in b.itertuples()) or "unknown"
+    return [
+        html.P([html.Strong("Bottleneck: "), verdict], id=f"{P}-bottleneck"),
+        dbc.Row([
+            dbc.Col(dcc.Graph(id=f"{P}-throughput", figure=throughput_figure(runs.throughput_row(run, workload),
+                                                                            workload)), lg=4),
+            dbc.Col(dcc.Graph(id=f"{P}-scaling", figure=scaling_figure(runs.scaling_curves(run, workload))), lg=4),
+            dbc.Col(dcc.Graph(id=f"{P}-power", figure=power_figure(runs.power_curves(run, workload))), lg=4),
+        ]),
+    ]
+
+
+def update(run, state: dict) -> tuple:
+    """(status, detail, workload options, grid rows, grid columns, search)."""
+    if run is None:
+        return (controls.message(runs.why_missing(None, ""), "warning"), [], [], [], [], "")
+    names = runs.workloads(run)
+    workload = state["workload"] if state["workload"] in names else None
+    eff = runs.efficiency(run)
+    status = None if state["workload"] in (None, workload) else \
+        controls.message(f"No workload named {state['workload']!r} in run {run.run_id}.", "warning")
+    return (status, detail(run, workload), [{"label": n, "value": n} for n in names], grid_rows(eff),
+            column_defs(eff), urlstate.search({"workload": workload}, DEFAULTS))
+
+
+def register(app, ctx) -> None:
+    @app.callback(Output(f"{P}-status", "children"), Output(f"{P}-detail", "children"),
+                  Output(f"{P}-workload", "options"), Output(f"{P}-grid", "rowData"),
+                  Output(f"{P}-grid", "columnDefs"), Output(f"{P}-search", "data"),
+                  Input(f"{P}-workload", "value"))
+    def _update(workload):
+        return update(ctx.run(), read({"workload": workload}))
+
+    @app.callback(Output(f"{P}-grid", "exportDataAsCsv"), Input(f"{P}-export", "n_clicks"),
+                  prevent_initial_call=True)
+    def _export(_n):
+        return True
+
+    urlstate.register(app, P)
