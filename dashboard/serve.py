@@ -58,7 +58,9 @@ def run(store: str, state_dir, listen: str = DEFAULT_LISTEN, settings=None, aler
 
     host, port = parse_listen(listen)
     auth = from_env()
-    app = create_app(Context(store, state_dir, alerts_dir, settings), auth=auth)
+    ctx = Context(store, state_dir, alerts_dir, settings)
+    ctx.reader().measurements()  # an unreachable store is said now, in one line, not in every callback
+    app = create_app(ctx, auth=auth)
     server = make_server(app, host, port)
     print(f"fleetwise dashboard on {url_of(server)} over {store} and {state_dir}"
           f"{' (basic auth on)' if auth else ''}; Ctrl-C stops it", flush=True)

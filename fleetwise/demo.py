@@ -1,4 +1,5 @@
-"""`make demo`: one agent sample of this machine, a simulated fleet, its analysis and the recommendations."""
+"""`make demo`: one agent sample of this machine, a simulated fleet, its analysis and the recommendations, then
+the dashboard over them on 127.0.0.1 (until Ctrl-C; `--no-serve` stops after the analysis)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from agents.agent_main import effective_config
 from agents.runner import Agent
 
 
-def run_demo() -> int:
+DEMO_STORE = "embedded:./var/demo-store"
+DEMO_STATE = "var/state"
+DEMO_LISTEN = "127.0.0.1:8050"
+
+
+def run_demo(serve: bool = True) -> int:
     agent = Agent(effective_config(None, {"once_pause_seconds": 1.0}))
     points = agent.collect_once()
     per_measurement = Counter(p.measurement for p in points)
@@ -24,11 +30,26 @@ def run_demo() -> int:
     from analyzer.pipeline import analyze
     from analyzer.show import render
 
-    result = analyze("embedded:./var/demo-store", state_dir="var/state")
+    result = analyze(DEMO_STORE, state_dir=DEMO_STATE)
     print("\n" + result.summary())
     print("\n$ fleetwise models show\n" + render(result.run), end="")
     print_recommendations(result.run, sim.summary.get("idle_gpu_hours_in_idle_jobs"))
-    return 0
+    if not serve:
+        return 0
+    return serve_dashboard()
+
+
+def serve_dashboard() -> int:
+    """The dashboard over the demo's store and state on 127.0.0.1:8050 (another free port when that one is
+    taken), until Ctrl-C."""
+    from dashboard.serve import run
+
+    print("\n$ fleetwise dashboard", flush=True)
+    try:
+        return run(DEMO_STORE, DEMO_STATE, DEMO_LISTEN)
+    except OSError as e:  # 8050 taken: the demo's work is done, serve it elsewhere rather than fail
+        print(f"127.0.0.1:8050: {e.strerror or e}; serving on a free port instead", flush=True)
+        return run(DEMO_STORE, DEMO_STATE, "127.0.0.1:0")
 
 
 def print_recommendations(run, true_idle_gpu_hours: float | None, top: int = 10) -> None:

@@ -192,7 +192,7 @@ def test_influxdb_and_embedded_agree(tmp_path, influxdb_server):
 
 
 def test_demo_analyzes_the_simulated_fleet(tmp_path):
-    r = run_cli(["demo"], cwd=tmp_path, timeout=900)  # simulate, analyze, recommend: minutes on a loaded machine
+    r = run_cli(["demo", "--no-serve"], cwd=tmp_path, timeout=900)  # simulate, analyze, recommend: minutes on a loaded machine
     assert r.returncode == 0, r.stderr[-2000:]
     assert "analyzed embedded:var/demo-store from 2026-11-16 00:00:00+00:00 to 2026-11-23 00:00:00+00:00" in r.stdout
     assert "$ fleetwise models show" in r.stdout and "forecast" in r.stdout

@@ -15,7 +15,7 @@ PATH = "/node"
 NAME = "Node"
 P = "node"
 DEFAULTS = {**controls.DEFAULTS, "node": None, "metric": None}
-FORMATS = {"ratio": ".0%", "bytes": ".3s", "bytes/s": ".3s", "W": ".0f", "°C": ".0f"}
+FORMATS = {"ratio": ".1%", "bytes": ".3s", "bytes/s": ".3s", "W": ".0f", "°C": ".0f"}
 
 
 def read(query: dict) -> dict[str, str | None]:
@@ -67,9 +67,10 @@ def timeline_figure(jobs: pd.DataFrame, start, end) -> go.Figure:
         return figures.empty("no jobs ran on this node in this window", height=160)
     labels = jobs["job"].astype(str) + " (" + jobs["user"].astype(str) + ")"
     ms = (jobs["end"] - jobs["start"]).dt.total_seconds().clip(lower=60) * 1000.0
+    info = jobs[["scheduler", "source"]].assign(until=jobs["end"].dt.strftime("%Y-%m-%d %H:%M"))
     fig = go.Figure(go.Bar(base=jobs["start"], x=ms, y=labels, orientation="h",
-                           marker_color=figures.OKABE_ITO[0], customdata=jobs[["scheduler", "source"]],
-                           hovertemplate="%{y}<br>%{base|%Y-%m-%d %H:%M} for %{x:,.0f} ms"
+                           marker_color=figures.OKABE_ITO[0], customdata=info[["scheduler", "source", "until"]],
+                           hovertemplate="%{y}<br>%{base|%Y-%m-%d %H:%M} to %{customdata[2]}"
                                          "<br>%{customdata[0]}, from %{customdata[1]}<extra></extra>"))
     fig.update_xaxes(type="date", range=[start, end])
     fig.update_yaxes(type="category", autorange="reversed")

@@ -77,7 +77,7 @@ def throughput_figure(row: pd.DataFrame, workload: str) -> go.Figure:
                  "arrayminus": row["throughput"] - row["low"]},
         customdata=row["observed"].map({True: "measured", False: "completed by the model"}),
         hovertemplate="%{x}: %{y:.3g} per device per second (%{customdata})<extra></extra>"))
-    fig.update_yaxes(title_text="throughput per device")
+    fig.update_yaxes(title_text="throughput per device", type="log")  # completed cells span decades
     return figures.style(fig, "Throughput across accelerators (grey: never ran there, 95% interval)", height=320)
 
 
@@ -101,8 +101,8 @@ def power_figure(curves: pd.DataFrame) -> go.Figure:
         fig.add_trace(go.Scatter(x=g["cap"], y=g["energy"], name=f"{acc} energy",
                                  line={"color": color, "dash": "dot"}), secondary_y=True)
     fig.update_xaxes(title_text="power limit (fraction of the default)", tickformat=".0%")
-    fig.update_yaxes(title_text="time vs full power", secondary_y=False)
-    fig.update_yaxes(title_text="energy per unit of work (J)", secondary_y=True)
+    fig.update_yaxes(title_text="time vs full power", tickformat=".3f", secondary_y=False)
+    fig.update_yaxes(title_text="energy per unit of work (J)", tickformat=".3~s", secondary_y=True)
     return figures.style(fig, "Power-cap curve", height=320)
 
 
