@@ -8,7 +8,6 @@ from collections import Counter
 from agents.agent_main import effective_config
 from agents.runner import Agent
 
-
 DEMO_STORE = "embedded:./var/demo-store"
 DEMO_STATE = "var/state"
 DEMO_LISTEN = "127.0.0.1:8050"
