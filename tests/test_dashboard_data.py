@@ -76,9 +76,9 @@ def test_gpu_heatmap_cell_is_the_mean_of_the_nodes_points_in_that_hour(reader):
     for h in (0, 1):
         expected = hour_mean(gpu_util(g, k) for g in (0, 1) for k in range(60 * h, 60 * h + 60))
         assert matrix.iloc[0, h] == pytest.approx(expected, rel=1e-12)
-    fig = figures.heatmap(matrix, "GPU")
-    assert fig.data[0].z[0][1] == pytest.approx(hour_mean(gpu_util(g, k) for g in (0, 1) for k in range(60, 120)))
-    assert list(fig.data[0].y) == ["n1"] and fig.data[0].customdata[0][0] == "n1"  # a click names the node
+    trace = figures.heatmap(matrix, "GPU")["data"][0]
+    assert trace["z"][0][1] == pytest.approx(hour_mean(gpu_util(g, k) for g in (0, 1) for k in range(60, 120)))
+    assert list(trace["y"]) == ["n1"]  # a click's y names the node
 
 
 def test_cpu_uses_the_total_series_only(reader):
@@ -86,7 +86,8 @@ def test_cpu_uses_the_total_series_only(reader):
     assert list(m.index) == ["n1", "n2"]
     for host in ("n1", "n2"):
         for h in (0, 1):
-            assert m.loc[host].iloc[h] == pytest.approx(hour_mean(cpu_busy(host, k) for k in range(60 * h, 60 * h + 60)))
+            expected = hour_mean(cpu_busy(host, k) for k in range(60 * h, 60 * h + 60))
+            assert m.loc[host].iloc[h] == pytest.approx(expected)
 
 
 def test_gpu_memory_interconnect_and_storage(reader):

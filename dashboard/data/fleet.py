@@ -158,15 +158,14 @@ def gpu_hours(reader, start, end, every: str) -> pd.DataFrame:
     bucket length and summed over the buckets."""
     from agents.query.base import parse_every
     from agents.schema.accelerators import accelerator_key
-    from analyzer.forecast.demand import demand_series
+    from analyzer.forecast.demand import gpu_demand
 
     hours = parse_every(every) / 3.6e12
     cols = ["pool", "allocated", "used"]
     if "gpu" not in set(reader.measurements()):
         return pd.DataFrame(columns=cols)
-    demand = demand_series(reader, start, end, every=every)
-    demand = demand[demand["pool"].str.startswith(GPU_PREFIX)]
-    allocated = demand.groupby("pool")["demand"].sum() * hours
+    demand = gpu_demand(reader, start, end, every=every)
+    allocated = demand.groupby("pool")["demand"].sum() * hours if len(demand) else pd.Series(dtype=float)
     util = reader.frame("gpu", ["utilization_ratio"], start, end, every=every, by=["host", "gpu", "model"])
     util["pool"] = GPU_PREFIX + util["model"].map(accelerator_key)
     used = util.groupby("pool")["utilization_ratio"].sum() * hours

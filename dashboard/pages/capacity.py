@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Input, Output, dcc, html
 
 from dashboard import controls, figures, urlstate
@@ -43,24 +42,25 @@ def layout(**query) -> html.Div:
     ])
 
 
-def pool_figure(pool: str, history: pd.DataFrame, forecast: pd.DataFrame, capacity: float) -> go.Figure:
-    fig = go.Figure()
+def pool_figure(pool: str, history: pd.DataFrame, forecast: pd.DataFrame, capacity: float) -> dict:
     h = history[history["pool"] == pool] if len(history) else history
     f = forecast[forecast["pool"] == pool]
-    c0, c1 = figures.OKABE_ITO[0], figures.OKABE_ITO[1]
+    traces = []
     if len(f):
-        fig.add_trace(go.Scatter(x=list(f["time"]) + list(f["time"])[::-1],
-                                 y=list(f["upper"]) + list(f["lower"])[::-1], fill="toself",
-                                 fillcolor="rgba(230,159,0,0.2)", line={"width": 0}, name="prediction interval",
-                                 hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=f["time"], y=f["forecast"], name="forecast", line={"color": c1}))
+        traces.append(figures.band(f["time"], f["lower"], f["upper"], figures.alpha(figures.color(1), 0.2),
+                                   "prediction interval") | {"showlegend": True})
+        traces.append({"type": "scatter", "mode": "lines", "x": figures.values(f["time"]),
+                       "y": f["forecast"].to_numpy(), "name": "forecast", "line": {"color": figures.color(1)}})
     if len(h):
-        fig.add_trace(go.Scatter(x=h["time"], y=h["demand"], name="demand", line={"color": c0}))
-    if capacity == capacity and capacity is not None:
-        fig.add_hline(y=capacity, line={"dash": "dash", "color": figures.TEXT}, annotation_text="capacity")
+        traces.append({"type": "scatter", "mode": "lines", "x": figures.values(h["time"]),
+                       "y": h["demand"].to_numpy(), "name": "demand", "line": {"color": figures.color(0)}})
+    shapes = []
+    if capacity is not None and capacity == capacity:
+        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": capacity, "y1": capacity,
+                       "line": {"dash": "dash", "color": figures.TEXT}})
     unit = "GPUs" if pool.startswith("gpu:") else "CPUs"
-    fig.update_yaxes(title_text=f"busy {unit}", rangemode="tozero")
-    return figures.style(fig, pool, height=300)
+    return figures.figure(traces, f"{pool} (dashed: capacity)" if shapes else pool, height=300, shapes=shapes,
+                          yaxis={"title": {"text": f"busy {unit}"}, "rangemode": "tozero"})
 
 
 def summary_table(summary: pd.DataFrame) -> dbc.Table:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html, no_update
-from plotly.subplots import make_subplots
 
 from dashboard import controls, figures, timerange, urlstate
 from dashboard.data import fleet as data
@@ -68,30 +66,38 @@ def compute(reader, state: dict, width: int | None = None) -> dict:
             "gpu_hours": data.gpu_hours(reader, w.start, w.end, w.every)}
 
 
-def pool_figure(util: pd.DataFrame) -> go.Figure:
+def pool_figure(util: pd.DataFrame) -> dict:
+    """One panel per resource (stacked, shared time axis), one line per pool, the same colour in every panel."""
     if util.empty:
         return figures.empty("no utilization data in this window")
     resources = [r for r in data.RESOURCES if r in set(util["resource"])]
-    fig = make_subplots(rows=len(resources), cols=1, shared_xaxes=True, vertical_spacing=0.04,
-                        subplot_titles=[data.RESOURCES[r] for r in resources])
-    colors = {p: figures.OKABE_ITO[i % len(figures.OKABE_ITO)] for i, p in enumerate(sorted(set(util["pool"])))}
-    for row, r in enumerate(resources, 1):
+    colors = {p: figures.color(i) for i, p in enumerate(sorted(set(util["pool"])))}
+    util = util.assign(time=figures.values(util["time"]))  # once, not per trace
+    n, gap = len(resources), 0.05
+    height = (1 - gap * (n - 1)) / n
+    traces, layout = [], {}
+    for row, r in enumerate(resources):
+        suffix = "" if row == 0 else str(row + 1)
+        top = 1 - row * (height + gap)
+        layout[f"yaxis{suffix}"] = figures.axis(domain=[top - height, top], tickformat=".0%", rangemode="tozero",
+                                                title={"text": data.RESOURCES[r].split(" (")[0], "font": {"size": 11}})
         for p, g in util[util["resource"] == r].groupby("pool", sort=True):
-            fig.add_trace(go.Scatter(x=g["time"], y=g["value"], name=p, legendgroup=p, showlegend=row == 1,
-                                     line={"color": colors[p]}, hovertemplate="%{y:.1%}"), row=row, col=1)
-        fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=row, col=1)
-    return figures.style(fig, "Utilization per pool", height=150 * len(resources) + 120)
+            traces.append({"type": "scatter", "mode": "lines", "x": g["time"].to_numpy(),
+                           "y": g["value"].to_numpy(), "name": p, "legendgroup": p, "showlegend": row == 0,
+                           "line": {"color": colors[p]}, "xaxis": "x", "yaxis": f"y{suffix}",
+                           "hovertemplate": f"{p}: %{{y:.1%}}<extra>{data.RESOURCES[r]}</extra>"})
+    return figures.figure(traces, "Utilization per pool", height=150 * n + 120, **layout)
 
 
-def hours_figure(hours: pd.DataFrame) -> go.Figure:
+def hours_figure(hours: pd.DataFrame) -> dict:
     if hours.empty:
         return figures.empty("no GPUs in this window")
-    fig = go.Figure([go.Bar(x=hours["pool"], y=hours["allocated"], name="allocated to jobs",
-                            marker_color=figures.OKABE_ITO[0]),
-                     go.Bar(x=hours["pool"], y=hours["used"], name="used (utilization x time)",
-                            marker_color=figures.OKABE_ITO[1])])
-    fig.update_layout(barmode="group", yaxis_title="GPU-hours")
-    return figures.style(fig, "GPU-hours: allocated vs used", height=420)
+    bars = [{"type": "bar", "x": hours["pool"].tolist(), "y": hours["allocated"].to_numpy(),
+             "name": "allocated to jobs", "marker": {"color": figures.color(0)}},
+            {"type": "bar", "x": hours["pool"].tolist(), "y": hours["used"].to_numpy(),
+             "name": "used (utilization x time)", "marker": {"color": figures.color(1)}}]
+    return figures.figure(bars, "GPU-hours: allocated vs used", height=420, barmode="group",
+                          yaxis={"title": {"text": "GPU-hours"}})
 
 
 def counts(states: pd.DataFrame) -> dbc.Row:
@@ -118,9 +124,9 @@ def update(reader, state: dict, width: int | None = None) -> tuple:
 
 
 def node_link(click: dict | None, range_key: str | None, end: str | None) -> str | None:
-    """/node?node=HOST&... for a click on a heatmap cell (the cell's customdata holds its host)."""
+    """/node?node=HOST&... for a click on a heatmap cell (its y is the host)."""
     try:
-        host = click["points"][0]["customdata"]
+        host = click["points"][0]["y"]
     except (TypeError, KeyError, IndexError):
         return None
     if not isinstance(host, str):

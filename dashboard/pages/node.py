@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Input, Output, State, dash_table, dcc, html
 
 from dashboard import controls, figures, timerange, urlstate
@@ -46,11 +45,10 @@ def layout(**query) -> html.Div:
     ])
 
 
-def _series_figure(frame: pd.DataFrame, title: str, unit: str) -> go.Figure:
-    fig = figures.lines(frame, "time", "value", "series", title, yformat=FORMATS.get(unit, ""), height=260)
-    if unit and unit not in ("ratio",) and not frame.empty:
-        fig.update_yaxes(title_text=unit)
-    return fig
+def _series_figure(frame: pd.DataFrame, title: str, unit: str) -> dict:
+    named = {"yaxis": {"title": {"text": unit}}} if unit and unit != "ratio" else {}
+    return figures.lines(frame, "time", "value", "series", title, yformat=FORMATS.get(unit, ""), height=260,
+                         **named)
 
 
 def _table(frame: pd.DataFrame, id_: str) -> dash_table.DataTable:
@@ -61,20 +59,21 @@ def _table(frame: pd.DataFrame, id_: str) -> dash_table.DataTable:
         style_header={"fontWeight": "600", "backgroundColor": "transparent"})
 
 
-def timeline_figure(jobs: pd.DataFrame, start, end) -> go.Figure:
+def timeline_figure(jobs: pd.DataFrame, start, end) -> dict:
     """One bar per job from its first to its last sample on the node."""
     if jobs.empty:
         return figures.empty("no jobs ran on this node in this window", height=160)
-    labels = jobs["job"].astype(str) + " (" + jobs["user"].astype(str) + ")"
-    ms = (jobs["end"] - jobs["start"]).dt.total_seconds().clip(lower=60) * 1000.0
-    info = jobs[["scheduler", "source"]].assign(until=jobs["end"].dt.strftime("%Y-%m-%d %H:%M"))
-    fig = go.Figure(go.Bar(base=jobs["start"], x=ms, y=labels, orientation="h",
-                           marker_color=figures.OKABE_ITO[0], customdata=info[["scheduler", "source", "until"]],
-                           hovertemplate="%{y}<br>%{base|%Y-%m-%d %H:%M} to %{customdata[2]}"
-                                         "<br>%{customdata[0]}, from %{customdata[1]}<extra></extra>"))
-    fig.update_xaxes(type="date", range=[start, end])
-    fig.update_yaxes(type="category", autorange="reversed")
-    return figures.style(fig, "Jobs on this node", height=max(200, min(22 * len(jobs) + 100, 1600)))
+    labels = (jobs["job"].astype(str) + " (" + jobs["user"].astype(str) + ")").tolist()
+    ms = ((jobs["end"] - jobs["start"]).dt.total_seconds().clip(lower=60) * 1000.0).to_numpy()
+    info = list(zip(jobs["scheduler"].astype(str), jobs["source"].astype(str),
+                    jobs["end"].dt.strftime("%Y-%m-%d %H:%M"), strict=True))
+    bar = {"type": "bar", "orientation": "h", "base": figures.values(jobs["start"]), "x": ms, "y": labels,
+           "marker": {"color": figures.color(0)}, "customdata": info,
+           "hovertemplate": "%{y}<br>%{base|%Y-%m-%d %H:%M} to %{customdata[2]}<br>%{customdata[0]}, from "
+                            "%{customdata[1]}<extra></extra>"}
+    return figures.figure([bar], "Jobs on this node", height=max(200, min(22 * len(jobs) + 100, 1600)),
+                          xaxis={"type": "date", "range": [f"{start:%Y-%m-%dT%H:%M:%SZ}", f"{end:%Y-%m-%dT%H:%M:%SZ}"]},
+                          yaxis={"type": "category", "autorange": "reversed"})
 
 
 def update(reader, state: dict, width: int | None = None) -> tuple:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Input, Output, dcc, html
 
 from dashboard import controls, figures, urlstate
@@ -47,15 +46,15 @@ def layout(**query) -> html.Div:
     ])
 
 
-def totals_figure(totals: pd.DataFrame) -> go.Figure:
+def totals_figure(totals: pd.DataFrame) -> dict:
     per = totals[totals["kind"] != "all"] if len(totals) else totals
     if per.empty:
         return figures.empty("no recommendations")
-    fig = go.Figure([go.Bar(x=per["kind"], y=per["gpu_hours_week"], name="GPU-hours / week",
-                            marker_color=figures.OKABE_ITO[0]),
-                     go.Bar(x=per["kind"], y=per["kwh_week"], name="kWh / week", marker_color=figures.OKABE_ITO[1])])
-    fig.update_layout(barmode="group")
-    return figures.style(fig, "Gains per week by kind", height=320)
+    bars = [{"type": "bar", "x": per["kind"].tolist(), "y": per["gpu_hours_week"].to_numpy(),
+             "name": "GPU-hours / week", "marker": {"color": figures.color(0)}},
+            {"type": "bar", "x": per["kind"].tolist(), "y": per["kwh_week"].to_numpy(), "name": "kWh / week",
+             "marker": {"color": figures.color(1)}}]
+    return figures.figure(bars, "Gains per week by kind", height=320, barmode="group")
 
 
 def totals_table(totals: pd.DataFrame) -> dbc.Table:

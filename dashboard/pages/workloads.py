@@ -7,9 +7,7 @@ from __future__ import annotations
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 import pandas as pd
-import plotly.graph_objects as go
 from dash import Input, Output, dcc, html
-from plotly.subplots import make_subplots
 
 from dashboard import controls, figures, urlstate
 from dashboard.data import runs
@@ -67,43 +65,43 @@ def grid_rows(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-def throughput_figure(row: pd.DataFrame, workload: str) -> go.Figure:
+def throughput_figure(row: pd.DataFrame) -> dict:
     if row.empty:
         return figures.empty("no throughput matrix for this workload")
-    colors = [figures.OKABE_ITO[0] if o else figures.OKABE_ITO[7] for o in row["observed"]]
-    fig = go.Figure(go.Bar(
-        x=row["accelerator"], y=row["throughput"], marker_color=colors,
-        error_y={"type": "data", "symmetric": False, "array": row["high"] - row["throughput"],
-                 "arrayminus": row["throughput"] - row["low"]},
-        customdata=row["observed"].map({True: "measured", False: "completed by the model"}),
-        hovertemplate="%{x}: %{y:.3g} per device per second (%{customdata})<extra></extra>"))
-    fig.update_yaxes(title_text="throughput per device", type="log")  # completed cells span decades
-    return figures.style(fig, "Throughput across accelerators (grey: never ran there, 95% interval)", height=320)
+    bar = {"type": "bar", "x": row["accelerator"].tolist(), "y": row["throughput"].to_numpy(),
+           "marker": {"color": [figures.color(0) if o else figures.color(7) for o in row["observed"]]},
+           "error_y": {"type": "data", "symmetric": False, "array": (row["high"] - row["throughput"]).to_numpy(),
+                       "arrayminus": (row["throughput"] - row["low"]).to_numpy()},
+           "customdata": row["observed"].map({True: "measured", False: "completed by the model"}).tolist(),
+           "hovertemplate": "%{x}: %{y:.3g} per device per second (%{customdata})<extra></extra>"}
+    # completed cells' intervals span decades: a log axis keeps the measured bars readable
+    return figures.figure([bar], "Throughput across accelerators (grey: never ran there; 95% interval)", height=320,
+                          yaxis={"title": {"text": "throughput per device"}, "type": "log"})
 
 
-def scaling_figure(curves: pd.DataFrame) -> go.Figure:
+def scaling_figure(curves: pd.DataFrame) -> dict:
     if curves.empty:
         return figures.empty("no scaling model for this workload")
-    fig = figures.lines(curves, "devices", "throughput", "accelerator", "Scaling with the device count "
-                        "(confidence band)", band=("low", "high"), height=320, mode="lines+markers")
-    fig.update_xaxes(title_text="devices", type="log")
-    return fig.update_yaxes(title_text="throughput")
+    return figures.lines(curves, "devices", "throughput", "accelerator", "Scaling with the device count (confidence "
+                         "band)", band_columns=("low", "high"), height=320, mode="lines+markers",
+                         xaxis={"title": {"text": "devices"}, "type": "log"}, yaxis={"title": {"text": "throughput"}})
 
 
-def power_figure(curves: pd.DataFrame) -> go.Figure:
+def power_figure(curves: pd.DataFrame) -> dict:
     if curves.empty:
         return figures.empty("no power-cap model for this workload")
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    traces = []
     for i, (acc, g) in enumerate(curves.groupby("accelerator")):
-        color = figures.OKABE_ITO[i % len(figures.OKABE_ITO)]
-        fig.add_trace(go.Scatter(x=g["cap"], y=g["slowdown"], name=f"{acc} time", line={"color": color}),
-                      secondary_y=False)
-        fig.add_trace(go.Scatter(x=g["cap"], y=g["energy"], name=f"{acc} energy",
-                                 line={"color": color, "dash": "dot"}), secondary_y=True)
-    fig.update_xaxes(title_text="power limit (fraction of the default)", tickformat=".0%")
-    fig.update_yaxes(title_text="time vs full power", tickformat=".3f", secondary_y=False)
-    fig.update_yaxes(title_text="energy per unit of work (J)", tickformat=".3~s", secondary_y=True)
-    return figures.style(fig, "Power-cap curve", height=320)
+        traces.append({"type": "scatter", "mode": "lines", "x": g["cap"].to_numpy(), "y": g["slowdown"].to_numpy(),
+                       "name": f"{acc} time", "line": {"color": figures.color(i)}})
+        traces.append({"type": "scatter", "mode": "lines", "x": g["cap"].to_numpy(), "y": g["energy"].to_numpy(),
+                       "name": f"{acc} energy", "line": {"color": figures.color(i), "dash": "dot"}, "yaxis": "y2"})
+    return figures.figure(
+        traces, "Power-cap curve", height=320,
+        xaxis={"title": {"text": "power limit (fraction of the default)"}, "tickformat": ".0%"},
+        yaxis={"title": {"text": "time vs full power"}, "tickformat": ".3f"},
+        yaxis2=figures.axis(title={"text": "energy per unit of work (J)"}, tickformat=".3~s", overlaying="y",
+                            side="right", showgrid=False))
 
 
 def detail(run, workload: str | None) -> list:
@@ -114,8 +112,8 @@ def detail(run, workload: str | None) -> list:
     return [
         html.P([html.Strong("Bottleneck: "), verdict], id=f"{P}-bottleneck"),
         dbc.Row([
-            dbc.Col(dcc.Graph(id=f"{P}-throughput", figure=throughput_figure(runs.throughput_row(run, workload),
-                                                                            workload)), lg=4),
+            dbc.Col(dcc.Graph(id=f"{P}-throughput", figure=throughput_figure(runs.throughput_row(run, workload))),
+                    lg=4),
             dbc.Col(dcc.Graph(id=f"{P}-scaling", figure=scaling_figure(runs.scaling_curves(run, workload))), lg=4),
             dbc.Col(dcc.Graph(id=f"{P}-power", figure=power_figure(runs.power_curves(run, workload))), lg=4),
         ]),
