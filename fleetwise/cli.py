@@ -556,6 +556,73 @@ def _run_dashboard(args: argparse.Namespace) -> int:
         return 1
 
 
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="the weekly capacity report: HTML, a CSV per table, optionally PDF",
+                       description="Utilization per pool and resource with its trend, allocated vs used GPU-hours, "
+                                   "the most under-used workloads and users, the demand forecast with the date "
+                                   "each pool saturates, the recommendations and their savings, and the week's "
+                                   "alerts, for one ISO week (docs/report.md).")
+    p.add_argument("--week", metavar="YYYY-Www", help="ISO week, e.g. 2026-W47 (default: the last complete week "
+                   "before now or the end of the latest analyze run)")
+    p.add_argument("--store", metavar="URL", help="telemetry store (default: the one the analyze run read, else "
+                   "embedded:./var/demo-store when it exists)")
+    p.add_argument("--state", metavar="DIR", default="var/state", help="analyze state directory (default ./var/state)")
+    p.add_argument("--alerts-state", metavar="DIR", default="var/alerts",
+                   help="the alert evaluator's state directory (default ./var/alerts)")
+    p.add_argument("--out", metavar="DIR", required=True, help="output directory")
+    p.add_argument("--pdf", action="store_true", help="also write a PDF (WeasyPrint; charts through Chromium)")
+    p.add_argument("--fleet-name", metavar="NAME", default="fleet", help="the fleet's name on the first page")
+    p.add_argument("--trend-weeks", type=int, default=4, metavar="N", help="weeks before it in the trend (default 4)")
+    p.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    import datetime as dt
+    from pathlib import Path
+
+    from agents.query import QueryError
+    from agents.stores.url import StoreURLError
+    from analyzer.report.pdf import PdfError
+    from analyzer.report.week import WeekError, last_complete_week, parse_week
+    from analyzer.state import StateError, load_latest
+
+    try:
+        week = parse_week(args.week) if args.week is not None else None
+    except WeekError as e:
+        print(f"fleetwise report: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.trend_weeks < 0:
+        print("fleetwise report: --trend-weeks must be 0 or more", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        latest = load_latest(args.state)
+    except StateError:
+        latest = None  # the report says there is no run; the telemetry sections still stand
+    if week is None:
+        now = dt.datetime.now(dt.UTC)
+        end = (latest.manifest.get("window") or {}).get("end") if latest else None
+        week = last_complete_week(min(now, dt.datetime.fromisoformat(end)) if end else now)
+    store = args.store or (latest.manifest.get("store") if latest else None) or _default_store(None)
+    if store and store.startswith("embedded:") and not Path(store[len("embedded:"):]).expanduser().is_dir():
+        print(f"fleetwise report: {store}: no such store directory", file=sys.stderr)
+        return EXIT_CONFIG
+    from agents.config import load_config
+    from analyzer.report.build import build_report
+
+    try:
+        result = build_report(week, args.out, store=store, settings=load_config(None).store, state_dir=args.state,
+                              alerts_state=args.alerts_state, fleet_name=args.fleet_name, pdf=args.pdf,
+                              trend_weeks=args.trend_weeks)
+    except StoreURLError as e:
+        print(f"fleetwise report: {_one_line(e)}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (QueryError, PdfError, OSError) as e:
+        print(f"fleetwise report: {_one_line(_os_error(e))}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
+
+
 def _store_parser(sub: argparse._SubParsersAction) -> None:
     from agents.stores.embedded_maintain import add_arguments
 
@@ -576,7 +643,7 @@ def _run_store_compact(args: argparse.Namespace) -> int:
 PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
     _agent_parser, _config_parser, _docs_parser, _demo_parser, _simulate_parser, _ingest_parser,
     _validate_parser, _analyze_parser, _models_parser, _recommend_parser, _backtest_parser, _store_parser,
-    _dashboard_parser,
+    _report_parser, _dashboard_parser,
 )
 
 

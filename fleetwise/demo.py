@@ -1,5 +1,6 @@
-"""`make demo`: one agent sample of this machine, a simulated fleet, its analysis and the recommendations, then
-the dashboard over them on 127.0.0.1 (until Ctrl-C; `--no-serve` stops after the analysis)."""
+"""`make demo`: one agent sample of this machine, a simulated fleet, its analysis, the recommendations and the
+weekly capacity report of the analyzed week, then the dashboard over them on 127.0.0.1 (until Ctrl-C;
+`--no-serve` stops before serving)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def run_demo(serve: bool = True) -> int:
     print("\n" + result.summary())
     print("\n$ fleetwise models show\n" + render(result.run), end="")
     print_recommendations(result.run, sim.summary.get("idle_gpu_hours_in_idle_jobs"))
+    print_report(result.run)
     if not serve:
         return 0
     return serve_dashboard()
@@ -49,6 +51,20 @@ def serve_dashboard() -> int:
     except OSError as e:  # 8050 taken: the demo's work is done, serve it elsewhere rather than fail
         print(f"127.0.0.1:8050: {e.strerror or e}; serving on a free port instead", flush=True)
         return run(DEMO_STORE, DEMO_STATE, "127.0.0.1:0")
+
+
+def print_report(run, out: str = "var/reports") -> None:
+    """The weekly capacity report (HTML and CSV) of the last complete week of the analyzed window."""
+    import datetime as dt
+
+    from analyzer.report.build import build_report
+    from analyzer.report.week import last_complete_week
+
+    week = last_complete_week(dt.datetime.fromisoformat(run.manifest["window"]["end"]))
+    print(f"\n$ fleetwise report --week {week} --out {out}")
+    result = build_report(week, out, store=DEMO_STORE, state_dir=run.path.parent.parent,
+                          fleet_name="demo fleet")
+    print(result.summary())
 
 
 def print_recommendations(run, true_idle_gpu_hours: float | None, top: int = 10) -> None:

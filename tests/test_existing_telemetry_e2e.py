@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from agents.points import Point
+from agents.query import open_reader
 from agents.schema.accelerators import accelerator_key
 from analyzer.state import load_latest
 from tests.conftest import REPO, require_binary
@@ -247,3 +248,44 @@ def test_telegraf_schema_gives_the_job_table_of_fleetwise_schema(tmp_path):
     assert fw["accelerator"].tolist() == ["a100-80gb", "a100-80gb", "card0"]  # canonical keys
     for name in ("telegraf", "detected"):
         pd.testing.assert_frame_equal(tables[name], fw, check_exact=False, rtol=1e-9, obj=name)
+
+
+def test_telegraf_where_tags(tmp_path):
+    """Tag filters through the Telegraf mapping (tags renamed, a constant vendor, counters' rates) keep exactly
+    the rows of the unfiltered frame that have those tags, and equal fleetwise's schema where both hold
+    the same gauges."""
+    n = 20  # ten minutes at 30 s
+    with influxd(tmp_path) as server:
+        create_database(server.url, "telegraf")
+        create_database(server.url, "fw")
+        write_lines(server.url, "telegraf", telegraf_lines(n))
+        write_points(server.url, "fw", fleetwise_points(n))
+        base = server.url.replace("http://", "influxdb://")
+        telegraf, fw = open_reader(f"{base}/telegraf?schema=telegraf"), open_reader(f"{base}/fw")
+        start, end = pd.Timestamp(T0, tz="UTC"), pd.Timestamp(T0 + n * 30 * SEC, tz="UTC")
+        cases = [  # (measurement, fields, every, by, where_tags, gauges: compare with fleetwise's schema too)
+            ("gpu", ["utilization_ratio", "memory_used_bytes"], "5m", ["host", "uuid", "vendor"],
+             {"host": ["t1", "t3"]}, True),
+            ("gpu", ["power_watts"], None, ["host", "vendor"], {"vendor": "amd"}, True),
+            ("gpu", ["power_watts"], "5m", ["host", "gpu", "model"], {"gpu": "0", "model": "NVIDIA A100-SXM4-80GB"},
+             True),
+            ("cpu", ["idle_ratio"], "5m", ["host", "cpu"], {"host": "t2", "cpu": "total"}, True),
+            ("net", ["rx_bytes_per_second"], "5m", ["host", "interface"], {"host": ["t2", "t3"]}, False),
+            ("disk", ["read_bytes_per_second"], None, ["host", "device"], {"host": "t1", "device": "nvme0n1"}, False),
+        ]
+        for m, fields, every, by, where_tags, gauges in cases:
+            got = telegraf.frame(m, fields, start, end, every=every, by=by, where_tags=where_tags)
+            whole = telegraf.frame(m, fields, start, end, every=every, by=by)
+            keep = pd.Series(True, index=whole.index)
+            for tag, values in where_tags.items():
+                keep &= whole[tag].isin([values] if isinstance(values, str) else values)
+            assert len(got) and len(got) < len(whole), (m, where_tags)
+            pd.testing.assert_frame_equal(got, whole[keep].reset_index(drop=True), obj=f"{m} {where_tags}")
+            if gauges:
+                pd.testing.assert_frame_equal(got, fw.frame(m, fields, start, end, every=every, by=by,
+                                                            where_tags=where_tags), check_exact=False, rtol=1e-9)
+        # a constant tag outside the values, or a tag no view has, matches nothing (no query needed)
+        assert telegraf.frame("gpu", ["power_watts"], start, end, where_tags={"vendor": "intel"}).empty
+        assert telegraf.frame("gpu", ["power_watts"], start, end, where_tags={"job": "x"}).empty
+        assert len(telegraf.aggregate("gpu", {"n": ("power_watts", "count")}, start, end, by=["host"],
+                                      where_tags={"host": "t3", "job": ""})) == 1

@@ -202,3 +202,7 @@ def test_demo_analyzes_the_simulated_fleet(tmp_path):
     true_idle = truth["totals"]["idle_gpu_hours_in_idle_jobs"]
     found = latest.manifest["recommend"]["idle_gpu_hours_found"]
     assert f"idle GPU-hours: {true_idle:,.0f} true (simulator's truth.json), {found:,.0f} found" in r.stdout
+    # and the weekly capacity report of the analyzed week (docs/report.md)
+    assert "$ fleetwise report --week 2026-W47 --out var/reports" in r.stdout
+    assert "Weekly capacity report: demo fleet, 2026-W47" in (tmp_path / "var/reports" /
+                                                              "capacity-report-2026-W47.html").read_text()

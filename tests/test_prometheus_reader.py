@@ -141,6 +141,17 @@ CASES = {
     "cpu_mean_1m": dict(measurement="cpu", fields=["idle_ratio", "user_ratio"], every="1m", by=["host", "cpu"]),
     "net_mean_1m": dict(measurement="net", fields=["rx_bytes_per_second"], every="1m", by=["host", "interface"]),
     "net_raw": dict(measurement="net", fields=["rx_bytes_per_second"], by=["host", "interface"]),
+    # where_tags through the mapping: a label (UUID), host from instance without its port, constants
+    "gpu_tags_host_1m": dict(measurement="gpu", fields=GPU_FIELDS, every="1m", by=["host", "uuid"],
+                             where_tags={"host": "n1"}),
+    "gpu_tags_uuids_raw": dict(measurement="gpu", fields=["power_watts"], by=["host", "gpu"],
+                               where_tags={"uuid": ["GPU-c", "GPU-a"], "vendor": "nvidia", "model": A100}),
+    "job_gpu_tags_scheduler": dict(measurement="job_gpu", fields=["utilization_ratio"], every="1m", by=["job"],
+                                   where_tags={"scheduler": "slurm"}),
+    "cpu_tags_host": dict(measurement="cpu", fields=["idle_ratio"], every="1m", by=["host"],
+                          where_tags={"host": ["n2", "n1:9100"], "cpu": "total"}),
+    "net_tags_host_raw": dict(measurement="net", fields=["rx_bytes_per_second"], by=["host"],
+                              where_tags={"host": "n1"}),
 }
 
 
@@ -170,6 +181,25 @@ def test_aggregates_equal_the_embedded_store(stores):
                      for s in ("prometheus", "embedded"))
         assert len(emb)
         pd.testing.assert_frame_equal(prom, emb, check_exact=False, rtol=1e-9)
+
+
+def test_where_tags_match_the_embedded_store_and_bind_odd_values(stores):
+    prom, emb = stores["prometheus"], stores["embedded"]
+    for kw in (dict(where_tags={"host": "n1"}), dict(where_tags={"uuid": ["GPU-c"]}, where=[
+            ("utilization_ratio", "<", 0.5)]), dict(where_tags={"scheduler": "kubernetes", "user": "ml"})):
+        stats = {"n": ("utilization_ratio", "count"), "m": ("memory_used_bytes", "max")}
+        a, b = (r.aggregate("job_gpu", stats, START, END, by=["job", "uuid"], **kw) for r in (prom, emb))
+        assert len(b) == 1
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
+    # by hand: n1's GPU-a holds train-0 for all 30 samples
+    n1 = prom.aggregate("job_gpu", {"n": ("utilization_ratio", "count")}, START, END, by=["job"],
+                        where_tags={"host": "n1"})
+    assert n1.job.tolist() == ["train-0"] and n1.n.tolist() == [N]
+    odd = 'n1"} or vector(1) or up{a="\\'
+    for r in (prom, emb):
+        assert r.frame("gpu", ["power_watts"], START, END, where_tags={"host": odd}).empty
+        assert r.frame("cpu", ["idle_ratio"], START, END, every="1m", where_tags={"host": [odd, "[::1]"]}).empty
+        assert r.frame("gpu", ["power_watts"], START, END, where_tags={"scheduler": "slurm"}).empty  # not a gpu tag
 
 
 def test_units_are_converted_by_the_mapping(stores):
@@ -218,6 +248,27 @@ def test_promql_is_built_from_validated_names_and_escaped_values():
             promql.label_name(bad)
     with pytest.raises(ValueError):
         promql.number(float("nan"))
+    assert promql.one_of("host", ('a"b',)) == 'host="a\\"b"'
+    assert promql.one_of("host", ("a.b", "c|d")) == 'host=~"(?:a\\\\.b)|(?:c\\\\|d)"'
+    assert promql.regex_literal("n1:9100 (x)*") == "n1\\:9100\\ \\(x\\)\\*"
+
+
+def test_host_matchers_agree_with_strip_port():
+    """The regular expressions that stand for host = strip_port(instance) select exactly the instances
+    whose stripped value is asked for (checked with Python's re, which reads these patterns as RE2 does)."""
+    import re
+
+    from agents.query.mapped import strip_port
+    from agents.query.prometheus import _tag_matchers
+    from agents.schema.equivalents import NODE, views
+
+    view = views(NODE, "cpu")[0]
+    instances = ["n1", "n1:9100", "n10:9100", "a:1", "a:1:2", "[::1]", "[::1]:9100", "[::1]x", ":9100", ""]
+    for wanted in ["n1", "a:1", "a", "[::1]", "", "[::1", "n1:9100", "x.y"]:
+        (matcher,) = _tag_matchers(view, (("host", (wanted,)),)) or ("instance=~\"(?!)\"",)
+        pattern = matcher.split("=~", 1)[1][1:-1].encode().decode("unicode_escape")
+        chosen = {i for i in instances if re.fullmatch(pattern, i)}
+        assert chosen == {i for i in instances if strip_port(i) == wanted}, wanted
 
 
 def test_nothing_mapped_is_one_line_and_exit_1(tmp_path):

@@ -16,6 +16,9 @@ from tests.store_helpers import create_database, write_points
 T0 = 1_795_651_200 * 10**9  # 2026-11-26T00:00:00Z
 S = 10**9
 HOSTS = {"a": "r1", "b": "r1", "c": "r2", "d": ""}  # d has no rack tag at all
+# A tag value a filter must bind, never paste: quotes, backslashes, a semicolon and a statement after it.
+ODD = 'x\\\'"; DROP MEASUREMENT ctest; --\\y'
+UNSTORED = "a'; DROP MEASUREMENT ctest; --\\"  # line protocol cannot end a tag value with a backslash
 
 
 def _points() -> list[Point]:
@@ -32,6 +35,7 @@ def _points() -> list[Point]:
             pts.append(Point("ctest", tags, fields, t))
     pts.append(Point("other", {"host": "z"}, {"v": 1.5}, T0 + 7 * S))
     pts.append(Point("other", {"host": "y"}, {"v": 2.5}, T0 + 86_400 * S + 9 * S))  # the next day
+    pts.append(Point("other", {"host": ODD}, {"v": 3.5}, T0 + 8 * S))
     return pts
 
 
@@ -68,6 +72,23 @@ CASES = {
     "int_field_sum_2m": dict(fields=["reqs"], start=START, end=END, every="2m", by=["rack"], agg="sum"),
     "nothing_there": dict(fields=["load"], start=T0 - 3600 * S, end=T0 - 60 * S, every="1m", by=["host"]),
     "across_days": dict(fields=["v"], start=T0, end=T0 + 2 * 86_400 * S, every="1h", by=["host"], measurement="other"),
+    "tags_one_host": dict(fields=["load", "temp"], start=START, end=END, every="1m", by=["host"],
+                          where_tags={"host": "a"}),
+    "tags_two_hosts_raw": dict(fields=["load"], start=START, end=END, by=["host"], where_tags={"host": ["c", "a"]}),
+    "tags_and": dict(fields=["load"], start=START, end=END, every="1m", by=["rack", "host"], agg="max",
+                     where_tags={"rack": "r1", "host": ("b", "c")}),
+    "tags_no_rack": dict(fields=["reqs"], start=START, end=END, every="2m", by=["host"], agg="sum",
+                         where_tags={"rack": ""}),
+    "tags_no_rack_or_r2": dict(fields=["reqs"], start=START, end=END, by=["host"], where_tags={"rack": ["", "r2"]}),
+    "tags_empty_list": dict(fields=["load"], start=START, end=END, every="1m", by=["host"], where_tags={"host": []}),
+    "tags_absent_key": dict(fields=["load"], start=START, end=END, every="1m", where_tags={"nope": "x"}),
+    "tags_absent_key_empty": dict(fields=["load"], start=START, end=END, every="1m", where_tags={"nope": ""}),
+    "tags_odd_value": dict(fields=["v"], start=T0, end=T0 + 2 * 86_400 * S, by=["host"], measurement="other",
+                           where_tags={"host": ODD}),
+    "tags_odd_among_others": dict(fields=["v"], start=T0, end=T0 + 2 * 86_400 * S, every="1d", by=["host"],
+                                  measurement="other", where_tags={"host": [ODD, "z", UNSTORED]}),
+    "tags_unstored_value": dict(fields=["v"], start=T0, end=T0 + 2 * 86_400 * S, by=["host"], measurement="other",
+                                where_tags={"host": [UNSTORED, "x\n"]}),
 }
 
 
@@ -219,6 +240,13 @@ AGG_CASES = {
     "nothing_there": dict(stats={**ALL_STATS, **TIMES}, start=T0 - 3600 * S, end=T0 - 60 * S, by=["host"]),
     "across_days": dict(stats={"n": ("v", "count"), "m": ("v", "max"), **{k: ("v", a) for k, (_, a) in TIMES.items()}},
                         end=T0 + 2 * 86_400 * S, by=["host"], measurement="other"),
+    "tags_series": dict(stats={**ALL_STATS, **TIMES}, by=["host"], where_tags={"host": ["b", "d"]}),
+    "tags_and_where": dict(stats={"n": ("load", "count"), "s": ("reqs", "sum")}, every="2m", by=["host"],
+                           where=[("load", "<", 2.0)], where_tags={"rack": ["r1", "r2"], "host": ["a", "c", "d"]}),
+    "tags_no_rack": dict(stats={"n": ("reqs", "count"), **TIMES}, where_tags={"rack": ""}),
+    "tags_empty_list": dict(stats={"n": ("load", "count")}, by=["host"], where_tags={"rack": ()}),
+    "tags_odd_value": dict(stats={"n": ("v", "count"), "m": ("v", "max")}, end=T0 + 2 * 86_400 * S, by=["host"],
+                           measurement="other", where_tags={"host": ODD}),
 }
 
 
@@ -239,8 +267,50 @@ def test_aggregates_identical(stores, case):
     for name, (_, agg) in spec["stats"].items():
         expect = {"count": "int64", "first_time": "datetime64[ns, UTC]", "last_time": "datetime64[ns, UTC]"}
         assert str(influx[name].dtype) == expect.get(agg, "float64"), name
-    if case != "nothing_there":
+    if case not in ("nothing_there", "tags_empty_list"):
         assert len(influx)
+
+
+def _loads(host: str) -> list[tuple[int, float]]:
+    """(time, load) of one host's points, straight from the points written (no store involved)."""
+    return [(p.time_ns, p.fields["load"]) for p in _points() if p.measurement == "ctest" and p.tags["host"] == host]
+
+
+def test_where_tags_by_hand(stores):
+    """Tag filters keep exactly the points a plain Python filter over the written points keeps."""
+    for name in ("influx", "embedded"):
+        r = stores[name]
+        raw = r.frame("ctest", ["load"], START, END, by=["host"], where_tags={"host": ["c", "a"]})
+        expect = sorted(("a", t, v) for t, v in _loads("a")) + sorted(("c", t, v) for t, v in _loads("c"))
+        assert list(zip(raw.host, raw.time.astype("int64"), raw.load, strict=True)) == expect
+        both = r.frame("ctest", ["load"], START, END, by=["host"], where_tags={"rack": "r1", "host": ["b", "c"]})
+        assert set(both.host) == {"b"} and len(both) == len(_loads("b")) == 24  # c is in r2; b has a gap
+        no_rack = r.aggregate("ctest", {"n": ("load", "count"), "s": ("load", "sum")}, START, END, by=["host"],
+                              where_tags={"rack": ""})
+        assert no_rack.host.tolist() == ["d"] and no_rack.n.tolist() == [30]
+        assert no_rack.s.iloc[0] == pytest.approx(sum(v for _, v in _loads("d")))
+        assert r.frame("ctest", ["load"], START, END, where_tags={"host": []}).empty
+        assert r.frame("ctest", ["load"], START, END, where_tags={"nope": "x"}).empty
+        assert len(r.frame("ctest", ["load"], START, END, where_tags={"nope": ""})) == 4 * 30 - 6
+        odd = r.frame("other", ["v"], T0, T0 + 2 * 86_400 * S, by=["host"], where_tags={"host": ODD})
+        assert odd.host.tolist() == [ODD] and odd.v.tolist() == [3.5]
+        assert odd.time.tolist() == [pd.Timestamp(T0 + 8 * S, tz="UTC")]
+        assert r.frame("other", ["v"], T0, T0 + 2 * 86_400 * S, where_tags={"host": UNSTORED}).empty
+        # nothing was dropped by the values above
+        assert r.measurements() == ["ctest", "other"]
+        assert len(r.frame("ctest", ["load"], START, END)) == 4 * 30 - 6
+
+
+def test_where_tags_refused(stores):
+    for reader in stores.values():
+        with pytest.raises(ValueError, match="mapping"):
+            reader.frame("ctest", ["load"], START, END, where_tags=[("host", "a")])
+        with pytest.raises(ValueError, match="strings"):
+            reader.aggregate("ctest", {"n": ("load", "count")}, START, END, where_tags={"host": [1]})
+        with pytest.raises(ValueError, match="string or a sequence"):
+            reader.frame("ctest", ["load"], START, END, where_tags={"host": 3})
+        with pytest.raises(ValueError, match="empty tag"):
+            reader.frame("ctest", ["load"], START, END, where_tags={"": "a"})
 
 
 def test_aggregate_values_by_hand(stores):

@@ -6,6 +6,7 @@ See agents.query.base for the frame contract both backends honour.
 from __future__ import annotations
 
 from agents.query.base import QueryError, Reader, parse_agg, parse_every
+from agents.query.downsample import choose_every
 from agents.stores.settings import StoreSettings
 from agents.stores.url import StoreURL, parse_store_url
 
@@ -35,4 +36,4 @@ def open_reader(url: str | StoreURL, settings: StoreSettings | None = None) -> R
         "DBRP mapping, so name the store as influxdb://host:port/DB (influxdbs:// for HTTPS) to read from it")
 
 
-__all__ = ["QueryError", "Reader", "open_reader", "parse_agg", "parse_every"]
+__all__ = ["QueryError", "Reader", "choose_every", "open_reader", "parse_agg", "parse_every"]

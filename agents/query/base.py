@@ -12,6 +12,11 @@ columns [("time",) *by, *stat names]. Tags as above; count columns int64 (0 wher
 value); first_time / last_time columns (the time of a field's first / last value, per series only)
 datetime64[ns, UTC] (NaT where none); other stats as frame() fields. A row exists where any requested
 field had a value (after the where conditions); rows sorted by the by-tags then time.
+
+Tag filters (where_tags, both kinds): {tag: value or values} keeps the points whose tag equals the value
+(or one of the values; an empty sequence matches nothing); several tags are ANDed. A point without the tag
+has it as "" (as InfluxDB reports it), so {"rack": ""} keeps the points that have no rack. Tag keys are
+validated identifiers, values are bound parameters (SQL) or escaped string literals (InfluxQL, PromQL).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from agents.query.identifiers import validate
@@ -33,6 +38,9 @@ _PCT = re.compile(r"^p(100|\d{1,2}(\.\d+)?)$")
 _DURATION = re.compile(r"^(\d+)(ns|us|u|µ|ms|s|m|h|d|w)$")
 _UNIT_NS = {"ns": 1, "us": 1_000, "u": 1_000, "µ": 1_000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
             "h": 3600 * 10**9, "d": 86_400 * 10**9, "w": 7 * 86_400 * 10**9}
+
+
+TagFilter = tuple[tuple[str, tuple[str, ...]], ...]  # ((tag, accepted values), ...), checked
 
 
 class QueryError(RuntimeError):
@@ -111,9 +119,14 @@ class FrameQuery:
     every_ns: int | None
     by: tuple[str, ...]
     agg: Agg
+    where_tags: TagFilter = ()
+
+    @property
+    def matches_nothing(self) -> bool:
+        return any(not values for _, values in self.where_tags)
 
     @classmethod
-    def build(cls, measurement, fields, start, end, every, by, agg) -> FrameQuery:
+    def build(cls, measurement, fields, start, end, every, by, agg, where_tags=None) -> FrameQuery:
         validate(measurement, "measurement")
         if isinstance(fields, str):
             fields = [fields]
@@ -122,7 +135,34 @@ class FrameQuery:
         if not fields:
             raise ValueError("frame() needs at least one field")
         start_ns, end_ns, every_ns = _checked_window(["time", *by, *fields], start, end, every)
-        return cls(measurement, fields, start_ns, end_ns, every_ns, by, parse_agg(agg))
+        return cls(measurement, fields, start_ns, end_ns, every_ns, by, parse_agg(agg), checked_tags(where_tags))
+
+
+# Line protocol (and agents.points) refuse these in a tag value, so no store holds a value with one: such a
+# value matches nothing (and never reaches a query text).
+_UNSTORABLE = ("\n", "\r")
+
+
+def checked_tags(where_tags) -> TagFilter:
+    """where_tags as ((tag, sorted distinct values), ...): keys validated, a lone string taken as one value,
+    values that no store can hold dropped (a key left without values matches nothing)."""
+    if where_tags is None:
+        return ()
+    if not isinstance(where_tags, Mapping):
+        raise ValueError(f"where_tags: give a mapping of tag -> value or values, got {type(where_tags).__name__}")
+    out = []
+    for tag, values in where_tags.items():
+        validate(tag, "tag")
+        if isinstance(values, str):
+            values = (values,)
+        elif isinstance(values, bytes | Mapping) or not isinstance(values, Iterable):
+            raise ValueError(f"where_tags: {tag!r} needs a string or a sequence of strings, got {values!r}")
+        values = tuple(values)
+        for v in values:
+            if not isinstance(v, str):
+                raise ValueError(f"where_tags: {tag!r} values must be strings, got {v!r}")
+        out.append((tag, tuple(sorted({v for v in values if not any(c in v for c in _UNSTORABLE)}))))
+    return tuple(out)
 
 
 def _checked_window(names: list[str], start, end, every) -> tuple[int, int, int | None]:
@@ -165,6 +205,11 @@ class AggregateQuery:
     every_ns: int | None
     by: tuple[str, ...]
     where: tuple[Condition, ...] = ()
+    where_tags: TagFilter = ()
+
+    @property
+    def matches_nothing(self) -> bool:
+        return any(not values for _, values in self.where_tags)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -172,7 +217,7 @@ class AggregateQuery:
         return tuple(dict.fromkeys(s.field for s in self.stats))
 
     @classmethod
-    def build(cls, measurement, stats, start, end, every, by, where) -> AggregateQuery:
+    def build(cls, measurement, stats, start, end, every, by, where, where_tags=None) -> AggregateQuery:
         import math
 
         validate(measurement, "measurement")
@@ -198,7 +243,7 @@ class AggregateQuery:
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"where: {field!r} {op} needs a finite number, got {value!r}")
             conds.append(Condition(validate(field, "field"), op, value))
-        return cls(measurement, tuple(built), start_ns, end_ns, every_ns, by, tuple(conds))
+        return cls(measurement, tuple(built), start_ns, end_ns, every_ns, by, tuple(conds), checked_tags(where_tags))
 
 
 @dataclass(frozen=True)
@@ -388,25 +433,31 @@ class Reader(abc.ABC):
     parallel_queries: int = 1
 
     def frame(self, measurement: str, fields: Sequence[str], start, end, every: str | dt.timedelta | None = None,
-              by: Sequence[str] = (), agg: str = "mean"):
+              by: Sequence[str] = (), agg: str = "mean",
+              where_tags: Mapping[str, str | Sequence[str]] | None = None):
         """Values of `fields` in [start, end): raw points when every is None, else `agg` per bucket of
-        width `every` aligned to multiples of it since the epoch (InfluxQL GROUP BY time), per by-tag."""
-        return self._frame(FrameQuery.build(measurement, fields, start, end, every, by, agg))
+        width `every` aligned to multiples of it since the epoch (InfluxQL GROUP BY time), per by-tag.
+        where_tags: {tag: value or values} the points must have (see the module doc)."""
+        q = FrameQuery.build(measurement, fields, start, end, every, by, agg, where_tags)
+        return empty_frame(q) if q.matches_nothing else self._frame(q)
 
     @abc.abstractmethod
     def _frame(self, q: FrameQuery): ...
 
     def aggregate(self, measurement: str, stats: Mapping[str, tuple[str, str]], start, end,
                   every: str | dt.timedelta | None = None, by: Sequence[str] = (),
-                  where: Sequence[tuple[str, str, float]] = ()):
+                  where: Sequence[tuple[str, str, float]] = (),
+                  where_tags: Mapping[str, str | Sequence[str]] | None = None):
         """Several aggregates in one pass over [start, end): one row per series (distinct by-tag values),
         or per series and bucket of width every (aligned as in frame()).
 
         stats maps each output column to (field, aggregate): mean, max, min, sum, count, first, last,
         pNN (nearest rank, as InfluxQL), or first_time / last_time (when the field's first / last value in
-        the window was taken; every=None only). where: (field, op, number) conditions a point must meet.
+        the window was taken; every=None only). where: (field, op, number) conditions a point must meet;
+        where_tags: {tag: value or values} it must have (see the module doc).
         Heavy per-point work stays in the store: the answer is series (x buckets) long, not points long."""
-        return self._aggregate(AggregateQuery.build(measurement, stats, start, end, every, by, where))
+        q = AggregateQuery.build(measurement, stats, start, end, every, by, where, where_tags)
+        return empty_stats(q) if q.matches_nothing else self._aggregate(q)
 
     @abc.abstractmethod
     def _aggregate(self, q: AggregateQuery): ...

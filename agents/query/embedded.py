@@ -188,13 +188,13 @@ class EmbeddedReader(Reader):
         qi = identifiers.duckdb
         field_sql = {f: (qi(f) if f in cols else "NULL") for f in q.fields}
         tag_sql = {t: (f"coalesce({qi(t)}, '')" if t in cols else "''") for t in q.by}
+        params = {**source.params, "start": q.start_ns, "end": q.end_ns}
         src = ("SELECT epoch_ns(time) AS __t"
                + "".join(f", {tag_sql[t]} AS __g{i}" for i, t in enumerate(q.by))
                + "".join(f", {field_sql[f]} AS __f{i}" for i, f in enumerate(q.fields))
                + f" FROM {source.sql}"
-               " WHERE epoch_ns(time) >= $start AND epoch_ns(time) < $end"
-               " AND (" + " OR ".join(f"{field_sql[f]} IS NOT NULL" for f in q.fields) + ")")
-        params = {**source.params, "start": q.start_ns, "end": q.end_ns}
+               " WHERE epoch_ns(time) >= $start AND epoch_ns(time) < $end" + _tag_conditions(q, cols, params)
+               + " AND (" + " OR ".join(f"{field_sql[f]} IS NOT NULL" for f in q.fields) + ")")
         groups = [f"__g{i}" for i in range(len(q.by))]
         if q.every_ns is None:
             sql = "SELECT * FROM (" + src + ")"
@@ -231,6 +231,7 @@ class EmbeddedReader(Reader):
                + "".join(f", {field_sql[f]} AS __f{i}" for i, f in enumerate(fields))
                + f" FROM {source.sql}"
                " WHERE epoch_ns(time) >= $start AND epoch_ns(time) < $end" + "".join(conds)
+               + _tag_conditions(q, cols, params)
                + " AND (" + " OR ".join(f"{field_sql[f]} IS NOT NULL" for f in fields) + ")")
         index = {f: i for i, f in enumerate(fields)}
         groups = [f"__g{i}" for i in range(len(q.by))]
@@ -298,6 +299,23 @@ class EmbeddedReader(Reader):
                 return None
             bounds.append(pd.Timestamp(int(value), unit="ns", tz="UTC"))
         return bounds[0], bounds[1]
+
+
+def _tag_conditions(q: FrameQuery | AggregateQuery, cols: dict[str, str], params: dict) -> str:
+    """SQL of q.where_tags, values as bound parameters (added to params). A tag the files lack, or a column
+    that is not a string (no tag is), is "" on every row, as InfluxDB reports a missing tag."""
+    qi = identifiers.duckdb
+    out = []
+    for i, (tag, values) in enumerate(q.where_tags):
+        names = []
+        for j, value in enumerate(values):
+            params[f"tag{i}_{j}"] = value
+            names.append(f"$tag{i}_{j}")
+        col = qi(tag, "tag") if cols.get(tag) == "VARCHAR" else "NULL"
+        # coalesce only when "" is asked for: a bare column keeps DuckDB's filter pushdown into Parquet
+        expr = f"coalesce({col}, '')" if "" in values else col
+        out.append(f" AND {expr} IN ({', '.join(names)})")
+    return "".join(out)
 
 
 def _agg_sql(q: FrameQuery, col: str) -> str:

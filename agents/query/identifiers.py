@@ -27,6 +27,14 @@ def influxql(name: str, what: str = "identifier") -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def influxql_string(value: str) -> str:
+    """InfluxQL single-quoted string literal holding value exactly: InfluxQL's scanner reads a backslash
+    escape for backslash, quote and newline (n), and refuses a raw newline, so those three are escaped."""
+    if not isinstance(value, str):
+        raise InvalidIdentifier(f"string literal must be a str, got {type(value).__name__}")
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
 def duckdb(name: str, what: str = "identifier") -> str:
     """DuckDB (SQL standard) double-quoted identifier: double quotes doubled."""
     validate(name, what)

@@ -92,7 +92,7 @@ class InfluxReader(Reader):
     # -- queries --------------------------------------------------------------------------------
     def _frame(self, q: FrameQuery):
         qi = identifiers.influxql
-        where = f" WHERE time >= {int(q.start_ns)} AND time < {int(q.end_ns)}"
+        where = f" WHERE time >= {int(q.start_ns)} AND time < {int(q.end_ns)}" + _tag_conditions(q)
         if q.every_ns is None:
             # raw points: tags selected as columns of one series, not GROUP BY tags, since influxd spends
             # tens of microseconds on each output group (a measurement with one point per job answers in a
@@ -114,7 +114,7 @@ class InfluxReader(Reader):
         computes one while this process parses the other."""
         qi = identifiers.influxql
         where = f" WHERE time >= {int(q.start_ns)} AND time < {int(q.end_ns)}" + "".join(
-            f" AND {qi(c.field, 'field')} {c.op} {_number(c.value)}" for c in q.where)
+            f" AND {qi(c.field, 'field')} {c.op} {_number(c.value)}" for c in q.where) + _tag_conditions(q)
         group = [f"time({influx_duration(q.every_ns)})"] if q.every_ns is not None else []
         group += [qi(t, "tag") for t in q.by]
         tail = (" GROUP BY " + ", ".join(group) if group else "") + (" fill(none)" if q.every_ns is not None else "")
@@ -174,6 +174,14 @@ class InfluxReader(Reader):
                 return None
             bounds.append(pd.Timestamp(int(found[0]), unit="ns", tz="UTC"))
         return bounds[0], bounds[1]
+
+
+def _tag_conditions(q: FrameQuery | AggregateQuery) -> str:
+    """InfluxQL of q.where_tags: quoted tag keys cast to ::tag (a field of that name never matches), values
+    as escaped string literals. A missing tag equals '' in InfluxQL, as in the frame contract."""
+    qi, lit = identifiers.influxql, identifiers.influxql_string
+    return "".join(" AND (" + " OR ".join(f"{qi(tag, 'tag')}::tag = {lit(v)}" for v in values) + ")"
+                   for tag, values in q.where_tags)
 
 
 def _number(value: float) -> str:

@@ -28,6 +28,22 @@ def tag_value(view: View, tag: str, labels: dict) -> str:
     return strip_port(value) if src.endswith(":host") else value
 
 
+def view_tag_filter(view: View, where_tags) -> list[tuple[str, bool, tuple[str, ...]]] | None:
+    """A query's where_tags ((tag, values), ...) through one view: (source label, whether the label is
+    host:port to strip, values) per tag read from a label, or None when no series of the view can match (a
+    constant tag, or a tag the view lacks and so reports as "", outside the values)."""
+    tags = dict(view.tags)
+    out = []
+    for tag, values in where_tags:
+        src = tags.get(tag)
+        if src is None or src.startswith("="):
+            if (src[1:] if src else "") not in values:
+                return None
+            continue
+        out.append((src.removesuffix(":host"), src.endswith(":host"), values))
+    return out
+
+
 def tag_column(view: View, tag: str, labels_frame):
     import numpy as np
 

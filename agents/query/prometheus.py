@@ -45,7 +45,7 @@ from agents.query.base import (
 from agents.query.mapped import combine as _combine
 from agents.query.mapped import strip_port as _strip_port
 from agents.query.mapped import tag_column as _tag_column
-from agents.query.mapped import tag_value
+from agents.query.mapped import tag_value, view_tag_filter
 from agents.schema.equivalents import PROMETHEUS_SOURCES, Equivalent, View, equivalents, views
 from agents.stores.url import StoreURL
 
@@ -287,11 +287,11 @@ class PrometheusReader(Reader):
                 out.append((s["metric"], t, np.asarray([_float(v[1]) for v in vals])))
         return out
 
-    def _raw(self, view: View, eq: Equivalent, metric: str, start_ns: int, end_ns: int):
+    def _raw(self, view: View, eq: Equivalent, metric: str, start_ns: int, end_ns: int, tags: tuple[str, ...] = ()):
         """[(labels, times ms, values)] of one metric's raw samples in the window, a day at a time."""
         import numpy as np
 
-        sel = promql.selector(metric, dict(eq.match), view.require)
+        sel = promql.selector(metric, dict(eq.match), view.require, tags)
         start_ms, end_ms = -(-start_ns // 10**6), -(-end_ns // 10**6)
         per_series: dict[tuple, list] = {}
         lo = start_ms
@@ -308,17 +308,18 @@ class PrometheusReader(Reader):
 
     # -- one statistic of one mapped field, in fleetwise units, as a long frame ----------------------
     def _stat(self, view: View, eq: Equivalent, agg, by: tuple[str, ...], start_ns: int, end_ns: int,
-              every_ns: int | None, where=()):
+              every_ns: int | None, where=(), tags: tuple[str, ...] = ()):
         """Frame [time?, *by, v, n]: the statistic agg (an Agg or "first_time"/"last_time"/"first") of one
-        mapped field through one view; n is the weight for combining means of several views."""
+        mapped field through one view; n is the weight for combining means of several views. tags: label
+        matchers of the query's where_tags (see _tag_matchers)."""
         import pandas as pd
 
         name = agg if isinstance(agg, str) else agg.name
         empty = pd.DataFrame(columns=[*(["time"] if every_ns is not None else []), *by, "v", "n"])
         if name == "first" or (eq.counter and every_ns is None and name not in ("mean", "count") and not where):
-            return self._stat_raw(view, eq, name, agg, by, start_ns, end_ns)
+            return self._stat_raw(view, eq, name, agg, by, start_ns, end_ns, tags)
         group = _group_labels(view, by)
-        sels = [promql.selector(m, dict(eq.match), view.require) for m in eq.metrics]
+        sels = [promql.selector(m, dict(eq.match), view.require, tags) for m in eq.metrics]
         if where or name in ("first_time", "last_time") or (len(sels) > 1 and name in
                                                              ("max", "min", "last", "percentile")):
             # statistics of an instant vector (see _sampled); the extremes of a sum are not the sum of extremes
@@ -458,11 +459,11 @@ class PrometheusReader(Reader):
         op = "==" if cond.op == "=" else cond.op
         return f"({promql.selector(e.metric, dict(e.match), view.require)} {op} {promql.number(cond.value / e.scale)})"
 
-    def _stat_raw(self, view, eq, name, agg, by, start_ns, end_ns):
+    def _stat_raw(self, view, eq, name, agg, by, start_ns, end_ns, tags=()):
         """first (and, for counters, statistics PromQL has no rate form of) from raw samples."""
         import pandas as pd
 
-        f = self._raw_field(view, eq, by, start_ns, end_ns)
+        f = self._raw_field(view, eq, by, start_ns, end_ns, tags)
         if f.empty:
             return pd.DataFrame(columns=[*by, "v", "n"])
         f = f.sort_values("time", kind="stable")
@@ -478,7 +479,7 @@ class PrometheusReader(Reader):
             return pd.DataFrame({"v": [v], "n": [1.0]})
         return v.rename("v").reset_index().assign(n=1.0)
 
-    def _raw_field(self, view, eq, by, start_ns, end_ns):
+    def _raw_field(self, view, eq, by, start_ns, end_ns, tags=()):
         """Long frame [time (ms), *by, value] of one mapped field's raw points in fleetwise units; counters
         as the rate between consecutive samples (a drop is a reset: no rate)."""
         import numpy as np
@@ -487,7 +488,7 @@ class PrometheusReader(Reader):
         per_metric = []
         for metric in eq.metrics:
             rows = []
-            for labels, t, v in self._raw(view, eq, metric, start_ns, end_ns):
+            for labels, t, v in self._raw(view, eq, metric, start_ns, end_ns, tags):
                 if eq.counter:
                     dt = np.diff(t) / 1000.0
                     rate = np.diff(v) / np.where(dt > 0, dt, np.nan)
@@ -522,11 +523,14 @@ class PrometheusReader(Reader):
         for field in q.fields:
             pieces = []
             for view, eq in parts[field]:
+                tags = _tag_matchers(view, q.where_tags)
+                if tags is None:
+                    continue
                 if q.every_ns is None:
-                    f = self._raw_field(view, eq, q.by, q.start_ns, q.end_ns).rename(columns={"value": "v"})
+                    f = self._raw_field(view, eq, q.by, q.start_ns, q.end_ns, tags).rename(columns={"value": "v"})
                     f["n"] = 1.0
                 else:
-                    f = self._stat(view, eq, q.agg, q.by, q.start_ns, q.end_ns, q.every_ns)
+                    f = self._stat(view, eq, q.agg, q.by, q.start_ns, q.end_ns, q.every_ns, tags=tags)
                     f["time"] = f["time"].astype(np.int64)
                 pieces.append(f)
             keys = ["time", *q.by, *(["_series"] if q.every_ns is None else [])]
@@ -551,8 +555,9 @@ class PrometheusReader(Reader):
         for s in q.stats:
             name = s.agg.name
             pieces = [self._stat(view, eq, name if name in ("first", "first_time", "last_time") else s.agg,
-                                 q.by, q.start_ns, q.end_ns, q.every_ns, q.where)
-                      for view, eq in parts[s.field]]
+                                 q.by, q.start_ns, q.end_ns, q.every_ns, q.where, tags)
+                      for view, eq in parts[s.field] for tags in [_tag_matchers(view, q.where_tags)]
+                      if tags is not None]
             f = _combine(pieces, keys, name).rename(columns={"v": s.name})
             merged = f if merged is None else merged.merge(f, on=keys, how="outer") if keys else \
                 merged.join(f, how="outer")
@@ -591,6 +596,33 @@ def _seconds(ms: int) -> str:
 
 def _float(text: str) -> float:
     return float(text)
+
+
+def _tag_matchers(view: View, where_tags) -> tuple[str, ...] | None:
+    """Label matchers of a query's where_tags through one view, or None when no series of the view can
+    match. A host tag read from instance (host:port) matches the label with or without a port, exactly
+    as strip_port reads it back."""
+    found = view_tag_filter(view, where_tags)
+    if found is None:
+        return None
+    out = []
+    for label, host, values in found:
+        if not host:
+            out.append(promql.one_of(label, values))
+            continue
+        patterns = []
+        for v in values:
+            if v.startswith("["):  # [ipv6]: strip_port keeps up to the first "]", whatever follows
+                if re.fullmatch(r"\[[^\]]*\]", v):
+                    patterns.append(promql.regex_literal(v) + ".*")
+            elif re.search(r":\d+$", v):  # "a:1" is what strip_port makes of "a:1:PORT" only
+                patterns.append(promql.regex_literal(v) + ":[0-9]+")
+            else:
+                patterns.append(promql.regex_literal(v) + "(?::[0-9]+)?")
+        if not patterns:
+            return None
+        out.append(promql.one_of(label, (), tuple(patterns)))
+    return tuple(out)
 
 
 def _group_labels(view: View, by: tuple[str, ...]) -> list[str]:

@@ -34,11 +34,29 @@ def string(value: str) -> str:
     return '"' + "".join(_ESCAPES.get(c, c) for c in value) + '"'
 
 
-def selector(metric: str, equal: dict[str, str] | None = None, nonempty: tuple[str, ...] = ()) -> str:
-    """metric{label="value", ..., label!=""}."""
+def selector(metric: str, equal: dict[str, str] | None = None, nonempty: tuple[str, ...] = (),
+             extra: tuple[str, ...] = ()) -> str:
+    """metric{label="value", ..., label!="", *extra} (extra: matchers built by one_of)."""
     matchers = [f"{label_name(k)}={string(v)}" for k, v in (equal or {}).items()]
     matchers += [f'{label_name(k)}!=""' for k in nonempty]
+    matchers += list(extra)
     return metric_name(metric) + ("{" + ",".join(matchers) + "}" if matchers else "")
+
+
+def regex_literal(value: str) -> str:
+    """An RE2 pattern matching value literally: RE2 reads a backslash before any ASCII character that is not
+    a letter or digit as that character itself."""
+    return "".join("\\" + c if c.isascii() and not c.isalnum() else c for c in value)
+
+
+def one_of(label: str, values: tuple[str, ...], patterns: tuple[str, ...] = ()) -> str:
+    """A matcher keeping series whose label is one of values (label="v" for one), or matches one of the
+    RE2 patterns (built with regex_literal). Prometheus anchors the regular expression at both ends; a
+    missing label is "", so "" among the values keeps series without the label."""
+    if len(values) == 1 and not patterns:
+        return f"{label_name(label)}={string(values[0])}"
+    alternatives = [regex_literal(v) for v in values] + list(patterns)
+    return f"{label_name(label)}=~{string('|'.join(f'(?:{a})' for a in alternatives))}"
 
 
 def by(labels: list[str] | tuple[str, ...]) -> str:

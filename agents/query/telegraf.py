@@ -15,7 +15,7 @@ whole window (every=None) the mean rate is (last - first) / (their times' distan
 from __future__ import annotations
 
 from agents.query.base import NAT, AggregateQuery, FrameQuery, QueryError, Reader, finalize, finalize_stats
-from agents.query.mapped import combine, tag_column
+from agents.query.mapped import combine, tag_column, view_tag_filter
 from agents.schema.equivalents import (
     TELEGRAF,
     Equivalent,
@@ -97,15 +97,14 @@ class TelegrafReader(Reader):
         return sorted({*(m for m in names if any(self._parts(m, e.field) for e in equivalents(TELEGRAF, m))),
                        *self.native()})
 
-    def frame(self, measurement, fields, start, end, every=None, by=(), agg="mean"):
-        if measurement in self.native():
-            return self.inner.frame(measurement, fields, start, end, every=every, by=by, agg=agg)
-        return super().frame(measurement, fields, start, end, every=every, by=by, agg=agg)
+    def frame(self, measurement, fields, start, end, every=None, by=(), agg="mean", where_tags=None):
+        reader = self.inner if measurement in self.native() else super()
+        return reader.frame(measurement, fields, start, end, every=every, by=by, agg=agg, where_tags=where_tags)
 
-    def aggregate(self, measurement, stats, start, end, every=None, by=(), where=()):
-        if measurement in self.native():
-            return self.inner.aggregate(measurement, stats, start, end, every=every, by=by, where=where)
-        return super().aggregate(measurement, stats, start, end, every=every, by=by, where=where)
+    def aggregate(self, measurement, stats, start, end, every=None, by=(), where=(), where_tags=None):
+        reader = self.inner if measurement in self.native() else super()
+        return reader.aggregate(measurement, stats, start, end, every=every, by=by, where=where,
+                                where_tags=where_tags)
 
     def tag_values(self, measurement: str, tag: str) -> list[str]:
         if measurement in self.native():
@@ -168,7 +167,7 @@ class TelegrafReader(Reader):
             agg = f"p{stat.agg.percentile:g}" if name == "percentile" else name
             stats = {"v": (field, agg)}
         f = self.inner.aggregate(m, stats, q.start_ns, q.end_ns, every=every_ns and f"{every_ns}ns",
-                                 by=inner_by, where=where)
+                                 by=inner_by, where=where, where_tags=_inner_tags(view, q))
         out = self._to_fleetwise(f, view, eq, by, timed)
         kept = f
         for k, v in eq.match:
@@ -201,14 +200,15 @@ class TelegrafReader(Reader):
         series = list(dict.fromkeys([*inner_by, *(src for _, src in view.tags if not src.startswith("="))]))
         if every_ns is None:
             f = self.inner.aggregate(m, {"a": (field, "first"), "b": (field, "last"), "ta": (field, "first_time"),
-                                         "tb": (field, "last_time")}, q.start_ns, q.end_ns, by=series)
+                                         "tb": (field, "last_time")}, q.start_ns, q.end_ns, by=series,
+                                     where_tags=_inner_tags(view, q))
             seconds = (f["tb"] - f["ta"]).dt.total_seconds()
             rate = (f["b"] - f["a"]) / seconds.where(seconds > 0)
             f = f.assign(rate=rate.where(rate >= 0))
         else:
             # one bucket before the window gives the first bucket's starting value
             f = self.inner.frame(m, [field], q.start_ns - every_ns, q.end_ns, every=f"{every_ns}ns", by=series,
-                                 agg="last")
+                                 agg="last", where_tags=_inner_tags(view, q))
             f = f.sort_values([*series, "time"], kind="stable")
             same = (f[series] == f[series].shift()).all(axis=1) if series else pd.Series(True, index=f.index)
             gap = f["time"].diff().dt.total_seconds()
@@ -236,6 +236,8 @@ class TelegrafReader(Reader):
         for field in q.fields:
             pieces = []
             for view, eq in self._parts(q.measurement, field):
+                if _inner_tags(view, q) is None:
+                    continue
                 if timed:
                     pieces.append(self._stat(view, eq, q.agg.name if q.agg.name != "percentile" else _Stat(q.agg),
                                              q.by, q, q.every_ns))
@@ -254,7 +256,7 @@ class TelegrafReader(Reader):
         m, field = telegraf_measurement(eq), telegraf_field(eq)
         series = list(dict.fromkeys([*self._inner_by(view, eq, q.by),
                                      *(src for _, src in view.tags if not src.startswith("="))]))
-        f = self.inner.frame(m, [field], q.start_ns, q.end_ns, by=series)
+        f = self.inner.frame(m, [field], q.start_ns, q.end_ns, by=series, where_tags=_inner_tags(view, q))
         for k, v in eq.match:
             f = f[f[k] == v]
         f = f.reset_index(drop=True)
@@ -277,7 +279,8 @@ class TelegrafReader(Reader):
         keys = [*(["time"] if q.every_ns is not None else []), *q.by]
         merged = None
         for s in q.stats:
-            pieces = [self._stat(view, eq, s, q.by, q, q.every_ns) for view, eq in self._parts(q.measurement, s.field)]
+            pieces = [self._stat(view, eq, s, q.by, q, q.every_ns) for view, eq in self._parts(q.measurement, s.field)
+                      if _inner_tags(view, q) is not None]
             f = combine(pieces, keys, s.agg.name).rename(columns={"v": s.name})
             if merged is None:
                 merged = f
@@ -299,6 +302,20 @@ class TelegrafReader(Reader):
                 values[s.name] = col.to_numpy()
         times = merged["time"].to_numpy(np.int64) * 10**6 if q.every_ns is not None else None
         return finalize_stats(q, times, {t: merged[t].to_numpy(object) for t in q.by}, values)
+
+
+def _inner_tags(view: View, q) -> dict[str, tuple[str, ...]] | None:
+    """The query's where_tags as the Telegraf measurement's tags, or None when no series of the view can
+    match (see mapped.view_tag_filter); two fleetwise tags read from one Telegraf tag must both hold."""
+    found = view_tag_filter(view, q.where_tags)
+    if found is None:
+        return None
+    out: dict[str, tuple[str, ...]] = {}
+    for label, host, values in found:
+        if host:  # no Telegraf view reads a host:port label
+            raise QueryError(f"Telegraf reader: cannot filter on {label} as host:port")
+        out[label] = tuple(v for v in out[label] if v in values) if label in out else values
+    return out
 
 
 class _Stat:
