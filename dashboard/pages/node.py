@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import Input, Output, State, dash_table, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from dashboard import controls, figures, timerange, urlstate
 from dashboard.data import node as data
@@ -51,12 +51,8 @@ def _series_figure(frame: pd.DataFrame, title: str, unit: str) -> dict:
                          **named)
 
 
-def _table(frame: pd.DataFrame, id_: str) -> dash_table.DataTable:
-    return dash_table.DataTable(
-        id=id_, data=frame.to_dict("records"), columns=[{"name": c, "id": c} for c in frame.columns],
-        style_as_list_view=True, style_table={"overflowX": "auto"},
-        style_cell={"backgroundColor": "transparent", "color": "inherit", "textAlign": "left"},
-        style_header={"fontWeight": "600", "backgroundColor": "transparent"})
+def _table(frame: pd.DataFrame, id_: str) -> dbc.Table:
+    return dbc.Table.from_dataframe(frame, size="sm", striped=True, responsive=True, id=id_)
 
 
 def timeline_figure(jobs: pd.DataFrame, start, end) -> dict:
