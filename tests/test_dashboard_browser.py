@@ -71,8 +71,9 @@ def _open(browser, url: str, ready_id: str, graphs: int, shots=None, name: str =
 def expect(site):
     """What each page must show on this fleet, worked out from the store and the run, not from the pages."""
     _, fleet, run = site
-    return {"hosts": _hosts(fleet), "gpus": _gpus_per_host(fleet), "workload": sorted(run.model("throughput").matrix_.index)[0],
-            "accelerators": len(run.model("throughput").matrix_.columns), "recs": len(run.table("recommendations")),
+    tm = run.model("throughput")
+    return {"hosts": _hosts(fleet), "gpus": _gpus_per_host(fleet), "workload": sorted(tm.matrix_.index)[0],
+            "accelerators": len(tm.matrix_.columns), "recs": len(run.table("recommendations")),
             "pools": sorted(run.model("forecast").pools_)}
 
 
