@@ -127,3 +127,44 @@ def test_pools_states_and_gpu_hours(reader):
 def test_unknown_resource_is_refused(reader):
     with pytest.raises(ValueError, match="unknown resource"):
         fleet.resource_frame(reader, "gpu'; DROP", START, END, "1h")
+
+
+def test_node_panels_jobs_gpus_and_ports_of_one_node(reader):
+    from dashboard.data import node
+
+    gpu = node.Panel("GPU utilization", "gpu", ("utilization_ratio",), ("gpu",))
+    f = node.panel_frame(reader, "n1", gpu, START, END, "1h")
+    assert sorted(set(f["series"])) == ["gpu 0", "gpu 1"]
+    for g in (0, 1):
+        got = f[f["series"] == f"gpu {g}"]["value"].tolist()
+        assert got == pytest.approx([hour_mean(gpu_util(g, k) for k in range(60 * h, 60 * h + 60)) for h in (0, 1)])
+    cpu = next(p for p in node.PANELS if p.measurement == "cpu")
+    f = node.panel_frame(reader, "n2", cpu, START, END, "1h")  # cpu="total" only, n2 only
+    assert f[f["series"] == "busy_ratio"]["value"].tolist() == pytest.approx(
+        [hour_mean(cpu_busy("n2", k) for k in range(60 * h, 60 * h + 60)) for h in (0, 1)])
+    assert node.panel_frame(reader, "n2", gpu, START, END, "1h").empty  # no GPU on n2
+    jobs = node.jobs(reader, "n1", START, END)
+    assert jobs[["job", "user", "source"]].values.tolist() == [["7", "u1", "job_gpu"]]
+    assert (jobs.loc[0, "start"], jobs.loc[0, "end"]) == (START + pd.Timedelta(minutes=60),
+                                                         START + pd.Timedelta(minutes=119))
+    assert node.jobs(reader, "n2", START, END).empty
+    assert node.gpus(reader, "n1", START, END)["gpu"].tolist() == ["0", "1"]
+    ports = node.ports(reader, "n1", START, END).set_index("port")
+    assert ports.loc["mlx5_0/1", "rate_bytes_per_second"] == 2.5e10
+    assert ports.loc["eth0", "tx_bytes_per_second"] == pytest.approx(1.5e6)
+    assert node.known_nodes(reader) == ["n1", "n2"]
+    # a node name is a bound value: quotes find nothing and break nothing
+    assert node.panel_frame(reader, "n1' OR '1'='1", gpu, START, END, "1h").empty
+    assert node.jobs(reader, 'n1"; DROP TABLE gpu; --', START, END).empty
+
+
+def test_metric_picker_offers_only_schema_fields():
+    from dashboard.data import node
+
+    assert node.metric_panel("gpu.power_watts").by == ("gpu", "uuid", "vendor", "model")
+    assert node.metric_panel("gpu.power_watts; DROP") is None
+    assert node.metric_panel("gpu.model") is None  # a tag, not a field
+    assert node.metric_panel("nosuch.field") is None
+    options = node.metric_options({"gpu", "memory"})
+    assert "gpu.utilization_ratio" in options and "memory.used_ratio" in options
+    assert not any(o.startswith("cpu.") for o in options)
