@@ -37,6 +37,12 @@ def time_bar(prefix: str, state: dict[str, str | None]) -> dbc.Row:
     ], className="g-3 mb-3")
 
 
+def picker(id_: str, label: str, value: str | None, placeholder: str, md: int) -> dbc.Col:
+    """A labelled dropdown whose options the page's callback fills, starting on the URL's value."""
+    return dbc.Col([dbc.Label(label, html_for=id_),
+                    dcc.Dropdown(id=id_, value=value, options=keep(value), placeholder=placeholder)], md=md)
+
+
 def keep(value: str | None) -> list[dict]:
     """Initial options of a dropdown whose options the callback fills: the URL's value, so the dropdown does
     not drop it as unknown before the server has said which values exist."""

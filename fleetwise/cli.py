@@ -311,19 +311,27 @@ def _default_store(store: str | None) -> str | None:
     return DEMO_STORE if Path(DEMO_STORE[len("embedded:"):]).is_dir() else None
 
 
-def _run_analyze(args: argparse.Namespace) -> int:
+def _store_to_read(command: str, store: str | None) -> str | None:
+    """--store, else the demo store when it exists; None after saying on stderr why there is none."""
     from pathlib import Path
+
+    store = _default_store(store)
+    if store is None:
+        print(f"fleetwise {command}: no store: give --store URL (embedded:DIR or influxdb://host:port/db), "
+              "or run `fleetwise demo` to create ./var/demo-store", file=sys.stderr)
+    elif store.startswith("embedded:") and not Path(store[len("embedded:"):]).expanduser().is_dir():
+        print(f"fleetwise {command}: {store}: no such store directory", file=sys.stderr)
+        return None
+    return store
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
 
     from agents.query import QueryError
     from agents.stores.url import StoreURLError
 
-    store = _default_store(args.store)
+    store = _store_to_read("analyze", args.store)
     if store is None:
-        print("fleetwise analyze: no store: give --store URL (embedded:DIR or influxdb://host:port/db), "
-              "or run `fleetwise demo` to create ./var/demo-store", file=sys.stderr)
-        return EXIT_CONFIG
-    if store.startswith("embedded:") and not Path(store[len("embedded:"):]).expanduser().is_dir():
-        print(f"fleetwise analyze: {store}: no such store directory", file=sys.stderr)
         return EXIT_CONFIG
     if args.jobs == 0:
         print("fleetwise analyze: --jobs must be a positive count or negative (-1 = all cores)", file=sys.stderr)
@@ -530,20 +538,14 @@ def _dashboard_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_dashboard(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from agents.query import QueryError
     from agents.stores.secrets import SecretError
     from agents.stores.url import StoreURLError
     from dashboard.serve import parse_listen, run
 
-    store = _default_store(args.store)
+    store = _store_to_read("dashboard", args.store)
     if store is None:
-        print("fleetwise dashboard: no store: give --store URL (embedded:DIR or influxdb://host:port/db), "
-              "or run `fleetwise demo` to create ./var/demo-store", file=sys.stderr)
-        return EXIT_CONFIG
-    if store.startswith("embedded:") and not Path(store[len("embedded:"):]).expanduser().is_dir():
-        print(f"fleetwise dashboard: {store}: no such store directory", file=sys.stderr)
         return EXIT_CONFIG
     try:
         parse_listen(args.listen)

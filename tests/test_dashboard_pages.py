@@ -111,6 +111,7 @@ def test_capacity_shows_each_fitted_pool_and_when_it_saturates(ctx):
     fc = run.model("forecast")
     status, table, graphs, options, _ = capacity.update(run, capacity.read({}))
     assert status is None and [o["value"] for o in options] == sorted(fc.pools_)
+    assert len(graphs.children) == len(fc.pools_) and table.id == "capacity-table"  # a figure per pool
     summary = fc.summary("14d").set_index("pool")
     _, _, pred_summary = runs.capacity(run, "14d")
     assert pred_summary.set_index("pool")["shortfall_time"].equals(summary["shortfall_time"])

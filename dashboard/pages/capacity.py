@@ -29,9 +29,7 @@ def layout(**query) -> html.Div:
                                          "each pool runs out."),
         html.Div(id=f"{P}-status"),
         dbc.Row([
-            dbc.Col([dbc.Label("Pool", html_for=f"{P}-pool"),
-                     dcc.Dropdown(id=f"{P}-pool", value=s["pool"],
-                                  options=controls.keep(s["pool"]), placeholder="every pool")], md=4),
+            controls.picker(f"{P}-pool", "Pool", s["pool"], "every pool", 4),
             dbc.Col([dbc.Label("Horizon", html_for=f"{P}-horizon"),
                      dcc.Dropdown(id=f"{P}-horizon", value=s["horizon"], clearable=False,
                                   options=[{"label": v, "value": k} for k, v in HORIZONS.items()])], md=3),

@@ -30,9 +30,7 @@ def layout(**query) -> html.Div:
                                       "over time, and the GPU-hours jobs held against those they used."),
         controls.time_bar(P, s),
         dbc.Row([
-            dbc.Col([dbc.Label("Pool", html_for=f"{P}-pool"),
-                     dcc.Dropdown(id=f"{P}-pool", value=s["pool"],
-                                  options=controls.keep(s["pool"]), placeholder="all pools")], md=4),
+            controls.picker(f"{P}-pool", "Pool", s["pool"], "all pools", 4),
             dbc.Col([dbc.Label("Heatmap resource", html_for=f"{P}-resource"),
                      dbc.RadioItems(id=f"{P}-resource", value=s["resource"], inline=True,
                                     options=[{"label": v.split(" (")[0], "value": k}

@@ -31,10 +31,7 @@ def layout(**query) -> html.Div:
         controls.page_header("Recommendations", "What the recommender proposes, largest gain first, with the risk "
                                                 "and the evidence behind each action."),
         html.Div(id=f"{P}-status"),
-        dbc.Row([dbc.Col([dbc.Label("Kind", html_for=f"{P}-kind"),
-                          dcc.Dropdown(id=f"{P}-kind", value=s["kind"],
-                                       options=controls.keep(s["kind"]), placeholder="every kind")],
-                         md=4)], className="mb-2"),
+        dbc.Row([controls.picker(f"{P}-kind", "Kind", s["kind"], "every kind", 4)], className="mb-2"),
         dbc.Row([dbc.Col(dcc.Graph(id=f"{P}-totals-figure", config={"displaylogo": False}), lg=6),
                  dbc.Col(html.Div(id=f"{P}-totals"), lg=6)]),
         dbc.Button("Export CSV", id=f"{P}-export", size="sm", color="secondary", className="my-2"),

@@ -29,10 +29,8 @@ def layout(**query) -> html.Div:
         controls.page_header("Workloads", "Efficiency of every job in the latest analyze run, and what the models "
                                           "learned about one workload."),
         html.Div(id=f"{P}-status"),
-        dbc.Row([dbc.Col([dbc.Label("Workload", html_for=f"{P}-workload"),
-                          dcc.Dropdown(id=f"{P}-workload", value=s["workload"],
-                                       options=controls.keep(s["workload"]), placeholder="pick a workload")],
-                         md=5)], className="mb-2"),
+        dbc.Row([controls.picker(f"{P}-workload", "Workload", s["workload"], "pick a workload", 5)],
+                className="mb-2"),
         dcc.Loading(html.Div(id=f"{P}-detail")),
         html.H3("Job efficiency", className="h5 mt-4"),
         dbc.Button("Export CSV", id=f"{P}-export", size="sm", color="secondary", className="mb-2"),
