@@ -181,12 +181,12 @@ class RunWriter:
         """Write the manifest, then point `latest` at this run (atomically) unless a newer run already completed,
         then prune old runs."""
         self.manifest["completed_at"] = _now_iso()
-        _atomic_write(self.path / MANIFEST, json.dumps(self.manifest, indent=2, sort_keys=True) + "\n")
+        atomic_write(self.path / MANIFEST, json.dumps(self.manifest, indent=2, sort_keys=True) + "\n")
         (self.path / OWNER).unlink(missing_ok=True)
         current = self.state.latest_id()
         # A run that started before the current latest but finished after it must not move `latest` back.
         if current is None or current < self.run_id:
-            _atomic_write(self.state.root / LATEST, self.run_id + "\n")
+            atomic_write(self.state.root / LATEST, self.run_id + "\n")
         self.state.prune()
         return SavedRun(self.run_id, self.path, self.manifest)
 
@@ -365,7 +365,9 @@ def load_latest(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> SavedR
     return StateDir(state_dir).latest()
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Replace path with text: a temporary file in the same directory, fsynced, renamed over it, so a reader
+    or a crash sees the old file or the new one, never half of one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:

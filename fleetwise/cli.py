@@ -642,26 +642,90 @@ def _run_store_compact(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _alerts_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("alerts", help="alert rules: export to Prometheus, evaluate, suggest per-pool thresholds",
+                       description="Alert rules (docs/alerts.md). Without --rules the shipped default pack is used.")
+    asub = p.add_subparsers(dest="alerts_command", required=True)
+    e = asub.add_parser("export", help="print the rules as Prometheus alerting rules over the agent's /metrics")
+    e.add_argument("--format", default="prometheus", choices=("prometheus",))
+    e.add_argument("--rules", metavar="FILE", help="rule file (default: the shipped pack)")
+    e.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    e.add_argument("--job-label", default="exported_job", metavar="LABEL",
+                   help="label holding the agent's job tag in Prometheus (default exported_job; job with honor_labels)")
+    e.set_defaults(run=_run_alerts)
+    r = asub.add_parser("run", help="evaluate the rules over a store and notify (sites without Prometheus)")
+    r.add_argument("--store", metavar="URL", help="embedded:DIR or influxdb://host:port/db "
+                   "(default embedded:./var/demo-store when it exists)")
+    r.add_argument("--rules", metavar="FILE", help="rule file (default: the shipped pack)")
+    r.add_argument("--webhook", metavar="URL", help="Alertmanager-compatible receiver (POST /api/v2/alerts JSON); "
+                   "with credentials prefer the FLEETWISE_ALERTS_WEBHOOK variable")
+    r.add_argument("--state-dir", default="var/alerts", metavar="DIR", help="state and history (default var/alerts)")
+    r.add_argument("--once", action="store_true", help="evaluate once and exit (1 if a rule or a notice failed)")
+    r.add_argument("--at", metavar="ISO", help="with --once: evaluate as of this time instead of now")
+    r.add_argument("--interval", type=float, default=60.0, metavar="S", help="seconds between evaluations (60)")
+    r.add_argument("--resend", type=float, default=0.0, metavar="S",
+                   help="re-send firing alerts every S seconds (for Alertmanager's resolve_timeout; default never)")
+    r.add_argument("--external-url", default="http://127.0.0.1:8050", metavar="URL",
+                   help="base of each alert's generatorURL (the dashboard)")
+    r.set_defaults(run=_run_alerts)
+    s = asub.add_parser("suggest", help="per-pool GPU thresholds learned from the fleet's baseline, as a rule file")
+    s.add_argument("--store", metavar="URL", help="as for run")
+    s.add_argument("--since", default="14d", metavar="DURATION", help="window length before --until (14d)")
+    s.add_argument("--until", metavar="ISO", help="end of the window (default: the end of the data)")
+    s.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    s.set_defaults(run=_run_alerts)
+
+
+def _run_alerts(args: argparse.Namespace) -> int:
+    from analyzer.alerts import commands
+
+    if args.alerts_command == "export":
+        return commands.export(args.rules, args.format, args.out, args.job_label)
+    store = _default_store(args.store)
+    if store is None:
+        print(f"fleetwise alerts {args.alerts_command}: no store: give --store URL", file=sys.stderr)
+        return EXIT_CONFIG
+    settings = _store_settings()
+    if args.alerts_command == "run":
+        return commands.run(store, args.rules, args.webhook, args.state_dir, args.once, args.interval, args.at,
+                            args.external_url, args.resend, settings)
+    return commands.suggest(store, args.out, args.since, args.until, settings)
+
+
 PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
     _agent_parser, _config_parser, _docs_parser, _demo_parser, _simulate_parser, _ingest_parser,
     _validate_parser, _analyze_parser, _models_parser, _recommend_parser, _backtest_parser, _store_parser,
-    _report_parser, _dashboard_parser,
+    _report_parser, _alerts_parser, _dashboard_parser,
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or for `agent` only the agent's parser: other subcommands' parsers import
+    their modules (trace loaders, the recommender's kinds), which a node agent must not carry (RSS budget)."""
     parser = argparse.ArgumentParser(
         prog="fleetwise",
         description="Cluster telemetry and utilization optimizer for heterogeneous HPC and AI fleets.")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in PARSERS:
+    for add in [_agent_parser] if command == "agent" else PARSERS:
         add(sub)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in argv (the first word that is neither an option nor --log-level's value)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command(argv)).parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from agents.config import ConfigError
 

@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests talk to, only those that are missing:
 # a real InfluxDB, Prometheus (+ promtool), node_exporter (benchmark anchor),
 # Chromium and its driver (dashboard tests, the report's static charts), poppler-utils (report tests),
-# and the shared libraries WeasyPrint's wheel loads for the report's PDF (Pango, HarfBuzz subsetting, fonts).
+# Alertmanager (alert tests), and the shared libraries WeasyPrint's wheel loads for the report's PDF (Pango,
+# HarfBuzz subsetting, fonts).
 set -euo pipefail
 declare -A need=(
     [influxd]=influxdb
@@ -13,6 +14,7 @@ declare -A need=(
     [chromedriver]=chromium-driver
     [pdftotext]=poppler-utils
     [pdftoppm]=poppler-utils
+    [prometheus-alertmanager]=prometheus-alertmanager
 )
 declare -A libs=(
     [libpango-1.0.so.0]=libpango-1.0-0
@@ -40,6 +42,6 @@ echo "installing Debian packages: ${missing[*]}"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 # The packages start their services on install; tests start their own instances on free ports.
-for svc in influxdb prometheus prometheus-node-exporter; do
+for svc in influxdb prometheus prometheus-node-exporter prometheus-alertmanager; do
     systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
 done

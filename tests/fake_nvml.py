@@ -12,11 +12,22 @@ from __future__ import annotations
 import ctypes
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pynvml
 
 GiB = 1024**3
 MiB = 1024**2
+
+
+def driver_proc(root: Path, driver: str = "550.54.15") -> Path:
+    """Write root/proc/driver/nvidia/version as the NVIDIA kernel module does and return root/proc: the agent
+    loads pynvml only where the driver is loaded, so a node with a fake NVML has the driver's procfs file too."""
+    path = root / "proc/driver/nvidia/version"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {driver}  Tue Mar  5 22:23:56 UTC 2024\n"
+                    "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n")
+    return root / "proc"
 
 
 @dataclass

@@ -20,7 +20,7 @@ import pandas as pd
 
 from agents.schema.host import CPU_MODES
 from agents.simulate.emit import DRIVER, IB_ERROR_COUNTERS, job_identity, process_gpus
-from tests.fake_nvml import FakeGpu, FakeNVML
+from tests.fake_nvml import FakeGpu, FakeNVML, driver_proc
 
 USER_HZ = 100
 LUSTRE_INSTANCE = "scratch-ffff888100a2b000"
@@ -202,6 +202,7 @@ class NodeRenderer:
             self._amd(gpus, t)
 
     def _nvidia(self, gpus: pd.DataFrame) -> None:
+        driver_proc(self.root, self.nvml.driver)  # the kernel module's procfs file: the agent looks before NVML
         if not self.nvml.gpus:
             self.nvml.gpus = [FakeGpu(uuid=g["uuid"], name=g["model"], mig_mode=0, nvlink_count=12)
                               for _, g in gpus.iterrows()]

@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+from agents.collectors.base import Roots
+from agents.collectors.nvidia import driver_present
+
 HEAVY = ("pandas", "numpy", "pyarrow", "duckdb", "sklearn", "dash", "scipy", "plotly")
 
 SCRIPT = """
@@ -60,7 +63,8 @@ def watch():
     else:
         print(json.dumps({"timeout": True}), flush=True)
         os._exit(3)
-    print(json.dumps({"heavy": sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)}), flush=True)
+    print(json.dumps({"heavy": sorted(m for m in sys.modules if m.split(".")[0] in HEAVY),
+                      "pynvml": "pynvml" in sys.modules, "analyzer": "analyzer" in sys.modules}), flush=True)
     os._exit(0)
 
 STARTED = time.monotonic()
@@ -86,4 +90,23 @@ def test_a_running_agent_imports_nothing_heavy_in_every_mode(mode, tmp_path):
     result = subprocess.run([sys.executable, "-c", RUNNING_SCRIPT % (HEAVY,), mode, *args], capture_output=True,
                             text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"heavy": []}
+    # pynvml (2 MB) only where an NVIDIA driver is loaded; nothing of the analyzer (the CLI builds only the
+    # agent's parser for `fleetwise agent`)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "heavy": [], "pynvml": driver_present(Roots()), "analyzer": False}
+
+
+def test_the_agent_command_builds_only_its_own_parser():
+    """`fleetwise agent` parses with the agent's parser alone (other subcommands' parsers import analyzer and
+    trace modules); every other command line gets the whole parser."""
+    from fleetwise.cli import _command, build_parser
+
+    assert _command(["agent", "--listen", ":9100"]) == "agent"
+    assert _command(["--log-level", "DEBUG", "agent"]) == "agent"
+    assert _command(["--log-level=INFO", "agent", "--once"]) == "agent"
+    assert _command(["--help"]) is None
+    assert _command(["analyze", "--store", "embedded:x"]) == "analyze"
+    choices = build_parser("agent")._subparsers._group_actions[0].choices
+    assert list(choices) == ["agent"]
+    everything = build_parser(None)._subparsers._group_actions[0].choices
+    assert {"agent", "analyze", "ingest", "recommend", "store"} <= set(everything)

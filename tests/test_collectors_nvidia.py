@@ -14,7 +14,7 @@ from agents.collectors.base import Cycle, Roots
 from agents.collectors.nvidia import NvidiaCollector, NvidiaOptions, mig_profile
 from agents.points import Point
 from tests.conftest import REPO
-from tests.fake_nvml import FakeMig, FakeNVML, GiB, a100, h100
+from tests.fake_nvml import FakeMig, FakeNVML, GiB, a100, driver_proc, h100
 from tests.helpers import collect_twice
 from tests.schema_check import assert_schema
 
@@ -35,8 +35,14 @@ def by(points: list[Point], measurement: str) -> dict[str, Point]:
 
 
 @pytest.fixture
-def collector() -> NvidiaCollector:
-    return NvidiaCollector(Roots(), "node1")
+def roots(tmp_path) -> Roots:
+    """A node whose NVIDIA kernel module is loaded (its procfs file), to go with the fake NVML."""
+    return Roots(proc=driver_proc(tmp_path))
+
+
+@pytest.fixture
+def collector(roots) -> NvidiaCollector:
+    return NvidiaCollector(roots, "node1")
 
 
 def test_error_mapping_is_the_real_one():
@@ -292,10 +298,10 @@ def test_mig_gpm_failure_omits_utilization(monkeypatch, collector):
     assert migs["MIG-aaaaaaaa-0000-5000-8000-000000000002"].fields["utilization_ratio"] == 0.2
 
 
-def test_library_not_found_logs_once_and_retries_later(monkeypatch, caplog):
+def test_library_not_found_logs_once_and_retries_later(monkeypatch, caplog, roots):
     fake = FakeNVML([], init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
     fake.install(monkeypatch)
-    collector = NvidiaCollector(Roots(), "node1", NvidiaOptions(retry_init_seconds=300))
+    collector = NvidiaCollector(roots, "node1", NvidiaOptions(retry_init_seconds=300))
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     s = 10**9
     assert list(collector.collect(Cycle(T0))) == []
@@ -313,11 +319,11 @@ def test_library_not_found_logs_once_and_retries_later(monkeypatch, caplog):
     assert by(points, "gpu")["0"].fields["up"] == 1
 
 
-def test_driver_not_loaded_and_no_devices_yield_nothing(monkeypatch, collector):
+def test_driver_not_loaded_and_no_devices_yield_nothing(monkeypatch, collector, roots):
     fake = FakeNVML([], init_error=pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
     fake.install(monkeypatch)
     assert list(collector.collect(Cycle(T0))) == []
-    other = NvidiaCollector(Roots(), "node1")
+    other = NvidiaCollector(roots, "node1")
     fake.init_error = None  # loaded, but no GPU
     assert list(other.collect(Cycle(T0))) == []
 
@@ -335,6 +341,38 @@ def test_real_pynvml_without_library(collector, caplog):
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     assert list(collector.collect(Cycle(T0))) == []
     assert len([r for r in caplog.records if r.name == LOGGER]) == 1
+
+
+def test_no_driver_no_nvml_until_the_driver_loads(monkeypatch, tmp_path, caplog):
+    """Without the NVIDIA kernel module (no /proc/driver/nvidia/version, no /sys/module/nvidia) NVML is not
+    asked at all; once the module is loaded, the next retry finds the GPUs."""
+    fake = FakeNVML([a100()])
+    fake.install(monkeypatch)
+    roots = Roots(proc=tmp_path / "proc", sys=tmp_path / "sys")
+    collector = NvidiaCollector(roots, "node1", NvidiaOptions(retry_init_seconds=60))
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    assert list(collector.collect(Cycle(T0))) == []
+    assert fake.calls["nvmlInit"] == 0
+    assert "no NVIDIA driver loaded" in caplog.text
+    (tmp_path / "sys/module/nvidia").mkdir(parents=True)  # modprobe nvidia: sysfs shows the module
+    assert list(collector.collect(Cycle(T0 + 10 * 10**9))) == []  # not before the retry
+    points = list(collector.collect(Cycle(T0 + 61 * 10**9)))
+    assert fake.calls["nvmlInit"] == 1 and by(points, "gpu")["0"].fields["up"] == 1
+
+
+def test_no_driver_does_not_load_pynvml(tmp_path):
+    """The bindings (and ctypes under them) cost a node 2 MB of RSS: a node without the driver never loads them."""
+    code = ("import sys; from pathlib import Path; from agents.collectors.base import Cycle, Roots; "
+            "from agents.collectors.nvidia import NvidiaCollector; root = Path(sys.argv[1]); "
+            "c = NvidiaCollector(Roots(proc=root / 'proc', sys=root / 'sys'), 'n1'); "
+            "print(list(c.collect(Cycle(10**18))), 'pynvml' in sys.modules)")
+    without = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                             timeout=120)
+    assert without.stdout.split() == ["[]", "False"], without.stderr
+    driver_proc(tmp_path)
+    present = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                             timeout=120)
+    assert present.stdout.split()[-1] == "True", present.stderr  # the driver is there: NVML is asked
 
 
 def test_module_imports_without_pynvml():

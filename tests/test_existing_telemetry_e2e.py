@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import subprocess
 import sys
@@ -216,14 +217,24 @@ def job_points(n: int) -> list[Point]:
     return pts
 
 
-def test_telegraf_schema_gives_the_job_table_of_fleetwise_schema(tmp_path):
-    n = 240  # two hours at 30 s
+@contextlib.contextmanager
+def telegraf_beside_fleetwise(tmp_path, n: int, jobs: bool):
+    """A real influxd holding Telegraf's lines (database telegraf) and the same quantities in fleetwise's
+    schema (database fw); with jobs, fleetwise's own job collector's points in both."""
     with influxd(tmp_path) as server:
         create_database(server.url, "telegraf")
         create_database(server.url, "fw")
         write_lines(server.url, "telegraf", telegraf_lines(n))
-        write_points(server.url, "telegraf", job_points(n))
-        write_points(server.url, "fw", fleetwise_points(n) + job_points(n))
+        own = job_points(n) if jobs else []
+        if own:
+            write_points(server.url, "telegraf", own)
+        write_points(server.url, "fw", fleetwise_points(n) + own)
+        yield server
+
+
+def test_telegraf_schema_gives_the_job_table_of_fleetwise_schema(tmp_path):
+    n = 240  # two hours at 30 s
+    with telegraf_beside_fleetwise(tmp_path, n, jobs=True) as server:
         base = server.url.replace("http://", "influxdb://")
         tables = {}
         for name, url in (("telegraf", f"{base}/telegraf?schema=telegraf"), ("detected", f"{base}/telegraf"),
@@ -255,11 +266,7 @@ def test_telegraf_where_tags(tmp_path):
     the rows of the unfiltered frame that have those tags, and equal fleetwise's schema where both hold
     the same gauges."""
     n = 20  # ten minutes at 30 s
-    with influxd(tmp_path) as server:
-        create_database(server.url, "telegraf")
-        create_database(server.url, "fw")
-        write_lines(server.url, "telegraf", telegraf_lines(n))
-        write_points(server.url, "fw", fleetwise_points(n))
+    with telegraf_beside_fleetwise(tmp_path, n, jobs=False) as server:
         base = server.url.replace("http://", "influxdb://")
         telegraf, fw = open_reader(f"{base}/telegraf?schema=telegraf"), open_reader(f"{base}/fw")
         start, end = pd.Timestamp(T0, tz="UTC"), pd.Timestamp(T0 + n * 30 * SEC, tz="UTC")

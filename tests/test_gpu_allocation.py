@@ -56,7 +56,7 @@ def jobs_collector(root: Path = TREE, **options) -> JobsCollector:
 def one_round(monkeypatch, fake: FakeNVML, jobs: JobsCollector) -> list:
     fake.install(monkeypatch)
     cycle = Cycle(time_ns=T0)
-    points = list(NvidiaCollector(Roots(), "n1").collect(cycle)) + list(jobs.collect(cycle))
+    points = list(NvidiaCollector(Roots(proc=TREE / "proc"), "n1").collect(cycle)) + list(jobs.collect(cycle))
     assert_schema(points)
     return points
 
@@ -217,7 +217,7 @@ def test_held_four_used_one_reaches_the_analyzer(monkeypatch, tmp_path):
 
     fake = eight_gpus()
     fake.install(monkeypatch)
-    nvidia, jobs = NvidiaCollector(Roots(), "n1"), jobs_collector()
+    nvidia, jobs = NvidiaCollector(Roots(proc=TREE / "proc"), "n1"), jobs_collector()
     start = pd.Timestamp("2026-11-20T10:00:00Z")
     points = []
     for k in range(12):
