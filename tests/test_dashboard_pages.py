@@ -131,3 +131,27 @@ def test_pages_without_an_analyze_run_say_so(tmp_path, ctx):
     for page in (workloads, recommendations, capacity):
         out = page.update(None, page.read({}))
         assert "run `fleetwise analyze` first" in str(out[0])
+
+
+def test_alerts_page_lists_firing_then_resolved_alerts(tmp_path, ctx):
+    from analyzer.alerts.state import StateDir
+
+    end = ctx.reader().time_bounds("cpu")[1]
+    t = (end - pd.Timedelta(hours=5)).timestamp()
+    events = [
+        {"event": "firing", "fingerprint": "a" * 16, "rule": "GpuIdle", "severity": "warning", "starts_at": t,
+         "labels": {"alertname": "GpuIdle", "host": "a100-epyc-0004"}, "summary": "GPUs idle for 1 h"},
+        {"event": "firing", "fingerprint": "b" * 16, "rule": "NodeDown", "severity": "critical",
+         "starts_at": t + 600, "labels": {"host": "v100-power9-0001"}, "summary": "no data"},
+        {"event": "resolved", "fingerprint": "b" * 16, "rule": "NodeDown", "severity": "critical",
+         "starts_at": t + 600, "ends_at": t + 1200, "labels": {"host": "v100-power9-0001"}, "summary": "no data"},
+    ]
+    StateDir(tmp_path).append_history(events)
+    body, _ = alerts.update(ctx.reader(), tmp_path, alerts.read({}))
+    assert body[0].children == "1 firing, 1 resolved"
+    rows = alerts_data.load(tmp_path)
+    assert rows["rule"].tolist() == ["GpuIdle", "NodeDown"] and rows["state"].tolist() == ["firing", "resolved"]
+    # a window that ends before both started shows none
+    body, _ = alerts.update(ctx.reader(), tmp_path, alerts.read({"range": "6h", "end": (end - pd.Timedelta(
+        hours=12)).isoformat()}))
+    assert "No alerts fired or resolved" in str(body)
