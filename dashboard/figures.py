@@ -18,7 +18,7 @@ OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "
 HEAT_SCALE = "Viridis"
 TEXT = "#888888"  # readable on white and on near-black
 GRID = "rgba(136,136,136,0.25)"
-AXIS = {"gridcolor": GRID, "zerolinecolor": GRID}
+AXIS = {"gridcolor": GRID, "zerolinecolor": GRID, "automargin": True}
 
 
 def color(i: int) -> str:
@@ -31,7 +31,7 @@ def figure(data: list[dict], title: str = "", height: int | None = None, **layou
         "title": {"text": title, "x": 0.01, "font": {"size": 15}} if title else None,
         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)", "font": {"color": TEXT},
         "colorway": OKABE_ITO, "margin": {"l": 60, "r": 20, "t": 40 if title else 10, "b": 40},
-        "legend": {"orientation": "h", "y": -0.18}, "hovermode": "closest",
+        "legend": {"orientation": "h", "y": -0.28}, "hovermode": "closest",
         "xaxis": dict(AXIS), "yaxis": dict(AXIS)}
     if height:
         base["height"] = height
