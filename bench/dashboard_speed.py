@@ -12,6 +12,10 @@ API's own frame() call for it; the page's time is printed as a ratio to both.
     .venv/bin/python bench/dashboard_speed.py --nodes 32 --days 2 --workdir /tmp/fw-dash-small   # quick check
 
 The fleet is simulated and analyzed once into --workdir (`fleetwise simulate`, `fleetwise analyze`) and reused.
+With --influx the same fleet (same seed) is also simulated at --influx-interval into a real influxd started
+here (Debian's 1.6.7 on 127.0.0.1, bench/analyze_scale.py's loader: the measurements the analyzer reads, so
+the node page has no memory, load or file-system panels there) and the telemetry pages are timed on it
+against the 3 s goal; the run-backed pages do not read the store.
 """
 
 from __future__ import annotations
@@ -62,6 +66,26 @@ def timed(fn, repeat: int) -> dict:
         fn()
         runs.append(time.perf_counter() - t0)
     return {"first": first, "median": statistics.median(runs) if runs else first}
+
+
+def influx_pages(work: Path, args, state: Path) -> dict:
+    """The telemetry pages timed on a real influxd holding the same fleet."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from analyze_scale import DB, load_influx
+    from analyze_scale import START as SCALE_START
+
+    from tests.services import influxd
+
+    assert SCALE_START == START
+    load_args = argparse.Namespace(nodes=args.nodes, days=args.days, influx_interval=args.influx_interval,
+                                   seed=args.seed)
+    with influxd(work / "influxd") as server:
+        load = load_influx(server.url, work, load_args)
+        store = "influxdb://" + server.url.split("://", 1)[1] + "/" + DB
+        calls, _ = page_calls(store, state)
+        times = {name: timed(fn, args.repeat) for name, fn in calls.items()
+                 if name.startswith(("/fleet", "/node", "/alerts"))}
+    return {"load": load, "pages": times}
 
 
 def page_calls(store: str, state: Path) -> dict:
@@ -123,6 +147,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workdir", type=Path, required=True, help="where the fleet and its analysis are kept")
+    ap.add_argument("--influx", action="store_true", help="also time the telemetry pages on a real influxd")
+    ap.add_argument("--influx-interval", type=float, default=300)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -136,6 +162,8 @@ def main() -> None:
         anchor[range_key] = {"window": a["window"], "rows": a["rows"], "duckdb": timed(a["duckdb"], args.repeat),
                              "api": timed(a["api"], args.repeat)}
     out = {"prepared": prep, "pages": results, "anchors": anchor, "goal_seconds": 1.0}
+    if args.influx:
+        out["influx"] = influx_pages(args.workdir, args, args.workdir / "state")
     if args.json:
         print(json.dumps(out, indent=1, default=str))
         return
@@ -150,6 +178,14 @@ def main() -> None:
         a = anchor["7d" if "7d" in name else "24h"]
         print(f"{name:<30} {r['first']:>8.3f} {r['median']:>9.3f} {r['median'] / 1.0:>10.2f} "
               f"{r['median'] / a['duckdb']['median']:>13.1f} {r['median'] / a['api']['median']:>9.1f}")
+    if args.influx:
+        inf = out["influx"]
+        print(f"InfluxDB 1.6.7, the same fleet at {args.influx_interval:g} s ({inf['load'].get('points', '?')} points"
+              f"{', reused' if inf['load'].get('reused') else ''}):")
+        print(f"{'page':<30} {'first s':>8} {'median s':>9} {'/ goal 3 s':>10} {'/ embedded':>10}")
+        for name, r in inf["pages"].items():
+            print(f"{name:<30} {r['first']:>8.3f} {r['median']:>9.3f} {r['median'] / 3.0:>10.2f} "
+                  f"{r['median'] / max(results[name]['median'], 1e-9):>10.1f}")
 
 
 if __name__ == "__main__":
