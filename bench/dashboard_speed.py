@@ -79,6 +79,7 @@ def influx_pages(work: Path, args, state: Path) -> dict:
     assert SCALE_START == START
     load_args = argparse.Namespace(nodes=args.nodes, days=args.days, influx_interval=args.influx_interval,
                                    seed=args.seed)
+    (work / "influxd").mkdir(exist_ok=True)
     with influxd(work / "influxd") as server:
         load = load_influx(server.url, work, load_args)
         store = "influxdb://" + server.url.split("://", 1)[1] + "/" + DB
