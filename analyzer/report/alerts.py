@@ -29,7 +29,9 @@ def week_alerts(state_dir, start, end) -> Alerts:
         out.notes.append("the alert evaluator is not installed (analyzer.alerts), so this report has no alerts")
         return out
     try:
-        hist = load_alert_history(state_dir=state_dir, start=start, end=end)
+        # None: the evaluator's own default directory (the demo and `fleetwise report` without --alerts)
+        where = {} if state_dir is None else {"state_dir": state_dir}
+        hist = load_alert_history(start=start, end=end, **where)
     except (OSError, ValueError) as e:
         out.notes.append(f"alert history in {state_dir} could not be read: {e}")
         return out
