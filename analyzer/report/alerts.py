@@ -28,10 +28,11 @@ def week_alerts(state_dir, start, end) -> Alerts:
     except ImportError:
         out.notes.append("the alert evaluator is not installed (analyzer.alerts), so this report has no alerts")
         return out
+    if state_dir is None:  # no alert directory given (the demo): no alerts section, rather than Path(None)
+        out.notes.append("no alert state directory was given, so this report has no alerts")
+        return out
     try:
-        # None: the evaluator's own default directory (the demo and `fleetwise report` without --alerts)
-        where = {} if state_dir is None else {"state_dir": state_dir}
-        hist = load_alert_history(start=start, end=end, **where)
+        hist = load_alert_history(state_dir=state_dir, start=start, end=end)
     except (OSError, ValueError) as e:
         out.notes.append(f"alert history in {state_dir} could not be read: {e}")
         return out
