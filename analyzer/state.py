@@ -367,7 +367,11 @@ def load_latest(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> SavedR
 
 def atomic_write(path: Path, text: str) -> None:
     """Replace path with text: a temporary file in the same directory, fsynced, renamed over it, so a reader
-    or a crash sees the old file or the new one, never half of one."""
+    or a crash sees the old file or the new one, never half of one. A path that is a device or a pipe
+    (/dev/null, /dev/stdout, a FIFO) is written through: renaming over it would replace the device itself."""
+    if path.exists() and not path.is_file():
+        path.write_text(text)
+        return
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -62,6 +65,23 @@ def test_cli_export_passes_promtool_check_rules(tmp_path):
     assert "group_left(allocation_source) fleetwise_job_gpu_info{allocation_source!=\"process\"}" in \
         exported["GpuAllocatedIdle"]["expr"]
     assert exported["FilesystemAlmostFull"]["expr"] == "fleetwise_filesystem_used_ratio > 0.9"
+
+
+def test_export_writes_through_a_pipe_instead_of_replacing_it(tmp_path):
+    # `--out /dev/null` as root once replaced the device with a regular file (write temp, rename over it):
+    # a FIFO stands in for the device, so the test cannot break the machine when it fails.
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    proc = subprocess.run([sys.executable, "-m", "fleetwise", "alerts", "export", "--format", "prometheus",
+                           "--out", str(fifo)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    reader.join(timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert received and yaml.safe_load(received[0])["groups"][0]["rules"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fifo"]
 
 
 def test_every_rule_has_a_promtool_unit_test_that_fires_it():

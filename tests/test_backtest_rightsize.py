@@ -142,3 +142,30 @@ def test_real_gpu_duty_cycle_trace_meets_the_goal():
     for base in ("krr", "vpa"):
         assert m["fleetwise"]["slack"] < m[base]["slack"]
         assert m["fleetwise"]["exceedance"] <= m[base]["exceedance"]
+
+
+def test_nested_choice_stays_under_both_baselines_at_every_inner_origin():
+    """The rule (analyzer.validate.rightsize.choose): the chosen margin and weight keep the inner exceedance at or
+    under the lower baseline's at each inner origin, not only on average; inner_goal_met reports whether its mean
+    inner slack is also below both baselines'."""
+    from analyzer.recommend.sizing import fleetwise_size
+    from analyzer.validate.rightsize import INNER_FRACTIONS, case, choose
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for p in range(30):  # a level, noise and a few spikes per pod; 300 one-minute samples
+        level, spikes = rng.uniform(5, 20), rng.random(300) < rng.uniform(0, 0.02)
+        v = level * (1 + 0.1 * rng.standard_normal(300)) + spikes * level * rng.uniform(0.2, 1.0, 300)
+        rows += [(f"p{p}", 60.0 * i, max(float(x), 0.0)) for i, x in enumerate(v)]
+    train, _ = split(_table(rows), 0.7)
+    chosen, why = choose(train, "memory", SizingSettings())
+    assert why["met_bound"]
+    slacks = []
+    for f in INNER_FRACTIONS:
+        c = case(*split(train, f), "memory", chosen)
+        slack, ex = c.score(fleetwise_size(*c.parts, chosen.margin, chosen.spread_weight))
+        assert ex <= min(c.baselines["krr"][1], c.baselines["vpa"][1]) + 1e-12, (f, ex, c.baselines)
+        slacks.append(slack)
+    inner = why["inner"]
+    assert np.mean(slacks) == pytest.approx(inner["fleetwise"]["slack"])
+    assert why["inner_goal_met"] == (inner["fleetwise"]["slack"] < min(inner["krr"]["slack"], inner["vpa"]["slack"]))

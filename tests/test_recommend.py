@@ -337,6 +337,34 @@ def test_gpu_count_cut_is_priced_by_the_scaling_model():
     assert math.isnan(cut["slowdown_high"]) and "throughput cost unknown" in cut["risk"]
 
 
+def test_gpus_held_but_never_used_are_cut_to_what_the_programs_ran_on():
+    # 12 jobs holding 4 GPUs whose program ran on 2 (gpus_used), at 0.48 peak utilization over the 4: busy
+    # GPU-equivalents 1.92, sized with the margin above 2, so the cut to 2 frees 2 GPUs x 1 h x 12 jobs
+    rows = [{"workload": "w", "gpus": 4, "gpus_used": 2, "accelerator": "a100-80gb", "gpu_utilization_mean": 0.45,
+             "gpu_utilization_peak": 0.48, "duration_seconds": 3600.0} for _ in range(12)]
+    recs, _ = recommend.run(ctx(jobs(rows)), ("gpu",))  # no scaling model: none is needed
+    cut = recs[recs["action"].str.startswith("request")]
+    assert len(cut) == 1
+    r = cut.iloc[0]
+    ev = json.loads(r["evidence"])
+    assert (ev["recommended_gpus"], ev["current_gpus_median"], ev["gpus_used_max"]) == (2, 4.0, 2)
+    assert r["gpu_hours_week"] == pytest.approx(12 * 2 * 1.0)
+    assert (r["slowdown"], r["slowdown_low"], r["slowdown_high"]) == (0.0, 0.0, 0.0)
+    assert "ran on at most 2" in r["action"] and not r["below_peak"]
+    # one job of the workload ran on all 4: no cut to 2 (and 1.92 busy GPUs with the margin round to 4)
+    rows[5] = {**rows[5], "gpus_used": 4, "gpu_utilization_peak": 0.96}
+    recs, _ = recommend.run(ctx(jobs(rows)), ("gpu",))
+    assert not recs["action"].str.startswith("request").any()
+    # busy GPU-equivalents well below what the programs ran on: a cut below 2 is not free, so it is the busy
+    # sizing's cut, priced by a scaling model (none here: cost unknown), not the no-slowdown one
+    rows = [{**r, "gpu_utilization_mean": 0.05, "gpu_utilization_peak": 0.08} for r in rows[:5] + rows[6:]]
+    rows += [dict(rows[0])]
+    recs, _ = recommend.run(ctx(jobs(rows)), ("gpu",))
+    cut = recs[recs["action"].str.startswith("request")].iloc[0]
+    assert json.loads(cut["evidence"])["recommended_gpus"] == 1
+    assert math.isnan(cut["slowdown_high"]) and "throughput cost unknown" in cut["risk"]
+
+
 def test_bad_price_table_is_one_line_and_exit_2(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[recommend.prices]\nkwh = -1\ngpu_hour = { "NVIDIA A100-SXM4-80GB" = 2.5 }\n')

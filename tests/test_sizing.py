@@ -153,7 +153,7 @@ def test_defaults_per_resource_are_the_nested_validation_choices():
     from analyzer.recommend.sizing import default_settings
 
     assert (default_settings("memory").spread_weight, default_settings("memory").margin) == (0.25, 0.55)
-    assert (default_settings("gpu").spread_weight, default_settings("gpu").margin) == (1.0, -0.5)
+    assert (default_settings("gpu").spread_weight, default_settings("gpu").margin) == (1.0, -0.475)
     assert default_settings("cpu") == default_settings("memory") == SizingSettings()
     # a GPU duty cycle sized at half its decayed peak: say so
     t = np.arange(50) * MINUTE

@@ -68,6 +68,7 @@ def plan(n_nodes: int, days: float, interval: float, seed: int, profile=None):
     import numpy as np
 
     from agents.simulate import scheduler, truth
+    from agents.simulate.over_request import over_request_jobs
     from agents.simulate.profile import Profile, load_profile
 
     check_size(n_nodes, days, interval)
@@ -76,6 +77,7 @@ def plan(n_nodes: int, days: float, interval: float, seed: int, profile=None):
     rng = np.random.Generator(np.random.PCG64(seed))
     nodes = scheduler.build_fleet(prof, n_nodes, rounds, rng)
     jobs = scheduler.generate_jobs(prof, nodes, rounds, interval, rng)
+    jobs += over_request_jobs(prof.mix, nodes, rounds, interval, len(jobs))
     scheduler.Scheduler(nodes, rounds).run(jobs)
     for j in jobs:
         if j.start is not None:
@@ -137,6 +139,11 @@ def simulate(nodes: int = 32, days: float = 3, interval: float = 60, seed: int =
                             dict(by_measurement), Path(truth_path) if truth_path else None, summary)
 
 
+def used_share(job) -> float:
+    """The share of a job's held GPUs its program runs on (1 except for over-requested jobs)."""
+    return 1.0 if job.devices_used is None else job.devices_used / job.devices_per_node
+
+
 def summarize(fleet, jobs, em, rounds: int, interval: float) -> dict:
     placed = [j for j in jobs if j.start is not None]
     hours = rounds * interval / 3600
@@ -144,6 +151,7 @@ def summarize(fleet, jobs, em, rounds: int, interval: float) -> dict:
     alloc = {j.id: j.devices_per_node * len(j.hosts) * (min(j.end, rounds) - j.start) * interval / 3600
              for j in placed}
     idle = sum(alloc[j.id] for j in placed if j.truth["bottleneck"] == "idle")
+    unused = sum(alloc[j.id] * (1 - used_share(j)) for j in placed)
     return {
         "nodes_by_class": dict(Tally(n.cls.name for n in fleet)),
         "jobs_by_kind": dict(Tally(j.kind for j in jobs)),
@@ -153,6 +161,7 @@ def summarize(fleet, jobs, em, rounds: int, interval: float) -> dict:
         "gpu_hours_allocated": sum(alloc.values()),
         "gpu_hours_used": sum(em.used_gpu_hours.values()),
         "idle_gpu_hours_in_idle_jobs": idle,
+        "unused_gpu_hours_in_over_requested_jobs": unused,
         "unallocated_gpu_hours": total_gpu_hours - sum(alloc.values()),
     }
 

@@ -251,7 +251,7 @@ class Emitter:
             if j.gpus:
                 u = t["utilization"] * (float(np.mean(f)) if t["diurnal"] else 1.0)
                 self.used_gpu_hours[j.id] = self.used_gpu_hours.get(j.id, 0.0) + (
-                    u * j.devices_per_node * len(j.hosts) * (e - s) * dt / 3600)
+                    u * (j.devices_used or j.devices_per_node) * len(j.hosts) * (e - s) * dt / 3600)
         out: dict[str, pa.Table] = {}
         host_codes = np.repeat(np.arange(N), T)
         host_col = string_column(host_codes, self.hosts)
@@ -629,9 +629,12 @@ ALLOCATION_SOURCE = {"slurm": "prolog", "kubernetes": "kubelet"}
 
 def process_gpus(job: Job, node: int) -> list[int]:
     """The GPUs of `node` on which the job runs a process. An idle holder (a notebook that imported a framework)
-    made a context on its first GPU only; every other job runs on all the GPUs it holds."""
+    made a context on its first GPU only; an over-requested job (over_request.py) runs on its first
+    `devices_used`; every other job runs on all the GPUs it holds."""
     held = job.gpus.get(node, [])
-    return held[:1] if job.kind == "idle" else held
+    if job.kind == "idle":
+        return held[:1]
+    return held if job.devices_used is None else held[:job.devices_used]
 
 
 UNNAMED_SHARE = 0.2  # jobs submitted without a meaningful name (the analyzer must cluster them)
@@ -642,9 +645,10 @@ def job_identity(job: Job, seed: int, interval: float) -> dict:
     emitter's random streams, so adding it changed no other series."""
     h = zlib.crc32(f"{seed}:{job.id}".encode())
     u = (h % 10_000) / 10_000
-    base = job.workload.replace("/", "-")
+    base = (job.name or job.workload).replace("/", "-")
     suffix = (f"-{h % 9973:04d}", f"_{20261101 + h % 28}", f".run{h % 50}", "")[(h >> 16) % 4]
-    name = "" if u < UNNAMED_SHARE else base + suffix
+    # a scheduled script (over_request.py) always submits under its own name
+    name = "" if u < UNNAMED_SHARE and not job.name else base + suffix
     gpu = job.devices_per_node > 0
     partition = "serving" if job.scheduler == "kubernetes" else ("gpu" if gpu else "cpu")
     # limits are rounded up to whole hours, with the slack users usually leave (1.2x to 3x)

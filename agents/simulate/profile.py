@@ -50,6 +50,46 @@ class NodeClassSpec(BaseModel):
                          self.lustre, self.pool, self.leaf_nodes, self.oversubscription)
 
 
+def _training_workload(w: str) -> str:
+    from agents.simulate.workloads import TRAINING_WORKLOADS
+
+    if w not in TRAINING_WORKLOADS:
+        raise ValueError(f"unknown training workload {w!r}; known: {', '.join(TRAINING_WORKLOADS)}")
+    return w
+
+
+class OverRequest(BaseModel):
+    """A recurring training job that holds more GPUs than its program runs on (a script started with a fixed
+    `torchrun --nproc_per_node=K` inside an N-GPU allocation, or a one-GPU script submitted with --gpus=N): the
+    held GPUs beyond K have no process and stay at 0%. One job every `every_hours` from the start."""
+
+    model_config = ConfigDict(extra="forbid")
+    workload: str = Field(description="Training workload (workloads.TRAINING_WORKLOADS key).")
+    accelerator: str = Field(description="Accelerator type it asks for (hardware.ACCELERATORS key).")
+    devices: int = Field(ge=2, le=16, description="GPUs each job asks for (on one node).")
+    devices_used: int = Field(ge=1, le=15, description="GPUs its program runs on (fewer than devices).")
+    every_hours: float = Field(gt=0, le=168, description="Submission period.")
+    hours: float = Field(3.0, gt=0, le=48, description="Duration of each job.")
+    user: str = Field("team-retrain", min_length=1)
+    name: str = Field("nightly-retrain", min_length=1, description="Job name the script submits under.")
+
+    @field_validator("workload", "accelerator")
+    @classmethod
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        if info.field_name == "workload":
+            return _training_workload(v)
+        if v not in ACCELERATORS:
+            raise ValueError(f"unknown accelerator {v!r}; known: {', '.join(ACCELERATORS)}")
+        return v
+
+    @field_validator("devices_used")
+    @classmethod
+    def _fewer(cls, v: int, info: ValidationInfo) -> int:
+        if "devices" in info.data and v >= info.data["devices"]:
+            raise ValueError(f"devices_used {v} must be below devices {info.data['devices']}")
+        return v
+
+
 class WorkloadMix(BaseModel):
     model_config = ConfigDict(extra="forbid")
     gpu_load: float = Field(0.7, gt=0, le=2, description="Offered GPU load (device-hours asked / available).")
@@ -77,6 +117,9 @@ class WorkloadMix(BaseModel):
     scaling_sweep: list[str] = Field([], description="Training workloads also run at 1, 2, 4, ... devices and on "
                                                      "2 nodes of every GPU class, at full power (model checks).")
     sweep_hours: float = Field(2.0, gt=0, le=48, description="Duration of each scaling-sweep job.")
+    over_request: list[OverRequest] = Field(
+        [], description="Recurring training jobs that hold more GPUs than their program runs on (recommender "
+                        "checks); off by default, and they draw no random numbers.")
     gpu_growth_per_week: float = Field(
         0.05, ge=-0.5, le=2, description="Growth of the GPU job arrival rate per week, as a fraction of the rate at "
                                          "the start (linear: 0.05 = +5% of the starting rate each week).")
@@ -109,12 +152,7 @@ class WorkloadMix(BaseModel):
     @field_validator("scaling_sweep")
     @classmethod
     def _sweep(cls, v: list[str]) -> list[str]:
-        from agents.simulate.workloads import TRAINING_WORKLOADS
-
-        for w in v:
-            if w not in TRAINING_WORKLOADS:
-                raise ValueError(f"unknown training workload {w!r}; known: {', '.join(TRAINING_WORKLOADS)}")
-        return v
+        return [_training_workload(w) for w in v]
 
 
 class Profile(BaseModel):

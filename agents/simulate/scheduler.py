@@ -59,6 +59,8 @@ class Job:
     rdma: bool = True  # False: a multi-node job's collectives go over TCP on eth0 (no usable HCA)
     augment_cost: float = 1.0  # CPU cost per sample of the input pipeline, relative to the plain one
     one_leaf: bool = False  # Slurm --switches=1: wait rather than span leaf switches (benchmarks)
+    devices_used: int | None = None  # GPUs per node its program runs on (None: all it holds; over_request.py)
+    name: str | None = None  # the job name a recurring script submits under (None: drawn from the workload)
     start: int | None = None
     hosts: list[int] = field(default_factory=list)
     gpus: dict[int, list[int]] = field(default_factory=dict)  # node index -> device indices

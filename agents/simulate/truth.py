@@ -52,7 +52,8 @@ def derive(job: Job, nodes: list[Node]) -> None:
     acc = first.accelerator
     t: dict = {"accelerator": acc.key if acc else None, "node_class": first.name, "diurnal": False,
                "straggler_gpu": None}
-    devices = job.devices_per_node * len(job.hosts)
+    # the GPUs its program runs on: an over-requested job (over_request.py) runs as a job of that many would
+    devices = (job.devices_used or job.devices_per_node) * len(job.hosts)
     if job.kind == "training":
         slow = STRAGGLER_SLOWDOWN if job.straggler else 1.0
         link, path, taper = interconnect(job, nodes)
@@ -69,7 +70,7 @@ def derive(job: Job, nodes: list[Node]) -> None:
         # Input-bound: every allocated core decodes. Otherwise the decode work the throughput needs plus the
         # training loop's own thread per device, which mostly waits on the GPU (a quarter of a core).
         cores = job.cpus_per_node * 0.97 if tt.bottleneck == "cpu_input" else min(
-            job.cpus_per_node * 0.9, FRAMEWORK_CORES_PER_DEVICE * job.devices_per_node
+            job.cpus_per_node * 0.9, FRAMEWORK_CORES_PER_DEVICE * (job.devices_used or job.devices_per_node)
             + (per_node / rate if rate else 0.5))
         t.update(cpu_cores=cores, lustre_read=per_node * BYTES_PER_SAMPLE[job.workload], lustre_write=2e6,
                  nvme_write=30e6, nvme_read=per_node * BYTES_PER_SAMPLE[job.workload] * 0.2,
@@ -118,6 +119,7 @@ def write_truth(path: Path, meta: dict, nodes: list[Node], jobs: list[Job], inte
                  "devices_per_node": j.devices_per_node, "nodes": j.nodes, "cpus_per_node": j.cpus_per_node,
                  "memory_per_node_bytes": j.memory_per_node, "power_cap_fraction": j.cap_fraction,
                  "straggler": j.straggler, "rdma": j.rdma, "augment_cost": j.augment_cost,
+                 "devices_used_per_node": j.devices_used or j.devices_per_node,
                  "placed": j.start is not None}
         if j.start is not None:
             end = min(j.end, rounds)
@@ -134,6 +136,8 @@ def write_truth(path: Path, meta: dict, nodes: list[Node], jobs: list[Job], inte
                 gpu_hours_allocated=gpu_hours,
                 gpu_hours_used=totals["job_used_gpu_hours"].get(j.id, 0.0),
                 idle_gpu_hours=gpu_hours if t["bottleneck"] == "idle" else 0.0,
+                # held GPUs its program never ran on (over-requested jobs only)
+                unused_gpu_hours=gpu_hours * (1 - j.devices_used / j.devices_per_node) if j.devices_used else 0.0,
                 straggler_gpu=t["straggler_gpu"])
             for k in ("gpu_bound_throughput", "peak_throughput", "network_bytes_per_second", "oversubscription"):
                 if k in t:
@@ -152,9 +156,13 @@ def write_truth(path: Path, meta: dict, nodes: list[Node], jobs: list[Job], inte
         "jobs": out_jobs,
         "totals": {k: v for k, v in totals.items() if k != "job_used_gpu_hours"},
     }
+    text = json.dumps(doc, indent=1, default=_default)
+    if path.exists() and not path.is_file():  # /dev/null or a pipe: renaming over it would replace the device
+        path.write_text(text, encoding="utf-8")
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=_default), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
 
 

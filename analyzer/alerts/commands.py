@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from analyzer.alerts.rules import RuleFileError, load_rules
+from analyzer.state import atomic_write
 
 EXIT_CONFIG = 2
 WEBHOOK_ENV = "FLEETWISE_ALERTS_WEBHOOK"
@@ -26,10 +27,7 @@ def _write(text: str, out: str | None) -> None:
     if out in (None, "-"):
         sys.stdout.write(text)
         return
-    target = Path(out)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
+    atomic_write(Path(out), text)
 
 
 def _missing_store(store: str) -> str | None:

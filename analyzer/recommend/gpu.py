@@ -4,10 +4,12 @@
   below analyzer.features.IDLE_UTILIZATION) is told to release them all; a job outside such a workload that
   held GPUs idle for most of its run gets its own recommendation. Their GPU-hours are what the recommender
   reports as idle GPU-hours found.
-- Count: busy GPU-equivalents per job (GPUs x the job's peak utilization) sized like CPU cores; a cut
-  needs the workload's scaling model to price it (X(now) / X(new), with its bootstrap interval) and is
-  proposed only when the slowdown's upper bound is within [recommend] max_slowdown. Without a fitted
-  scaling model the cut is still proposed, saying that its throughput cost is unknown.
+- Count: when every job of the workload held more GPUs than its program ran on (gpus_used), request that
+  many: the same program on the same number of GPUs, no slowdown. Otherwise busy GPU-equivalents per job
+  (GPUs x the job's peak utilization) sized like CPU cores; a cut needs the workload's scaling model to
+  price it (X(now) / X(new), with its bootstrap interval) and is proposed only when the slowdown's upper
+  bound is within [recommend] max_slowdown. Without a fitted scaling model the cut is still proposed,
+  saying that its throughput cost is unknown.
 - Type: a cheaper type (price table) whose predicted speed (throughput matrix, with its uncertainty) keeps
   the workload's slowdown within budget, given how little of the big one it used, and whose memory holds
   its peak GPU memory.
@@ -51,8 +53,9 @@ def recommend(ctx) -> tuple[list[Rec], list[Skipped]]:
         current = g.median(gpus).to_dict()
         med_util = g.median(util).to_dict()
         owners = g.owners().to_dict()
-        arrays = {c: g.array(c) for c in ("gpus", "nodes", "duration_seconds", "gpu_memory_used_max_bytes",
-                                          "gpu_utilization_peak", "gpu_utilization_mean")}
+        arrays = {c: g.array(c) for c in ("gpus", "gpus_used", "nodes", "duration_seconds",
+                                          "gpu_memory_used_max_bytes", "gpu_utilization_peak",
+                                          "gpu_utilization_mean")}
         arrays["busy"] = busy.to_numpy(float)
         job_ids = g.jobs["job"].astype(str).to_numpy(object)
         for key, rows in g.slices().items():
@@ -100,6 +103,10 @@ def _count(ctx, workload, acc, est, sub: dict, owner, recs, skipped) -> None:
     gpus = sub["gpus"]
     current = float(np.median(gpus))
     new = max(1, math.ceil(est.value - 1e-9))
+    ran_on = int(np.nanmax(sub["gpus_used"])) if np.isfinite(sub["gpus_used"]).any() else 0
+    if 1 <= ran_on <= new and ran_on <= current * (1 - ctx.settings.min_saving) and (gpus > ran_on).all():
+        _unused(ctx, workload, acc, est, sub, ran_on, current, owner, recs)
+        return
     if new > current * (1 - ctx.settings.min_saving) or new >= current:
         return
     nodes = float(np.median(sub["nodes"]))
@@ -139,6 +146,31 @@ def _count(ctx, workload, acc, est, sub: dict, owner, recs, skipped) -> None:
         evidence={"resource": "gpu", "accelerator": acc, "jobs": len(b), "current_gpus_median": current,
                   "recommended_gpus": new, "busy_gpus_estimate": est.value, "busy_gpus_peak": est.peak,
                   "scaling_model": model is not None, "window": [str(ctx.window[0]), str(ctx.window[1])]}))
+
+
+def _unused(ctx, workload, acc, est, sub: dict, ran_on: int, current: float, owner, recs) -> None:
+    """Every job of the workload held more GPUs than its program ran on (gpus_used: GPUs it kept at least
+    IDLE_UTILIZATION busy on average). Asking for `ran_on` GPUs gives the program the same GPUs it used,
+    so no slowdown is expected and no scaling model is needed; the sizing of busy GPU-equivalents (with
+    its margin) already asked for at least that many."""
+    gpus, hours = sub["gpus"], sub["duration_seconds"] / 3600
+    freed = float(np.nansum(np.clip(gpus - ran_on, 0, None) * hours))
+    n = len(gpus)
+    recs.append(Rec(
+        KIND, "workload", workload,
+        f"request {ran_on} GPU{'s' if ran_on > 1 else ''} instead of {current:g} for workload {workload}"
+        f"{_who(owner)} on {acc}: each of its {n} jobs ran on at most {ran_on} of the GPUs it held "
+        f"(the others stayed below {100 * IDLE_UTILIZATION:.0f}% busy)",
+        f"none for the work it ran: no job of the {n} kept more than {ran_on} GPUs busy, so the same program gets "
+        f"the same GPUs (busy GPU-equivalents sized at {est.value:,.2f}, peak {est.peak:,.2f}); a job that "
+        f"starts more processes than before would need its old request",
+        accelerator=acc, owner=owner, detail=f"count/{acc}", method=ctx.settings.method,
+        gpu_hours_week=freed * ctx.per_week, exceed_probability=0.0, below_peak=False,
+        slowdown=0.0, slowdown_low=0.0, slowdown_high=0.0,
+        evidence={"resource": "gpu", "accelerator": acc, "jobs": n, "current_gpus_median": current,
+                  "recommended_gpus": ran_on, "gpus_used_max": ran_on, "busy_gpus_estimate": est.value,
+                  "busy_gpus_peak": est.peak, "scaling_model": False,
+                  "window": [str(ctx.window[0]), str(ctx.window[1])]}))
 
 
 def _type(ctx, workload: str, acc: str, sub: dict, owner: str, recs: list[Rec]) -> None:

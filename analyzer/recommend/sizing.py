@@ -75,7 +75,7 @@ class SizingSettings:
 # choice (unvalidated). Callers opt in; estimate_size(s) without settings use SizingSettings().
 _DEFAULTS = {
     "memory": SizingSettings(spread_weight=0.25, margin=0.55),
-    "gpu": SizingSettings(spread_weight=1.0, margin=-0.5),
+    "gpu": SizingSettings(spread_weight=1.0, margin=-0.475),
     "cpu": SizingSettings(spread_weight=0.25, margin=0.55),
 }
 
