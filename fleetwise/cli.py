@@ -110,13 +110,15 @@ def _run_docs_jobtable(args: argparse.Namespace) -> int:
 
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the end-to-end demo on the embedded default")
+    p.add_argument("--no-serve", action="store_true",
+                   help="stop after the analysis instead of serving the dashboard (scripts, CI)")
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from fleetwise.demo import run_demo
 
-    return run_demo()
+    return run_demo(serve=not args.no_serve)
 
 
 def _ingest_parser(sub: argparse._SubParsersAction) -> None:
@@ -314,19 +316,27 @@ def _default_store(store: str | None) -> str | None:
     return DEMO_STORE if Path(DEMO_STORE[len("embedded:"):]).is_dir() else None
 
 
-def _run_analyze(args: argparse.Namespace) -> int:
+def _store_to_read(command: str, store: str | None) -> str | None:
+    """--store, else the demo store when it exists; None after saying on stderr why there is none."""
     from pathlib import Path
+
+    store = _default_store(store)
+    if store is None:
+        print(f"fleetwise {command}: no store: give --store URL (embedded:DIR or influxdb://host:port/db), "
+              "or run `fleetwise demo` to create ./var/demo-store", file=sys.stderr)
+    elif store.startswith("embedded:") and not Path(store[len("embedded:"):]).expanduser().is_dir():
+        print(f"fleetwise {command}: {store}: no such store directory", file=sys.stderr)
+        return None
+    return store
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
 
     from agents.query import QueryError
     from agents.stores.url import StoreURLError
 
-    store = _default_store(args.store)
+    store = _store_to_read("analyze", args.store)
     if store is None:
-        print("fleetwise analyze: no store: give --store URL (embedded:DIR or influxdb://host:port/db), "
-              "or run `fleetwise demo` to create ./var/demo-store", file=sys.stderr)
-        return EXIT_CONFIG
-    if store.startswith("embedded:") and not Path(store[len("embedded:"):]).expanduser().is_dir():
-        print(f"fleetwise analyze: {store}: no such store directory", file=sys.stderr)
         return EXIT_CONFIG
     if args.jobs == 0:
         print("fleetwise analyze: --jobs must be a positive count or negative (-1 = all cores)", file=sys.stderr)
@@ -542,6 +552,43 @@ def _run_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard_parser(sub: argparse._SubParsersAction) -> None:
+    from dashboard.serve import DEFAULT_LISTEN
+
+    p = sub.add_parser("dashboard", help="serve the Dash dashboard (on 127.0.0.1:8050 by default)",
+                       description="Serve the dashboard over a store and the state directory's latest analyze run "
+                                   "(docs/dashboard.md). Basic auth: FLEETWISE_DASHBOARD_USER and "
+                                   "FLEETWISE_DASHBOARD_PASSWORD (or FLEETWISE_DASHBOARD_PASSWORD_FILE).")
+    p.add_argument("--store", metavar="URL", help="embedded:DIR or influxdb://host:port/db "
+                   "(default embedded:./var/demo-store when it exists)")
+    p.add_argument("--state", metavar="DIR", default="var/state", help="state directory (default ./var/state)")
+    p.add_argument("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN,
+                   help=f"address to serve on (default {DEFAULT_LISTEN}; keep 127.0.0.1 behind a reverse proxy)")
+    p.add_argument("--alerts", metavar="DIR", help="alert history directory (default: the alerts component's own)")
+    p.set_defaults(run=_run_dashboard)
+
+
+def _run_dashboard(args: argparse.Namespace) -> int:
+
+    from agents.query import QueryError
+    from agents.stores.secrets import SecretError
+    from agents.stores.url import StoreURLError
+    from dashboard.serve import parse_listen, run
+
+    store = _store_to_read("dashboard", args.store)
+    if store is None:
+        return EXIT_CONFIG
+    try:
+        parse_listen(args.listen)
+        return run(store, args.state, args.listen, settings=_store_settings(), alerts_dir=args.alerts)
+    except (ValueError, SecretError, StoreURLError) as e:
+        print(f"fleetwise dashboard: {_one_line(e)}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (QueryError, OSError) as e:
+        print(f"fleetwise dashboard: {_one_line(_os_error(e))}", file=sys.stderr)
+        return 1
+
+
 def _report_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="the weekly capacity report: HTML, a CSV per table, optionally PDF",
                        description="Utilization per pool and resource with its trend, allocated vs used GPU-hours, "
@@ -679,7 +726,7 @@ def _run_alerts(args: argparse.Namespace) -> int:
 PARSERS: Sequence[Callable[[argparse._SubParsersAction], None]] = (
     _agent_parser, _config_parser, _docs_parser, _demo_parser, _simulate_parser, _ingest_parser,
     _validate_parser, _analyze_parser, _models_parser, _recommend_parser, _backtest_parser, _store_parser,
-    _report_parser, _alerts_parser,
+    _report_parser, _alerts_parser, _dashboard_parser,
 )
 
 

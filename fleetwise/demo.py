@@ -1,5 +1,6 @@
 """`make demo`: one agent sample of this machine, a simulated fleet, its analysis, the recommendations and the
-weekly capacity report of the analyzed week."""
+weekly capacity report of the analyzed week, then the dashboard over them on 127.0.0.1 (until Ctrl-C;
+`--no-serve` stops before serving)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from collections import Counter
 from agents.agent_main import effective_config
 from agents.runner import Agent
 
+DEMO_STORE = "embedded:./var/demo-store"
+DEMO_STATE = "var/state"
+DEMO_LISTEN = "127.0.0.1:8050"
 
-def run_demo() -> int:
+
+def run_demo(serve: bool = True) -> int:
     agent = Agent(effective_config(None, {"once_pause_seconds": 1.0}))
     points = agent.collect_once()
     per_measurement = Counter(p.measurement for p in points)
@@ -25,12 +30,27 @@ def run_demo() -> int:
     from analyzer.pipeline import analyze
     from analyzer.show import render
 
-    result = analyze("embedded:./var/demo-store", state_dir="var/state")
+    result = analyze(DEMO_STORE, state_dir=DEMO_STATE)
     print("\n" + result.summary())
     print("\n$ fleetwise models show\n" + render(result.run), end="")
     print_recommendations(result.run, sim.summary.get("idle_gpu_hours_in_idle_jobs"))
     print_report(result.run)
-    return 0
+    if not serve:
+        return 0
+    return serve_dashboard()
+
+
+def serve_dashboard() -> int:
+    """The dashboard over the demo's store and state on 127.0.0.1:8050 (another free port when that one is
+    taken), until Ctrl-C."""
+    from dashboard.serve import run
+
+    print("\n$ fleetwise dashboard", flush=True)
+    try:
+        return run(DEMO_STORE, DEMO_STATE, DEMO_LISTEN)
+    except OSError as e:  # 8050 taken: the demo's work is done, serve it elsewhere rather than fail
+        print(f"127.0.0.1:8050: {e.strerror or e}; serving on a free port instead", flush=True)
+        return run(DEMO_STORE, DEMO_STATE, "127.0.0.1:0")
 
 
 def print_report(run, out: str = "var/reports") -> None:
@@ -42,7 +62,7 @@ def print_report(run, out: str = "var/reports") -> None:
 
     week = last_complete_week(dt.datetime.fromisoformat(run.manifest["window"]["end"]))
     print(f"\n$ fleetwise report --week {week} --out {out}")
-    result = build_report(week, out, store="embedded:./var/demo-store", state_dir=run.path.parent.parent,
+    result = build_report(week, out, store=DEMO_STORE, state_dir=run.path.parent.parent,
                           fleet_name="demo fleet")
     print(result.summary())
 

@@ -16,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_DATA = REPO.parent / "shared" / "data"
+SMALL_FLEET_START = "2026-11-20T00:00:00Z"
 
 
 def require_binary(name: str) -> str:
@@ -51,3 +52,25 @@ def influxdb_server(tmp_path_factory):
 
     with influxd(tmp_path_factory.mktemp("influxd")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def small_fleet(tmp_path_factory) -> Path:
+    """24 nodes x 3 days at 60 s simulated into ROOT/store (with ROOT/store/truth.json); shared by the tests
+    that need a small heterogeneous fleet (~2 s to simulate)."""
+    from agents.simulate import simulate
+
+    root = tmp_path_factory.mktemp("fleet")
+    simulate(nodes=24, days=3, interval=60, seed=1, store=f"embedded:{root / 'store'}", start=SMALL_FLEET_START)
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_fleet_analyzed(small_fleet):
+    """`fleetwise analyze` of small_fleet into ROOT/state: (AnalyzeResult, the simulator's truth)."""
+    import json
+
+    from analyzer.pipeline import analyze
+
+    result = analyze(f"embedded:{small_fleet / 'store'}", state_dir=small_fleet / "state", n_jobs=2)
+    return result, json.loads((small_fleet / "store" / "truth.json").read_text())

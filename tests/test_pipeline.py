@@ -19,17 +19,14 @@ START = "2026-11-20T00:00:00Z"
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    """24 nodes x 3 days at 60 s (the size the brief asks for; ~2 s to simulate)."""
-    root = tmp_path_factory.mktemp("fleet")
-    simulate(nodes=24, days=3, interval=60, seed=1, store=f"embedded:{root / 'store'}", start=START)
-    return root
+def fleet(small_fleet):
+    """24 nodes x 3 days at 60 s (the size the brief asks for; ~2 s to simulate; tests/conftest.py)."""
+    return small_fleet
 
 
 @pytest.fixture(scope="module")
-def fitted(fleet):
-    result = analyze(f"embedded:{fleet / 'store'}", state_dir=fleet / "state", n_jobs=2)
-    return result, json.loads((fleet / "store" / "truth.json").read_text())
+def fitted(small_fleet_analyzed):
+    return small_fleet_analyzed
 
 
 def _check_entries(models: dict) -> None:
@@ -192,7 +189,8 @@ def test_influxdb_and_embedded_agree(tmp_path, influxdb_server):
 
 
 def test_demo_analyzes_the_simulated_fleet(tmp_path):
-    r = run_cli(["demo"], cwd=tmp_path, timeout=900)  # simulate, analyze, recommend: minutes on a loaded machine
+    # simulate, analyze, recommend: minutes on a loaded machine; --no-serve: no dashboard at the end
+    r = run_cli(["demo", "--no-serve"], cwd=tmp_path, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "analyzed embedded:var/demo-store from 2026-11-16 00:00:00+00:00 to 2026-11-23 00:00:00+00:00" in r.stdout
     assert "$ fleetwise models show" in r.stdout and "forecast" in r.stdout

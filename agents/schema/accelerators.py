@@ -7,6 +7,7 @@ accelerator_key(model): the family and, when the driver names it, the memory siz
 "mi250"); accelerator_name(key) is its display name ("A100 80GB").
 """
 
+import functools
 import re
 
 from agents.schema.types import counter, gauge, info, measurement, rate
@@ -33,6 +34,7 @@ def accelerator_family(model: str) -> str:
     return head
 
 
+@functools.lru_cache(maxsize=4096)  # a fleet has a handful of model strings, mapped once per row of big frames
 def accelerator_key(model: str) -> str:
     """The canonical key of an accelerator type: lower-case family, plus the memory size when the model string
     names one ("NVIDIA A100-SXM4-80GB" -> "a100-80gb", "NVIDIA H100 80GB HBM3" -> "h100-80gb",

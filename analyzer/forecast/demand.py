@@ -44,6 +44,12 @@ def demand_series(reader, start, end, every: str = "1h"):
     return out.sort_values(["pool", "time"], kind="stable").reset_index(drop=True)[COLUMNS]
 
 
+def gpu_demand(reader, start, end, every: str = "1h"):
+    """The GPU pools' rows of demand_series alone (per-GPU series only; two queries, no CPU ones): the
+    dashboard's GPU-hours allocated."""
+    return _gpu_demand(reader, start, end, every)[0]
+
+
 def _gpu_demand(reader, start, end, every):
     import pandas as pd
 

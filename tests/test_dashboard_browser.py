@@ -1,0 +1,190 @@
+"""Every dashboard page in a real headless Chromium over a simulated, analyzed fleet: it loads, draws figures
+with data, logs no error in the browser console or in Dash's callback error list; a screenshot of each page
+lands in the test's output folder; a click on a node in the fleet heatmap opens /node for it; page state
+survives in the URL; quotes and semicolons in every URL parameter change nothing."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, quote, urlparse
+
+import pandas as pd
+import pytest
+
+from agents.query import open_reader
+from dashboard.app import create_app
+from dashboard.context import Context
+from dashboard.data import alerts as alerts_data
+from dashboard.serve import serve_in_thread, url_of
+from tests.browser import chromium, console_errors, dash_errors, wait_page
+
+pytestmark = pytest.mark.services
+NASTY = "x'\";--"  # a quote of each kind and a comment / statement separator
+
+
+@pytest.fixture(scope="module")
+def site(small_fleet, small_fleet_analyzed):
+    ctx = Context(f"embedded:{small_fleet / 'store'}", small_fleet / "state")
+    app = create_app(ctx, debug=True)  # debug: Dash's dev tools show callback errors in the page
+    server = serve_in_thread(app)
+    try:
+        yield url_of(server).rstrip("/"), small_fleet, small_fleet_analyzed[0].run
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def _hosts(store) -> list[str]:
+    with open_reader(f"embedded:{store / 'store'}") as r:
+        return sorted(r.tag_values("cpu", "host"))
+
+
+def _gpus_per_host(store) -> dict[str, int]:
+    """Distinct GPUs per host over all the data (no tag filter: the node page's filter is what is tested)."""
+    with open_reader(f"embedded:{store / 'store'}") as r:
+        first, last = r.time_bounds("gpu")
+        g = r.aggregate("gpu", {"n": ("utilization_ratio", "count")}, first, last + pd.Timedelta(seconds=1),
+                        by=["host", "gpu"])
+    return g.groupby("host")["gpu"].nunique().to_dict()
+
+
+def _open(browser, url: str, ready_id: str, graphs: int, shots=None, name: str = ""):
+    browser.get(url)
+    plotted = wait_page(browser, ready_id, graphs)
+    if shots is not None:
+        assert browser.save_screenshot(str(shots / f"{name}.png")), name
+    assert dash_errors(browser) == [], url
+    assert console_errors(browser) == [], url
+    return plotted
+
+
+@pytest.fixture(scope="module")
+def expect(site):
+    """What each page must show on this fleet, worked out from the store and the run, not from the pages."""
+    _, fleet, run = site
+    tm = run.model("throughput")
+    return {"hosts": _hosts(fleet), "gpus": _gpus_per_host(fleet), "workload": sorted(tm.matrix_.index)[0],
+            "accelerators": len(tm.matrix_.columns), "recs": len(run.table("recommendations")),
+            "pools": sorted(run.model("forecast").pools_)}
+
+
+def test_fleet_page(site, browser, shots, expect):
+    base, _, _ = site
+    plotted = _open(browser, base + "/", "fleet-window", 3, shots, "fleet")
+    assert {"fleet-heatmap", "fleet-pools", "fleet-gpu-hours"} <= {p["id"] for p in plotted if p["values"]}
+    # every node with CPU or GPU data is counted once: idle + busy + saturated = the simulated fleet
+    counts = [int(browser.find_element("id", f"fleet-count-{s}").text) for s in ("idle", "busy", "saturated")]
+    assert sum(counts) == len(expect["hosts"]) == 24
+
+
+def test_node_page(site, browser, shots, expect):
+    base, _, _ = site
+    host = sorted(expect["gpus"])[0]  # a GPU node: GPU panels and a GPU table
+    plotted = _open(browser, f"{base}/node?node={host}", "node-body", 6, shots, "node")
+    assert any(p["id"] == "node-timeline" and p["values"] for p in plotted)
+    assert browser.find_element("id", "node-body").text.startswith(f"{host}: ")
+    assert len(browser.find_elements("css selector", "#node-gpus tbody tr")) == expect["gpus"][host]
+
+
+def test_workloads_page(site, browser, shots, expect):
+    base, _, _ = site
+    plotted = _open(browser, f"{base}/workloads?workload={quote(expect['workload'])}", "workloads-detail", 1, shots,
+                    "workloads")
+    assert {"id": "workloads-throughput", "values": expect["accelerators"]} in plotted
+    assert browser.find_elements("css selector", "#workloads-grid .ag-row"), "the efficiency grid shows no job"
+
+
+def test_recommendations_page(site, browser, shots, expect):
+    base, _, _ = site
+    _open(browser, base + "/recommendations", "recs-totals", 1, shots, "recommendations")
+    assert browser.find_elements("css selector", "#recs-grid .ag-row")
+    total = browser.find_elements("css selector", "#recs-totals-table tbody tr")[-1].text.split()
+    assert total[:2] == ["all", str(expect["recs"])]  # the "all" row counts every action of the run
+
+
+def test_alerts_page(site, browser, shots):
+    base, _, _ = site
+    _open(browser, base + "/alerts", "alerts-body", 0, shots, "alerts")
+    text = browser.find_element("id", "alerts-body").text
+    if alerts_data.installed():
+        assert "firing" in text or "No alerts" in text
+    else:
+        assert text == alerts_data.NOT_INSTALLED
+
+
+def test_capacity_page(site, browser, shots, expect):
+    base, _, _ = site
+    plotted = _open(browser, base + "/capacity", "capacity-summary", len(expect["pools"]), shots, "capacity")
+    assert sum(1 for p in plotted if p["values"]) >= len(expect["pools"])
+    rows = browser.find_elements("css selector", "#capacity-table tbody tr")
+    assert sorted(r.text.split()[0] for r in rows) == expect["pools"]
+
+
+def test_clicking_a_node_in_the_heatmap_opens_its_page(site, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _, _ = site
+    _open(browser, base + "/fleet?range=3d", "fleet-window", 3)
+    # the pixel of row 2 in the heatmap's plot area, from plotly's own axis (category index -> pixel)
+    row = 2
+    host, offset_y = browser.execute_script("""
+        var gd = document.querySelector('#fleet-heatmap .js-plotly-plot');
+        var ya = gd._fullLayout.yaxis;
+        return [gd.data[0].y[arguments[0]], ya.l2p(arguments[0]) - ya._length / 2];""", row)
+    drag = browser.find_element("css selector", "#fleet-heatmap .nsewdrag")
+    ActionChains(browser).move_to_element_with_offset(drag, 0, int(offset_y)).click().perform()
+    WebDriverWait(browser, 60).until(lambda d: "/node?" in d.current_url)
+    query = parse_qs(urlparse(browser.current_url).query)
+    assert query["node"] == [host] and query["range"] == ["3d"]
+    wait_page(browser, "node-body", 2)
+    assert browser.find_element("id", "node-body").text.startswith(f"{host}: ")
+    assert dash_errors(browser) == [] and console_errors(browser) == []
+
+
+def test_page_state_lives_in_the_url(site, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _, _ = site
+    _open(browser, base + "/fleet", "fleet-window", 3)
+    browser.find_element("css selector", "#fleet-resource input[value='cpu']").click()
+    WebDriverWait(browser, 60).until(lambda d: "resource=cpu" in d.current_url)
+    shared = browser.current_url
+    _open(browser, shared, "fleet-window", 3)  # the shared link opens the same view
+    assert browser.find_element("css selector", "#fleet-resource input[value='cpu']").is_selected()
+    assert "CPU busy per node" in browser.execute_script(
+        "return document.querySelector('#fleet-heatmap .js-plotly-plot').layout.title.text;")
+
+
+@pytest.mark.parametrize("path, params, ready", [
+    ("/", ("range", "end", "refresh", "resource", "pool"), "fleet-window"),
+    ("/node", ("range", "end", "refresh", "node", "metric"), "node-status"),
+    ("/workloads", ("workload",), "workloads-detail"),
+    ("/recommendations", ("kind",), "recs-totals"),
+    ("/alerts", ("range", "end", "refresh"), "alerts-body"),
+    ("/capacity", ("pool", "horizon"), "capacity-summary"),
+])
+def test_quotes_and_semicolons_in_every_url_parameter(site, browser, path, params, ready):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, fleet, _ = site
+    before = _hosts(fleet)
+    query = "&".join(f"{p}={quote(NASTY)}" for p in params)
+    _open(browser, f"{base}{path}?{query}", ready, 0)
+
+    def kept(d) -> list[str]:
+        return [v for vs in parse_qs(urlparse(d.current_url).query).values() for v in vs if NASTY in v]
+
+    # no page took any of them: each was checked against what it can be (a range, a node the store has, a
+    # workload of the run...) and dropped, so the rewritten URL holds none; the store is as it was
+    WebDriverWait(browser, 60).until(lambda d: not kept(d))
+    assert _hosts(fleet) == before

@@ -1,0 +1,157 @@
+"""The pages' callbacks called directly (as the browser's requests would) on a simulated, analyzed fleet:
+what they show is checked against the saved run and the store, and a quote and a semicolon in every URL
+parameter reach no query (each value is checked against what it may be and dropped otherwise)."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs
+
+import pandas as pd
+import pytest
+
+from dashboard import urlstate
+from dashboard.context import Context
+from dashboard.data import alerts as alerts_data
+from dashboard.data import runs
+from dashboard.pages import alerts, capacity, fleet, node, recommendations, workloads
+
+NASTY = "x'\";-- DROP MEASUREMENT cpu"
+
+
+@pytest.fixture(scope="module")
+def ctx(small_fleet, small_fleet_analyzed):
+    return Context(f"embedded:{small_fleet / 'store'}", small_fleet / "state")
+
+
+def _nasty(page, keys) -> dict:
+    return page.read(dict.fromkeys(keys, NASTY))
+
+
+def _no_nasty(search: str) -> None:
+    assert NASTY not in json.dumps(parse_qs(search.lstrip("?")))
+
+
+def test_every_page_survives_quotes_and_semicolons_in_every_parameter(ctx):
+    reader = ctx.reader()
+    hosts_before = sorted(reader.tag_values("cpu", "host"))
+    out = fleet.update(reader, _nasty(fleet, ("range", "end", "refresh", "resource", "pool")), 1000)
+    assert out[0].endswith("UTC, 5m buckets")  # the default range (24h) at the default width
+    _no_nasty(out[-1])
+    status, body, *_, search = node.update(ctx.reader(), _nasty(node, ("range", "end", "refresh", "node", "metric")))
+    assert body == [] and "No node named" in str(status)
+    _no_nasty(search)
+    run = ctx.run()
+    status, detail, *_, search = workloads.update(run, _nasty(workloads, ("workload",)))
+    assert "No workload named" in str(status) and "Pick a workload" in str(detail)
+    _no_nasty(search)
+    out = recommendations.update(run, _nasty(recommendations, ("kind",)))
+    assert len(out[4]) == len(run.table("recommendations"))  # the filter fell back to every kind
+    _no_nasty(out[-1])
+    out = capacity.update(run, _nasty(capacity, ("pool", "horizon")))
+    _no_nasty(out[-1])
+    body, search = alerts.update(ctx.reader(), None, _nasty(alerts, ("range", "end", "refresh")))
+    _no_nasty(search)
+    assert sorted(ctx.reader().tag_values("cpu", "host")) == hosts_before
+
+
+def test_fleet_page_figures_carry_the_store_data(ctx):
+    reader = ctx.reader()
+    v = fleet.compute(reader, fleet.read({"range": "3d", "resource": "cpu"}), 1000)
+    hosts = sorted(reader.tag_values("cpu", "host"))
+    assert list(v["heat"].index) == hosts
+    # 3 days in at most 500 buckets (a 1000-pixel plot) need 8.64 minutes: the next nice width is 15 minutes
+    assert v["window"].every == "15m"
+    assert v["heat"].shape[1] <= 500
+    # one cell against the store asked directly, without the dashboard's code: host 0, the window's 5th bucket
+    t = v["heat"].columns[4]
+    raw = reader.frame("cpu", ["busy_ratio"], t, t + pd.Timedelta(minutes=15), by=["host", "cpu"])
+    raw = raw[(raw["host"] == hosts[0]) & (raw["cpu"] == "total")]
+    assert v["heat"].iloc[0, 4] == pytest.approx(raw["busy_ratio"].mean())
+    assert len(v["states"]) == len(hosts)
+
+
+def test_heatmap_click_opens_the_node_page():
+    click = {"points": [{"x": "2026-11-22T10:00:00Z", "y": "a100-epyc-0004", "z": 0.5}]}
+    assert fleet.node_link(click, "3d", None) == "/node?node=a100-epyc-0004&range=3d"
+    assert fleet.node_link(click, "24h", "2026-11-22T00:00:00Z") == \
+        "/node?node=a100-epyc-0004&end=2026-11-22T00%3A00%3A00Z"
+    assert fleet.node_link(None, "3d", None) is None
+    assert fleet.node_link({"points": [{"y": 3}]}, "3d", None) is None
+
+
+def test_url_state_round_trip():
+    state = fleet.read({"range": "7d", "resource": "storage", "pool": "gpu:a100-80gb", "refresh": "1m"})
+    search = urlstate.search(state, fleet.DEFAULTS)
+    again = fleet.read({k: v[0] for k, v in parse_qs(search.lstrip("?")).items()})
+    assert again == state
+    assert urlstate.search(fleet.read({}), fleet.DEFAULTS) == ""  # defaults make the shortest link
+    assert urlstate.value(["a", "b"]) == "a" and urlstate.value("x" * 500) is None
+
+
+def test_workloads_and_recommendations_match_the_run(ctx):
+    run = ctx.run()
+    tm = run.model("throughput")
+    w = sorted(tm.matrix_.index)[0]
+    row = runs.throughput_row(run, w).set_index("accelerator")
+    assert row["throughput"].to_dict() == pytest.approx(tm.matrix_.loc[w].to_dict())
+    assert (row["low"] <= row["throughput"]).all() and (row["throughput"] <= row["high"]).all()
+    eff = runs.efficiency(run)
+    assert len(eff) == len(run.table("efficiency")) and {"user", "accelerator"} <= set(eff.columns)
+    recs = run.table("recommendations")
+    totals = runs.weekly_totals(runs.recommendations(run)).set_index("kind")
+    assert totals.loc["all", "actions"] == len(recs)
+    assert totals.loc["all", "gpu_hours_week"] == pytest.approx(recs["gpu_hours_week"].sum())
+    for kind, g in recs.groupby("kind"):
+        assert totals.loc[kind, "kwh_week"] == pytest.approx(g["kwh_week"].sum())
+
+
+def test_capacity_shows_each_fitted_pool_and_when_it_saturates(ctx):
+    run = ctx.run()
+    fc = run.model("forecast")
+    status, table, graphs, options, _ = capacity.update(run, capacity.read({}))
+    assert status is None and [o["value"] for o in options] == sorted(fc.pools_)
+    assert len(graphs.children) == len(fc.pools_) and table.id == "capacity-table"  # a figure per pool
+    summary = fc.summary("14d").set_index("pool")
+    _, _, pred_summary = runs.capacity(run, "14d")
+    assert pred_summary.set_index("pool")["shortfall_time"].equals(summary["shortfall_time"])
+
+
+def test_alerts_page_says_when_the_component_is_missing(ctx):
+    body, _ = alerts.update(ctx.reader(), None, alerts.read({}))
+    if alerts_data.installed():
+        assert alerts_data.NOT_INSTALLED not in str(body)
+    else:
+        assert alerts_data.NOT_INSTALLED in str(body)
+
+
+def test_pages_without_an_analyze_run_say_so(tmp_path, ctx):
+    empty = Context(ctx.store, tmp_path / "no-state")
+    assert empty.run() is None
+    for page in (workloads, recommendations, capacity):
+        out = page.update(None, page.read({}))
+        assert "run `fleetwise analyze` first" in str(out[0])
+
+
+def test_alerts_page_lists_firing_then_resolved_alerts(tmp_path, ctx):
+    from analyzer.alerts.state import StateDir
+
+    end = ctx.reader().time_bounds("cpu")[1]
+    t = (end - pd.Timedelta(hours=5)).timestamp()
+    events = [
+        {"event": "firing", "fingerprint": "a" * 16, "rule": "GpuIdle", "severity": "warning", "starts_at": t,
+         "labels": {"alertname": "GpuIdle", "host": "a100-epyc-0004"}, "summary": "GPUs idle for 1 h"},
+        {"event": "firing", "fingerprint": "b" * 16, "rule": "NodeDown", "severity": "critical",
+         "starts_at": t + 600, "labels": {"host": "v100-power9-0001"}, "summary": "no data"},
+        {"event": "resolved", "fingerprint": "b" * 16, "rule": "NodeDown", "severity": "critical",
+         "starts_at": t + 600, "ends_at": t + 1200, "labels": {"host": "v100-power9-0001"}, "summary": "no data"},
+    ]
+    StateDir(tmp_path).append_history(events)
+    body, _ = alerts.update(ctx.reader(), tmp_path, alerts.read({}))
+    assert body[0].children == "1 firing, 1 resolved"
+    rows = alerts_data.load(tmp_path)
+    assert rows["rule"].tolist() == ["GpuIdle", "NodeDown"] and rows["state"].tolist() == ["firing", "resolved"]
+    # a window that ends before both started shows none
+    body, _ = alerts.update(ctx.reader(), tmp_path, alerts.read({"range": "6h", "end": (end - pd.Timedelta(
+        hours=12)).isoformat()}))
+    assert "No alerts fired or resolved" in str(body)

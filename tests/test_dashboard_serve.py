@@ -1,0 +1,106 @@
+"""`fleetwise dashboard`: listen address, basic auth from the environment or a file (never argv, never
+printed), and a real server answering over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from agents.stores.secrets import SecretError
+from dashboard import auth
+from dashboard.serve import parse_listen
+from tests.helpers import run_cli
+
+SECRET = "s3cr3t-pa55'\";"
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_listen_addresses():
+    assert parse_listen("127.0.0.1:8050") == ("127.0.0.1", 8050)
+    assert parse_listen("[::1]:9000") == ("::1", 9000)
+    assert parse_listen("localhost:0") == ("localhost", 0)
+    for bad in ("8050", "127.0.0.1", "example.org:80", "127.0.0.1:http", "127.0.0.1:70000", ":8050"):
+        with pytest.raises(ValueError, match="--listen"):
+            parse_listen(bad)
+
+
+def test_credentials_from_the_environment_or_a_file(tmp_path):
+    assert auth.from_env({}) is None
+    a = auth.from_env({"FLEETWISE_DASHBOARD_USER": "ops", "FLEETWISE_DASHBOARD_PASSWORD": SECRET})
+    assert a.allows(_basic("ops", SECRET))
+    assert not a.allows(_basic("ops", SECRET + "x")) and not a.allows(_basic("root", SECRET))
+    assert not a.allows(None) and not a.allows("Bearer x") and not a.allows("Basic !!notbase64")
+    assert SECRET not in repr(a)
+    f = tmp_path / "password"
+    f.write_text(SECRET + "\n")
+    a = auth.from_env({"FLEETWISE_DASHBOARD_USER": "ops", "FLEETWISE_DASHBOARD_PASSWORD_FILE": str(f)})
+    assert a.password == SECRET
+    with pytest.raises(SecretError, match="FLEETWISE_DASHBOARD_USER is not"):
+        auth.from_env({"FLEETWISE_DASHBOARD_PASSWORD": SECRET})
+    with pytest.raises(SecretError, match="neither FLEETWISE_DASHBOARD_PASSWORD") as e:
+        auth.from_env({"FLEETWISE_DASHBOARD_USER": "ops"})
+    with pytest.raises(SecretError, match="PASSWORD_FILE=/nonexistent"):
+        auth.from_env({"FLEETWISE_DASHBOARD_USER": "ops", "FLEETWISE_DASHBOARD_PASSWORD_FILE": "/nonexistent"})
+    assert SECRET not in str(e.value)
+
+
+def test_basic_auth_guards_pages_assets_and_callbacks(small_fleet):
+    from dashboard.app import create_app
+    from dashboard.context import Context
+
+    app = create_app(Context(f"embedded:{small_fleet / 'store'}", small_fleet / "state"),
+                     auth=auth.BasicAuth("ops", SECRET))
+    client = app.server.test_client()
+    for path in ("/", "/node?node=x", "/_dash-layout", "/_fleetwise/bootstrap.min.css"):
+        r = client.get(path)
+        assert r.status_code == 401 and r.headers["WWW-Authenticate"] == 'Basic realm="fleetwise"', path
+    assert client.post("/_dash-update-component", json={}).status_code == 401
+    ok = client.get("/", headers={"Authorization": _basic("ops", SECRET)})
+    assert ok.status_code == 200 and b"fleetwise" in ok.data
+    css = client.get("/_fleetwise/bootstrap.min.css", headers={"Authorization": _basic("ops", SECRET)})
+    assert css.status_code == 200 and b"Bootstrap" in css.data[:200]  # served here, no CDN
+
+
+def test_cli_refuses_bad_arguments_in_one_line(tmp_path):
+    r = run_cli(["dashboard", "--store", f"embedded:{tmp_path / 'none'}"], cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().endswith("no such store directory")
+    (tmp_path / "store").mkdir()
+    r = run_cli(["dashboard", "--store", f"embedded:{tmp_path / 'store'}", "--listen", "0.0.0.0"], cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "HOST:PORT" in r.stderr
+    r = run_cli(["dashboard", "--store", f"embedded:{tmp_path / 'store'}", "--listen", "127.0.0.1:0"], cwd=tmp_path,
+                env={**os.environ, "FLEETWISE_DASHBOARD_PASSWORD": SECRET})
+    assert r.returncode == 2 and "FLEETWISE_DASHBOARD_USER" in r.stderr and SECRET not in r.stderr + r.stdout
+
+
+def test_cli_serves_on_localhost_with_auth_from_a_file(tmp_path, small_fleet):
+    secret = tmp_path / "password"
+    secret.write_text(SECRET + "\n")
+    env = {**os.environ, "FLEETWISE_DASHBOARD_USER": "ops", "FLEETWISE_DASHBOARD_PASSWORD_FILE": str(secret)}
+    proc = subprocess.Popen([sys.executable, "-m", "fleetwise", "dashboard", "--store",
+                             f"embedded:{small_fleet / 'store'}", "--state", str(small_fleet / "state"),
+                             "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()  # blocks until the server is bound (or the process died)
+        assert line.startswith("fleetwise dashboard on http://127.0.0.1:"), (line, proc.poll())
+        assert "(basic auth on)" in line and SECRET not in line
+        url = line.split()[3]
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url, timeout=60)
+        assert e.value.code == 401
+        req = urllib.request.Request(url + "fleet?range=7d", headers={"Authorization": _basic("ops", SECRET)})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert r.status == 200 and b"react-entry-point" in r.read()
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    assert SECRET not in out + err  # never printed, never logged (werkzeug logs no request lines either)
