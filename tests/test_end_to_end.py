@@ -11,8 +11,9 @@ run and started again on the same data dir and port. Then each downstream step r
 - Prometheus scraped both agents and sees the held GPU idle;
 - analyze: job 42 in the efficiency table with 0% GPU utilization, its GPU-hours equal to its span in InfluxDB;
 - recommend: an idle-GPU recommendation naming job 42's GPU-hours;
-- report, alerts run, dashboard: checked the same way once they exist in the code base; until then each test says
-  "<step> has not landed yet: <what is missing>" as its skip reason (pytest -ra prints it).
+- alerts run: GpuAllocatedIdle fires once for the held GPU through a webhook receiver;
+- report: the week's allocated GPU-hours equal job 42's, and the alert is listed;
+- dashboard: in headless Chromium, /workloads shows job 42 at 0% and /alerts lists the firing alert.
 """
 
 from __future__ import annotations
@@ -78,35 +79,6 @@ class Fleet:
 def fleetwise(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fleetwise", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
-
-
-def subcommands() -> dict[str, set[str]]:
-    """The `fleetwise` subcommands of the code base as it is now, with their own subcommands."""
-    import argparse
-
-    from fleetwise.cli import build_parser
-
-    def choices(parser: argparse.ArgumentParser) -> dict:
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                return action.choices
-        return {}
-
-    return {name: set(choices(p)) for name, p in choices(build_parser()).items()}
-
-
-def not_landed(step: str, command: tuple[str, ...], module: str | None = None) -> None:
-    """Skip, saying so by name, when a downstream step is not in the code base yet."""
-    have = subcommands()
-    missing = None
-    if command[0] not in have:
-        missing = f"no `fleetwise {command[0]}` subcommand"
-    elif len(command) > 1 and command[1] not in have[command[0]]:
-        missing = f"no `fleetwise {' '.join(command)}` subcommand"
-    elif module is not None and importlib.util.find_spec(module) is None:
-        missing = f"no {module} package"
-    if missing:
-        pytest.skip(f"{step} has not landed yet: {missing}")
 
 
 def spool_metric(agent: Agent, name: str) -> float:
@@ -326,12 +298,10 @@ def e2e_rules(work: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def alerts(fleet: Fleet) -> AlertsRun | None:
+def alerts(fleet: Fleet) -> AlertsRun:
     """`fleetwise alerts run --once` twice over the fleet's InfluxDB, as an evaluator that ran through the job
     would have: shortly after the GPU job's first sample (GpuAllocatedIdle pending) and at its last one (firing,
-    one notice to the webhook). None when alerts have not landed (test_alerts skips; the report goes without)."""
-    if "run" not in subcommands().get("alerts", set()):
-        return None
+    one notice to the webhook)."""
     times = fleet.stored[(GPU_HOST, "job_gpu")]
     first, last = min(times), max(times)
     assert last - first >= (ALERT_FOR_SECONDS + 5) * 10**9, "the fleet ran too short for the alert's for-duration"
@@ -346,9 +316,7 @@ def alerts(fleet: Fleet) -> AlertsRun | None:
     return AlertsRun(state, runs, receiver.bodies)
 
 
-def test_alerts_fire_for_the_idle_gpu(fleet: Fleet, alerts: AlertsRun | None):
-    if alerts is None:
-        not_landed("alerts", ("alerts", "run"))
+def test_alerts_fire_for_the_idle_gpu(fleet: Fleet, alerts: AlertsRun):
     for done in alerts.runs:
         assert done.returncode == 0, done.stderr[-3000:]
     pushed = [a for body in alerts.received for a in body]
@@ -363,8 +331,7 @@ def test_alerts_fire_for_the_idle_gpu(fleet: Fleet, alerts: AlertsRun | None):
         == [alerts.received[-1]]
 
 
-def test_report_gpu_hours_equal_the_held_gpu(fleet: Fleet, alerts: AlertsRun | None):
-    not_landed("report", ("report",))
+def test_report_gpu_hours_equal_the_held_gpu(fleet: Fleet, alerts: AlertsRun):
     assert fleet.analyze.returncode == 0, fleet.analyze.stderr[-3000:]
     first = min(fleet.stored[(GPU_HOST, "job_gpu")])
     year, week, _ = dt.datetime.fromtimestamp(first / 1e9, dt.UTC).isocalendar()
@@ -373,8 +340,7 @@ def test_report_gpu_hours_equal_the_held_gpu(fleet: Fleet, alerts: AlertsRun | N
     week_ns = (int(monday.timestamp()) * 10**9, int((monday + dt.timedelta(days=7)).timestamp()) * 10**9)
     out = fleet.workdir / "report"
     args = ["report", "--week", name, "--store", fleet.store, "--state", str(fleet.state), "--out", str(out)]
-    if alerts is not None:
-        args += ["--alerts-state", str(alerts.state_dir)]
+    args += ["--alerts-state", str(alerts.state_dir)]
     done = fleetwise(*args)
     assert done.returncode == 0, done.stderr[-3000:]
     print(done.stdout)
@@ -388,8 +354,7 @@ def test_report_gpu_hours_equal_the_held_gpu(fleet: Fleet, alerts: AlertsRun | N
     assert row["used_gpu_hours"].iloc[0] == pytest.approx(0.0, abs=1e-9)
     html = next(out.glob(f"*{name}*.html")).read_text()
     assert name in html
-    if alerts is not None:
-        assert "GpuAllocatedIdle" in html
+    assert "GpuAllocatedIdle" in html
 
 
 # The efficiency grid's row for a job, as the browser shows it: (job cell, GPU utilization cell) per matching row.
@@ -404,10 +369,10 @@ document.querySelectorAll('#workloads-grid .ag-cell[col-id="job"]').forEach(func
 return out;"""
 
 
-def test_dashboard_shows_the_idle_gpu_in_chromium(fleet: Fleet, alerts: AlertsRun | None, tmp_path: Path):
-    not_landed("dashboard", ("dashboard",), "dashboard")
+def test_dashboard_shows_the_idle_gpu_in_chromium(fleet: Fleet, alerts: AlertsRun, tmp_path: Path):
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
+
     from tests.browser import chromium, console_errors, dash_errors
 
     assert fleet.analyze.returncode == 0, fleet.analyze.stderr[-3000:]
@@ -415,8 +380,7 @@ def test_dashboard_shows_the_idle_gpu_in_chromium(fleet: Fleet, alerts: AlertsRu
     base = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "dashboard.log"
     args = ["dashboard", "--store", fleet.store, "--state", str(fleet.state), "--listen", f"127.0.0.1:{port}"]
-    if alerts is not None:
-        args += ["--alerts", str(alerts.state_dir)]
+    args += ["--alerts", str(alerts.state_dir)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "fleetwise", *args], cwd=REPO, stdout=log,
                                 stderr=subprocess.STDOUT)
@@ -440,12 +404,11 @@ def test_dashboard_shows_the_idle_gpu_in_chromium(fleet: Fleet, alerts: AlertsRu
                          lambda d: d.execute_script(GRID_ROW_JS, IDLE_JOB))
             assert rows == [[IDLE_JOB, "0%"]], rows
             assert dash_errors(browser) == [] and console_errors(browser) == []
-            if alerts is not None:
-                table = shown(browser, "/alerts", "alerts table",
-                              lambda d: [e.text for e in d.find_elements("css selector", "#alerts-table tbody tr")])
-                idle = [r for r in table if "GpuAllocatedIdle" in r]
-                assert len(idle) == 1 and "firing" in idle[0] and GPU_HOST in idle[0], table
-                assert dash_errors(browser) == [] and console_errors(browser) == []
+            table = shown(browser, "/alerts", "alerts table",
+                          lambda d: [e.text for e in d.find_elements("css selector", "#alerts-table tbody tr")])
+            idle = [r for r in table if "GpuAllocatedIdle" in r]
+            assert len(idle) == 1 and "firing" in idle[0] and GPU_HOST in idle[0], table
+            assert dash_errors(browser) == [] and console_errors(browser) == []
     finally:
         proc.terminate()
         try:
