@@ -114,6 +114,8 @@ def test_analyze_unit_and_cronjob_run_the_real_analyze_command_line():
 @pytest.mark.parametrize(("unit", "expected"), [
     ("fleetwise-alerts.service", {"command": "alerts", "alerts_command": "run",
                                   "state_dir": "/var/lib/fleetwise/alerts", "webhook": None}),
+    ("fleetwise-dashboard.service", {"command": "dashboard", "state": "/var/lib/fleetwise/state",
+                                     "alerts": "/var/lib/fleetwise/alerts"}),
 ])
 def test_long_running_units_and_pods_use_the_real_command_lines(unit: str, expected: dict):
     parser = build_parser()
