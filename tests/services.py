@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import require_binary
-from tests.helpers import free_port, wait_http
+from tests.helpers import free_port, free_ports, wait_http
 
 
 @dataclass
@@ -58,7 +58,7 @@ def influxd(workdir: Path, auth: bool = False) -> Iterator[Server]:
     """InfluxDB 1.x with every bind-address on 127.0.0.1, data in workdir, reporting disabled
     (auth=True: HTTP authentication on; the first CREATE USER ... WITH ALL PRIVILEGES needs none)."""
     binary = require_binary("influxd")
-    http_port, rpc_port = free_port(), free_port()
+    http_port, rpc_port = free_ports(2)
     conf = workdir / "influxdb.conf"
     conf.write_text(textwrap.dedent(f"""
         reporting-disabled = true

@@ -26,7 +26,7 @@ from agents.query import open_reader
 from agents.schema.accelerators import accelerator_key
 from analyzer.state import load_latest
 from tests.conftest import REPO, require_binary
-from tests.helpers import free_port, wait_http
+from tests.helpers import free_ports, wait_http
 from tests.prom_helpers import DCGM_FAMILIES, labels_text, prom_query, wait_until
 from tests.services import influxd, prometheus
 from tests.store_helpers import create_database, write_lines, write_points
@@ -84,7 +84,7 @@ class _Exporter(http.server.BaseHTTPRequestHandler):
 def scraped(tmp_path):
     """prometheus (1 s scrapes) <- node_exporter + the dcgm exposition, until each GPU series has samples."""
     node = require_binary("prometheus-node-exporter")
-    ne_port, dcgm_port = free_port(), free_port()
+    ne_port, dcgm_port = free_ports(2)
     handler = type("Handler", (_Exporter,), {"body": dcgm_exposition()})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", dcgm_port), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
