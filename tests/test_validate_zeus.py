@@ -79,6 +79,25 @@ def test_zeus_goal_power_cap(holdout):
     assert pc["over_budget_share"] <= 0.05, pc
 
 
+# bench/zeus_powercap_ceiling.py (docs/validation.md): the per-workload threshold bound's saving / the oracle's
+CEILING_TO_ORACLE = {"v100": 0.757, "a40": 0.767, "p100": 0.761}
+
+
+@pytest.mark.parametrize("holdout", TYPES)
+def test_zeus_power_cap_ceiling_is_under_the_goal(holdout):
+    """Even with the measured draw and thresholds tuned on the held-out type itself, capping at a fraction of the
+    uncapped draw stays under 0.9 of the oracle: why the power-cap goal stays an xfail."""
+    from analyzer.validate.zeus import load
+    from analyzer.validate.zeus_fold import make_fold
+    from analyzer.validate.zeus_powercap import ceiling
+
+    c = ceiling(make_fold(load(require_data("zeus")), holdout))
+    ratio = c["workload_threshold_saving"] / c["oracle_energy_saving"]
+    assert ratio == pytest.approx(CEILING_TO_ORACLE[holdout], abs=0.01) and ratio < 0.9, c
+    assert c["type_threshold_saving"] <= c["workload_threshold_saving"] + 1e-12  # one x* is a special case
+    assert c["type_threshold_over"] <= 0.05
+
+
 def _write(path, gpu, rows):
     lines = ["dataset,network,batch_size,optimizer,power_limit,time_per_epoch,average_power"]
     lines += [f"{d},{n},{b},{o},{p},{t},{w}" for d, n, b, o, p, t, w in rows]
