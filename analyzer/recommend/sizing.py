@@ -54,9 +54,6 @@ class SizingSettings:
     margin: float = 0.55
     min_points: int = 10
     short_history: float = 1.0       # widening 1 + short_history / sqrt(n_eff)
-    # The horizon the size must hold for, as a fraction of the history's span; > 0 makes the peak the expected
-    # peak over a horizon that long (`horizon_peak`), 0 the history's peak (the decayed `percentile`).
-    horizon_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -66,7 +63,6 @@ class SizingSettings:
             "margin": self.margin > -1.0,
             "min_points": self.min_points >= 1,
             "short_history": self.short_history >= 0.0,
-            "horizon_fraction": 0.0 <= self.horizon_fraction <= 1.0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -206,53 +202,6 @@ def _decay(g: Groups, half_life_s: float) -> np.ndarray:
     return np.exp2((g.times - last) / half_life_s)
 
 
-def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """max(values[lo[i]:hi[i] + 1]) for every i (lo <= hi), by a sparse table: O(n log n), no loop per row."""
-    table = [values]
-    span = 1
-    while 2 * span <= len(values):
-        prev = table[-1]
-        table.append(np.maximum(prev[:-span], prev[span:]))
-        span *= 2
-    length = hi - lo + 1
-    level = np.floor(np.log2(np.maximum(length, 1))).astype(np.int64)
-    out = np.empty(len(lo))
-    for k in np.unique(level):  # one pass per power of two: two overlapping blocks cover [lo, hi]
-        m = level == k
-        out[m] = np.maximum(table[k][lo[m]], table[k][hi[m] - (1 << k) + 1])
-    return out
-
-
-def horizon_peak(g: Groups, fraction: float) -> np.ndarray:
-    """Per series, the expected peak over a horizon of `fraction` x the history's span: the mean, over the
-    history's samples whose trailing window of that length fits inside the history, of the maximum in that
-    window. The history's maximum where no window fits (a single sample).
-
-    Why: the size is scored against the maximum over the horizon, and the history's own maximum is the peak of a
-    longer stretch than the horizon (an isolated spike in a long history is rarer than that over a short horizon);
-    the windows' mean is the history's own evidence of what a horizon that long reaches. It keeps its meaning
-    however long the history is, since the windows are cut to the horizon, not to a fixed number of hours."""
-    k = len(g.start)
-    if len(g.values) == 0:
-        return np.full(k, np.nan)
-    first = g.first(g.times)
-    span = np.where(g.count > 0, g.last(g.times) - first, 0.0)
-    horizon = np.repeat(fraction * span, g.count)
-    rel = g.times - np.repeat(first, g.count)
-    # One sorted key over all series (series by series, then by time), so one searchsorted finds each window's
-    # first row; the stride keeps a window's start (rel - horizon >= -span) from reaching the previous series.
-    # Windows are (t - horizon, t], as pandas' time-based rolling windows.
-    stride = 3.0 * float(span.max()) + 1.0
-    key = g.code * stride + rel
-    row = np.arange(len(g.values))
-    lo = np.minimum(np.searchsorted(key, key - horizon, "right"), row)
-    windows = _range_max(g.values, lo, row)
-    full = (rel >= horizon).astype(float)
-    n_full = g.sum(full)
-    mean = g.sum(windows * full) / np.maximum(n_full, 1.0)
-    return np.where(n_full > 0, mean, g.max(g.values))
-
-
 def fleetwise_parts(g: Groups, n_groups: int, s: SizingSettings) -> tuple[np.ndarray, ...]:
     """(sustained, peak, widening, weights) per series: what the fleetwise size is built from. Separate
     from `fleetwise_size` so that a search over margin and spread_weight reuses them."""
@@ -260,11 +209,8 @@ def fleetwise_parts(g: Groups, n_groups: int, s: SizingSettings) -> tuple[np.nda
     total = g.sum(w)
     sustained = g.sum(w * g.values) / np.maximum(total, 1e-300)
     # The weighted 100th percentile is the maximum (every weight is positive): no sort needed.
-    if s.horizon_fraction > 0:
-        peak = horizon_peak(g, s.horizon_fraction)
-    else:
-        peak = g.max(g.values) if s.percentile >= 1.0 else \
-            grouped_weighted_quantile(g.code, g.values, w, s.percentile, n_groups)
+    peak = g.max(g.values) if s.percentile >= 1.0 else \
+        grouped_weighted_quantile(g.code, g.values, w, s.percentile, n_groups)
     n_eff = total ** 2 / np.maximum(g.sum(w * w), 1e-300)
     widen = 1.0 + s.short_history / np.sqrt(np.maximum(n_eff, 1.0))
     return np.maximum(sustained, 0.0), np.maximum(peak, 0.0), widen, w

@@ -11,15 +11,12 @@ recommends is scored on the later points:
 Series with fewer than 10 points in either part are skipped, and so are series a method cannot size
 (KRR wants 100 points): every method is scored on the same series.
 
-fleetwise's peak (the history's maximum, or the expected peak over a horizon as long as the test part), margin
-and spread weight are chosen by nested validation inside the training parts only (`choose`): the backtest
-itself, at the same train fraction, is replayed on sub-windows of each training part (INNER_WINDOWS: start and
-length as fractions of the training span), so that every inner case has the outer split's geometry (the
-horizon the same fraction of the history). Every candidate on the grid is scored on those inner cases next to
-KRR and VPA, pooled over the cases as a split-conformal calibration pools its scores; the candidate with the
-least mean inner slack whose mean inner exceedance is no higher than the lower of the two baselines' wins
-(failing that, the one with the least inner exceedance). `inner_goal_met` says whether that choice also had
-less inner slack than both baselines. The test parts never take part in the choice.
+fleetwise's margin and spread weight are chosen by nested validation inside the training parts only
+(`choose`): each training part is split again at several origins (INNER_FRACTIONS of its span), every
+candidate on the grid is scored on those inner splits next to KRR and VPA, and the candidate with the
+least mean inner slack whose inner exceedance is no higher than either baseline's at every inner origin
+wins (failing that, the one with the least inner exceedance). `inner_goal_met` says whether that choice
+also had less inner slack than both baselines. The test parts never take part in the choice.
 """
 
 from __future__ import annotations
@@ -44,11 +41,8 @@ from analyzer.validate.series import SeriesTable
 
 TRAIN_FRACTION = 0.7
 MIN_POINTS = 10
-# (start, length) of the inner windows, as fractions of each series' training span: the whole training part, and
-# shorter ones at staggered starts, so that the inner cases see several stretches of the day, not one.
-INNER_WINDOWS = ((0.0, 1.0), (0.0, 0.85), (0.15, 0.85), (0.0, 0.7), (0.15, 0.7), (0.3, 0.7))
+INNER_FRACTIONS = (0.5, 0.6, 0.7)
 SPREAD_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
-SHORT_HISTORY = (0.0, 1.0)  # the short-history widening off, or 1 + 1/sqrt(n_eff)
 MARGINS = tuple(round(float(m), 3) for m in np.arange(-0.9, 1.5001, 0.025))
 
 
@@ -74,29 +68,6 @@ def split(table: SeriesTable, fraction: float, min_points: int = MIN_POINTS) -> 
     return part(is_train), part(~is_train)
 
 
-def window(table: SeriesTable, start: float, length: float) -> SeriesTable:
-    """The rows of each series between t0 + start * span and t0 + (start + length) * span (its own t0, span)."""
-    n = int(table.ids.max()) + 1 if len(table.ids) else 0
-    t0 = np.full(n, np.inf)
-    t1 = np.full(n, -np.inf)
-    np.minimum.at(t0, table.ids, table.times)
-    np.maximum.at(t1, table.ids, table.times)
-    with np.errstate(invalid="ignore"):  # numbers with no rows give inf - inf; no row looks them up
-        lo, hi = t0 + start * (t1 - t0), t0 + (start + length) * (t1 - t0)
-    m = (table.times >= lo[table.ids]) & (table.times <= hi[table.ids])
-    return SeriesTable(table.ids[m], table.times[m], table.values[m], table.names)
-
-
-def structure(s: SizingSettings) -> tuple[float, float]:
-    """The settings that change fleetwise's parts (not only how they combine): the key of Case.parts."""
-    return s.horizon_fraction, s.short_history
-
-
-def horizon_of(train_fraction: float) -> float:
-    """The test part's span as a fraction of the history's: the horizon a size must hold for in this backtest."""
-    return (1.0 - train_fraction) / train_fraction
-
-
 @dataclass(frozen=True)
 class Case:
     """One train/test split, restricted to the series every method can size, ready to score sizes on."""
@@ -104,7 +75,7 @@ class Case:
     labels: np.ndarray     # series numbers, sorted; sizes are aligned with them
     test_code: np.ndarray  # per test row, its index into labels
     used: np.ndarray       # per test row, the usage
-    parts: dict            # (horizon_fraction, short_history) -> fleetwise_parts' (sustained, peak, widening)
+    parts: tuple           # fleetwise_parts' (sustained, peak, widening)
     baselines: dict        # method -> (slack, exceedance)
 
     def __post_init__(self) -> None:
@@ -144,10 +115,7 @@ class Case:
         return float(per_series.mean()), float((self._sorted["peak"] > rec).mean())
 
 
-def case(train: SeriesTable, test: SeriesTable, resource: str, settings: SizingSettings,
-         structures: tuple[tuple[float, float], ...] | None = None) -> Case:
-    """The split scored: the series every method sizes, the baselines' scores, and fleetwise's parts for each
-    (horizon_fraction, short_history) in `structures` (default: the settings' own)."""
+def case(train: SeriesTable, test: SeriesTable, resource: str, settings: SizingSettings) -> Case:
     sizes = {}
     for m in ("krr", "vpa"):
         r = estimate_sizes(train.ids, train.times, train.values, m, resource, settings)
@@ -158,45 +126,40 @@ def case(train: SeriesTable, test: SeriesTable, resource: str, settings: SizingS
     tr = np.isin(train.ids, labels)
     te = np.isin(test.ids, labels)
     g = layout(np.searchsorted(labels, train.ids[tr]), train.times[tr], train.values[tr], len(labels))
-    parts = {(h, sh): fleetwise_parts(g, len(labels), replace(settings, horizon_fraction=h, short_history=sh))[:3]
-             for h, sh in (structures or (structure(settings),))}
-    c = Case(labels, np.searchsorted(labels, test.ids[te]), test.values[te], parts, {})
+    c = Case(labels, np.searchsorted(labels, test.ids[te]), test.values[te],
+             fleetwise_parts(g, len(labels), settings)[:3], {})
     for m, (lab, value) in sizes.items():
         c.baselines[m] = c.score(value[np.searchsorted(lab, labels)])
     return c
 
 
-def choose(train: SeriesTable, resource: str, settings: SizingSettings, train_fraction: float = TRAIN_FRACTION,
+def choose(train: SeriesTable, resource: str, settings: SizingSettings,
            progress: Callable[[int, int], None] | None = None) -> tuple[SizingSettings, dict]:
     """Nested validation inside the training parts: (chosen settings, what the choice saw)."""
-    structures = tuple(itertools.product((0.0, round(horizon_of(train_fraction), 6)), SHORT_HISTORY))
-    cases = [c for a, length in INNER_WINDOWS
-             if len((c := case(*split(window(train, a, length), train_fraction, settings.min_points), resource,
-                               settings, structures)).labels)]
+    cases = [c for f in INNER_FRACTIONS if len((c := case(*split(train, f, settings.min_points), resource,
+                                                             settings)).labels)]
     if not cases:
         return settings, {"note": "no series long enough for an inner split; default settings kept"}
     base = {m: np.mean([c.baselines[m] for c in cases], axis=0) for m in ("krr", "vpa")}
-    # Pooled over the inner cases, as a conformal calibration pools its scores: the mean inner exceedance must
-    # stay at or under the lower of the two baselines' mean. (Asking it of every case alone would calibrate to
-    # the worst stretch of the day rather than to the target.)
-    bound = min(b[1] for b in base.values())
+    # per inner origin, the lower of the two baselines' exceedance: a candidate must stay at or under it at
+    # every origin, not only on average, so that one lucky origin cannot carry a riskier setting
+    bounds = np.array([min(c.baselines["krr"][1], c.baselines["vpa"][1]) for c in cases])
     best = None
-    grid = list(itertools.product(structures, SPREAD_WEIGHTS, MARGINS))
-    for i, (st, w, margin) in enumerate(grid):
+    grid = list(itertools.product(SPREAD_WEIGHTS, MARGINS))
+    for i, (w, margin) in enumerate(grid):
         if progress is not None:
             progress(i + 1, len(grid))
-        scores = np.array([c.score(fleetwise_size(*c.parts[st], margin, w)) for c in cases])
+        scores = np.array([c.score(fleetwise_size(*c.parts, margin, w)) for c in cases])
         slack, ex = scores.mean(axis=0)
-        key = (0, slack, ex) if ex <= bound + 1e-12 else (1, ex, slack)
+        key = (0, slack, ex) if (scores[:, 1] <= bounds + 1e-12).all() else (1, ex, slack)
         if best is None or key < best[0]:
-            best = (key, st, w, margin, slack, ex)
-    key, (h, sh), w, margin, slack, ex = best
+            best = (key, w, margin, slack, ex)
+    key, w, margin, slack, ex = best
     inner = {"fleetwise": {"slack": float(slack), "exceedance": float(ex)}}
     inner.update({m: {"slack": float(b[0]), "exceedance": float(b[1])} for m, b in base.items()})
-    return replace(settings, horizon_fraction=h, short_history=sh, spread_weight=w, margin=margin), {
-        "inner_windows": [list(x) for x in INNER_WINDOWS], "inner_series": [len(c.labels) for c in cases],
-        "horizon_fraction": h, "short_history": sh, "spread_weight": w, "margin": margin, "inner": inner,
-        "met_bound": key[0] == 0,
+    return replace(settings, spread_weight=w, margin=margin), {
+        "inner_origins": list(INNER_FRACTIONS), "inner_series": [len(c.labels) for c in cases],
+        "spread_weight": w, "margin": margin, "inner": inner, "met_bound": key[0] == 0,
         # whether the choice also beats both baselines' slack inside the training parts: when it does not, no
         # setting of this method met the backtest's goal there, and the test part is not expected to either
         "inner_goal_met": bool(key[0] == 0 and slack < min(b[0] for b in base.values())),
@@ -209,7 +172,7 @@ def backtest(table: SeriesTable, train_fraction: float = TRAIN_FRACTION, resourc
     """The backtest's figures (see the module docstring)."""
     settings = settings or default_settings(resource)
     train, test = split(table, train_fraction, MIN_POINTS)
-    chosen, why = choose(train, resource, settings, train_fraction, progress) if nested else \
+    chosen, why = choose(train, resource, settings, progress) if nested else \
         (settings, {"note": "nested validation off"})
     c = case(train, test, resource, chosen)
     total = len(np.unique(table.ids))
@@ -219,7 +182,7 @@ def backtest(table: SeriesTable, train_fraction: float = TRAIN_FRACTION, resourc
                 "nested_validation": why,
                 "note": f"no series has {MIN_POINTS} points on both sides of the split "
                         f"(and {KRR_POINTS_REQUIRED} in its history, which KRR needs)"}
-    fw = c.score(fleetwise_size(*c.parts[structure(chosen)], chosen.margin, chosen.spread_weight))
+    fw = c.score(fleetwise_size(*c.parts, chosen.margin, chosen.spread_weight))
     methods = {"fleetwise": fw, **c.baselines}
     return {"series": len(c.labels),
             "methods": {m: {"slack": methods[m][0], "exceedance": methods[m][1]} for m in METHODS},
