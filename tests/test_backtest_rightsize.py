@@ -47,6 +47,25 @@ def test_score_slack_and_exceedance_by_hand():
     assert exceed == 0.0
 
 
+def test_score_matches_the_row_by_row_formula_with_ties_and_zero_sizes():
+    # Case.score searches each series' sorted later usage; worked out here row by row instead, on values with
+    # ties at the size (not below it, so no slack and no exceedance), zero sizes and zero / negative usage.
+    rng = np.random.default_rng(7)
+    k = 40
+    code = np.sort(rng.integers(0, k, 2000))
+    code[:k] = np.arange(k)  # every series has later points
+    code.sort()
+    used = rng.choice(np.array([0.0, -1.0, 1.0, 2.0, 3.5, 7.0, 10.0]), len(code))
+    c = Case(np.arange(k), code, used, (), {})
+    for rec in (rng.choice(np.array([0.0, 1.0, 2.0, 3.5, 5.0, 10.0]), k), np.zeros(k), rng.uniform(0, 12, k)):
+        r = rec[code]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            term = np.where(r > 0, np.clip(r - used, 0, None) / r, (used <= 0).astype(float))
+        slack = np.mean([term[code == i].mean() for i in range(k)])
+        exceed = np.mean([used[code == i].max() > rec[i] for i in range(k)])
+        assert c.score(rec) == pytest.approx((slack, exceed), rel=1e-12, abs=1e-12)
+
+
 def test_backtest_on_a_flat_series_that_steps_up_later():
     # 300 one-minute samples at 10, the last 5 at 12. The cut falls at 0.7 * 299 min: 210 history points.
     rows = [("pod", 60.0 * i, 12.0 if i >= 295 else 10.0) for i in range(300)]
