@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 
@@ -139,10 +140,16 @@ def _krr_memory_by_pandas(path) -> tuple[int, float, float]:
     return len(slacks), float(np.mean(slacks)), float(np.mean(exceeds))
 
 
+@functools.cache
+def _memory_backtest() -> dict:
+    path = require_data("alibaba-genai-2026", MEMORY)
+    return backtest(read_series(path, "container_ip", "timestamp_anon", "value"), 0.7, "memory")
+
+
 @pytest.mark.data
 def test_real_gpu_memory_trace_krr_matches_an_independent_computation():
     path = require_data("alibaba-genai-2026", MEMORY)
-    r = backtest(read_series(path, "container_ip", "timestamp_anon", "value"), 0.7, "memory")
+    r = _memory_backtest()
     n, slack, exceed = _krr_memory_by_pandas(path)
     assert r["series"] == n
     assert r["methods"]["krr"]["slack"] == pytest.approx(slack)
@@ -150,6 +157,17 @@ def test_real_gpu_memory_trace_krr_matches_an_independent_computation():
     # fleetwise leaves less slack than both baselines here (docs/validation.md has the exceedance caveat)
     fw = r["methods"]["fleetwise"]["slack"]
     assert fw < r["methods"]["krr"]["slack"] and fw < r["methods"]["vpa"]["slack"]
+
+
+@pytest.mark.data
+@pytest.mark.xfail(strict=True, reason="issue 9's goal is not met on GPU memory: 8 pods exceed against VPA's 7 "
+                                       "(docs/validation.md, right-sizing)")
+def test_real_gpu_memory_trace_meets_the_goal():
+    r = _memory_backtest()
+    m = r["methods"]
+    for base in ("krr", "vpa"):
+        assert m["fleetwise"]["slack"] < m[base]["slack"]
+        assert m["fleetwise"]["exceedance"] <= m[base]["exceedance"]
 
 
 @pytest.mark.data
