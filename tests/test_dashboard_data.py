@@ -1,5 +1,6 @@
 """The dashboard's data functions on a store written point by point: every expected value is worked out here
-from the points themselves, never by the code under test."""
+from the points themselves, never by the code under test. Each test runs on the embedded store and on a real
+influxd holding the same points: the pages read both through the query API alike (issue 10)."""
 
 from __future__ import annotations
 
@@ -57,12 +58,22 @@ def points() -> list[Point]:
     return pts
 
 
-@pytest.fixture(scope="module")
-def reader(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dash-store")
-    EmbeddedWriter(root).write(points())
-    with open_reader(f"embedded:{root}") as r:
-        yield r
+@pytest.fixture(scope="module", params=["embedded", pytest.param("influx", marks=pytest.mark.services)])
+def reader(request, tmp_path_factory):
+    if request.param == "embedded":
+        root = tmp_path_factory.mktemp("dash-store")
+        EmbeddedWriter(root).write(points())
+        with open_reader(f"embedded:{root}") as r:
+            yield r
+        return
+    from tests.services import influxd
+    from tests.store_helpers import create_database, write_points
+
+    with influxd(tmp_path_factory.mktemp("dash-influxd")) as server:
+        create_database(server.url, "dash")
+        write_points(server.url, "dash", points())
+        with open_reader(server.url.replace("http://", "influxdb://") + "/dash") as r:
+            yield r
 
 
 def hour_mean(values) -> float:
