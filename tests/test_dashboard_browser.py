@@ -165,14 +165,28 @@ def test_page_state_lives_in_the_url(site, browser):
         "return document.querySelector('#fleet-heatmap .js-plotly-plot').layout.title.text;")
 
 
-@pytest.mark.parametrize("path, params, ready", [
+URL_PARAMETERS = [
     ("/", ("range", "end", "refresh", "resource", "pool"), "fleet-window"),
     ("/node", ("range", "end", "refresh", "node", "metric"), "node-status"),
     ("/workloads", ("workload",), "workloads-detail"),
     ("/recommendations", ("kind",), "recs-totals"),
     ("/alerts", ("range", "end", "refresh"), "alerts-body"),
     ("/capacity", ("pool", "horizon"), "capacity-summary"),
-])
+]
+
+
+def test_the_injection_test_covers_every_page_and_every_url_parameter():
+    """A page that grows a URL parameter (its DEFAULTS: what it reads from and writes to the query string) or
+    a new page must be added to URL_PARAMETERS, or the test below would silently stop covering it."""
+    from dashboard.app import PAGES
+    from dashboard.pages import fleet
+
+    tested = {path: set(params) for path, params, _ in URL_PARAMETERS}
+    pages = {("/" if page is fleet else page.PATH): set(page.DEFAULTS) for page in PAGES}
+    assert tested == pages
+
+
+@pytest.mark.parametrize("path, params, ready", URL_PARAMETERS)
 def test_quotes_and_semicolons_in_every_url_parameter(site, browser, path, params, ready):
     from selenium.webdriver.support.ui import WebDriverWait
 
