@@ -104,3 +104,35 @@ def test_cli_serves_on_localhost_with_auth_from_a_file(tmp_path, small_fleet):
         proc.terminate()
         out, err = proc.communicate(timeout=60)
     assert SECRET not in out + err  # never printed, never logged (werkzeug logs no request lines either)
+
+
+def test_the_demo_ends_serving_the_dashboard_on_localhost_until_ctrl_c(tmp_path, small_fleet, small_fleet_analyzed):
+    """`make demo`'s last step (fleetwise.demo.serve_dashboard) over the demo's store and state (here the small
+    analyzed fleet, linked where the demo writes them): it prints a 127.0.0.1 URL that serves the pages, and
+    Ctrl-C (SIGINT) stops it with exit 0. The steps before it are test_pipeline's demo test (--no-serve)."""
+    import signal
+
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "demo-store").symlink_to(small_fleet / "store")
+    (tmp_path / "var" / "state").symlink_to(small_fleet / "state")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETWISE_DASHBOARD_")}
+    proc = subprocess.Popen([sys.executable, "-c", "from fleetwise.demo import serve_dashboard; "
+                             "raise SystemExit(serve_dashboard())"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=tmp_path)
+    try:
+        said = []
+        while not (said and said[-1].startswith("fleetwise dashboard on ")):
+            line = proc.stdout.readline()  # blocks until the next line (or EOF when the process died)
+            assert line, (said, proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
+            said.append(line)
+        url = said[-1].split()[3]
+        assert url.startswith("http://127.0.0.1:") and "embedded:./var/demo-store" in said[-1], said
+        with urllib.request.urlopen(url + "workloads", timeout=60) as r:
+            assert r.status == 200 and b"react-entry-point" in r.read()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
