@@ -80,7 +80,7 @@ def shell() -> html.Div:
     links = [dbc.NavItem(dbc.NavLink(p.NAME, href=p.PATH, active="exact", id=f"nav-{p.P}")) for p in PAGES]
     return html.Div([
         dbc.Navbar(dbc.Container([dbc.NavbarBrand("fleetwise", href="/"), dbc.Nav(links, navbar=True)], fluid=True),
-                   color="primary", dark=True, className="mb-2"),
+                   color="body-tertiary", dark=False, className="mb-2 border-bottom"),
         dbc.Container(dash.page_container, fluid=True, className="pb-5"),
         dcc.Store(id="viewport"),
     ])

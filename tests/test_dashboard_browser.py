@@ -165,6 +165,69 @@ def test_page_state_lives_in_the_url(site, browser):
         "return document.querySelector('#fleet-heatmap .js-plotly-plot').layout.title.text;")
 
 
+# Every visible piece of text whose contrast with what lies behind it is under WCAG AA (4.5:1; 3:1 for large
+# text, 24 px or 18.66 px bold): page text over the nearest opaque background (translucent layers blended), and
+# figure text (titles, ticks, legends, colour bars; not hover labels, which plotly colours against their own
+# background) over the page. Dash's dev-tools bar (debug mode, tests only) is not the dashboard's.
+CONTRAST_JS = """
+function rgba(c) {
+  var m = c.match(/[\\d.]+/g).map(Number);
+  if (c.indexOf('color(') === 0) { m = m.slice(0, 3).map(function (v) { return 255 * v; }).concat(m.slice(3)); }
+  return m.length > 3 ? m : m.concat([1]);
+}
+function over(c, bg) { return [0, 1, 2].map(function (i) { return c[3] * c[i] + (1 - c[3]) * bg[i]; }); }
+function lum(c) {
+  var a = c.map(function (v) { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  return 0.2126 * a[0] + 0.7152 * a[1] + 0.0722 * a[2];
+}
+function ratio(a, b) { var x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); }
+function behind(e) {
+  var layers = [];
+  for (var n = e; n && n.nodeType === 1; n = n.parentElement) {
+    var c = rgba(getComputedStyle(n).backgroundColor);
+    if (c[3] > 0) { layers.push(c); if (c[3] >= 1) { break; } }
+  }
+  var bg = [255, 255, 255];
+  for (var i = layers.length - 1; i >= 0; i--) { bg = over(layers[i], bg); }
+  return bg;
+}
+var page = behind(document.body), bad = [], checked = 0;
+document.querySelectorAll('body *').forEach(function (e) {
+  if (e.closest('.hoverlayer, [class*="dash-debug"], [class*="dash-fe-error"]')) { return; }
+  var inSvg = e.namespaceURI === 'http://www.w3.org/2000/svg';
+  if (inSvg ? e.tagName !== 'text' || !e.closest('.js-plotly-plot') : e.closest('svg')) { return; }
+  var own = Array.from(e.childNodes).some(function (n) { return n.nodeType === 3 && n.textContent.trim(); });
+  var box = e.getBoundingClientRect(), s = getComputedStyle(e);
+  if (!own || !box.width || !box.height || s.visibility === 'hidden' || +s.opacity === 0) { return; }
+  var bg = inSvg ? page : behind(e);
+  var k = ratio(over(rgba(inSvg ? s.fill : s.color), bg), bg);
+  var px = parseFloat(s.fontSize), large = px >= 24 || (px >= 18.66 && +s.fontWeight >= 700);
+  checked += 1;
+  if (k < (large ? 3 : 4.5)) { bad.push([e.id || e.getAttribute('class'), e.textContent.trim().slice(0, 40), k]); }
+});
+return {theme: document.documentElement.getAttribute('data-bs-theme'), background: lum(page), checked: checked,
+        bad: bad};"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_is_readable_in_the_light_and_the_dark_theme(site, browser, shots, scheme):
+    """The fleet page (cards, heatmap, figures) and the recommendations page (tables, AG Grid) under the
+    browser's light and dark preference: the page follows it, and no text falls under WCAG AA contrast."""
+    base, _, _ = site
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                            {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
+    try:
+        for path, ready, graphs in (("/fleet", "fleet-window", 3), ("/recommendations", "recs-totals", 1)):
+            _open(browser, base + path, ready, graphs, shots, f"{path.strip('/')}-{scheme}")
+            seen = browser.execute_script(CONTRAST_JS)
+            assert seen["theme"] == scheme, path  # the page follows the browser's preference
+            assert (seen["background"] > 0.5) == (scheme == "light"), path
+            assert seen["checked"] > 50, path  # nav, controls, cards or tables, and the figures' labels
+            assert seen["bad"] == [], path
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
 URL_PARAMETERS = [
     ("/", ("range", "end", "refresh", "resource", "pool"), "fleet-window"),
     ("/node", ("range", "end", "refresh", "node", "metric"), "node-status"),

@@ -105,7 +105,7 @@ def counts(states: pd.DataFrame) -> dbc.Row:
             "saturated": f"main resource at {data.SATURATED_FROM:.0%} or more"}
     return dbc.Row([dbc.Col(dbc.Card(dbc.CardBody([
         html.Div(s.capitalize() + " nodes", className="small text-body-secondary"),
-        html.Div(str(int(n.get(s, 0))), id=f"{P}-count-{s}", className=f"fs-3 fw-semibold text-{colors[s]}"),
+        html.Div(str(int(n.get(s, 0))), id=f"{P}-count-{s}", className=f"fs-3 fw-semibold text-{colors[s]}-emphasis"),
         html.Div(text[s], className="small text-body-secondary")])), md=4) for s in data.STATES], className="g-3")
 
 
