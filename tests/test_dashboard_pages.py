@@ -155,3 +155,45 @@ def test_alerts_page_lists_firing_then_resolved_alerts(tmp_path, ctx):
     body, _ = alerts.update(ctx.reader(), tmp_path, alerts.read({"range": "6h", "end": (end - pd.Timedelta(
         hours=12)).isoformat()}))
     assert "No alerts fired or resolved" in str(body)
+
+
+def _colours(obj, found: list[str]) -> list[str]:
+    """Every colour in a page's output (components, figures): values of *color* keys and colour scales."""
+    if hasattr(obj, "to_plotly_json"):
+        obj = obj.to_plotly_json().get("props", {})
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if ("color" in key.lower() and key != "colorbar") or key == "colorway":
+                found.extend(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str))
+            else:
+                _colours(value, found)
+    elif isinstance(obj, list | tuple):
+        for item in obj:
+            _colours(item, found)
+    return found
+
+
+def test_every_figure_draws_with_colour_blind_safe_colours(ctx):
+    """Lines, bars, bands and heatmaps of every page use the Okabe-Ito palette (or a translucent shade of it)
+    and viridis, and grey for text and grid: nothing else (a red/green pair would be unreadable to many)."""
+    from dashboard import figures
+
+    def rgb(hex_colour: str) -> str:
+        h = hex_colour.lstrip("#")
+        return ",".join(str(int(h[i:i + 2], 16)) for i in (0, 2, 4))
+
+    safe = {c.upper() for c in figures.OKABE_ITO} | {figures.TEXT.upper(), figures.GRID, "rgba(0,0,0,0)", "Viridis"}
+    shades = {rgb(c) for c in figures.OKABE_ITO}
+    run = ctx.run()
+    workload = sorted(run.model("throughput").matrix_.index)[0]
+    node_name = sorted(ctx.reader().tag_values("gpu", "host"))[0]
+    outputs = [fleet.update(ctx.reader(), fleet.read({"range": "3d", "resource": r}), 1000)
+               for r in ("gpu", "interconnect")]
+    outputs.append(node.update(ctx.reader(), node.read({"node": node_name, "range": "3d"}), 1000))
+    outputs += [workloads.update(run, workloads.read({"workload": workload})),
+                recommendations.update(run, {"kind": None}), capacity.update(run, capacity.read({}))]
+    used = _colours(outputs, [])
+    assert len(used) > 30 and "Viridis" in used
+    odd = sorted({c for c in used if c.upper() not in safe and c not in safe
+                  and not (c.startswith("rgba(") and ",".join(c[5:-1].split(",")[:3]) in shades)})
+    assert odd == []
