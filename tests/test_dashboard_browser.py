@@ -265,3 +265,32 @@ def test_quotes_and_semicolons_in_every_url_parameter(site, browser, path, param
     # workload of the run...) and dropped, so the rewritten URL holds none; the store is as it was
     WebDriverWait(browser, 60).until(lambda d: not kept(d))
     assert _hosts(fleet) == before
+
+
+def test_recommendations_grid_sorts_and_exports_csv(site, browser, tmp_path):
+    """The grid sorts on header clicks, and Export CSV downloads every action of the run (all pages of the
+    grid, not only the visible one) with the gain and risk columns."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _, run = site
+    recs = run.table("recommendations")
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    _open(browser, base + "/recommendations", "recs-totals", 1)
+    cells = 'return Array.from(document.querySelectorAll(\'#recs-grid .ag-center-cols-container .ag-row\'))' \
+            '.sort(function (a, b) { return +a.getAttribute("row-index") - +b.getAttribute("row-index"); })' \
+            '.map(function (r) { return r.querySelector(\'[col-id="kwh_week"]\').textContent.trim(); });'
+    header = browser.find_element("css selector", '#recs-grid .ag-header-cell[col-id="kwh_week"] .ag-header-cell-label')
+    high = f"{recs['kwh_week'].max():,.2f}"
+    assert browser.execute_script(cells)[0] != high  # the run's order: largest GPU-hour gain first
+    header.click()  # ascending
+    header.click()  # descending
+    WebDriverWait(browser, 60).until(lambda d: (d.execute_script(cells) or [None])[0] == high)
+    browser.find_element("id", "recs-export").click()
+    target = tmp_path / "recommendations.csv"
+    WebDriverWait(browser, 60).until(lambda d: target.exists() and target.stat().st_size > 0)
+    exported = pd.read_csv(target)
+    assert len(exported) == len(recs)
+    assert {"kind", "target", "action", "gpu hours week", "kwh week", "risk", "evidence"} <= set(exported.columns)
+    assert sorted(exported["kwh week"].round(2)) == sorted(recs["kwh_week"].round(2))
+    assert exported["kwh week"].is_monotonic_decreasing  # exported as sorted on the page
+    assert dash_errors(browser) == [] and console_errors(browser) == []
