@@ -197,3 +197,38 @@ def test_every_figure_draws_with_colour_blind_safe_colours(ctx):
     odd = sorted({c for c in used if c.upper() not in safe and c not in safe
                   and not (c.startswith("rgba(") and ",".join(c[5:-1].split(",")[:3]) in shades)})
     assert odd == []
+
+
+def _find(component, id_: str):
+    """The component with id `id_` in a layout tree (None when absent)."""
+    if getattr(component, "id", None) == id_:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list | tuple) else [children]:
+        if child is not None and not isinstance(child, str | int | float):
+            found = _find(child, id_)
+            if found is not None:
+                return found
+    return None
+
+
+def test_auto_refresh_re_runs_each_telemetry_page_at_the_chosen_period(ctx):
+    from dashboard import controls
+    from dashboard.app import create_app
+
+    app = create_app(ctx)
+    drawn = {fleet: "fleet-heatmap.figure", node: "node-body.children", alerts: "alerts-body.children"}
+    for page, shown in drawn.items():
+        off = _find(page.layout(), f"{page.P}-tick")
+        assert off.disabled is True  # no refresh unless asked for
+        on = _find(page.layout(refresh="5m"), f"{page.P}-tick")  # a shared link keeps its refresh
+        assert on.disabled is False and on.interval == 300_000
+        # each tick re-runs the callback that draws the page
+        ticked = [cb["output"] for cb in app._callback_list
+                  if {"id": f"{page.P}-tick", "property": "n_intervals"} in cb["inputs"]]
+        assert len(ticked) == 1 and shown in ticked[0], page.PATH
+        # and the dropdown starts and stops the timer
+        outputs = f"..{page.P}-tick.disabled...{page.P}-tick.interval.."
+        timer = next(cb for cb in app._callback_list if cb["output"] == outputs)
+        assert timer["inputs"] == [{"id": f"{page.P}-refresh", "property": "value"}]
+    assert controls.REFRESH == {"off": 0, "30s": 30_000, "1m": 60_000, "5m": 300_000}
