@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qs
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -232,3 +233,43 @@ def test_auto_refresh_re_runs_each_telemetry_page_at_the_chosen_period(ctx):
         timer = next(cb for cb in app._callback_list if cb["output"] == outputs)
         assert timer["inputs"] == [{"id": f"{page.P}-refresh", "property": "value"}]
     assert controls.REFRESH == {"off": 0, "30s": 30_000, "1m": 60_000, "5m": 300_000}
+
+
+def test_workload_detail_draws_the_scaling_band_and_the_power_cap_curve(ctx):
+    """For a workload the run fitted a scaling model for (found in the manifest, not by the page): the scaling
+    figure holds the model's prediction inside its band at each device count, and the power-cap figure holds
+    the model's slowdown, 1 at full power."""
+    run = ctx.run()
+    fitted = [(e["workload"], e.get("accelerator") or "", name) for name, e in run.manifest["models"].items()
+              if name.startswith("scaling[") and e.get("status") == "fitted"]
+    assert fitted, "the small fleet's run fits no scaling model"
+    workload, accelerator, name = sorted(fitted)[0]
+    graphs = {g.id: g.figure for g in _graphs(workloads.detail(run, workload))}
+    scaling = graphs["workloads-scaling"]
+    line = next(t for t in scaling["data"] if t.get("name") == accelerator)
+    band = next(t for t in scaling["data"] if t.get("fill") == "toself" and t["name"] == f"{accelerator} interval")
+    n = np.asarray(line["x"], dtype=float)
+    pred, low, high = run.model(name).predict(n, return_interval=True)
+    assert np.asarray(line["y"], dtype=float) == pytest.approx(pred)
+    assert np.all(low <= pred) and np.all(pred <= high) and np.any(low < high)
+    assert np.asarray(band["y"], dtype=float) == pytest.approx(np.concatenate([high, low[::-1]]))
+    pm = run.model("power")
+    pairs = [acc for wl, acc in pm.params_.index if wl == workload]
+    power = graphs["workloads-power"]["data"]
+    if pairs:  # the model's slowdown vs the cap, per accelerator it was fitted on
+        time = next(t for t in power if t["name"] == f"{pairs[0]} time")
+        assert np.asarray(time["y"], dtype=float) == pytest.approx(np.asarray(pm.slowdown(
+            np.asarray(time["x"], dtype=float), workload, pairs[0]), dtype=float))
+        assert time["x"][-1] == 1.0 and time["y"][-1] == pytest.approx(1.0)
+
+
+def _graphs(component) -> list:
+    """Every dcc.Graph in a component tree."""
+    from dash import dcc
+
+    if isinstance(component, list | tuple):
+        return [g for c in component for g in _graphs(c)]
+    if isinstance(component, dcc.Graph):
+        return [component]
+    children = getattr(component, "children", None)
+    return [] if children is None or isinstance(children, str | int | float) else _graphs(children)
