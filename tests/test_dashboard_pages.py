@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import urlstate
+from dashboard import timerange, urlstate
 from dashboard.context import Context
 from dashboard.data import alerts as alerts_data
 from dashboard.data import runs
@@ -273,3 +273,25 @@ def _graphs(component) -> list:
         return [component]
     children = getattr(component, "children", None)
     return [] if children is None or isinstance(children, str | int | float) else _graphs(children)
+
+
+def test_node_page_shows_any_metric_of_the_node_picked_in_the_url(ctx):
+    """Beyond the overview panels, any gauge or rate of the schema is one pick away (?metric=): its figure
+    comes first, one line per GPU, each equal to the store's bucket means of that node alone (asked here
+    without the tag filter the page uses, and filtered in pandas)."""
+    reader = ctx.reader()
+    host = sorted(reader.tag_values("gpu", "host"))[0]
+    status, body, _, metric_options, search = node.update(
+        reader, node.read({"node": host, "range": "3d", "metric": "gpu.power_watts"}), 1000)
+    assert status is None and "metric=gpu.power_watts" in search
+    assert "gpu.power_watts" in [o["value"] for o in metric_options]
+    first = _graphs(body)[1].figure  # after the job timeline
+    assert first["layout"]["title"]["text"] == "gpu.power_watts"
+    w = timerange.resolve(reader, "3d", None, 1000)
+    raw = reader.frame("gpu", ["power_watts"], w.start, w.end, every=w.every, by=["host", "gpu"])
+    raw = raw[raw["host"] == host].dropna(subset=["power_watts"])
+    # a series per GPU, named by all its tags ("gpu 0 uuid GPU-... vendor nvidia model ...")
+    lines = {t["name"].split(" uuid ")[0]: t for t in first["data"]}
+    assert sorted(lines) == sorted(f"gpu {g}" for g in raw["gpu"].unique()) and len(lines) == len(first["data"])
+    for g, part in raw.groupby("gpu"):
+        assert np.asarray(lines[f"gpu {g}"]["y"], dtype=float) == pytest.approx(part["power_watts"].to_numpy())
