@@ -51,16 +51,25 @@ def gpu_demand(reader, start, end, every: str = "1h"):
 
 
 def _gpu_demand(reader, start, end, every):
-    import pandas as pd
-
     present = reader.frame("gpu", ["utilization_ratio"], start, end, every=every, by=["host", "gpu", "model"],
                            agg="count")
     if present.empty:
         return present.iloc[0:0], set()
-    present = present.rename(columns={"utilization_ratio": "samples"})
-    present = present[present["samples"] > 0]
     held = reader.frame("job_gpu", ["utilization_ratio"], start, end, every=every, by=["host", "gpu"], agg="count")
-    held = held.rename(columns={"utilization_ratio": "held"})
+    return gpu_demand_from_counts(present.rename(columns={"utilization_ratio": "samples"}),
+                                  held.rename(columns={"utilization_ratio": "held"})), \
+        set(present.loc[present["utilization_ratio"] > 0, "host"])
+
+
+def gpu_demand_from_counts(present, held):
+    """gpu_demand's rows from the two counts it asks the store for, for callers that already have them (the
+    dashboard reads the per-GPU sample counts with the rest of `gpu` in one aggregate): present is
+    [time, host, gpu, model, samples] (gpu samples per bucket), held [time, host, gpu, held] (job_gpu rows)."""
+    import pandas as pd
+
+    present = present[present["samples"] > 0]
+    if present.empty:
+        return pd.DataFrame({c: [] for c in COLUMNS})
     # Several jobs on one GPU (time slicing, MPS) give one row each: count the GPU once, never more than
     # the samples it reported.
     held = held.groupby(["time", "host", "gpu"], as_index=False)["held"].sum()
@@ -70,7 +79,7 @@ def _gpu_demand(reader, start, end, every):
     g["pool"] = GPU_PREFIX + g["model"].map(accelerator_key)
     out = g.groupby(["time", "pool"], as_index=False).agg(demand=("busy", "sum"), capacity=("busy", "size"))
     out["capacity"] = out["capacity"].astype(float)
-    return pd.DataFrame(out), set(present["host"])
+    return pd.DataFrame(out)
 
 
 def _cpu_demand(reader, start, end, every, gpu_hosts: set):
