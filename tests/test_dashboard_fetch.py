@@ -145,3 +145,17 @@ def test_the_fleet_page_asks_the_store_once_per_window_and_refresh_interval(stor
     # the TTL is the page's auto-refresh interval, the cache's default when auto-refresh is off
     assert fleet_page.controls.ttl({"refresh": "30s"}) == 30.0
     assert fleet_page.controls.ttl({"refresh": "off"}) is None
+
+
+def test_grid_rows_and_plain_cells_are_what_pandas_gives_cell_by_cell():
+    from dashboard.data.runs import _plain
+    from dashboard.pages.workloads import grid_rows
+
+    t = pd.Series(pd.to_datetime(["2026-11-16T01:02:59Z", None, "2026-11-17T23:59:00Z"], utc=True))
+    frame = pd.DataFrame({"job": ["1", "2", None], "gpus": [1, 2, 3], "ratio": [0.5, np.nan, 1.0], "start": t,
+                          "notes": [["a", "b"], [], None]})
+    plain = _plain(frame)
+    assert plain["start"].tolist() == ["2026-11-16 01:02", None, "2026-11-17 23:59"]
+    assert plain["notes"].tolist()[:2] == ["a; b", ""] and pd.isna(plain["notes"][2])
+    assert grid_rows(plain) == plain.astype(object).where(plain.notna(), None).to_dict("records")
+    assert grid_rows(plain)[1] == {"job": "2", "gpus": 2, "ratio": None, "start": None, "notes": ""}
