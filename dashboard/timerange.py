@@ -81,6 +81,11 @@ def resolve(reader, range_key: str | None, end: str | None, pixels: int | None =
         pd.Timestamp(dt.datetime.now(dt.UTC))
     # the newest point belongs inside the window: [start, end) excludes end itself
     stop = stop.floor("min") + pd.Timedelta(minutes=1)
-    start = stop - span
     width = min(max(int(pixels or PLOT_PIXELS), 100), MAX_PIXELS)
-    return Window(start, stop, choose_every(start, stop, max_points=width // 2, min_every=MIN_EVERY))
+    every = choose_every(stop - span, stop, max_points=width // 2, min_every=MIN_EVERY)
+    # Whole buckets: the window ends on a multiple of the bucket width (the last bucket, holding the newest
+    # point, is not cut short) and, the ranges being multiples of the widths chosen for them, starts on one, so
+    # no bucket straddles the window's start and a store's rollup can answer it (agents.query.influx).
+    step = parse_every(every)
+    stop = pd.Timestamp(-(-stop.value // step) * step, unit="ns", tz="UTC")
+    return Window(stop - span, stop, every)

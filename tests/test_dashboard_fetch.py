@@ -159,3 +159,17 @@ def test_grid_rows_and_plain_cells_are_what_pandas_gives_cell_by_cell():
     assert plain["notes"].tolist()[:2] == ["a; b", ""] and pd.isna(plain["notes"][2])
     assert grid_rows(plain) == plain.astype(object).where(plain.notna(), None).to_dict("records")
     assert grid_rows(plain)[1] == {"job": "2", "gpus": 2, "ratio": None, "start": None, "notes": ""}
+
+
+def test_windows_end_on_a_bucket_boundary_and_hold_the_newest_point():
+    from agents.query.base import parse_every
+    from dashboard import timerange
+
+    for range_key, end, width in (("7d", "2026-11-22T23:59:00Z", 1400), ("24h", "2026-11-22T13:07:30Z", 1400),
+                                  ("6h", "2026-11-22T13:07:30Z", 800), ("30d", "2026-11-22T13:07:30Z", 1000)):
+        w = timerange.resolve(None, range_key, end, width)
+        step = parse_every(w.every)
+        assert w.start.value % step == 0 and w.end.value % step == 0, w
+        assert w.end - w.start == pd.Timedelta(parse_every(range_key), unit="ns")
+        newest = pd.Timestamp(end)
+        assert w.start <= newest < w.end and w.end - newest <= pd.Timedelta(step, unit="ns") + pd.Timedelta("1min")
