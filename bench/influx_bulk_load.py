@@ -43,9 +43,10 @@ def _field_sql(field: str, kind: str) -> str:
     return f"'{field}=\"' || replace(replace({col}, '\\', '\\\\'), '\"', '\\\"') || '\"'"
 
 
-def line_protocol_sql(con, files: str, measurement: str, tags: list[str], fields: list[str]) -> str:
-    """A query whose one column is the line protocol of each point (fields missing from the files skipped)."""
-    types = {name: kind for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM read_parquet({files!r})").fetchall()}
+def line_protocol_sql(con, source: str, measurement: str, tags: list[str], fields: list[str]) -> str:
+    """A query whose one column is the line protocol of each row of `source` (a table expression with a time
+    column and the tag and field columns; fields it lacks are skipped)."""
+    types = {name: kind for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     fields = [f for f in fields if f in types]
     tags = sorted(t for t in tags if t in types)  # influxd sorts them anyway; sorted it need not
     if not fields:
@@ -53,17 +54,32 @@ def line_protocol_sql(con, files: str, measurement: str, tags: list[str], fields
     head = " || ".join([repr(measurement), *(_tag_sql(t) for t in tags)]) if tags else repr(measurement)
     body = "concat_ws(',', " + ", ".join(_field_sql(f, types[f]) for f in fields) + ")"
     return (f"SELECT line FROM (SELECT {head} || ' ' || {body} || ' ' || CAST(epoch_ns(time) AS VARCHAR) AS line, "
-            f"{body} AS fields FROM read_parquet({files!r})) WHERE fields <> ''")
+            f"{body} AS fields FROM {source}) WHERE fields <> ''")
+
+
+def rollup_source(con, files: str, tags: list[str], fields: list[str], every_s: int) -> tuple[str, list[str]]:
+    """(table expression, its field columns): per series (every tag) and `every_s` bucket, sum_<field> and
+    count_<field> of each field: what the deploy's continuous query (deploy/influxdb/influxdb-1x.iql) writes
+    into the rollup policy under those names, and all the InfluxDB reader's ?rollup= reads."""
+    types = {name for name, *_ in con.execute(f"DESCRIBE SELECT * FROM read_parquet({files!r})").fetchall()}
+    tags = [t for t in tags if t in types]
+    fields = [f for f in fields if f in types]
+    bucket = f"make_timestamp_ns(epoch_ns(time) // {every_s * 10**9} * {every_s * 10**9})"
+    stats = [f'sum("{f}") AS "sum_{f}", CAST(count("{f}") AS BIGINT) AS "count_{f}"' for f in fields]
+    tag_cols = "".join(f', "{t}"' for t in tags)
+    source = (f"(SELECT {bucket} AS time{tag_cols}, {', '.join(stats)} FROM read_parquet({files!r}) "
+              f"GROUP BY ALL)")
+    return source, [f"{k}_{f}" for f in fields for k in ("sum", "count")]
 
 
 class _Poster:
     """CONNECTIONS threads POSTing bodies from a bounded queue; a 5xx (influxd's cache full while it snapshots)
     is retried after a pause, anything else stops the load."""
 
-    def __init__(self, base_url: str, db: str) -> None:
+    def __init__(self, base_url: str, db: str, rp: str = "") -> None:
         u = urllib.parse.urlsplit(base_url)
         self.host, self.port = u.hostname, u.port
-        self.path = "/write?" + urllib.parse.urlencode({"db": db, "precision": "ns"})
+        self.path = "/write?" + urllib.parse.urlencode({"db": db, "precision": "ns", **({"rp": rp} if rp else {})})
         self.q: queue.Queue = queue.Queue(maxsize=2 * CONNECTIONS)
         self.error: str | None = None
         self.lines = 0
@@ -117,9 +133,12 @@ class _Poster:
             raise RuntimeError(self.error)
 
 
-def load(store_dir: Path, base_url: str, db: str, fields: dict[str, list[str]], log=None) -> dict:
-    """Copy `fields` of each measurement (the keys) from the embedded store at store_dir into db; returns
-    {"lines", "bytes", "seconds", "per_measurement": {m: lines}}. Progress lines go to log (stderr)."""
+def load(store_dir: Path, base_url: str, db: str, fields: dict[str, list[str]], log=None, rp: str = "",
+         rollup_every_s: int | None = None) -> dict:
+    """Copy `fields` of each measurement (the keys) from the embedded store at store_dir into db (retention
+    policy rp, default the database's); with rollup_every_s, their per-bucket sums and counts instead (see
+    rollup_source). Returns {"lines", "bytes", "seconds", "per_measurement": {m: lines}}. Progress lines go to
+    log (stderr)."""
     import duckdb
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -128,13 +147,18 @@ def load(store_dir: Path, base_url: str, db: str, fields: dict[str, list[str]], 
 
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
     con = duckdb.connect()
-    poster = _Poster(base_url, db)
+    poster = _Poster(base_url, db, rp)
     t0 = time.perf_counter()
     per: dict[str, int] = {}
     try:
         for m, wanted in fields.items():
             files = str(Path(store_dir) / m / "*" / "*.parquet")
-            sql = line_protocol_sql(con, files, m, list(MEASUREMENTS[m].tags), list(wanted))
+            tags = list(MEASUREMENTS[m].tags)
+            if rollup_every_s:
+                source, columns = rollup_source(con, files, tags, list(wanted), rollup_every_s)
+            else:
+                source, columns = f"read_parquet({files!r})", list(wanted)
+            sql = line_protocol_sql(con, source, m, tags, columns)
             reader = con.sql(sql).fetch_record_batch(BATCH_LINES)
             n = 0
             for batch in reader:
