@@ -100,6 +100,8 @@ def timed_pages(calls: dict, ctx, repeat: int) -> dict:
             fn()
             r["cached"] = timed(fn, repeat)["median"]
         out[name] = r
+        print(f"{name}: first {r['first']:.3f} s, median {r['median']:.3f} s"
+              + (f", cached {r['cached']:.3f} s" if "cached" in r else ""), file=sys.stderr, flush=True)
     return out
 
 
