@@ -215,7 +215,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     except (StoreWriteError, OSError) as e:
         print(f"fleetwise simulate: {_os_error(e)}", file=sys.stderr)
         return 1
-    print(f"simulated {r.nodes} nodes x {r.rounds} rounds: {r.rows} rows in {r.seconds:.1f} s")
+    print(f"simulated {r.nodes} nodes x {r.rounds} rounds: {r.rows} rows in {r.seconds:.1f} s"
+          + (f" (rolled up in {r.rollup_seconds:.1f} s)" if r.rollup_seconds else ""))
     if r.truth_path:
         print(f"ground truth: {r.truth_path}")
     return 0

@@ -216,6 +216,8 @@ class EmbeddedReader(Reader):
             found = None if bucket_ns is None else embedded_rollup.plan(self, q, src, bucket_ns)
             if found is not None:
                 self.rollup_queries += 1
+                # _run lists again when a file it read vanished: a rollup replaced by maintenance as well
+                src.files.extend(found.rollups)
                 return embedded_rollup.query(self, q, src, found)
         return raw(q, src)
 

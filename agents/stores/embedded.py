@@ -19,6 +19,7 @@ pyarrow is imported inside functions; the agent process itself never writes Parq
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.util
 import json
@@ -421,14 +422,14 @@ class EmbeddedWriter:
 
         names = [measurement] if measurement is not None else sorted(measurement_dirs(self.path))
         done = 0
-        with self.lock():
+        with self.lock(), contextlib.closing(rollups.connect()) as con:
             for m in names:
                 days = day_dirs(self.path, m)
                 for d, day_dir in days:
                     if day is not None and d != day:
                         continue
                     try:
-                        done += self._rollup_partition(m, d, day_dir)
+                        done += self._rollup_partition(con, m, d, day_dir)
                     except (duckdb.Error, ValueError, OSError) as e:
                         log.warning("embedded store: %s/%s not rolled up: %s", m, d, str(e).splitlines()[0])
                 have = {d for d, _ in days}
@@ -439,7 +440,7 @@ class EmbeddedWriter:
                             rollups.remove_day(self.path, encode_name(m), entry.name[4:])
         return done
 
-    def _rollup_partition(self, m: str, d: str, day_dir: Path) -> bool:
+    def _rollup_partition(self, con, m: str, d: str, day_dir: Path) -> bool:
         import pyarrow.parquet as pq
 
         files = live_files(day_dir, on_bad=quarantine)
@@ -465,7 +466,7 @@ class EmbeddedWriter:
             tags += [t for t in (schema.tags if schema else ()) if t not in tags]
             made = self._publish_all(
                 [(m, d, table, rollups.prefix(bucket_ns), {rollups.ROLLUP_KEY: json.dumps(info).encode()}, None)
-                 for bucket_ns, table, info in rollups.compute(files, tags)],
+                 for bucket_ns, table, info in rollups.compute(con, files, tags)],
                 base=self.path / rollups.ROLLUP_DIR, split_floats=True)
         for p in existing:  # only after the new ones are in place: a reader always finds a rollup or raw files
             p.unlink(missing_ok=True)
@@ -474,15 +475,15 @@ class EmbeddedWriter:
         return bool(made)
 
     def maintain(self, min_files: int = 16, retention_days: float | None = None,
-                 rollup: bool = True) -> tuple[int, int, list[str]]:
+                 rollup: bool = True) -> tuple[int, int, list[str], int]:
         """Fold pending batches, compact, apply retention, roll up what changed: (files folded, partitions
-        compacted, days removed). Rollups come last, so they are computed from the compacted files."""
+        compacted, days removed, partitions rolled up). Rollups come last, so they are computed from the
+        compacted files; without duckdb (the store extra) there are none and readers read raw."""
         folded = self.fold()
         compacted = self.compact(min_files=min_files)
         removed = self.retain(retention_days) if retention_days else []
-        if rollup and importlib.util.find_spec("duckdb") is not None:
-            self.rollup()
-        return folded, compacted, removed
+        rolled = self.rollup() if rollup and importlib.util.find_spec("duckdb") is not None else 0
+        return folded, compacted, removed, rolled
 
 
 def _field_type(values: list, declared: type | None):

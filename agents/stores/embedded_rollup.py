@@ -88,20 +88,27 @@ def footer(path: Path) -> dict:
             "fields": list(info.get("fields", ())), "skipped": list(info.get("skipped", ()))}
 
 
-def compute(files: list[Path], tags: list[str], levels: tuple[int, ...] = LEVELS_NS) -> list[tuple[int, object, dict]]:
-    """(bucket_ns, pyarrow table, footer info) per level for one day's live files, computed by DuckDB.
+def connect():
+    """The DuckDB connection one maintenance pass computes its rollups with."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    con.execute("SET threads TO 2")  # maintenance runs next to the agent (nice 10): two cores at most
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def compute(con, files: list[Path], tags: list[str],
+            levels: tuple[int, ...] = LEVELS_NS) -> list[tuple[int, object, dict]]:
+    """(bucket_ns, pyarrow table, footer info) per level for one day's live files, computed by DuckDB (con).
 
     The finest level comes from the points, each coarser one from the finest (counts and sums add, extremes
     take the extreme), so one scan of the day makes every level."""
-    import duckdb
     import pyarrow as pa
 
     from agents.query.identifiers import duckdb as qi
 
-    con = duckdb.connect(":memory:")
     try:
-        con.execute("SET threads TO 2")  # maintenance runs next to the agent (nice 10): two cores at most
-        con.execute("SET enable_progress_bar = false")
         params = {"files": [str(f) for f in files]}
         src = "read_parquet($files, union_by_name=true, hive_partitioning=false)"
         described = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {src}", params).fetchall()}
@@ -144,7 +151,7 @@ def compute(files: list[Path], tags: list[str], levels: tuple[int, ...] = LEVELS
                                             "skipped": skipped}))
         return out
     finally:
-        con.close()
+        con.unregister("__finest")
 
 
 def remove_day(root: Path, encoded_measurement: str, day: str) -> None:
