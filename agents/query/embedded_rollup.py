@@ -9,13 +9,16 @@ exactly one answer bucket. Anything else (pNN, first, last, raw frames, other wi
 Per day of the window, the rollup of the chosen level (the coarsest that divides the width) is used while
 every file it was computed from is still live (a compaction that replaced them makes the day raw until the
 next maintenance rolls it up again) and no requested field, by-tag or tag filter names a column it could not
-roll up (strings, bools). Only [lo, hi) = [start rounded up, end rounded down to the level] is answered from
-rollups. Read raw, and combined with them: the edges of the window outside [lo, hi), the days without a
-valid rollup, files added to a day after its rollup (new part files), and pending rows. Every source yields
-partials per row (count, sum, min, max of each field; a point is the partial of one value) and the answer
-aggregates those: a mean is the sum of sums over the sum of counts. Counts, extremes, tags, times and which
-rows exist equal the raw query's; sums and means differ from DuckDB's avg() over the points only by the order
-of floating-point additions (relative ~1e-15).
+roll up (strings, bools). Read raw, and combined with the rollups: the days without a valid rollup, files
+added to a day after its rollup (new part files), and pending rows. At the window's edges a rollup bucket is
+taken whole when all of its series' points lie inside the window or all outside (each row carries its first
+and last point's time), which is the usual case: a dashboard's window ends just after the newest point. When
+the start or end falls between two points of one series in a bucket, only the buckets inside the window come
+from rollups and the rest of the edge days is read raw. Every source yields partials per row (count, sum, min,
+max of each field; a point is the partial of one value) and the answer aggregates those: a mean is the sum of
+sums over the sum of counts. Counts, extremes, tags, times and which rows exist equal the raw query's; sums
+and means differ from DuckDB's avg() over the points only by the order of floating-point additions (relative
+~1e-15).
 """
 
 from __future__ import annotations
