@@ -70,14 +70,15 @@ def plan(reader, q: FrameQuery | AggregateQuery, src: Source, bucket_ns: int) ->
     sources are read raw outside them."""
     lo = q.start_ns // bucket_ns * bucket_ns
     hi = -(-q.end_ns // bucket_ns) * bucket_ns
-    usable = _usable(reader, q, src, bucket_ns, lo, hi)
-    if not usable:
-        return None
-    edge_days = {store.day_of(q.start_ns), store.day_of(q.end_ns - 1)}
-    edge_rollups = [path for day, path, _ in usable if day in edge_days]
-    if not edge_rollups or not _cut(reader, edge_rollups, q.start_ns, q.end_ns):
-        covered = {f for _, _, sources in usable for f in sources}
-        return Plan([p for _, p, _ in usable], [f for f in src.files if f not in covered], [], False, lo, hi)
+    if (lo, hi) != (q.start_ns, q.end_ns):  # a window of whole buckets needs no look at its edges
+        usable = _usable(reader, q, src, bucket_ns, lo, hi)
+        if not usable:
+            return None
+        edge_days = {store.day_of(q.start_ns), store.day_of(q.end_ns - 1)}
+        edge_rollups = [path for day, path, _ in usable if day in edge_days]
+        if not edge_rollups or not _cut(reader, edge_rollups, q.start_ns, q.end_ns):
+            covered = {f for _, _, sources in usable for f in sources}
+            return Plan([p for _, p, _ in usable], [f for f in src.files if f not in covered], [], False, lo, hi)
     lo = -(-q.start_ns // bucket_ns) * bucket_ns
     hi = q.end_ns // bucket_ns * bucket_ns
     usable = _usable(reader, q, src, bucket_ns, lo, hi) if hi > lo else []
@@ -86,8 +87,10 @@ def plan(reader, q: FrameQuery | AggregateQuery, src: Source, bucket_ns: int) ->
     covered, edges = set(), []
     for day, _, sources in usable:
         covered |= sources
-        d0 = store.day_of_start_ns(day)
-        if not (lo <= d0 and d0 + DAY_NS <= hi):
+        d0, d1 = store.day_of_start_ns(day), store.day_of_start_ns(day) + DAY_NS
+        before = max(d0, q.start_ns) < min(d1, q.end_ns, lo)  # the window has time of this day outside [lo, hi)
+        after = max(d0, q.start_ns, hi) < min(d1, q.end_ns)
+        if before or after:
             edges += sorted(sources)
     return Plan([p for _, p, _ in usable], [f for f in src.files if f not in covered], edges, True, lo, hi)
 
