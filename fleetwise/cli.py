@@ -663,7 +663,7 @@ def _store_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("store", help="embedded store maintenance")
     ssub = p.add_subparsers(dest="store_command", required=True)
     compact = ssub.add_parser("compact", help="fold the agent's pending batches into Parquet, merge small files, "
-                              "apply retention (exit 3 when another writer holds the store)")
+                              "apply retention, roll up changed days (exit 3 when another writer holds the store)")
     add_arguments(compact)
     compact.set_defaults(run=_run_store_compact)
 
