@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 
@@ -45,6 +46,25 @@ def test_score_slack_and_exceedance_by_hand():
     # series 0: (15 + 10 + 8) / 20 / 3 = 0.55; series 1: (1 + 1 + 0.25) / 3 = 0.75; nobody exceeds
     assert slack == pytest.approx((0.55 + 0.75) / 2)
     assert exceed == 0.0
+
+
+def test_score_matches_the_row_by_row_formula_with_ties_and_zero_sizes():
+    # Case.score searches each series' sorted later usage; worked out here row by row instead, on values with
+    # ties at the size (not below it, so no slack and no exceedance), zero sizes and zero / negative usage.
+    rng = np.random.default_rng(7)
+    k = 40
+    code = np.sort(rng.integers(0, k, 2000))
+    code[:k] = np.arange(k)  # every series has later points
+    code.sort()
+    used = rng.choice(np.array([0.0, -1.0, 1.0, 2.0, 3.5, 7.0, 10.0]), len(code))
+    c = Case(np.arange(k), code, used, (), {})
+    for rec in (rng.choice(np.array([0.0, 1.0, 2.0, 3.5, 5.0, 10.0]), k), np.zeros(k), rng.uniform(0, 12, k)):
+        r = rec[code]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            term = np.where(r > 0, np.clip(r - used, 0, None) / r, (used <= 0).astype(float))
+        slack = np.mean([term[code == i].mean() for i in range(k)])
+        exceed = np.mean([used[code == i].max() > rec[i] for i in range(k)])
+        assert c.score(rec) == pytest.approx((slack, exceed), rel=1e-12, abs=1e-12)
 
 
 def test_backtest_on_a_flat_series_that_steps_up_later():
@@ -120,10 +140,16 @@ def _krr_memory_by_pandas(path) -> tuple[int, float, float]:
     return len(slacks), float(np.mean(slacks)), float(np.mean(exceeds))
 
 
+@functools.cache
+def _memory_backtest() -> dict:
+    path = require_data("alibaba-genai-2026", MEMORY)
+    return backtest(read_series(path, "container_ip", "timestamp_anon", "value"), 0.7, "memory")
+
+
 @pytest.mark.data
 def test_real_gpu_memory_trace_krr_matches_an_independent_computation():
     path = require_data("alibaba-genai-2026", MEMORY)
-    r = backtest(read_series(path, "container_ip", "timestamp_anon", "value"), 0.7, "memory")
+    r = _memory_backtest()
     n, slack, exceed = _krr_memory_by_pandas(path)
     assert r["series"] == n
     assert r["methods"]["krr"]["slack"] == pytest.approx(slack)
@@ -131,6 +157,17 @@ def test_real_gpu_memory_trace_krr_matches_an_independent_computation():
     # fleetwise leaves less slack than both baselines here (docs/validation.md has the exceedance caveat)
     fw = r["methods"]["fleetwise"]["slack"]
     assert fw < r["methods"]["krr"]["slack"] and fw < r["methods"]["vpa"]["slack"]
+
+
+@pytest.mark.data
+@pytest.mark.xfail(strict=True, reason="issue 9's goal is not met on GPU memory: 8 pods exceed against VPA's 7 "
+                                       "(docs/validation.md, right-sizing)")
+def test_real_gpu_memory_trace_meets_the_goal():
+    r = _memory_backtest()
+    m = r["methods"]
+    for base in ("krr", "vpa"):
+        assert m["fleetwise"]["slack"] < m[base]["slack"]
+        assert m["fleetwise"]["exceedance"] <= m[base]["exceedance"]
 
 
 @pytest.mark.data
