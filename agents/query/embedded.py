@@ -191,8 +191,10 @@ class EmbeddedReader(Reader):
         footer; None when there is none."""
         from agents.stores import embedded_rollup as rollups
 
+        if len(self._rollup_footers) > 10_000:  # a dashboard's reader lives long, maintenance makes new ones
+            self._rollup_footers.clear()
         for path in rollups.list_rollups(directory):
-            if not path.name.startswith(rollups.prefix(bucket_ns) + "-"):
+            if not path.name.startswith(rollups.prefix(bucket_ns) + "-") or path in self._bad:
                 continue
             if path not in self._rollup_footers:
                 try:
