@@ -152,6 +152,11 @@ def partition_costs(store: Path, days: float) -> dict:
     return result
 
 
+def _checkpoint(work: Path, result: dict) -> None:
+    """What has been measured so far, in work/result.json: a long run cut short still leaves its figures."""
+    (work / "result.json").write_text(json.dumps(result, indent=2))
+
+
 def run(args, work: Path) -> dict:
     store = work / "embedded"
     since = f"{round(args.days * 24)}h"
@@ -159,6 +164,7 @@ def run(args, work: Path) -> dict:
                     "date": time.strftime("%Y-%m-%d", time.gmtime()), "cpus": os.cpu_count()}
     if not (store / "truth.json").exists():
         result["simulate"] = simulate_embedded(store, args.nodes, args.days, args.interval, args.seed)
+        _checkpoint(work, result)
     result["store_mb"] = sum(p.stat().st_size for p in store.rglob("*") if p.is_file()) / 2**20
     result["partitions"] = partitions(store)
     if args.partition_costs:
@@ -167,6 +173,7 @@ def run(args, work: Path) -> dict:
     load0 = os.getloadavg()[0]
     result["local"] = measure(f"embedded:{store}", work / "state-local", since, args.every, args.cap_mb)
     result["local"]["loadavg_1m_before_after"] = [load0, os.getloadavg()[0]]
+    _checkpoint(work, result)
     cluster = Cluster(args.workers, work)
     try:
         result["cluster_idle"] = cluster.peaks()  # started and connected, before any task: the baseline
