@@ -20,6 +20,13 @@ def read(query: dict) -> dict[str, str | None]:
             "refresh": choice(query.get("refresh"), REFRESH, "off")}
 
 
+def ttl(state: dict) -> float | None:
+    """Seconds a page's store answers are kept (dashboard.cache): its auto-refresh interval, so each refresh
+    sees new data; None (the cache's default) when auto-refresh is off."""
+    ms = REFRESH.get(state.get("refresh") or "off", 0)
+    return ms / 1000.0 if ms else None
+
+
 def time_bar(prefix: str, state: dict[str, str | None]) -> dbc.Row:
     """Range picker, end time (ISO, empty = the newest data) and auto-refresh, with its timer."""
     refresh = REFRESH[state["refresh"] or "off"]

@@ -68,15 +68,24 @@ def data_end(reader) -> pd.Timestamp | None:
     return None
 
 
-def resolve(reader, range_key: str | None, end: str | None, pixels: int | None = None) -> Window:
-    """The window [end - range, end) and the bucket width for a plot `pixels` wide."""
+def resolve(reader, range_key: str | None, end: str | None, pixels: int | None = None,
+            ttl: float | None = None) -> Window:
+    """The window [end - range, end) and the bucket width for a plot `pixels` wide. The end of the data is
+    asked of the store once per `ttl` seconds (dashboard.context.cached)."""
     from agents.query import choose_every
     from agents.query.base import parse_every
+    from dashboard.context import cached
 
     span = pd.Timedelta(parse_every(parse_range(range_key)), unit="ns")
-    stop = parse_end(end) or data_end(reader) or pd.Timestamp(dt.datetime.now(dt.UTC))
+    stop = parse_end(end) or cached(reader, ("data_end",), lambda: data_end(reader), ttl) or \
+        pd.Timestamp(dt.datetime.now(dt.UTC))
     # the newest point belongs inside the window: [start, end) excludes end itself
     stop = stop.floor("min") + pd.Timedelta(minutes=1)
-    start = stop - span
     width = min(max(int(pixels or PLOT_PIXELS), 100), MAX_PIXELS)
-    return Window(start, stop, choose_every(start, stop, max_points=width // 2, min_every=MIN_EVERY))
+    every = choose_every(stop - span, stop, max_points=width // 2, min_every=MIN_EVERY)
+    # Whole buckets: the window ends on a multiple of the bucket width (the last bucket, holding the newest
+    # point, is not cut short) and, the ranges being multiples of the widths chosen for them, starts on one, so
+    # no bucket straddles the window's start and a store's rollup can answer it (agents.query.influx).
+    step = parse_every(every)
+    stop = pd.Timestamp(-(-stop.value // step) * step, unit="ns", tz="UTC")
+    return Window(stop - span, stop, every)

@@ -215,7 +215,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     except (StoreWriteError, OSError) as e:
         print(f"fleetwise simulate: {_os_error(e)}", file=sys.stderr)
         return 1
-    print(f"simulated {r.nodes} nodes x {r.rounds} rounds: {r.rows} rows in {r.seconds:.1f} s")
+    print(f"simulated {r.nodes} nodes x {r.rounds} rounds: {r.rows} rows in {r.seconds:.1f} s"
+          + (f" (rolled up in {r.rollup_seconds:.1f} s)" if r.rollup_seconds else ""))
     if r.truth_path:
         print(f"ground truth: {r.truth_path}")
     return 0
@@ -662,7 +663,7 @@ def _store_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("store", help="embedded store maintenance")
     ssub = p.add_subparsers(dest="store_command", required=True)
     compact = ssub.add_parser("compact", help="fold the agent's pending batches into Parquet, merge small files, "
-                              "apply retention (exit 3 when another writer holds the store)")
+                              "apply retention, roll up changed days (exit 3 when another writer holds the store)")
     add_arguments(compact)
     compact.set_defaults(run=_run_store_compact)
 

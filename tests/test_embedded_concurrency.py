@@ -1,5 +1,6 @@
-"""One writer process appending and compacting, two reader processes querying at the same time:
-no reader ever errors, sees a duplicated row, a half batch or a count going down."""
+"""One writer process appending, compacting and rolling up, two reader processes querying at the same time:
+no reader ever errors, sees a duplicated row, a half batch or a count going down, from the points or from
+the rollups."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def _writer(root: str, done, written, queries) -> None:
         i += 1
         if i % 5 == 0:
             w.compact(min_files=4)
+            w.rollup()
     written.value = i
     done.set()
 
@@ -55,6 +57,10 @@ def _reader(root: str, done, results, queries, k: int) -> None:
                         raise AssertionError(f"{day}: batches seen partly or twice: {bad}")
                     if sorted(per_batch) != list(range(len(per_batch))):
                         raise AssertionError(f"{day}: a batch is missing: {sorted(per_batch)}")
+                # the same through the rollups (hourly counts; files written since are added raw)
+                n = int(r.aggregate("m", {"n": ("v", "count")}, start, end, every="1h")["n"].sum())
+                if n % (BATCH // 2) or n < len(df):
+                    raise AssertionError(f"rollups counted {n} rows after the points said {len(df)}")
                 seen.append(len(df))
                 queries[k] += 1
                 if finished:
@@ -86,5 +92,6 @@ def test_writer_and_readers_in_parallel(tmp_path):
         assert detail == sorted(detail), "a count went down"
         assert detail[-1] == written.value * BATCH
     assert written.value >= MIN_BATCHES
-    assert not [p for p in tmp_path.rglob(".*") if p.name != ".lock"], "temp files left behind"
+    assert not [p for p in tmp_path.rglob(".*") if p.name not in (".lock", ".rollups")], "temp files left behind"
+    assert list((tmp_path / ".rollups" / "m").glob("day=*/rollup-3600s-*.parquet"))  # rollups did run
     assert len(list((tmp_path / "m").glob("day=*/compact-*.parquet"))) == 2  # compaction did run in both days

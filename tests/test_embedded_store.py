@@ -181,8 +181,14 @@ def test_the_agents_embedded_sink_compacts_and_applies_retention(tmp_path):
     sink._maintained -= 3600
     assert send(6, now_ns + 6 * S) == "OK"
     assert sink._child.wait(timeout=300) == 0  # the maintenance child: fold, compact, retention
-    files = sorted(p.name.split("-")[0] for p in tmp_path.rglob("*.parquet"))
-    assert files == ["compact"]  # today's 7 files merged into one; the old day is gone
+    data = [p for p in tmp_path.rglob("*.parquet") if ".rollups" not in p.parts]
+    assert [p.name.split("-")[0] for p in data] == ["compact"]  # today's 7 files merged into one; the old day is gone
+    # and rolled up, from the compacted file (agents.stores.embedded_rollup); the old day's rollups are gone too
+    from agents.stores import embedded_rollup as rollups
+
+    made = sorted(p for p in tmp_path.rglob("rollup-*.parquet"))
+    assert len(made) == len(rollups.LEVELS_NS) and {p.parent.name for p in made} == {data[0].parent.name}
+    assert all(rollups.footer(p)["of"] == [data[0].name] for p in made)
     frame = EmbeddedReader(tmp_path).frame("memory", ["used_bytes"], pd.Timestamp(old_ns - S, tz="UTC"),
                                            pd.Timestamp(now_ns + 60 * S, tz="UTC"))
     assert frame["used_bytes"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]

@@ -38,7 +38,7 @@ def _counts(root) -> dict[str, list]:
 
 
 def _leftovers(root) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob(".*") if p.name not in (".lock", ".pending"))
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*") if p.name not in (".lock", ".pending", ".rollups"))
 
 
 @contextlib.contextmanager

@@ -80,4 +80,5 @@ def test_maintenance_refuses_to_wait_for_another_writer_and_names_it(tmp_path):
     free = subprocess.run([sys.executable, "-m", "fleetwise", "store", "compact", str(tmp_path), "--min-files", "2"],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert free.returncode == 0, free.stderr
-    assert free.stdout == f"{tmp_path}: 0 pending batches folded, 0 partitions compacted, 0 days removed\n"
+    assert free.stdout == (f"{tmp_path}: 0 pending batches folded, 0 partitions compacted, 0 days removed, "
+                           "1 partitions rolled up\n")

@@ -52,6 +52,8 @@ class Source:
     sql: str
     params: dict = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    by_day: dict[str, list[str]] = field(default_factory=dict)  # the live files of each day listed
+    pending: bool = False  # whether sql includes pending rows (the view _PENDING_VIEW)
 
 
 _PARQUET = "read_parquet($files, union_by_name=true, hive_partitioning=false)"
@@ -59,10 +61,15 @@ _PENDING_VIEW = "__pending"
 
 
 class EmbeddedReader(Reader):
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, use_rollups: bool = True) -> None:
         import duckdb
 
         self.path = Path(path)
+        # answer bucketed means, sums, counts and extremes from the store's rollups where they are valid
+        # (agents.query.embedded_rollup); False: always the raw points (tests and benchmarks compare both)
+        self.use_rollups = use_rollups
+        self._rollup_footers: dict[Path, dict] = {}  # rollup files never change either
+        self.rollup_queries = 0  # queries answered (in part) from rollups
         self._con = duckdb.connect(":memory:")
         self._footers: dict[Path, tuple[list[str], list[str]]] = {}  # files never change: footers can be cached
         self._pending: dict[Path, dict[str, list]] = {}  # pending file -> measurement -> points (never change)
@@ -108,10 +115,12 @@ class EmbeddedReader(Reader):
         hi = _day(last_ns) if last_ns is not None else "9999-99-99"
         files: list[str] = []
         keys: dict[str, set[str]] = {}
+        by_day: dict[str, list[str]] = {}
         for day, day_dir in store.day_dirs(self.path, measurement):
             if lo <= day <= hi:
                 live, keys[day] = store.live_files_and_keys(day_dir, self._footer_of, self._set_aside)
-                files.extend(str(p) for p in live if p not in self._bad)
+                by_day[day] = [str(p) for p in live if p not in self._bad]
+                files.extend(by_day[day])
         watermark = rows.retained_before(self.path)
         points = []
         for path in pending:
@@ -130,7 +139,7 @@ class EmbeddedReader(Reader):
         if not parts:
             return None
         sql = parts[0] if len(parts) == 1 else f"(SELECT * FROM {parts[0]} UNION ALL BY NAME SELECT * FROM {parts[1]})"
-        return Source(sql, {"files": files} if files else {}, files)
+        return Source(sql, {"files": files} if files else {}, files, by_day, bool(points))
 
     def _run(self, measurement: str, first_ns, last_ns, build):
         """List the files, then run build(source); when compaction or retention removed a listed file in
@@ -177,9 +186,46 @@ class EmbeddedReader(Reader):
         described = self._con.execute(f"DESCRIBE SELECT * FROM {src.sql}", src.params).fetchall()
         return {r[0]: r[1] for r in described}
 
+    def _rollup(self, directory: Path, bucket_ns: int, live: set[str]) -> tuple[Path, dict] | None:
+        """A rollup of bucket_ns in directory (a day's rollups) whose source files are all live, with its
+        footer; None when there is none."""
+        from agents.stores import embedded_rollup as rollups
+
+        if len(self._rollup_footers) > 10_000:  # a dashboard's reader lives long, maintenance makes new ones
+            self._rollup_footers.clear()
+        for path in rollups.list_rollups(directory):
+            if not path.name.startswith(rollups.prefix(bucket_ns) + "-") or path in self._bad:
+                continue
+            if path not in self._rollup_footers:
+                try:
+                    self._rollup_footers[path] = rollups.footer(path)
+                except FileNotFoundError:
+                    raise
+                except (ValueError, OSError) as e:
+                    self._set_aside(path, e)
+                    self._rollup_footers[path] = {"of": None}
+            info = self._rollup_footers[path]
+            if info["of"] is not None and info["bucket_ns"] == bucket_ns and set(info["of"]) <= live:
+                return path, info
+        return None
+
+    def _answer(self, q: FrameQuery | AggregateQuery, src: Source, raw):
+        """q from the rollups where they are valid (agents.query.embedded_rollup), else raw(q, src)."""
+        if self.use_rollups:
+            from agents.query import embedded_rollup
+
+            bucket_ns = embedded_rollup.level_for(q)
+            found = None if bucket_ns is None else embedded_rollup.plan(self, q, src, bucket_ns)
+            if found is not None:
+                self.rollup_queries += 1
+                # _run lists again when a file it read vanished: a rollup replaced by maintenance as well
+                src.files.extend(found.rollups)
+                return embedded_rollup.query(self, q, src, found)
+        return raw(q, src)
+
     # -- queries --------------------------------------------------------------------------------
     def _frame(self, q: FrameQuery):
-        result = self._run(q.measurement, q.start_ns, q.end_ns - 1, lambda src: self._query(q, src))
+        result = self._run(q.measurement, q.start_ns, q.end_ns - 1, lambda src: self._answer(q, src, self._query))
         if result is None:
             return empty_frame(q)
         times, tags, values = result
@@ -209,7 +255,8 @@ class EmbeddedReader(Reader):
         return _collect(self._con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS), len(q.by), len(q.fields))
 
     def _aggregate(self, q: AggregateQuery):
-        result = self._run(q.measurement, q.start_ns, q.end_ns - 1, lambda src: self._query_stats(q, src))
+        result = self._run(q.measurement, q.start_ns, q.end_ns - 1,
+                           lambda src: self._answer(q, src, self._query_stats))
         if result is None:
             return empty_stats(q)
         times, tags, values = result

@@ -27,6 +27,7 @@ from agents.query.base import (
     finalize,
     finalize_stats,
     influx_duration,
+    parse_every,
 )
 from agents.stores.connection import describe_foreign, endpoint, influx_error, is_influx_answer
 from agents.stores.secrets import Credentials
@@ -48,6 +49,12 @@ class InfluxReader(Reader):
         self.endpoint = endpoint(url, timeout, ca_file, credentials)
         self._headers = {"Accept": "application/json", **self.endpoint.auth_headers()}
         self._ssl = self.endpoint.ssl_context()
+        # ?rollup=RP: bucketed queries whose aggregates and window the rollup answers exactly read it (see
+        # _rollup_source); ?rollup_every= its bucket width (the deploy's continuous query: 5m)
+        self.rollup = url.params.get("rollup") or None
+        if self.rollup is not None:
+            identifiers.validate(self.rollup, "retention policy")
+        self.rollup_every_ns = parse_every(url.params.get("rollup_every", "5m"))
 
     # -- transport ------------------------------------------------------------------------------
     def _results(self, q: str) -> Iterator[dict]:
@@ -102,10 +109,33 @@ class InfluxReader(Reader):
             times, tags, values = _raw_columns(self._series(f"SELECT {select} FROM {qi(q.measurement, 'measurement')}"
                                                             + where), len(q.by), len(q.fields))
             return finalize(q, times, dict(zip(q.by, tags, strict=True)), dict(zip(q.fields, values, strict=True)))
-        select = ", ".join(f"{_agg(q, qi(f, 'field'))} AS {qi(f, 'field')}" for f in q.fields)
+        source = self._rollup_source(q, [(q.agg.name, f) for f in q.fields])
+        if source is not None:
+            select = ", ".join(f"{_rollup_agg(q.agg.name, f)} AS {qi(f, 'field')}" for f in q.fields)
+        else:
+            source = qi(q.measurement, "measurement")
+            select = ", ".join(f"{_agg(q, qi(f, 'field'))} AS {qi(f, 'field')}" for f in q.fields)
         group = [f"time({influx_duration(q.every_ns)})", *(qi(t, "tag") for t in q.by)]
-        text = f"SELECT {select} FROM {qi(q.measurement, 'measurement')}{where} GROUP BY {', '.join(group)} fill(none)"
+        text = f"SELECT {select} FROM {source}{where} GROUP BY {', '.join(group)} fill(none)"
         return _assemble(q, self._series(text))
+
+    def _rollup_source(self, q: FrameQuery | AggregateQuery, aggs: list[tuple[str, str]]) -> str | None:
+        """FROM "db"."rollup"."measurement" when the rollup answers q exactly, else None (read the raw points).
+
+        Exactly: a bucketed query whose buckets and window bounds are multiples of the rollup's width (each
+        rollup point then falls wholly inside one bucket of the window) and whose every aggregate is one the
+        rollup's sums, counts, maxima and minima give (mean = sum of sums / sum of counts), with no
+        conditions on field values (those need the points)."""
+        if self.rollup is None or q.every_ns is None or not self.url.database:
+            return None
+        width = self.rollup_every_ns
+        if q.every_ns % width or q.start_ns % width or q.end_ns % width:
+            return None
+        if getattr(q, "where", ()) or any(agg not in _ROLLUP_AGGS for agg, _ in aggs):
+            return None
+        qi = identifiers.influxql
+        return f"{qi(self.url.database, 'database')}.{qi(self.rollup, 'retention policy')}." \
+               f"{qi(q.measurement, 'measurement')}"
 
     def _aggregate(self, q: AggregateQuery):
         """One statement for the value stats (influxd reads each field once per call, never a row per point
@@ -118,6 +148,12 @@ class InfluxReader(Reader):
         group = [f"time({influx_duration(q.every_ns)})"] if q.every_ns is not None else []
         group += [qi(t, "tag") for t in q.by]
         tail = (" GROUP BY " + ", ".join(group) if group else "") + (" fill(none)" if q.every_ns is not None else "")
+        rollup = self._rollup_source(q, [(s.agg.name, s.field) for s in q.stats])
+        if rollup is not None:
+            select = ", ".join(f"{_rollup_agg(s.agg.name, s.field)} AS {qi(s.name, 'column')}" for s in q.stats)
+            times, tags, cols = _columns(self._series(f"SELECT {select} FROM {rollup}{where}{tail}"), q.by,
+                                         [s.name for s in q.stats])
+            return finalize_stats(q, times, tags, cols)
         source = f" FROM {qi(q.measurement, 'measurement')}{where}{tail}"
         # one selector statement per (first|last, field) asked for with a time: it also answers that field's
         # first/last value (the value at that time), so asking for both costs one scan
@@ -182,6 +218,18 @@ def _tag_conditions(q: FrameQuery | AggregateQuery) -> str:
     qi, lit = identifiers.influxql, identifiers.influxql_string
     return "".join(" AND (" + " OR ".join(f"{qi(tag, 'tag')}::tag = {lit(v)}" for v in values) + ")"
                    for tag, values in q.where_tags)
+
+
+# what a rollup point holds of each field (the deploy's continuous query: mean(*), sum(*), count(*), max(*),
+# min(*) into fields mean_<field>, sum_<field>, ...) and how a bucket of several rollup points is answered
+_ROLLUP_AGGS = {"mean": "sum({sum}) / sum({count})", "sum": "sum({sum})", "count": "sum({count})",
+                "max": "max({max})", "min": "min({min})"}
+
+
+def _rollup_agg(agg: str, field: str) -> str:
+    """InfluxQL over the rollup's columns of field for agg (one of _ROLLUP_AGGS)."""
+    qi = identifiers.influxql
+    return _ROLLUP_AGGS[agg].format(**{k: qi(f"{k}_{field}", "field") for k in ("sum", "count", "max", "min")})
 
 
 def _number(value: float) -> str:

@@ -19,7 +19,9 @@ pyarrow is imported inside functions; the agent process itself never writes Parq
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import importlib.util
 import json
 import logging
 import os
@@ -31,6 +33,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from agents.points import InvalidPoint, Point
+from agents.stores import embedded_rollup as rollups
 from agents.stores.embedded_files import (
     fsync_dir,
     make_dirs,
@@ -247,16 +250,18 @@ class EmbeddedWriter:
             self._publish_all(parts)
         return sum(p[2].num_rows for p in parts)
 
-    def _day_dir(self, measurement: str, day: str) -> Path:
-        return self.path / encode_name(measurement) / _day_dirname(day)
+    def _day_dir(self, measurement: str, day: str, base: Path | None = None) -> Path:
+        return (base or self.path) / encode_name(measurement) / _day_dirname(day)
 
-    def _publish_all(self, parts: list) -> list[Path]:
+    def _publish_all(self, parts: list, base: Path | None = None, split_floats: bool = False) -> list[Path]:
         """Write every (measurement, day, table, prefix, extra footer, key) to its temp name, then rename
-        them all: a failure while writing (disk full) publishes nothing and leaves no temp file."""
+        them all: a failure while writing (disk full) publishes nothing and leaves no temp file.
+        base: the tree to write into instead of the store's own (the rollups' hidden tree); split_floats:
+        float columns byte-stream-split (a quarter smaller for the rollups' sums and extremes)."""
         staged: list[tuple[Path, Path]] = []
         try:
             for m, day, table, prefix, extra_meta, key in parts:
-                staged.append(self._stage(m, day, table, prefix, extra_meta, key))
+                staged.append(self._stage(m, day, table, prefix, extra_meta, key, base, split_floats))
         except BaseException:
             for tmp, _ in staged:
                 tmp.unlink(missing_ok=True)
@@ -268,11 +273,12 @@ class EmbeddedWriter:
         return [final for _, final in staged]
 
     def _stage(self, measurement: str, day: str, table, prefix: str, extra_meta: dict | None,
-               key: str | None) -> tuple[Path, Path]:
+               key: str | None, base: Path | None = None, split_floats: bool = False) -> tuple[Path, Path]:
+        import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        day_dir = self._day_dir(measurement, day)
+        day_dir = self._day_dir(measurement, day, base)
         make_dirs(day_dir, self.path)
         if extra_meta:
             meta = dict(table.schema.metadata or {})
@@ -283,7 +289,12 @@ class EmbeddedWriter:
         tmp = day_dir / f".tmp-{final.name}"
         try:
             with open_new(tmp) as fh:
-                pq.write_table(table, fh, compression="zstd")
+                options = {}
+                if split_floats:
+                    floats = [f.name for f in table.schema if pa.types.is_floating(f.type)]
+                    options = {"use_byte_stream_split": floats,
+                               "use_dictionary": [n for n in table.column_names if n not in floats]}
+                pq.write_table(table, fh, compression="zstd", **options)
                 fh.flush()
                 os.fsync(fh.fileno())
         except BaseException:
@@ -399,15 +410,80 @@ class EmbeddedWriter:
                     doomed = day_dir.parent / f".deleting-{day_dir.name}-{uuid.uuid4().hex}"
                     os.replace(day_dir, doomed)
                     shutil.rmtree(doomed)
+                    rollups.remove_day(self.path, encode_name(m), d)
                     removed.append(f"{m}/{d}")
         return removed
 
-    def maintain(self, min_files: int = 16, retention_days: float | None = None) -> tuple[int, int, list[str]]:
-        """Fold pending batches, compact, apply retention: (files folded, partitions compacted, days removed)."""
+    def rollup(self, measurement: str | None = None, day: str | None = None) -> int:
+        """Roll up every day partition whose rollups are missing or no longer match its live files
+        (agents.stores.embedded_rollup), and delete rollups of days that have no data any more. Returns
+        the partitions rolled up. A day whose files DuckDB cannot read together is logged and left raw."""
+        import duckdb
+
+        names = [measurement] if measurement is not None else sorted(measurement_dirs(self.path))
+        done = 0
+        with self.lock(), contextlib.closing(rollups.connect()) as con:
+            for m in names:
+                days = day_dirs(self.path, m)
+                for d, day_dir in days:
+                    if day is not None and d != day:
+                        continue
+                    try:
+                        done += self._rollup_partition(con, m, d, day_dir)
+                    except (duckdb.Error, ValueError, OSError) as e:
+                        log.warning("embedded store: %s/%s not rolled up: %s", m, d, str(e).splitlines()[0])
+                have = {d for d, _ in days}
+                gone = rollups.rollup_root(self.path, encode_name(m))
+                if gone.is_dir() and day is None:
+                    for entry in os.scandir(gone):
+                        if entry.name.startswith("day=") and entry.name[4:] not in have:
+                            rollups.remove_day(self.path, encode_name(m), entry.name[4:])
+        return done
+
+    def _rollup_partition(self, con, m: str, d: str, day_dir: Path) -> bool:
+        import pyarrow.parquet as pq
+
+        files = live_files(day_dir, on_bad=quarantine)
+        names = sorted(f.name for f in files)
+        existing = rollups.list_rollups(rollups.day_dir(self.path, encode_name(m), d))
+        current = set()
+        for p in existing:
+            try:
+                info = rollups.footer(p)
+            except (ValueError, OSError):
+                continue  # unreadable: replaced below
+            if info["of"] == names:
+                current.add(info["bucket_ns"])
+        if files and current >= set(rollups.LEVELS_NS):
+            return False
+        made = []
+        if files:
+            tags = list(dict.fromkeys(
+                t for f in files for t in json.loads((pq.read_schema(f).metadata or {}).get(TAGS_KEY, b"[]"))))
+            from agents.schema import MEASUREMENTS
+
+            schema = MEASUREMENTS.get(m)
+            tags += [t for t in (schema.tags if schema else ()) if t not in tags]
+            made = self._publish_all(
+                [(m, d, table, rollups.prefix(bucket_ns), {rollups.ROLLUP_KEY: json.dumps(info).encode()}, None)
+                 for bucket_ns, table, info in rollups.compute(con, files, tags)],
+                base=self.path / rollups.ROLLUP_DIR, split_floats=True)
+        for p in existing:  # only after the new ones are in place: a reader always finds a rollup or raw files
+            p.unlink(missing_ok=True)
+        if existing:
+            fsync_dir(existing[0].parent)
+        return bool(made)
+
+    def maintain(self, min_files: int = 16, retention_days: float | None = None,
+                 rollup: bool = True) -> tuple[int, int, list[str], int]:
+        """Fold pending batches, compact, apply retention, roll up what changed: (files folded, partitions
+        compacted, days removed, partitions rolled up). Rollups come last, so they are computed from the
+        compacted files; without duckdb (the store extra) there are none and readers read raw."""
         folded = self.fold()
         compacted = self.compact(min_files=min_files)
         removed = self.retain(retention_days) if retention_days else []
-        return folded, compacted, removed
+        rolled = self.rollup() if rollup and importlib.util.find_spec("duckdb") is not None else 0
+        return folded, compacted, removed, rolled
 
 
 def _field_type(values: list, declared: type | None):

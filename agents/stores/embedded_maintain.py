@@ -3,8 +3,9 @@
     python -m agents.stores.embedded_maintain PATH [--min-files N] [--retention-days D]
     fleetwise store compact PATH ...                     (the same, from the CLI)
 
-It folds the agent's pending row files into Parquet, merges day partitions of at least N files, and
-deletes days past retention, all under the store's writer lock. The agent starts it as a child
+It folds the agent's pending row files into Parquet, merges day partitions of at least N files,
+deletes days past retention, and rolls up the day partitions that changed (agents.stores.embedded_rollup),
+all under the store's writer lock. The agent starts it as a child
 every [store] compact_interval_seconds; a systemd timer or cron job can run it as well. When another
 writer holds the lock (an ingest, a previous pass), it says so and exits 3: the next pass catches up.
 Exit 2: bad arguments or a path that is not a directory.
@@ -56,14 +57,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         with writer.lock(wait=False):
             pass  # say "busy" at once rather than queue behind a long ingest
-        folded, compacted, removed = writer.maintain(args.min_files, args.retention_days)
+        folded, compacted, removed, rolled = writer.maintain(args.min_files, args.retention_days)
     except StoreBusy as e:
         print(f"fleetwise: store compact: {e}; try again later", file=sys.stderr)
         return EXIT_BUSY
     except OSError as e:  # disk full, permissions: the next pass tries again
         print(f"fleetwise: store compact: {path}: {e}", file=sys.stderr)
         return 1
-    print(f"{path}: {folded} pending batches folded, {compacted} partitions compacted, {len(removed)} days removed")
+    print(f"{path}: {folded} pending batches folded, {compacted} partitions compacted, {len(removed)} days removed, "
+          f"{rolled} partitions rolled up")
     return 0
 
 

@@ -65,10 +65,40 @@ def metric_panel(metric: str) -> Panel | None:
 def panel_frame(reader, node: str, panel: Panel, start, end, every: str) -> pd.DataFrame:
     """[time, series, value]: the panel's fields for one node, `every` buckets, one series per field and tag
     combination (e.g. "gpu 0 utilization_ratio")."""
-    if panel.measurement not in set(reader.measurements()):
+    return panel_frames(reader, node, [panel], start, end, every)[0]
+
+
+def panel_frames(reader, node: str, panels, start, end, every: str) -> list[pd.DataFrame]:
+    """panel_frame() of each panel, asking the store once per (measurement, tags) for every field of the panels
+    that read it (the four GPU panels are one query), the queries at once (dashboard.context.gather)."""
+    return node_data(reader, node, panels, start, end, every, details=False)["panels"]
+
+
+def node_data(reader, node: str, panels, start, end, every: str, details: bool = True) -> dict:
+    """{"panels": [panel_frame() of each panel], "jobs", "gpus", "ports"} (the last three when details), every
+    query of the page at once."""
+    from dashboard.context import gather
+
+    present = set(reader.measurements())
+    groups: dict[tuple, dict[str, None]] = {}
+    for p in panels:
+        if p.measurement in present:
+            groups.setdefault((p.measurement, p.by, p.only), {}).update(dict.fromkeys(p.fields))
+    tasks = {key: (lambda r, key=key, fields=tuple(fields): r.frame(
+        key[0], list(fields), start, end, every=every, by=list(key[1]), where_tags={"host": node, **dict(key[2])}))
+        for key, fields in groups.items()}
+    if details:
+        tasks.update({"jobs": lambda r: jobs(r, node, start, end), "gpus": lambda r: gpus(r, node, start, end),
+                      "ports": lambda r: ports(r, node, start, end)})
+    got = gather(reader, tasks)
+    out = {k: got[k] for k in ("jobs", "gpus", "ports") if k in got}
+    out["panels"] = [_series(got.get((p.measurement, p.by, p.only)), p) for p in panels]
+    return out
+
+
+def _series(f: pd.DataFrame | None, panel: Panel) -> pd.DataFrame:
+    if f is None:
         return pd.DataFrame({c: [] for c in SERIES_COLUMNS})
-    f = reader.frame(panel.measurement, list(panel.fields), start, end, every=every, by=list(panel.by),
-                     where_tags={"host": node, **dict(panel.only)})
     parts = []
     for field in panel.fields:
         label = pd.Series("", index=f.index, dtype=object)

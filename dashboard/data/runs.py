@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -21,11 +23,40 @@ GAIN_COLUMNS = ("gpu_hours_week", "core_hours_week", "memory_gib_hours_week", "k
 EFFICIENCY_JOB_COLUMNS = ("user", "accelerator", "gpus", "hosts", "bottleneck", "start", "end")
 
 
+# A completed run never changes: what was read of it is kept (for the last few runs), so a page's second
+# request reads no Parquet file and unpickles no model again. Keyed by the run's directory.
+_LOADED: OrderedDict[str, dict] = OrderedDict()
+_LOADED_RUNS = 2
+_LOCK = threading.Lock()
+
+
+def kept(run: SavedRun, key: tuple, load):
+    """load(), or what it gave for this run and key before (keep the result read-only)."""
+    with _LOCK:
+        memo = _LOADED.setdefault(str(run.path), {})
+        _LOADED.move_to_end(str(run.path))
+        while len(_LOADED) > _LOADED_RUNS:
+            _LOADED.popitem(last=False)
+        if key in memo:
+            return memo[key]
+    value = load()  # outside the lock: another run's page need not wait for this one's file
+    with _LOCK:
+        memo[key] = value
+    return value
+
+
+def forget() -> None:
+    """Drop what was kept of every run (bench/dashboard_speed.py times the pages reading their files)."""
+    with _LOCK:
+        _LOADED.clear()
+
+
 def table(run: SavedRun | None, name: str) -> pd.DataFrame:
     if run is None:
         return pd.DataFrame()
     try:
-        return run.table(name)
+        # a shallow copy: pandas copies on write, so a caller adding a column leaves the kept table alone
+        return kept(run, ("table", name), lambda: run.table(name)).copy(deep=False)
     except (KeyError, OSError):
         return pd.DataFrame()
 
@@ -34,7 +65,7 @@ def model(run: SavedRun | None, name: str) -> Any | None:
     if run is None:
         return None
     try:
-        return run.model(name)
+        return kept(run, ("model", name), lambda: run.model(name))
     except (KeyError, OSError):
         return None
 
@@ -53,16 +84,25 @@ def _plain(frame: pd.DataFrame) -> pd.DataFrame:
     """Cells a browser grid can show and sort: lists joined, times as ISO text."""
     out = frame.copy()
     for c in out.columns:
-        if out[c].dtype == object and out[c].map(lambda v: isinstance(v, list | tuple | np.ndarray)).any():
+        if out[c].dtype == object and any(isinstance(v, list | tuple | np.ndarray) for v in out[c].to_numpy()):
             out[c] = out[c].map(lambda v: "; ".join(map(str, v)) if isinstance(v, list | tuple | np.ndarray) else v)
         elif isinstance(out[c].dtype, pd.DatetimeTZDtype):
-            out[c] = out[c].dt.strftime("%Y-%m-%d %H:%M")
+            # "%Y-%m-%d %H:%M" in C (strftime formats each value in Python)
+            minutes = out[c].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[m]")
+            text = np.char.replace(np.datetime_as_string(minutes, unit="m"), "T", " ").astype(object)
+            out[c] = pd.Series(np.where(np.isnat(minutes), None, text), index=out.index, dtype=object)
     return out
 
 
 def efficiency(run: SavedRun | None) -> pd.DataFrame:
     """One row per job: the efficiency table (jobstats-style ratios, GPU-hours held and idle, notes) with who
     ran it, where and when (from the job table)."""
+    if run is None:
+        return pd.DataFrame()
+    return kept(run, ("efficiency",), lambda: _efficiency(run)).copy(deep=False)
+
+
+def _efficiency(run: SavedRun) -> pd.DataFrame:
     eff = table(run, "efficiency")
     if eff.empty:
         return eff

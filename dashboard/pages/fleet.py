@@ -8,6 +8,7 @@ import pandas as pd
 from dash import Input, Output, State, dcc, html, no_update
 
 from dashboard import controls, figures, timerange, urlstate
+from dashboard.context import cached
 from dashboard.data import fleet as data
 
 PATH = "/fleet"
@@ -47,21 +48,29 @@ def layout(**query) -> html.Div:
 
 
 def compute(reader, state: dict, width: int | None = None) -> dict:
-    """Every number the page shows, for a checked state (see read())."""
-    w = timerange.resolve(reader, state["range"], state["end"], width)
-    pools = data.host_pools(reader, w.start, w.end)
-    frames = {r: data.resource_frame(reader, r, w.start, w.end, w.every) for r in data.RESOURCES}
+    """Every number the page shows, for a checked state (see read()). The store's answers for the window are
+    kept for the auto-refresh interval (dashboard.context.cached): another resource or pool for the same
+    window asks the store nothing."""
+    ttl = controls.ttl(state)
+    w = timerange.resolve(reader, state["range"], state["end"], width, ttl)
+    d = cached(reader, ("fleet", w.start, w.end, w.every), lambda: _window_data(reader, w), ttl)
+    pools, frames = d["pools"], d["frames"]
     pool = state["pool"] if state["pool"] in set(pools["pool"]) else None
     hosts = set(pools.loc[pools["pool"] == pool, "host"]) if pool else None
     chosen = frames[state["resource"]]
+    states = d["states"]
     if hosts is not None:
         chosen = chosen[chosen["host"].isin(hosts)]
-    states = data.node_states(frames, pools)
-    if hosts is not None:
         states = states[states["host"].isin(hosts)]
-    return {"window": w, "pools": pools, "pool": pool, "utilization": data.pool_utilization(frames, pools),
-            "heat": data.heatmap_matrix(chosen), "states": states,
-            "gpu_hours": data.gpu_hours(reader, w.start, w.end, w.every)}
+    return {"window": w, "pools": pools, "pool": pool, "utilization": d["utilization"],
+            "heat": data.heatmap_matrix(chosen), "states": states, "gpu_hours": d["gpu_hours"]}
+
+
+def _window_data(reader, w: timerange.Window) -> dict:
+    """What the page shows of a window whatever the resource and pool picked."""
+    d = data.fleet_data(reader, w.start, w.end, w.every)
+    return {**d, "utilization": data.pool_utilization(d["frames"], d["pools"]),
+            "states": data.node_states(d["frames"], d["pools"])}
 
 
 def pool_figure(util: pd.DataFrame) -> dict:

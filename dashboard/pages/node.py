@@ -8,6 +8,7 @@ import pandas as pd
 from dash import Input, Output, State, dcc, html
 
 from dashboard import controls, figures, timerange, urlstate
+from dashboard.context import cached
 from dashboard.data import node as data
 
 PATH = "/node"
@@ -70,7 +71,7 @@ def timeline_figure(jobs: pd.DataFrame, start, end) -> dict:
 
 def update(reader, state: dict, width: int | None = None) -> tuple:
     """(status, body, node options, metric options, search) for a checked state."""
-    nodes = data.known_nodes(reader)
+    nodes = cached(reader, ("nodes",), lambda: data.known_nodes(reader), controls.ttl(state))
     present = set(reader.measurements())
     node_options = [{"label": n, "value": n} for n in nodes]
     metric_options = [{"label": m, "value": m} for m in data.metric_options(present)]
@@ -80,23 +81,23 @@ def update(reader, state: dict, width: int | None = None) -> tuple:
         text = ("Pick a node, or click a node in the fleet heatmap." if not state["node"] else
                 f"No node named {state['node']!r} in the store; pick one of the {len(nodes)} it has.")
         return controls.message(text), [], node_options, metric_options, search
-    w = timerange.resolve(reader, state["range"], state["end"], width)
+    ttl = controls.ttl(state)
+    w = timerange.resolve(reader, state["range"], state["end"], width, ttl)
     panels = list(data.PANELS)
     extra = data.metric_panel(state["metric"]) if state["metric"] else None
     if extra is not None:
         panels.insert(0, extra)
+    d = cached(reader, ("node", node, extra, w.start, w.end, w.every),
+               lambda: data.node_data(reader, node, panels, w.start, w.end, w.every), ttl)
     graphs = []
-    for panel in panels:
+    for panel, frame in zip(panels, d["panels"], strict=True):
         if panel.measurement not in present:
             continue
-        frame = data.panel_frame(reader, node, panel, w.start, w.end, w.every)
         if frame.empty and panel is not extra:
             continue  # a node without GPUs or InfiniBand shows no empty GPU or InfiniBand panels
         graphs.append(dbc.Col(dcc.Graph(figure=_series_figure(frame, panel.title, panel.unit),
                                         config={"displaylogo": False}), lg=6))
-    jobs = data.jobs(reader, node, w.start, w.end)
-    gpus = data.gpus(reader, node, w.start, w.end)
-    ports = data.ports(reader, node, w.start, w.end)
+    jobs, gpus, ports = d["jobs"], d["gpus"], d["ports"]
     body = [
         html.Div(f"{node}: {w.start:%Y-%m-%d %H:%M} to {w.end:%Y-%m-%d %H:%M} UTC, {w.every} buckets",
                  className="small text-body-secondary mb-2"),

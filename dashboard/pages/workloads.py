@@ -59,8 +59,11 @@ def column_defs(frame: pd.DataFrame) -> list[dict]:
 
 
 def grid_rows(frame: pd.DataFrame) -> list[dict]:
-    """Records a browser can take: NaN becomes null."""
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+    """Records a browser can take: NaN becomes null. Built from whole columns (tolist() in C); to_dict() boxed
+    each of the 250 k cells of a week's job table in Python."""
+    columns = [frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in frame.columns]
+    names = [str(c) for c in frame.columns]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def throughput_figure(row: pd.DataFrame) -> dict:
@@ -124,11 +127,15 @@ def update(run, state: dict) -> tuple:
         return (controls.message(runs.why_missing(None, ""), "warning"), [], [], [], [], "")
     names = runs.workloads(run)
     workload = state["workload"] if state["workload"] in names else None
-    eff = runs.efficiency(run)
+    rows, defs = runs.kept(run, ("workloads-grid",), lambda: _grid(runs.efficiency(run)))
     status = None if state["workload"] in (None, workload) else \
         controls.message(f"No workload named {state['workload']!r} in run {run.run_id}.", "warning")
-    return (status, detail(run, workload), [{"label": n, "value": n} for n in names], grid_rows(eff),
-            column_defs(eff), urlstate.search({"workload": workload}, DEFAULTS))
+    return (status, detail(run, workload), [{"label": n, "value": n} for n in names], rows, defs,
+            urlstate.search({"workload": workload}, DEFAULTS))
+
+
+def _grid(eff: pd.DataFrame) -> tuple[list[dict], list[dict]]:
+    return grid_rows(eff), column_defs(eff)
 
 
 def register(app, ctx) -> None:

@@ -1,0 +1,114 @@
+"""The InfluxDB reader on the deploy's five-minute rollup (a store URL with ?rollup=five_minutes): bucketed
+queries it answers exactly read the rollup and give the raw points' numbers, even where 5-minute buckets hold
+different numbers of points (a mean of means would be off there); anything else reads the raw points."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agents.query import open_reader
+from tests.store_helpers import create_database, influx_query, write_lines
+from tests.test_deploy_analysis import iql_statements
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture(scope="module")
+def influxd_module(tmp_path_factory):
+    from tests.services import influxd
+
+    with influxd(tmp_path_factory.mktemp("influxd-rollup")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stores(influxd_module):
+    """(raw URL, rollup URL, t0): two hosts x two GPUs an hour back on a 15-minute boundary, one of them
+    sampled every 10 s, the other at uneven times (1 to 4 points a 5-minute bucket); the deploy's statements
+    run, then its continuous query's SELECT over the hour (the backfill docs/deploy.md describes)."""
+    url = influxd_module.url
+    for statement in iql_statements():  # the deploy test may have run them on this server already
+        error = influx_query(url, statement)["results"][0].get("error", "")
+        assert not error or "already exists" in error, (statement, error)
+    create_database(url, "fleet")
+    now = int(time.time())
+    t0 = now - now % 900 - 3600
+    rng = np.random.default_rng(7)
+    lines = []
+    for g in range(2):
+        for i in range(360):
+            lines.append(f"gpu,host=a,gpu={g} utilization_ratio={0.1 * g + i / 400},power_watts={100 + i}i "
+                         f"{(t0 + 10 * i) * 10**9}")
+        uneven = np.sort(rng.choice(3600, size=30, replace=False))
+        for s in uneven:
+            lines.append(f"gpu,host=b,gpu={g} utilization_ratio={rng.random():.6f} {(t0 + int(s)) * 10**9}")
+    write_lines(url, "fleet", lines)
+    cq = next(s for s in iql_statements() if s.startswith("CREATE CONTINUOUS QUERY"))
+    select = cq[cq.index("SELECT"):cq.rindex(" END")].replace(
+        "GROUP BY", f"WHERE time >= {t0}s AND time < {t0 + 3600}s GROUP BY")
+    assert "error" not in influx_query(url, select, db="fleet")["results"][0]
+    base = "influxdb://" + url.split("://", 1)[1] + "/fleet"
+    return base, base + "?rollup=five_minutes", pd.Timestamp(t0, unit="s", tz="UTC")
+
+
+def test_rollup_answers_bucketed_means_sums_counts_and_extremes_as_the_raw_points(stores):
+    raw_url, rollup_url, t0 = stores
+    stats = {"mean": ("utilization_ratio", "mean"), "n": ("utilization_ratio", "count"),
+             "total": ("utilization_ratio", "sum"), "hi": ("power_watts", "max"), "lo": ("power_watts", "min")}
+    with open_reader(raw_url) as raw, open_reader(rollup_url) as rollup:
+        end = t0 + pd.Timedelta(hours=1)
+        mine = {"host": ["a", "b"]}  # other tests write gpu points to this server too
+        want = raw.aggregate("gpu", stats, t0, end, every="15m", by=["host", "gpu"], where_tags=mine)
+        got = rollup.aggregate("gpu", stats, t0, end, every="15m", by=["host", "gpu"], where_tags=mine)
+        assert rollup._rollup_source(rollup_query(t0, end, "15m"), [("mean", "utilization_ratio")]) is not None
+        assert len(want) == 16 and want["n"].sum() == 2 * 360 + 2 * 30  # 4 series x 4 buckets, every point
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
+        # host b's buckets hold uneven counts: the mean of its 5-minute means is not the mean
+        f = raw.frame("gpu", ["utilization_ratio"], t0, end, every="5m", by=["host", "gpu"], where_tags=mine)
+        b = f[(f["host"] == "b") & (f["gpu"] == "0")].assign(bucket=lambda d: d["time"].dt.floor("15min"))
+        of_means = b.groupby("bucket")["utilization_ratio"].mean().to_numpy()
+        exact = want[(want["host"] == "b") & (want["gpu"] == "0")]["mean"].to_numpy()
+        assert np.abs(of_means - exact).max() > 1e-3
+        # frame() reads it the same way
+        half_hours = dict(every="30m", by=["host"], where_tags=mine)
+        pd.testing.assert_frame_equal(rollup.frame("gpu", ["utilization_ratio"], t0, end, **half_hours),
+                                      raw.frame("gpu", ["utilization_ratio"], t0, end, **half_hours),
+                                      check_exact=False, rtol=1e-12)
+
+
+def test_what_the_rollup_cannot_answer_exactly_reads_the_raw_points(stores):
+    raw_url, rollup_url, t0 = stores
+    with open_reader(raw_url) as raw, open_reader(rollup_url) as rollup:
+        off = t0 + pd.Timedelta(minutes=1)  # a window not on the rollup's 5-minute grid
+        end = t0 + pd.Timedelta(hours=1)
+        assert rollup._rollup_source(rollup_query(off, end, "15m"), [("mean", "utilization_ratio")]) is None
+        assert rollup._rollup_source(rollup_query(t0, end, "1m"), [("mean", "utilization_ratio")]) is None
+        assert rollup._rollup_source(rollup_query(t0, end, "15m"), [("p95", "utilization_ratio")]) is None
+        assert rollup._rollup_source(rollup_query(t0, end, None), [("mean", "utilization_ratio")]) is None
+        for args in ((off, end, "15m"), (t0, end, "1m")):
+            pd.testing.assert_frame_equal(rollup.frame("gpu", ["utilization_ratio"], *args, by=["host"]),
+                                          raw.frame("gpu", ["utilization_ratio"], *args, by=["host"]))
+        p95 = dict(measurement="gpu", fields=["utilization_ratio"], start=t0, end=end, every="15m", agg="p95")
+        pd.testing.assert_frame_equal(rollup.frame(**p95), raw.frame(**p95))
+
+
+def test_a_rollup_name_reaches_influxql_only_as_a_quoted_identifier(stores):
+    raw_url, _, t0 = stores
+    nasty = 'five"; DROP DATABASE "fleet'
+    with open_reader(raw_url + "?rollup=" + nasty.replace(" ", "%20").replace('"', "%22")) as r:
+        source = r._rollup_source(rollup_query(t0, t0 + pd.Timedelta(hours=1), "15m"), [("mean", "u")])
+        assert source == '"fleet"."five\\"; DROP DATABASE \\"fleet"."gpu"'
+        with pytest.raises(Exception, match="retention policy"):  # influxd: no such policy, and nothing dropped
+            r.frame("gpu", ["utilization_ratio"], t0, t0 + pd.Timedelta(hours=1), every="15m")
+    assert "fleet" in str(influx_query(stores[0].replace("influxdb://", "http://").rsplit("/", 1)[0],
+                                       "SHOW DATABASES"))
+
+
+def rollup_query(start, end, every):
+    from agents.query.base import AggregateQuery
+
+    return AggregateQuery.build("gpu", {"m": ("utilization_ratio", "mean")}, start, end, every, (), ())
