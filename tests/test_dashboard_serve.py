@@ -33,6 +33,16 @@ def test_listen_addresses():
             parse_listen(bad)
 
 
+def test_the_command_listens_on_localhost_unless_told_otherwise():
+    import argparse
+
+    from fleetwise.cli import _dashboard_parser
+
+    parser = argparse.ArgumentParser()
+    _dashboard_parser(parser.add_subparsers())
+    assert parse_listen(parser.parse_args(["dashboard"]).listen) == ("127.0.0.1", 8050)
+
+
 def test_credentials_from_the_environment_or_a_file(tmp_path):
     assert auth.from_env({}) is None
     a = auth.from_env({"FLEETWISE_DASHBOARD_USER": "ops", "FLEETWISE_DASHBOARD_PASSWORD": SECRET})
