@@ -86,3 +86,18 @@ def register(app, prefix: str) -> None:
     def _refresh(refresh):
         ms = REFRESH.get(refresh, 0)
         return not ms, ms or 60_000
+
+
+def export_button(prefix: str, class_name: str) -> dbc.Button:
+    """"Export CSV" for the page's AgGrid (prefix-grid); register_export() wires it."""
+    return dbc.Button("Export CSV", id=f"{prefix}-export", size="sm", color="secondary", className=class_name)
+
+
+def register_export(app, prefix: str) -> None:
+    """A click on prefix-export has the grid prefix-grid download its rows (sorted and filtered) as CSV."""
+    from dash import Input, Output
+
+    @app.callback(Output(f"{prefix}-grid", "exportDataAsCsv"), Input(f"{prefix}-export", "n_clicks"),
+                  prevent_initial_call=True)
+    def _export(_n):
+        return True

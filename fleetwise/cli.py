@@ -11,6 +11,17 @@ from collections.abc import Callable, Sequence
 EXIT_CONFIG = 2
 
 
+def _store_arg(p: argparse.ArgumentParser) -> None:
+    """--store for the commands that read telemetry (analyze, dashboard, alerts run)."""
+    p.add_argument("--store", metavar="URL", help="embedded:DIR or influxdb://host:port/db "
+                   "(default embedded:./var/demo-store when it exists)")
+
+
+def _state_arg(p: argparse.ArgumentParser) -> None:
+    """--state for the commands that write or read analyze runs."""
+    p.add_argument("--state", metavar="DIR", default="var/state", help="state directory (default ./var/state)")
+
+
 def _agent_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("agent", help="run the node agent",
                        description="Collect node, accelerator, interconnect, storage and job telemetry.")
@@ -287,12 +298,11 @@ def _analyze_parser(sub: argparse._SubParsersAction) -> None:
                        description="Characterize jobs and workloads, fit the throughput, scaling, power-cap and "
                                    "forecast models on a window of the store, and save them as a new versioned run "
                                    "in the state directory (models that lack data are listed with the reason).")
-    p.add_argument("--store", metavar="URL", help="embedded:DIR or influxdb://host:port/db "
-                   "(default embedded:./var/demo-store when it exists)")
+    _store_arg(p)
     p.add_argument("--since", default="7d", metavar="DURATION|ISO",
                    help="window length before --until (7d, 36h) or its start time (default 7d)")
     p.add_argument("--until", metavar="ISO", help="end of the window (default: the end of the data, or now)")
-    p.add_argument("--state", metavar="DIR", default="var/state", help="state directory (default ./var/state)")
+    _state_arg(p)
     p.add_argument("--jobs", type=int, default=-1, metavar="N", help="parallel fits (default -1: all cores)")
     p.add_argument("--every", default="5m", metavar="DURATION",
                    help="bucket width of the job features (default 5m; coarser is faster on long windows)")
@@ -401,7 +411,7 @@ def _models_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="inspect the fitted models")
     msub = p.add_subparsers(dest="models_command", required=True)
     show = msub.add_parser("show", help="what the latest analyze run fitted, with fit quality")
-    show.add_argument("--state", metavar="DIR", default="var/state", help="state directory (default ./var/state)")
+    _state_arg(show)
     show.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     show.set_defaults(run=_run_models_show)
 
@@ -517,7 +527,7 @@ def _recommend_parser(sub: argparse._SubParsersAction) -> None:
                                    "GPUs, power caps, rebalancing, consolidation, fragmentation; each with its "
                                    "gain per week, risk and evidence. Targets without enough history are listed "
                                    "with the reason in --format json.")
-    p.add_argument("--state", metavar="DIR", default="var/state", help="state directory (default ./var/state)")
+    _state_arg(p)
     p.add_argument("--kind", choices=KINDS, help="only this kind")
     p.add_argument("--min-gain", type=float, default=None, metavar="X",
                    help="only recommendations saving at least X money per week (the price table's currency)")
@@ -560,9 +570,8 @@ def _dashboard_parser(sub: argparse._SubParsersAction) -> None:
                        description="Serve the dashboard over a store and the state directory's latest analyze run "
                                    "(docs/dashboard.md). Basic auth: FLEETWISE_DASHBOARD_USER and "
                                    "FLEETWISE_DASHBOARD_PASSWORD (or FLEETWISE_DASHBOARD_PASSWORD_FILE).")
-    p.add_argument("--store", metavar="URL", help="embedded:DIR or influxdb://host:port/db "
-                   "(default embedded:./var/demo-store when it exists)")
-    p.add_argument("--state", metavar="DIR", default="var/state", help="state directory (default ./var/state)")
+    _store_arg(p)
+    _state_arg(p)
     p.add_argument("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN,
                    help=f"address to serve on (default {DEFAULT_LISTEN}; keep 127.0.0.1 behind a reverse proxy)")
     p.add_argument("--alerts", metavar="DIR", help="alert history directory (default: the alerts component's own)")
@@ -686,8 +695,7 @@ def _alerts_parser(sub: argparse._SubParsersAction) -> None:
                    help="label holding the agent's job tag in Prometheus (default exported_job; job with honor_labels)")
     e.set_defaults(run=_run_alerts)
     r = asub.add_parser("run", help="evaluate the rules over a store and notify (sites without Prometheus)")
-    r.add_argument("--store", metavar="URL", help="embedded:DIR or influxdb://host:port/db "
-                   "(default embedded:./var/demo-store when it exists)")
+    _store_arg(r)
     r.add_argument("--rules", metavar="FILE", help="rule file (default: the shipped pack)")
     r.add_argument("--webhook", metavar="URL", help="Alertmanager-compatible receiver (POST /api/v2/alerts JSON); "
                    "with credentials prefer the FLEETWISE_ALERTS_WEBHOOK variable")

@@ -18,41 +18,36 @@ pytestmark = pytest.mark.services
 
 
 @pytest.fixture(scope="module")
-def influxd_module(tmp_path_factory):
-    from tests.services import influxd
-
-    with influxd(tmp_path_factory.mktemp("influxd-rollup")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def stores(influxd_module):
+def stores(tmp_path_factory):
     """(raw URL, rollup URL, t0): two hosts x two GPUs an hour back on a 15-minute boundary, one of them
     sampled every 10 s, the other at uneven times (1 to 4 points a 5-minute bucket); the deploy's statements
     run, then its continuous query's SELECT over the hour (the backfill docs/deploy.md describes)."""
-    url = influxd_module.url
-    for statement in iql_statements():  # the deploy test may have run them on this server already
-        error = influx_query(url, statement)["results"][0].get("error", "")
-        assert not error or "already exists" in error, (statement, error)
-    create_database(url, "fleet")
-    now = int(time.time())
-    t0 = now - now % 900 - 3600
-    rng = np.random.default_rng(7)
-    lines = []
-    for g in range(2):
-        for i in range(360):
-            lines.append(f"gpu,host=a,gpu={g} utilization_ratio={0.1 * g + i / 400},power_watts={100 + i}i "
-                         f"{(t0 + 10 * i) * 10**9}")
-        uneven = np.sort(rng.choice(3600, size=30, replace=False))
-        for s in uneven:
-            lines.append(f"gpu,host=b,gpu={g} utilization_ratio={rng.random():.6f} {(t0 + int(s)) * 10**9}")
-    write_lines(url, "fleet", lines)
-    cq = next(s for s in iql_statements() if s.startswith("CREATE CONTINUOUS QUERY"))
-    select = cq[cq.index("SELECT"):cq.rindex(" END")].replace(
-        "GROUP BY", f"WHERE time >= {t0}s AND time < {t0 + 3600}s GROUP BY")
-    assert "error" not in influx_query(url, select, db="fleet")["results"][0]
-    base = "influxdb://" + url.split("://", 1)[1] + "/fleet"
-    return base, base + "?rollup=five_minutes", pd.Timestamp(t0, unit="s", tz="UTC")
+    from tests.services import influxd
+
+    with influxd(tmp_path_factory.mktemp("influxd-rollup")) as server:
+        url = server.url
+        for statement in iql_statements():
+            error = influx_query(url, statement)["results"][0].get("error", "")
+            assert not error or "already exists" in error, (statement, error)
+        create_database(url, "fleet")
+        now = int(time.time())
+        t0 = now - now % 900 - 3600
+        rng = np.random.default_rng(7)
+        lines = []
+        for g in range(2):
+            for i in range(360):
+                lines.append(f"gpu,host=a,gpu={g} utilization_ratio={0.1 * g + i / 400},power_watts={100 + i}i "
+                             f"{(t0 + 10 * i) * 10**9}")
+            uneven = np.sort(rng.choice(3600, size=30, replace=False))
+            for s in uneven:
+                lines.append(f"gpu,host=b,gpu={g} utilization_ratio={rng.random():.6f} {(t0 + int(s)) * 10**9}")
+        write_lines(url, "fleet", lines)
+        cq = next(s for s in iql_statements() if s.startswith("CREATE CONTINUOUS QUERY"))
+        select = cq[cq.index("SELECT"):cq.rindex(" END")].replace(
+            "GROUP BY", f"WHERE time >= {t0}s AND time < {t0 + 3600}s GROUP BY")
+        assert "error" not in influx_query(url, select, db="fleet")["results"][0]
+        base = "influxdb://" + url.split("://", 1)[1] + "/fleet"
+        yield base, base + "?rollup=five_minutes", pd.Timestamp(t0, unit="s", tz="UTC")
 
 
 def test_rollup_answers_bucketed_means_sums_counts_and_extremes_as_the_raw_points(stores):

@@ -34,7 +34,7 @@ def layout(**query) -> html.Div:
         dbc.Row([controls.picker(f"{P}-kind", "Kind", s["kind"], "every kind", 4)], className="mb-2"),
         dbc.Row([dbc.Col(dcc.Graph(id=f"{P}-totals-figure", config={"displaylogo": False}), lg=6),
                  dbc.Col(html.Div(id=f"{P}-totals"), lg=6)]),
-        dbc.Button("Export CSV", id=f"{P}-export", size="sm", color="secondary", className="my-2"),
+        controls.export_button(P, "my-2"),
         dag.AgGrid(id=f"{P}-grid", rowData=[], columnDefs=[], csvExportParams={"fileName": "recommendations.csv"},
                    defaultColDef={"sortable": True, "filter": True, "resizable": True, "wrapText": False},
                    dashGridOptions={"pagination": True, "paginationPageSize": 50, "tooltipShowDelay": 300},
@@ -90,9 +90,6 @@ def register(app, ctx) -> None:
     def _update(kind):
         return update(ctx.run(), read({"kind": kind}))
 
-    @app.callback(Output(f"{P}-grid", "exportDataAsCsv"), Input(f"{P}-export", "n_clicks"),
-                  prevent_initial_call=True)
-    def _export(_n):
-        return True
+    controls.register_export(app, P)
 
     urlstate.register(app, P)

@@ -33,7 +33,7 @@ def layout(**query) -> html.Div:
                 className="mb-2"),
         dcc.Loading(html.Div(id=f"{P}-detail")),
         html.H3("Job efficiency", className="h5 mt-4"),
-        dbc.Button("Export CSV", id=f"{P}-export", size="sm", color="secondary", className="mb-2"),
+        controls.export_button(P, "mb-2"),
         dag.AgGrid(id=f"{P}-grid", rowData=[], columnDefs=[], csvExportParams={"fileName": "efficiency.csv"},
                    defaultColDef={"sortable": True, "filter": True, "resizable": True, "floatingFilter": True},
                    dashGridOptions={"pagination": True, "paginationPageSize": 50, "animateRows": False},
@@ -146,9 +146,6 @@ def register(app, ctx) -> None:
     def _update(workload):
         return update(ctx.run(), read({"workload": workload}))
 
-    @app.callback(Output(f"{P}-grid", "exportDataAsCsv"), Input(f"{P}-export", "n_clicks"),
-                  prevent_initial_call=True)
-    def _export(_n):
-        return True
+    controls.register_export(app, P)
 
     urlstate.register(app, P)
