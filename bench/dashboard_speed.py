@@ -150,23 +150,37 @@ def influx_prepare(base: str, work: Path, store_dir: Path, prep: dict) -> dict:
                 influx_query(base, line)
         done = {"wanted": wanted, "load": load(store_dir, base, "fleet", DASHBOARD_FIELDS)}
         marker.write_text(json.dumps(done))  # a failed backfill does not load the points again
-    elif "rollup_backfill_seconds" in done:
-        return {**done, "reused": True}
-    # The rollup, as the deploy's continuous query would have written it over the week: its sums and counts
-    # per series and 5 minutes of the fields read in buckets, computed by DuckDB from the same Parquet files
-    # and written into "five_minutes". Running the continuous query's own SELECT ... INTO over the week took
-    # influxd 1.6.7 over four minutes for part of the first day on this machine (tests/test_influx_rollup.py
-    # runs it, on a small fleet, and checks the reader against the raw points).
+    # The rollups, as the deploy's continuous queries would have written them over the week: their sums and
+    # counts per series and bucket of the fields read in buckets, computed by DuckDB from the same Parquet files
+    # and written into each level's retention policy. Running the continuous query's own SELECT ... INTO over
+    # the week took influxd 1.6.7 over four minutes for part of the first day on this machine
+    # (tests/test_influx_rollup.py runs them, on a small fleet, and checks the reader against the raw points).
+    # Each level is written once (a level added later is written on the next run, the others reused).
     rolled = {m: f for m, f in DASHBOARD_FIELDS.items() if m not in ("cpu_info", "job")}  # read whole-window only
-    done["rollup"] = load(store_dir, base, "fleet", rolled, rp="five_minutes", rollup_every_s=300)
-    done["rollup_backfill_seconds"] = done["rollup"]["seconds"]
-    marker.write_text(json.dumps(done))
-    return done
+    done.setdefault("rollups", {})
+    if "rollup" in done:  # the five-minute level of an earlier run
+        done["rollups"].setdefault("five_minutes", done["rollup"])
+    reused = True
+    for rp, seconds in ROLLUP_LEVELS.items():
+        if rp not in done["rollups"]:
+            for line in IQL.read_text().splitlines():  # an influxd loaded before this level was deployed lacks it
+                if line.startswith(f'CREATE RETENTION POLICY "{rp}"'):
+                    influx_query(base, line)
+            done["rollups"][rp] = load(store_dir, base, "fleet", rolled, rp=rp, rollup_every_s=seconds)
+            marker.write_text(json.dumps(done))
+            reused = False
+    return {**done, "reused": reused}
+
+
+# the deploy's rollup levels (deploy/influxdb/influxdb-1x.iql) and their bucket widths in seconds
+ROLLUP_LEVELS = {"five_minutes": 300, "fifteen_minutes": 900, "one_hour": 3600}
+ROLLUP_URL = "?rollup=" + ",".join(ROLLUP_LEVELS)
 
 
 def influx_pages(work: Path, args, state: Path, prep: dict) -> dict:
-    """The telemetry pages timed on a real influxd holding the same fleet, at full resolution ("raw") and
-    reading the deploy's five-minute rollups where a bucket allows (?rollup=five_minutes)."""
+    """Every page timed on a real influxd holding the same fleet, reading the deploy's rollups where a query
+    allows (ROLLUP_URL: the coarsest level whose bucket divides the query's) and, with --influx-raw, the
+    telemetry pages once each on the raw points alone."""
     sys.path.insert(0, str(REPO / "bench"))
     from tests.services import influxd
 
@@ -177,10 +191,11 @@ def influx_pages(work: Path, args, state: Path, prep: dict) -> dict:
         store = "influxdb://" + server.url.split("://", 1)[1] + "/fleet"
         out["anchor"] = influx_anchor(store)
         # raw: one (cold) call a page: a week's gpu aggregate at full resolution takes influxd minutes here
-        for label, url, repeat in (("rollup", store + "?rollup=five_minutes", args.repeat), ("raw", store, 0)):
+        modes = [("rollup", store + ROLLUP_URL, args.repeat)] + ([("raw", store, 0)] if args.influx_raw else [])
+        for label, url, repeat in modes:
             calls, ctx = page_calls(url, state)
-            calls = {k: v for k, v in calls.items() if k.startswith(("/fleet", "/node", "/alerts"))
-                     and not (label == "raw" and "another resource" in k)}
+            calls = {k: v for k, v in calls.items()
+                     if label == "rollup" or (k.startswith(("/fleet", "/node")) and "another resource" not in k)}
             print(f"InfluxDB, {label}:", file=sys.stderr, flush=True)
             out[label] = timed_pages(calls, ctx, repeat)
     return out
@@ -188,19 +203,25 @@ def influx_pages(work: Path, args, state: Path, prep: dict) -> dict:
 
 def influx_anchor(store: str) -> dict:
     """One raw InfluxQL statement for the fleet heatmap's data (mean GPU utilization per host and bucket over
-    the window), timed as influxd answers it (the HTTP answer read, not parsed)."""
+    the window), timed as influxd answers it (the HTTP answer read, not parsed), and the same numbers from the
+    rollup level the reader picks for that bucket (sum of sums over sum of counts)."""
     from agents.query import open_reader
+    from agents.query.base import AggregateQuery
     from dashboard import timerange
 
     out = {}
-    with open_reader(store) as reader:
+    with open_reader(store + ROLLUP_URL) as reader:
         for key in ("24h", "7d"):
             w = timerange.resolve(reader, key, None, WIDTH)
-            q = (f'SELECT mean("utilization_ratio") FROM "gpu" WHERE time >= {w.start.value} AND time < {w.end.value}'
-                 f' GROUP BY time({w.every}), "host"')
+            where = f' WHERE time >= {w.start.value} AND time < {w.end.value} GROUP BY time({w.every}), "host"'
+            level = reader._rollup_level(AggregateQuery.build("gpu", {"m": ("utilization_ratio", "mean")}, w.start,
+                                                              w.end, w.every, (), ()), [("mean", "utilization_ratio")])
+            statements = {"raw": 'SELECT mean("utilization_ratio") FROM "gpu"' + where,
+                          "rollup": 'SELECT sum("sum_utilization_ratio") / sum("count_utilization_ratio") FROM '
+                                    f'"fleet"."{level}"."gpu"' + where}
             base = reader.url.base_url
 
-            def run(q=q, base=base):
+            def run(q, base=base):
                 import urllib.parse
                 import urllib.request
 
@@ -208,7 +229,9 @@ def influx_anchor(store: str) -> dict:
                 with urllib.request.urlopen(urllib.request.Request(base + "/query", data=body), timeout=600) as r:
                     return len(r.read())
 
-            out[key] = {"window": f"{w.start} .. {w.end}, {w.every} buckets", "query": q, **timed(run, 1)}
+            out[key] = {"window": f"{w.start} .. {w.end}, {w.every} buckets", "level": level, "query": statements,
+                        **timed(lambda q=statements["raw"]: run(q), 2),
+                        "rollup": timed(lambda q=statements["rollup"]: run(q), 2)}
     return out
 
 
@@ -272,6 +295,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, required=True, help="where the fleet and its analysis are kept")
     ap.add_argument("--store", choices=("embedded", "influxdb", "both"), default="embedded",
                     help="time the pages on the embedded store, on a real influxd holding the same points, or both")
+    ap.add_argument("--influx-raw", action="store_true",
+                    help="also time the telemetry pages once each on influxd's raw points (a week takes minutes)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -314,14 +339,15 @@ def report(out: dict, args) -> None:
     if "influx" in out:
         inf = out["influx"]
         p = inf["prepared"]
+        levels = ", ".join(f"{rp} {r['lines']:,} lines in {r['seconds']:.0f} s" for rp, r in p["rollups"].items())
         print(f"InfluxDB (Debian's influxd 1.6.7), the same points ({p['load']['lines']:,} lines loaded in "
-              f"{p['load']['seconds']:.0f} s, five-minute rollup ({p['rollup']['lines']:,} lines) written in "
-              f"{p['rollup_backfill_seconds']:.0f} s"
-              f"{', reused' if p.get('reused') else ''})")
+              f"{p['load']['seconds']:.0f} s; rollups written: {levels}{'; reused' if p.get('reused') else ''})")
         for key, a in inf["anchor"].items():
-            print(f"anchor {key}: {a['window']}: raw InfluxQL mean GROUP BY time, host: first {a['first']:.3f} s, "
-                  f"median {a['median']:.3f} s")
+            print(f"anchor {key}: {a['window']}: InfluxQL mean GROUP BY time, host: raw points first {a['first']:.3f}"
+                  f" s, median {a['median']:.3f} s; from {a['level']} median {a['rollup']['median']:.3f} s")
         for label in ("rollup", "raw"):
+            if label not in inf:
+                continue
             print(f"InfluxDB, {label} (goal 3 s; anchor: the raw InfluxQL statement of the same window)")
             print(head)
             for name, r in inf[label].items():

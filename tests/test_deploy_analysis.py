@@ -396,11 +396,17 @@ def test_influxdb_1x_file_creates_the_policies_and_its_continuous_query_downsamp
         assert "error" not in answer["results"][0], (statement, answer)
     rps = {r[0]: r[1] for r in influx_query(url, 'SHOW RETENTION POLICIES ON "fleet"')["results"][0]["series"][0]
            ["values"]}
-    assert rps == {"raw": "360h0m0s", "five_minutes": "9600h0m0s"}  # 15 days, 400 days
+    # 15 days, 400 days, 400 days, 3 years
+    assert rps == {"raw": "360h0m0s", "five_minutes": "9600h0m0s", "fifteen_minutes": "9600h0m0s",
+                   "one_hour": "26280h0m0s"}
     (cq_series,) = [s for s in influx_query(url, "SHOW CONTINUOUS QUERIES")["results"][0]["series"]
                     if s["name"] == "fleet"]
-    ((cq_name, cq_text),) = cq_series["values"]
-    assert cq_name == "fleet_5m"
+    cqs = dict(cq_series["values"])
+    assert sorted(cqs) == ["fleet_15m", "fleet_1h", "fleet_5m"]
+    assert all(f'INTO fleet.{rp}.:MEASUREMENT' in cqs[name] and f"time({width})" in cqs[name]
+               for name, rp, width in (("fleet_5m", "five_minutes", "5m"), ("fleet_15m", "fifteen_minutes", "15m"),
+                                       ("fleet_1h", "one_hour", "1h")))
+    cq_text = cqs["fleet_5m"]
     # The CQ's own SELECT, run once over explicit bounds (what a backfill does): 5-minute means per series.
     # An hour ago, on a 5-minute boundary: inside the 15-day raw policy whenever the test runs.
     now = int(time.time())

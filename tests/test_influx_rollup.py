@@ -1,6 +1,7 @@
-"""The InfluxDB reader on the deploy's five-minute rollup (a store URL with ?rollup=five_minutes): bucketed
-queries it answers exactly read the rollup and give the raw points' numbers, even where 5-minute buckets hold
-different numbers of points (a mean of means would be off there); anything else reads the raw points."""
+"""The InfluxDB reader on the deploy's rollups (a store URL with ?rollup=five_minutes,fifteen_minutes,one_hour):
+aggregates a level answers exactly read the coarsest such level and give the raw points' numbers, even where
+buckets hold different numbers of points (a mean of means would be off there); anything else reads the raw
+points."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from agents.query import open_reader
+from agents.query.base import FrameQuery
 from tests.store_helpers import create_database, influx_query, write_lines
 from tests.test_deploy_analysis import iql_statements
 
@@ -19,9 +21,9 @@ pytestmark = pytest.mark.services
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    """(raw URL, rollup URL, t0): two hosts x two GPUs an hour back on a 15-minute boundary, one of them
-    sampled every 10 s, the other at uneven times (1 to 4 points a 5-minute bucket); the deploy's statements
-    run, then its continuous query's SELECT over the hour (the backfill docs/deploy.md describes)."""
+    """(raw URL, rollups URL, t0): two hosts x two GPUs over an hour on an hour boundary, one of them sampled
+    every 10 s, the other at uneven times (1 to 4 points a 5-minute bucket); the deploy's statements run, then
+    each continuous query's SELECT over the hour (the backfill docs/deploy.md describes)."""
     from tests.services import influxd
 
     with influxd(tmp_path_factory.mktemp("influxd-rollup")) as server:
@@ -31,7 +33,7 @@ def stores(tmp_path_factory):
             assert not error or "already exists" in error, (statement, error)
         create_database(url, "fleet")
         now = int(time.time())
-        t0 = now - now % 900 - 3600
+        t0 = now - now % 3600 - 3600
         rng = np.random.default_rng(7)
         lines = []
         for g in range(2):
@@ -42,12 +44,14 @@ def stores(tmp_path_factory):
             for s in uneven:
                 lines.append(f"gpu,host=b,gpu={g} utilization_ratio={rng.random():.6f} {(t0 + int(s)) * 10**9}")
         write_lines(url, "fleet", lines)
-        cq = next(s for s in iql_statements() if s.startswith("CREATE CONTINUOUS QUERY"))
-        select = cq[cq.index("SELECT"):cq.rindex(" END")].replace(
-            "GROUP BY", f"WHERE time >= {t0}s AND time < {t0 + 3600}s GROUP BY")
-        assert "error" not in influx_query(url, select, db="fleet")["results"][0]
+        cqs = [s for s in iql_statements() if s.startswith("CREATE CONTINUOUS QUERY")]
+        assert len(cqs) == 3
+        for cq in cqs:
+            select = cq[cq.index("SELECT"):cq.rindex(" END")].replace(
+                "GROUP BY", f"WHERE time >= {t0}s AND time < {t0 + 3600}s GROUP BY")
+            assert "error" not in influx_query(url, select, db="fleet")["results"][0]
         base = "influxdb://" + url.split("://", 1)[1] + "/fleet"
-        yield base, base + "?rollup=five_minutes", pd.Timestamp(t0, unit="s", tz="UTC")
+        yield base, base + "?rollup=five_minutes,fifteen_minutes,one_hour", pd.Timestamp(t0, unit="s", tz="UTC")
 
 
 def test_rollup_answers_bucketed_means_sums_counts_and_extremes_as_the_raw_points(stores):
@@ -59,7 +63,7 @@ def test_rollup_answers_bucketed_means_sums_counts_and_extremes_as_the_raw_point
         mine = {"host": ["a", "b"]}  # other tests write gpu points to this server too
         want = raw.aggregate("gpu", stats, t0, end, every="15m", by=["host", "gpu"], where_tags=mine)
         got = rollup.aggregate("gpu", stats, t0, end, every="15m", by=["host", "gpu"], where_tags=mine)
-        assert rollup._rollup_source(rollup_query(t0, end, "15m"), [("mean", "utilization_ratio")]) is not None
+        assert rollup._rollup_level(rollup_query(t0, end, "15m"), [("mean", "utilization_ratio")]) == "fifteen_minutes"
         assert len(want) == 16 and want["n"].sum() == 2 * 360 + 2 * 30  # 4 series x 4 buckets, every point
         pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
         # host b's buckets hold uneven counts: the mean of its 5-minute means is not the mean
@@ -83,12 +87,60 @@ def test_what_the_rollup_cannot_answer_exactly_reads_the_raw_points(stores):
         assert rollup._rollup_source(rollup_query(off, end, "15m"), [("mean", "utilization_ratio")]) is None
         assert rollup._rollup_source(rollup_query(t0, end, "1m"), [("mean", "utilization_ratio")]) is None
         assert rollup._rollup_source(rollup_query(t0, end, "15m"), [("p95", "utilization_ratio")]) is None
-        assert rollup._rollup_source(rollup_query(t0, end, None), [("mean", "utilization_ratio")]) is None
+        assert rollup._rollup_source(rollup_query(off, end, None), [("mean", "utilization_ratio")]) is None
+        frame_raw = FrameQuery.build("gpu", ["utilization_ratio"], t0, end, None, (), "mean", None)
+        assert rollup._rollup_source(frame_raw, [("mean", "utilization_ratio")]) is None  # the points themselves
         for args in ((off, end, "15m"), (t0, end, "1m")):
             pd.testing.assert_frame_equal(rollup.frame("gpu", ["utilization_ratio"], *args, by=["host"]),
                                           raw.frame("gpu", ["utilization_ratio"], *args, by=["host"]))
         p95 = dict(measurement="gpu", fields=["utilization_ratio"], start=t0, end=end, every="15m", agg="p95")
         pd.testing.assert_frame_equal(rollup.frame(**p95), raw.frame(**p95))
+
+
+@pytest.mark.parametrize(("start_min", "every", "level"), [
+    (0, "5m", "five_minutes"), (0, "10m", "five_minutes"), (0, "15m", "fifteen_minutes"),
+    (0, "30m", "fifteen_minutes"), (0, "1h", "one_hour"), (15, "1h", "fifteen_minutes"),
+    (5, "15m", "five_minutes"), (0, None, "one_hour"), (15, None, "fifteen_minutes"), (1, "5m", None)])
+def test_each_aggregate_reads_the_coarsest_level_that_answers_it_and_gets_the_raw_numbers(stores, start_min, every,
+                                                                                           level):
+    raw_url, rollup_url, t0 = stores
+    start, end = t0 + pd.Timedelta(minutes=start_min), t0 + pd.Timedelta(hours=1)
+    stats = {"mean": ("utilization_ratio", "mean"), "n": ("utilization_ratio", "count"),
+             "total": ("power_watts", "sum")}
+    args = dict(every=every, by=["host", "gpu"], where_tags={"host": ["a", "b"]})
+    with open_reader(raw_url) as raw, open_reader(rollup_url) as rollup:
+        q = rollup_query(start, end, every)
+        assert rollup._rollup_level(q, [("mean", "utilization_ratio")]) == level
+        want = raw.aggregate("gpu", stats, start, end, **args)
+        got = rollup.aggregate("gpu", stats, start, end, **args)
+        assert len(want) and (every is not None or len(want) == 4)
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
+        # host a: 6 points a minute per GPU, whatever the level
+        a0 = want[(want["host"] == "a") & (want["gpu"] == "0")]
+        assert a0["n"].sum() == 6 * (60 - start_min)
+
+
+def test_the_levels_hold_what_the_continuous_queries_wrote(stores):
+    """Each level's own rows: an hour of host a's GPU 0 (360 points) is 12, 4 and 1 rows whose counts add up."""
+    raw_url, _, t0 = stores
+    base = "http://" + raw_url.split("://", 1)[1].rsplit("/", 1)[0]
+    for level, rows in (("five_minutes", 12), ("fifteen_minutes", 4), ("one_hour", 1)):
+        q = (f'SELECT "count_utilization_ratio" FROM "fleet"."{level}"."gpu" WHERE "host" = \'a\' AND "gpu" = \'0\' '
+             f"AND time >= {t0.value} AND time < {t0.value + 3600 * 10**9}")
+        values = influx_query(base, q, db="fleet")["results"][0]["series"][0]["values"]
+        assert len(values) == rows and sum(v[1] for v in values) == 360
+
+
+def test_rollup_levels_from_the_store_url():
+    from agents.query.influx import rollup_levels
+
+    assert rollup_levels("five_minutes,one_hour,fifteen_minutes") == [
+        ("one_hour", 3600 * 10**9), ("fifteen_minutes", 900 * 10**9), ("five_minutes", 300 * 10**9)]
+    assert rollup_levels("five_minutes", "5m") == [("five_minutes", 300 * 10**9)]  # the older form
+    assert rollup_levels("daily:1d, ten:10m") == [("daily", 86400 * 10**9), ("ten", 600 * 10**9)]
+    assert rollup_levels("mine", "2m") == [("mine", 120 * 10**9)] and rollup_levels("") == []
+    with pytest.raises(Exception, match="rollup 'x': bad interval"):
+        rollup_levels("x:soon")
 
 
 def test_a_rollup_name_reaches_influxql_only_as_a_quoted_identifier(stores):

@@ -49,12 +49,9 @@ class InfluxReader(Reader):
         self.endpoint = endpoint(url, timeout, ca_file, credentials)
         self._headers = {"Accept": "application/json", **self.endpoint.auth_headers()}
         self._ssl = self.endpoint.ssl_context()
-        # ?rollup=RP: bucketed queries whose aggregates and window the rollup answers exactly read it (see
-        # _rollup_source); ?rollup_every= its bucket width (the deploy's continuous query: 5m)
-        self.rollup = url.params.get("rollup") or None
-        if self.rollup is not None:
-            identifiers.validate(self.rollup, "retention policy")
-        self.rollup_every_ns = parse_every(url.params.get("rollup_every", "5m"))
+        # ?rollup=RP[:WIDTH][,RP[:WIDTH]...]: the rollup levels (retention policies) and their bucket widths;
+        # each aggregate reads the coarsest level that answers it exactly (see _rollup_source)
+        self.rollups = rollup_levels(url.params.get("rollup", ""), url.params.get("rollup_every"))
 
     # -- transport ------------------------------------------------------------------------------
     def _results(self, q: str) -> Iterator[dict]:
@@ -120,22 +117,32 @@ class InfluxReader(Reader):
         return _assemble(q, self._series(text))
 
     def _rollup_source(self, q: FrameQuery | AggregateQuery, aggs: list[tuple[str, str]]) -> str | None:
-        """FROM "db"."rollup"."measurement" when the rollup answers q exactly, else None (read the raw points).
+        """FROM "db"."rollup"."measurement" of the coarsest rollup level that answers q exactly, else None (read
+        the raw points).
 
-        Exactly: a bucketed query whose buckets and window bounds are multiples of the rollup's width (each
-        rollup point then falls wholly inside one bucket of the window) and whose every aggregate is one the
-        rollup's sums, counts, maxima and minima give (mean = sum of sums / sum of counts), with no
-        conditions on field values (those need the points)."""
-        if self.rollup is None or q.every_ns is None or not self.url.database:
+        Exactly: an aggregate whose bucket (or, without buckets, the whole window) and window bounds are
+        multiples of the level's width (each rollup point then falls wholly inside one bucket of the window)
+        and whose every aggregate is one the rollup's sums, counts, maxima and minima give (mean = sum of sums /
+        sum of counts), with no conditions on field values (those need the points)."""
+        level = self._rollup_level(q, aggs)
+        if level is None:
             return None
-        width = self.rollup_every_ns
-        if q.every_ns % width or q.start_ns % width or q.end_ns % width:
+        qi = identifiers.influxql
+        return f"{qi(self.url.database, 'database')}.{qi(level, 'retention policy')}." \
+               f"{qi(q.measurement, 'measurement')}"
+
+    def _rollup_level(self, q: FrameQuery | AggregateQuery, aggs: list[tuple[str, str]]) -> str | None:
+        """The retention policy _rollup_source reads for q (None: the raw points)."""
+        if not self.rollups or not self.url.database:
             return None
         if getattr(q, "where", ()) or any(agg not in _ROLLUP_AGGS for agg, _ in aggs):
             return None
-        qi = identifiers.influxql
-        return f"{qi(self.url.database, 'database')}.{qi(self.rollup, 'retention policy')}." \
-               f"{qi(q.measurement, 'measurement')}"
+        if q.every_ns is None and isinstance(q, FrameQuery):
+            return None  # a frame without buckets is the raw points themselves
+        for name, width in self.rollups:  # coarsest first
+            if (q.every_ns is None or q.every_ns % width == 0) and q.start_ns % width == 0 and q.end_ns % width == 0:
+                return name
+        return None
 
     def _aggregate(self, q: AggregateQuery):
         """One statement for the value stats (influxd reads each field once per call, never a row per point
@@ -153,7 +160,7 @@ class InfluxReader(Reader):
             select = ", ".join(f"{_rollup_agg(s.agg.name, s.field)} AS {qi(s.name, 'column')}" for s in q.stats)
             times, tags, cols = _columns(self._series(f"SELECT {select} FROM {rollup}{where}{tail}"), q.by,
                                          [s.name for s in q.stats])
-            return finalize_stats(q, times, tags, cols)
+            return finalize_stats(q, times if q.every_ns is not None else None, tags, cols)
         source = f" FROM {qi(q.measurement, 'measurement')}{where}{tail}"
         # one selector statement per (first|last, field) asked for with a time: it also answers that field's
         # first/last value (the value at that time), so asking for both costs one scan
@@ -210,6 +217,25 @@ class InfluxReader(Reader):
                 return None
             bounds.append(pd.Timestamp(int(found[0]), unit="ns", tz="UTC"))
         return bounds[0], bounds[1]
+
+
+# the deploy's rollup levels (deploy/influxdb/influxdb-1x.iql): retention policy -> bucket width
+DEPLOY_ROLLUPS = {"five_minutes": "5m", "fifteen_minutes": "15m", "one_hour": "1h"}
+
+
+def rollup_levels(spec: str, every: str | None = None) -> list[tuple[str, int]]:
+    """[(retention policy, bucket width ns)], coarsest first, from a store URL's ?rollup= value: retention
+    policies separated by commas, each with its width after a colon ("five_minutes:5m"); without one, the
+    deploy's width for its own levels (DEPLOY_ROLLUPS), else ?rollup_every= (default 5m)."""
+    levels = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, width = item.partition(":")
+        identifiers.validate(name, "retention policy")
+        try:
+            levels[name] = parse_every(width or DEPLOY_ROLLUPS.get(name) or every or "5m")
+        except ValueError as e:
+            raise QueryError(f"store URL: rollup {name!r}: {e}") from None
+    return sorted(levels.items(), key=lambda level: -level[1])
 
 
 def _tag_conditions(q: FrameQuery | AggregateQuery) -> str:
