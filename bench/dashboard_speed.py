@@ -322,9 +322,10 @@ def main() -> None:
 
 def report(out: dict, args) -> None:
     prep = out["prepared"]
+    nan = float("nan")  # a marker written by hand (a fleet prepared elsewhere) has no times
     print(f"fleet: {args.nodes} nodes x {args.days:g} days at {args.interval:g} s "
-          f"({'reused' if prep.get('reused') else 'prepared'}: simulate {prep['simulate_seconds']:.0f} s, "
-          f"analyze {prep['analyze_seconds']:.0f} s); load average {out['loadavg'][0]:.1f} / {out['loadavg'][1]:.1f}"
+          f"({'reused' if prep.get('reused') else 'prepared'}: simulate {prep.get('simulate_seconds', nan):.0f} s, "
+          f"analyze {prep.get('analyze_seconds', nan):.0f} s); load average {out['loadavg'][0]:.1f} / {out['loadavg'][1]:.1f}"
           f" / {out['loadavg'][2]:.1f} before, {out['loadavg_after'][0]:.1f} (1 min) after")
     head = f"{'page':<32} {'first s':>8} {'median s':>9} {'cached s':>9} {'/ goal':>7} {'/ anchor':>9}"
     if "pages" in out:

@@ -97,12 +97,14 @@ def test_what_the_rollup_cannot_answer_exactly_reads_the_raw_points(stores):
         pd.testing.assert_frame_equal(rollup.frame(**p95), raw.frame(**p95))
 
 
-@pytest.mark.parametrize(("start_min", "every", "level"), [
-    (0, "5m", "five_minutes"), (0, "10m", "five_minutes"), (0, "15m", "fifteen_minutes"),
-    (0, "30m", "fifteen_minutes"), (0, "1h", "one_hour"), (15, "1h", "fifteen_minutes"),
-    (5, "15m", "five_minutes"), (0, None, "one_hour"), (15, None, "fifteen_minutes"), (1, "5m", None)])
+# (window start minutes past t0, bucket, the level read, whether its points are read and summed here)
+@pytest.mark.parametrize(("start_min", "every", "level", "scan"), [
+    (0, "5m", "five_minutes", True), (0, "10m", "five_minutes", True), (0, "15m", "fifteen_minutes", True),
+    (0, "30m", "fifteen_minutes", True), (0, "1h", "one_hour", True), (15, "1h", "fifteen_minutes", False),
+    (5, "15m", "five_minutes", True), (0, None, "one_hour", False), (15, None, "fifteen_minutes", False),
+    (1, "5m", None, False)])
 def test_each_aggregate_reads_the_coarsest_level_that_answers_it_and_gets_the_raw_numbers(stores, start_min, every,
-                                                                                           level):
+                                                                                           level, scan):
     raw_url, rollup_url, t0 = stores
     start, end = t0 + pd.Timedelta(minutes=start_min), t0 + pd.Timedelta(hours=1)
     stats = {"mean": ("utilization_ratio", "mean"), "n": ("utilization_ratio", "count"),
@@ -111,6 +113,7 @@ def test_each_aggregate_reads_the_coarsest_level_that_answers_it_and_gets_the_ra
     with open_reader(raw_url) as raw, open_reader(rollup_url) as rollup:
         q = rollup_query(start, end, every)
         assert rollup._rollup_level(q, [("mean", "utilization_ratio")]) == level
+        assert (level is not None and rollup._scan_rollup(q)) == scan
         want = raw.aggregate("gpu", stats, start, end, **args)
         got = rollup.aggregate("gpu", stats, start, end, **args)
         assert len(want) and (every is not None or len(want) == 4)
@@ -118,6 +121,23 @@ def test_each_aggregate_reads_the_coarsest_level_that_answers_it_and_gets_the_ra
         # host a: 6 points a minute per GPU, whatever the level
         a0 = want[(want["host"] == "a") & (want["gpu"] == "0")]
         assert a0["n"].sum() == 6 * (60 - start_min)
+
+
+def test_json_and_messagepack_answers_give_the_same_frames(stores):
+    """The reader asks for MessagePack; a server that answers JSON (its default, for a type it does not know)
+    is read the same."""
+    raw_url, rollup_url, t0 = stores
+    end = t0 + pd.Timedelta(hours=1)
+    for url in (raw_url, rollup_url):
+        with open_reader(url) as packed, open_reader(url) as plain:
+            plain._headers["Accept"] = "application/json"
+            for every in ("5m", None):
+                args = ("gpu", ["utilization_ratio", "power_watts"], t0, end)
+                want = plain.frame(*args, every=every, by=["host", "gpu"], where_tags={"host": ["a", "b"]})
+                assert len(want) == (4 * 12 if every else 2 * 360 + 2 * 30)
+                pd.testing.assert_frame_equal(
+                    packed.frame(*args, every=every, by=["host", "gpu"], where_tags={"host": ["a", "b"]}), want)
+            assert packed._headers["Accept"] == "application/x-msgpack"
 
 
 def test_the_levels_hold_what_the_continuous_queries_wrote(stores):

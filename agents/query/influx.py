@@ -34,6 +34,13 @@ from agents.stores.secrets import Credentials
 from agents.stores.url import StoreURL
 
 _CHUNK_SIZE = 10_000
+_MSGPACK = "application/x-msgpack"
+
+
+def _has_msgpack() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("msgpack") is not None
 
 
 class InfluxReader(Reader):
@@ -47,7 +54,7 @@ class InfluxReader(Reader):
         self.timeout = timeout
         # The writers' endpoint: same credentials, same CA (a private CA that can be written can be read).
         self.endpoint = endpoint(url, timeout, ca_file, credentials)
-        self._headers = {"Accept": "application/json", **self.endpoint.auth_headers()}
+        self._headers = {"Accept": _MSGPACK if _has_msgpack() else "application/json", **self.endpoint.auth_headers()}
         self._ssl = self.endpoint.ssl_context()
         # ?rollup=RP[:WIDTH][,RP[:WIDTH]...]: the rollup levels (retention policies) and their bucket widths;
         # each aggregate reads the coarsest level that answers it exactly (see _rollup_source)
@@ -75,19 +82,34 @@ class InfluxReader(Reader):
             if not is_influx_answer(resp.headers, b""):
                 body = resp.read(4096)
                 raise QueryError(f"{self.url.base_url}: {describe_foreign(resp.status, resp.headers, body)}")
-            for line in resp:
-                if not line.strip():
-                    continue
-                try:
-                    doc = json.loads(line)
-                except ValueError:
-                    raise QueryError(f"InfluxDB at {self.url.base_url} sent a line that is not JSON") from None
+            for doc in self._documents(resp):
                 if doc.get("error"):
                     raise QueryError(f"InfluxDB: {doc['error']}")
                 for result in doc.get("results", []):
                     if result.get("error"):
                         raise QueryError(f"InfluxDB: {result['error']}")
                     yield result
+
+    def _documents(self, resp) -> Iterator[dict]:
+        """The answer's documents, one a chunk: MessagePack where the server speaks it (InfluxDB 1.x: a third
+        of JSON's bytes, parsed 3-4 times faster), else one JSON document a line (a server that does not
+        know the MessagePack type answers JSON, its default)."""
+        if resp.headers.get("Content-Type", "").startswith(_MSGPACK):
+            import msgpack
+
+            try:
+                yield from msgpack.Unpacker(resp, raw=False, max_buffer_size=1 << 30)
+            except (ValueError, msgpack.UnpackException):
+                raise QueryError(f"InfluxDB at {self.url.base_url} sent a MessagePack answer that does not "
+                                 "decode") from None
+            return
+        for line in resp:
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError:
+                raise QueryError(f"InfluxDB at {self.url.base_url} sent a line that is not JSON") from None
 
     def _series(self, q: str) -> Iterator[dict]:
         for result in self._results(q):
@@ -107,6 +129,9 @@ class InfluxReader(Reader):
                                                             + where), len(q.by), len(q.fields))
             return finalize(q, times, dict(zip(q.by, tags, strict=True)), dict(zip(q.fields, values, strict=True)))
         source = self._rollup_source(q, [(q.agg.name, f) for f in q.fields])
+        if source is not None and self._scan_rollup(q):
+            times, tags, values = self._rollup_scan(q, source, [(f, q.agg.name, f) for f in q.fields])
+            return finalize(q, times, tags, values)
         if source is not None:
             select = ", ".join(f"{_rollup_agg(q.agg.name, f)} AS {qi(f, 'field')}" for f in q.fields)
         else:
@@ -144,6 +169,47 @@ class InfluxReader(Reader):
                 return name
         return None
 
+    def _scan_rollup(self, q: FrameQuery | AggregateQuery) -> bool:
+        """Whether to read the rollup level's points as they are and sum them here (_rollup_scan) rather than
+        have influxd group them by time: influxd 1.x spends a few microseconds on each (series, bucket,
+        aggregate) of a GROUP BY time, however few points the bucket holds, five times what reading a point
+        and summing it here costs, so where a bucket holds at most SCAN_POINTS points of a series (the
+        dashboard's buckets: the level's own width) the points are read."""
+        level = self._rollup_level(q, [])
+        width = dict(self.rollups).get(level)
+        return q.every_ns is not None and width is not None and q.every_ns // width <= SCAN_POINTS
+
+    def _rollup_scan(self, q: FrameQuery | AggregateQuery, source: str, specs: list[tuple[str, str, str]]):
+        """(times, tags, columns) of q from the rollup's points, read ungrouped by time (series per q.by tags
+        only) and combined here per bucket and tags: sums and counts added, maxima and minima kept, means as
+        the sum of sums over the sum of counts; specs: (output column, aggregate, field)."""
+        import numpy as np
+        import pandas as pd
+
+        qi = identifiers.influxql
+        columns = list(dict.fromkeys(f"{k}_{field}" for _, agg, field in specs for k in _ROLLUP_PARTS[agg]))
+        where = f" WHERE time >= {int(q.start_ns)} AND time < {int(q.end_ns)}" + _tag_conditions(q)
+        group = " GROUP BY " + ", ".join(qi(t, "tag") for t in q.by) if q.by else ""
+        text = f"SELECT {', '.join(qi(c, 'field') for c in columns)} FROM {source}{where}{group}"
+        times, tags, values = _columns(self._series(text), q.by, columns)
+        keys = {"__t": times - times % q.every_ns, **{f"__g{i}": tags[t].codes for i, t in enumerate(q.by)}}
+        frame = pd.DataFrame({**keys, **{c: values[c] for c in columns}})
+        grouped = frame.groupby(list(keys), sort=False)
+        # a sum of nothing but missing values is missing, as InfluxQL's sum() of no points
+        out = pd.concat([grouped[c].max() if c.startswith("max_") else grouped[c].min() if c.startswith("min_")
+                         else grouped[c].sum(min_count=1) for c in columns], axis=1).reset_index()
+        result = {}
+        for name, agg, field in specs:
+            s, n = out.get(f"sum_{field}"), out.get(f"count_{field}")
+            if agg == "mean":
+                result[name] = (s / n.where(n > 0)).to_numpy(dtype=np.float64)
+            elif agg == "count":
+                result[name] = n.fillna(0).to_numpy(dtype=np.int64)
+            else:
+                result[name] = out[f"{_ROLLUP_PARTS[agg][0]}_{field}"].to_numpy(dtype=np.float64)
+        out_tags = {t: TagCodes(out[f"__g{i}"].to_numpy(dtype=np.int64), tags[t].uniques) for i, t in enumerate(q.by)}
+        return out["__t"].to_numpy(dtype=np.int64), out_tags, result
+
     def _aggregate(self, q: AggregateQuery):
         """One statement for the value stats (influxd reads each field once per call, never a row per point
         back to us) and one per time stat: a lone first()/last() selector without GROUP BY time is the only
@@ -156,6 +222,9 @@ class InfluxReader(Reader):
         group += [qi(t, "tag") for t in q.by]
         tail = (" GROUP BY " + ", ".join(group) if group else "") + (" fill(none)" if q.every_ns is not None else "")
         rollup = self._rollup_source(q, [(s.agg.name, s.field) for s in q.stats])
+        if rollup is not None and self._scan_rollup(q):
+            times, tags, cols = self._rollup_scan(q, rollup, [(s.name, s.agg.name, s.field) for s in q.stats])
+            return finalize_stats(q, times, tags, cols)
         if rollup is not None:
             select = ", ".join(f"{_rollup_agg(s.agg.name, s.field)} AS {qi(s.name, 'column')}" for s in q.stats)
             times, tags, cols = _columns(self._series(f"SELECT {select} FROM {rollup}{where}{tail}"), q.by,
@@ -250,6 +319,11 @@ def _tag_conditions(q: FrameQuery | AggregateQuery) -> str:
 # min(*) into fields mean_<field>, sum_<field>, ...) and how a bucket of several rollup points is answered
 _ROLLUP_AGGS = {"mean": "sum({sum}) / sum({count})", "sum": "sum({sum})", "count": "sum({count})",
                 "max": "max({max})", "min": "min({min})"}
+
+
+# the rollup columns each aggregate is made of (_rollup_scan)
+_ROLLUP_PARTS = {"mean": ("sum", "count"), "sum": ("sum",), "count": ("count",), "max": ("max",), "min": ("min",)}
+SCAN_POINTS = 3  # a bucket of at most this many rollup points per series: read them (_scan_rollup)
 
 
 def _rollup_agg(agg: str, field: str) -> str:
