@@ -18,15 +18,17 @@ printed as a ratio to the anchor of its window.
     .venv/bin/python bench/dashboard_speed.py --workdir /tmp/fw-dash --store both     # and on influxd
     .venv/bin/python bench/dashboard_speed.py --nodes 32 --days 2 --workdir /tmp/fw-dash-small   # quick check
 
-The fleet is simulated and analyzed once into --workdir (`fleetwise simulate`, `fleetwise analyze`) and reused.
+The fleet is simulated and analyzed once into --workdir (`fleetwise simulate`, `fleetwise analyze`) and reused
+(a prepared.json written by hand for a fleet prepared elsewhere is honoured too).
 With --store influxdb (or both) Debian's influxd 1.6.7 is started on 127.0.0.1 with its data in
---workdir/influxd, the deploy's database, retention policies and continuous query created from
+--workdir/influxd, the deploy's database, retention policies and continuous queries created from
 deploy/influxdb/influxdb-1x.iql, the embedded store's points of the fields the dashboard reads copied in
-(bench/influx_bulk_load.py), and the week's five-minute rollup written as the continuous query would have
-(sums and counts per series, computed by DuckDB: influxd 1.6.7 running the query's own SELECT ... INTO over
-the week is too slow on a 2-core machine); all reused on a rerun (influx-load.json). The telemetry pages are
-then timed on the raw points and through the rollup (`?rollup=five_minutes`); the run-backed pages do not read
-the store.
+(bench/influx_bulk_load.py), and the week's rollups at the deploy's three levels (5 minutes, 15 minutes, 1
+hour) written as the continuous queries would have (sums and counts per series, computed by DuckDB: influxd
+1.6.7 running the queries' own SELECT ... INTO over the week is too slow on a 2-core machine); all reused on
+a rerun (influx-load.json). Every page is then timed through the rollups
+(`?rollup=five_minutes,fifteen_minutes,one_hour`), with the CPU seconds influxd spent on each uncached call
+(read from /proc); with --influx-raw the telemetry pages also once each on the raw points alone.
 """
 
 from __future__ import annotations
@@ -66,26 +68,44 @@ def prepare(work: Path, nodes: int, days: float, interval: float, seed: int) -> 
     return done
 
 
-def timed(fn, repeat: int, before=None) -> dict:
+def timed(fn, repeat: int, before=None, cpu=None) -> dict:
     """First call (cold: DuckDB's file metadata and the OS cache not yet warm for this query) and the median of
-    `repeat` more, each after before() (the dashboard's cache cleared: every call asks the store)."""
+    `repeat` more, each after before() (the dashboard's cache cleared: every call asks the store); with cpu (a
+    function giving a server's CPU seconds so far), also the median CPU seconds the server spent on a call."""
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
-    runs = []
+    runs, spent = [], []
     for _ in range(repeat):
         if before is not None:
             before()
+        c0 = cpu() if cpu else 0.0
         t0 = time.perf_counter()
         fn()
         runs.append(time.perf_counter() - t0)
-    return {"first": first, "median": statistics.median(runs) if runs else first}
+        spent.append(cpu() - c0 if cpu else 0.0)
+    out = {"first": first, "median": statistics.median(runs) if runs else first}
+    if cpu and spent:
+        out["server_cpu"] = statistics.median(spent)
+    return out
 
 
-def timed_pages(calls: dict, ctx, repeat: int) -> dict:
+def process_cpu(pid: int):
+    """A function giving the CPU seconds (user + system) process pid has used so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def seconds() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    return seconds
+
+
+def timed_pages(calls: dict, ctx, repeat: int, cpu=None) -> dict:
     """Each page: first call (a cold Context: its readers not yet open, nothing cached), median with the cache
-    cleared before each call (every call asks the store), and, for the telemetry pages, the median of calls
-    the cache answers (the same window again: auto-refresh within its interval, another resource or pool)."""
+    cleared before each call (every call asks the store; with cpu, see timed(), and the server's CPU seconds
+    for it), and, for the telemetry pages, the median of calls the cache answers (the same window again:
+    auto-refresh within its interval, another resource or pool)."""
     from dashboard.data import runs
 
     def forget():
@@ -95,13 +115,14 @@ def timed_pages(calls: dict, ctx, repeat: int) -> dict:
     out = {}
     for name, fn in calls.items():
         forget()
-        r = timed(fn, repeat, forget)
+        r = timed(fn, repeat, forget, cpu)
         if name.startswith(("/fleet", "/node", "/workloads")):
             fn()
             r["cached"] = timed(fn, repeat)["median"]
         out[name] = r
         print(f"{name}: first {r['first']:.3f} s, median {r['median']:.3f} s"
-              + (f", cached {r['cached']:.3f} s" if "cached" in r else ""), file=sys.stderr, flush=True)
+              + (f", cached {r['cached']:.3f} s" if "cached" in r else "")
+              + (f", server CPU {r['server_cpu']:.3f} s" if "server_cpu" in r else ""), file=sys.stderr, flush=True)
     return out
 
 
@@ -197,7 +218,7 @@ def influx_pages(work: Path, args, state: Path, prep: dict) -> dict:
             calls = {k: v for k, v in calls.items()
                      if label == "rollup" or (k.startswith(("/fleet", "/node")) and "another resource" not in k)}
             print(f"InfluxDB, {label}:", file=sys.stderr, flush=True)
-            out[label] = timed_pages(calls, ctx, repeat)
+            out[label] = timed_pages(calls, ctx, repeat, process_cpu(server.proc.pid))
     return out
 
 
@@ -325,8 +346,8 @@ def report(out: dict, args) -> None:
     nan = float("nan")  # a marker written by hand (a fleet prepared elsewhere) has no times
     print(f"fleet: {args.nodes} nodes x {args.days:g} days at {args.interval:g} s "
           f"({'reused' if prep.get('reused') else 'prepared'}: simulate {prep.get('simulate_seconds', nan):.0f} s, "
-          f"analyze {prep.get('analyze_seconds', nan):.0f} s); load average {out['loadavg'][0]:.1f} / {out['loadavg'][1]:.1f}"
-          f" / {out['loadavg'][2]:.1f} before, {out['loadavg_after'][0]:.1f} (1 min) after")
+          f"analyze {prep.get('analyze_seconds', nan):.0f} s); load average {out['loadavg'][0]:.1f} / "
+          f"{out['loadavg'][1]:.1f} / {out['loadavg'][2]:.1f} before, {out['loadavg_after'][0]:.1f} (1 min) after")
     head = f"{'page':<32} {'first s':>8} {'median s':>9} {'cached s':>9} {'/ goal':>7} {'/ anchor':>9}"
     if "pages" in out:
         for key, a in out["anchors"].items():
@@ -350,15 +371,16 @@ def report(out: dict, args) -> None:
             if label not in inf:
                 continue
             print(f"InfluxDB, {label} (goal 3 s; anchor: the raw InfluxQL statement of the same window)")
-            print(head)
+            print(head + f" {'influxd CPU s':>14}")
             for name, r in inf[label].items():
                 _row(name, r, 3.0, inf["anchor"]["7d" if "7d" in name else "24h"]["median"])
 
 
 def _row(name: str, r: dict, goal: float, anchor: float) -> None:
     cached = f"{r['cached']:>9.3f}" if "cached" in r else f"{'-':>9}"
+    server = f" {r['server_cpu']:>14.3f}" if "server_cpu" in r else ""
     print(f"{name:<32} {r['first']:>8.3f} {r['median']:>9.3f} {cached} {r['median'] / goal:>7.2f} "
-          f"{r['median'] / max(anchor, 1e-9):>9.1f}")
+          f"{r['median'] / max(anchor, 1e-9):>9.1f}{server}")
 
 
 if __name__ == "__main__":
