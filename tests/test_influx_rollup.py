@@ -123,28 +123,6 @@ def test_each_aggregate_reads_the_coarsest_level_that_answers_it_and_gets_the_ra
         assert a0["n"].sum() == 6 * (60 - start_min)
 
 
-@pytest.mark.parametrize("every", ["5m", "15m", "1h"])
-def test_a_long_window_read_in_two_halves_gives_the_same_numbers(stores, monkeypatch, every):
-    """(The hour here is 12 five-minute points a series: split from 4 on.)"""
-    from agents.query import influx
-
-    raw_url, rollup_url, t0 = stores
-    end = t0 + pd.Timedelta(hours=1)
-    stats = {"mean": ("utilization_ratio", "mean"), "n": ("utilization_ratio", "count"),
-             "hi": ("power_watts", "max")}
-    with open_reader(raw_url) as raw, open_reader(rollup_url) as rollup:
-        calls = []
-        many = rollup._many
-        monkeypatch.setattr(rollup, "_many", lambda texts, *a: calls.append(len(texts)) or many(texts, *a))
-        monkeypatch.setattr(influx, "SPLIT_POINTS", 4)
-        for by in (["host"], ["host", "gpu"]):
-            args = dict(every=every, by=by, where_tags={"host": ["a", "b"]})
-            got = rollup.aggregate("gpu", stats, t0, end, **args)
-            assert calls[-1] == (2 if every != "1h" else 1)  # hourly: the hourly level, 1 point a series
-            pd.testing.assert_frame_equal(got, raw.aggregate("gpu", stats, t0, end, **args),
-                                          check_exact=False, rtol=1e-12)
-
-
 def test_json_and_messagepack_answers_give_the_same_frames(stores):
     """The reader asks for MessagePack; a server that answers JSON (its default, for a type it does not know)
     is read the same."""
@@ -201,15 +179,3 @@ def rollup_query(start, end, every):
     from agents.query.base import AggregateQuery
 
     return AggregateQuery.build("gpu", {"m": ("utilization_ratio", "mean")}, start, end, every, (), ())
-
-
-def test_halves_with_different_tag_values_are_recoded_onto_one_list():
-    from agents.query.base import TagCodes
-    from agents.query.influx import _concat_columns
-
-    first = (np.array([1, 2]), {"host": TagCodes(np.array([0, 1]), ["b", "c"])}, {"x": np.array([1.0, 2.0])})
-    second = (np.array([3, 4, 5]), {"host": TagCodes(np.array([1, 0, 1]), ["a", "b"])}, {"x": np.array([3.0, 4, 5])})
-    times, tags, values = _concat_columns([first, second], ["host"])
-    hosts = [tags["host"].uniques[c] for c in tags["host"].codes]
-    assert hosts == ["b", "c", "b", "a", "b"] and times.tolist() == [1, 2, 3, 4, 5]
-    assert values["x"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]

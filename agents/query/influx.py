@@ -8,7 +8,6 @@ FLEETWISE_INFLUXDB_TOKEN(_FILE)); HTTPS certificates are verified.
 
 from __future__ import annotations
 
-import itertools
 import json
 import urllib.error
 import urllib.parse
@@ -189,17 +188,10 @@ class InfluxReader(Reader):
 
         qi = identifiers.influxql
         columns = list(dict.fromkeys(f"{k}_{field}" for _, agg, field in specs for k in _ROLLUP_PARTS[agg]))
+        where = f" WHERE time >= {int(q.start_ns)} AND time < {int(q.end_ns)}" + _tag_conditions(q)
         group = " GROUP BY " + ", ".join(qi(t, "tag") for t in q.by) if q.by else ""
-        select = f"SELECT {', '.join(qi(c, 'field') for c in columns)} FROM {source}"
-        # influxd reads a statement on one core: a long window is read as two halves at once (split on a
-        # bucket boundary, so no bucket has points in both)
-        bounds = [q.start_ns, q.end_ns]
-        width = dict(self.rollups)[self._rollup_level(q, [])]
-        if (q.end_ns - q.start_ns) // width >= SPLIT_POINTS:
-            bounds.insert(1, q.start_ns + (q.end_ns - q.start_ns) // q.every_ns // 2 * q.every_ns)
-        texts = [f"{select} WHERE time >= {int(lo)} AND time < {int(hi)}{_tag_conditions(q)}{group}"
-                 for lo, hi in itertools.pairwise(bounds)]
-        times, tags, values = _concat_columns(self._many(texts, q.by, [columns] * len(texts)), q.by)
+        text = f"SELECT {', '.join(qi(c, 'field') for c in columns)} FROM {source}{where}{group}"
+        times, tags, values = _columns(self._series(text), q.by, columns)
         keys = {"__t": times - times % q.every_ns, **{f"__g{i}": tags[t].codes for i, t in enumerate(q.by)}}
         frame = pd.DataFrame({**keys, **{c: values[c] for c in columns}})
         grouped = frame.groupby(list(keys), sort=False)
@@ -332,7 +324,6 @@ _ROLLUP_AGGS = {"mean": "sum({sum}) / sum({count})", "sum": "sum({sum})", "count
 # the rollup columns each aggregate is made of (_rollup_scan)
 _ROLLUP_PARTS = {"mean": ("sum", "count"), "sum": ("sum",), "count": ("count",), "max": ("max",), "min": ("min",)}
 SCAN_POINTS = 3  # a bucket of at most this many rollup points per series: read them (_scan_rollup)
-SPLIT_POINTS = 256  # a window of at least this many rollup points per series: read in two halves at once
 
 
 def _rollup_agg(agg: str, field: str) -> str:
@@ -402,23 +393,6 @@ def _columns(series_iter, by, names):
     values = {f: (np.full(len(times), np.nan) if f not in index else _numeric_or_raw(table[:, index[f]]))
               for f in names}
     return times, tags, values
-
-
-def _concat_columns(parts: list, by) -> tuple:
-    """_columns' answers of several statements as one (tags recoded onto one list of values)."""
-    import numpy as np
-
-    if len(parts) == 1:
-        return parts[0]
-    tags = {}
-    for t in by:
-        uniques = list(dict.fromkeys(u for _, part_tags, _ in parts for u in part_tags[t].uniques))
-        index = {u: i for i, u in enumerate(uniques)}
-        tags[t] = TagCodes(np.concatenate([
-            np.asarray([index[u] for u in part_tags[t].uniques], dtype=np.int64)[np.asarray(part_tags[t].codes)]
-            for _, part_tags, _ in parts]), uniques)
-    values = {c: _concat([cols[c] for _, _, cols in parts]) for c in parts[0][2]}
-    return np.concatenate([times for times, _, _ in parts]), tags, values
 
 
 def _raw_columns(series_iter, n_tags: int, n_fields: int):
