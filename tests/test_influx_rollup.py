@@ -128,16 +128,21 @@ def test_json_and_messagepack_answers_give_the_same_frames(stores):
     is read the same."""
     raw_url, rollup_url, t0 = stores
     end = t0 + pd.Timedelta(hours=1)
+    answered = set()
     for url in (raw_url, rollup_url):
         with open_reader(url) as packed, open_reader(url) as plain:
-            plain._headers["Accept"] = "application/json"
+            plain.accept = "application/json"
+            for reader in (packed, plain):  # what the server answered each
+                documents = reader._documents
+                reader._documents = lambda resp, d=documents: answered.add(resp.headers["Content-Type"]) or d(resp)
             for every in ("5m", None):
                 args = ("gpu", ["utilization_ratio", "power_watts"], t0, end)
                 want = plain.frame(*args, every=every, by=["host", "gpu"], where_tags={"host": ["a", "b"]})
                 assert len(want) == (4 * 12 if every else 2 * 360 + 2 * 30)
                 pd.testing.assert_frame_equal(
                     packed.frame(*args, every=every, by=["host", "gpu"], where_tags={"host": ["a", "b"]}), want)
-            assert packed._headers["Accept"] == "application/x-msgpack"
+            assert packed.accept == "application/x-msgpack"
+    assert answered == {"application/x-msgpack", "application/json"}
 
 
 def test_the_levels_hold_what_the_continuous_queries_wrote(stores):

@@ -45,6 +45,8 @@ def _has_msgpack() -> bool:
 
 class InfluxReader(Reader):
     parallel_queries = 2  # influxd answers one query while this process parses another
+    # the answer's type asked for: MessagePack where the msgpack package is installed (see _documents)
+    accept = _MSGPACK if _has_msgpack() else "application/json"
 
     def __init__(self, url: StoreURL, timeout: float = 120.0, ca_file: Path | None = None,
                  credentials: Credentials | None = None) -> None:
@@ -54,7 +56,7 @@ class InfluxReader(Reader):
         self.timeout = timeout
         # The writers' endpoint: same credentials, same CA (a private CA that can be written can be read).
         self.endpoint = endpoint(url, timeout, ca_file, credentials)
-        self._headers = {"Accept": _MSGPACK if _has_msgpack() else "application/json", **self.endpoint.auth_headers()}
+        self._headers = self.endpoint.auth_headers()
         self._ssl = self.endpoint.ssl_context()
         # ?rollup=RP[:WIDTH][,RP[:WIDTH]...]: the rollup levels (retention policies) and their bucket widths;
         # each aggregate reads the coarsest level that answers it exactly (see _rollup_source)
@@ -68,7 +70,7 @@ class InfluxReader(Reader):
             params["rp"] = self.url.retention_policy
         body = urllib.parse.urlencode(params).encode()
         req = urllib.request.Request(self.url.base_url + "/query", data=body, method="POST", headers={
-            **self._headers, "Content-Type": "application/x-www-form-urlencoded"})
+            **self._headers, "Accept": self.accept, "Content-Type": "application/x-www-form-urlencoded"})
         try:
             resp = urllib.request.urlopen(req, timeout=self.timeout, context=self._ssl)
         except urllib.error.HTTPError as e:
