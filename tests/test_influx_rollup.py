@@ -21,7 +21,7 @@ pytestmark = pytest.mark.services
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    """(raw URL, rollups URL, t0): two hosts x two GPUs over an hour on an hour boundary, one of them sampled
+    """(raw URL, rollups URL, t0): two hosts x two GPUs over an hour on an hour boundary 3 hours back, one sampled
     every 10 s, the other at uneven times (1 to 4 points a 5-minute bucket); the deploy's statements run, then
     each continuous query's SELECT over the hour (the backfill docs/deploy.md describes)."""
     from tests.services import influxd
@@ -33,7 +33,7 @@ def stores(tmp_path_factory):
             assert not error or "already exists" in error, (statement, error)
         create_database(url, "fleet")
         now = int(time.time())
-        t0 = now - now % 3600 - 3600
+        t0 = now - now % 3600 - 3 * 3600  # every level holds it: their queries ran long since
         rng = np.random.default_rng(7)
         lines = []
         for g in range(2):
@@ -121,6 +121,38 @@ def test_each_aggregate_reads_the_coarsest_level_that_answers_it_and_gets_the_ra
         # host a: 6 points a minute per GPU, whatever the level
         a0 = want[(want["host"] == "a") & (want["gpu"] == "0")]
         assert a0["n"].sum() == 6 * (60 - start_min)
+
+
+@pytest.fixture(scope="module")
+def recent(stores):
+    """The time host c's GPU reported 7 points, one a minute until just now (written once)."""
+    now = time.time_ns()
+    write_lines(stores[0].replace("influxdb://", "http://").rsplit("/", 1)[0], "fleet",
+                [f"gpu,host=c,gpu=0 utilization_ratio={0.1 * k},power_watts={200 + k}i {now - k * 60 * 10**9}"
+                 for k in range(1, 8)])
+    return now
+
+
+@pytest.mark.parametrize("every", ["15m", "1h", None])
+def test_what_no_continuous_query_has_rolled_up_yet_is_read_from_the_raw_points(stores, recent, every):
+    """A window reaching now: the levels hold the old hour, not the last minutes (no continuous query runs
+    here); those come from the raw points, added to the level's sums and counts bucket by bucket."""
+    raw_url, rollup_url, t0 = stores
+    now = recent
+    start, end = t0, pd.Timestamp(now - now % 3_600_000_000_000 + 3_600_000_000_000, unit="ns", tz="UTC")
+    stats = {"mean": ("utilization_ratio", "mean"), "n": ("utilization_ratio", "count"),
+             "hi": ("power_watts", "max")}
+    args = dict(every=every, by=["host"], where_tags={"host": ["a", "c"]})
+    with open_reader(raw_url) as raw, open_reader(rollup_url) as rollup:
+        assert rollup._rollup_level(rollup_query(start, end, every), [("mean", "utilization_ratio")]) is not None
+        want = raw.aggregate("gpu", stats, start, end, **args)
+        got = rollup.aggregate("gpu", stats, start, end, **args)
+        assert want[want["host"] == "c"]["n"].sum() == 7 and want[want["host"] == "a"]["n"].sum() == 720
+        pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
+        # and once the clock says every level holds it all, the levels alone answer (without host c)
+        rollup.now_ns = lambda: now + 10**6 * 3_600_000_000_000
+        alone = rollup.aggregate("gpu", stats, start, end, **args)
+        assert set(alone["host"]) == {"a"} and alone["n"].sum() == 720
 
 
 def test_json_and_messagepack_answers_give_the_same_frames(stores):

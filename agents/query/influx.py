@@ -9,6 +9,7 @@ FLEETWISE_INFLUXDB_TOKEN(_FILE)); HTTPS certificates are verified.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -61,6 +62,7 @@ class InfluxReader(Reader):
         # ?rollup=RP[:WIDTH][,RP[:WIDTH]...]: the rollup levels (retention policies) and their bucket widths;
         # each aggregate reads the coarsest level that answers it exactly (see _rollup_source)
         self.rollups = rollup_levels(url.params.get("rollup", ""), url.params.get("rollup_every"))
+        self.now_ns = time.time_ns  # what a level holds yet depends on the time (_level_end)
 
     # -- transport ------------------------------------------------------------------------------
     def _results(self, q: str) -> Iterator[dict]:
@@ -167,9 +169,17 @@ class InfluxReader(Reader):
         if q.every_ns is None and isinstance(q, FrameQuery):
             return None  # a frame without buckets is the raw points themselves
         for name, width in self.rollups:  # coarsest first
-            if (q.every_ns is None or q.every_ns % width == 0) and q.start_ns % width == 0 and q.end_ns % width == 0:
+            if (q.every_ns is None or q.every_ns % width == 0) and q.start_ns % width == 0 and q.end_ns % width == 0 \
+                    and self._level_end(width, q.every_ns) > q.start_ns:
                 return name
         return None
+
+    def _level_end(self, width: int, every_ns: int | None) -> int:
+        """Up to where a level of `width` surely holds its buckets, on the query's grid: its continuous query
+        writes a bucket once it has closed, so all but the last closed one (its query may not have run yet);
+        the rest of a window is read from the raw points (_rollup_scan)."""
+        end = (self.now_ns() // width - 1) * width
+        return end if every_ns is None else end // every_ns * every_ns
 
     def _scan_rollup(self, q: FrameQuery | AggregateQuery) -> bool:
         """Whether to read the rollup level's points as they are and sum them here (_rollup_scan) rather than
@@ -179,6 +189,8 @@ class InfluxReader(Reader):
         dashboard's buckets: the level's own width) the points are read."""
         level = self._rollup_level(q, [])
         width = dict(self.rollups).get(level)
+        if width is not None and q.end_ns > self._level_end(width, q.every_ns):
+            return True  # the window's newest part is read raw, and only this path adds the two up
         return q.every_ns is not None and width is not None and q.every_ns // width <= SCAN_POINTS
 
     def _rollup_scan(self, q: FrameQuery | AggregateQuery, source: str, specs: list[tuple[str, str, str]]):
@@ -190,11 +202,21 @@ class InfluxReader(Reader):
 
         qi = identifiers.influxql
         columns = list(dict.fromkeys(f"{k}_{field}" for _, agg, field in specs for k in _ROLLUP_PARTS[agg]))
-        where = f" WHERE time >= {int(q.start_ns)} AND time < {int(q.end_ns)}" + _tag_conditions(q)
+        fields = list(dict.fromkeys(field for _, _, field in specs))
         group = " GROUP BY " + ", ".join(qi(t, "tag") for t in q.by) if q.by else ""
-        text = f"SELECT {', '.join(qi(c, 'field') for c in columns)} FROM {source}{where}{group}"
-        times, tags, values = _columns(self._series(text), q.by, columns)
-        keys = {"__t": times - times % q.every_ns, **{f"__g{i}": tags[t].codes for i, t in enumerate(q.by)}}
+        cut = min(q.end_ns, self._level_end(dict(self.rollups)[self._rollup_level(q, [])], q.every_ns))
+        texts = [f"SELECT {', '.join(qi(c, 'field') for c in columns)} FROM {source} WHERE time >= {int(q.start_ns)}"
+                 f" AND time < {int(cut)}{_tag_conditions(q)}{group}"]
+        if cut < q.end_ns:  # what the level may not hold yet: the raw points, each its own sum, count, max, min
+            texts.append(f"SELECT {', '.join(qi(f, 'field') for f in fields)} FROM {qi(q.measurement, 'measurement')}"
+                         f" WHERE time >= {int(cut)} AND time < {int(q.end_ns)}{_tag_conditions(q)}{group}")
+        parts = self._many(texts, q.by, [columns, fields][:len(texts)])
+        if len(parts) == 2:
+            times, tags, points = parts[1]
+            parts[1] = (times, tags, {c: _as_rollup(points[c.split("_", 1)[1]], c.split("_", 1)[0]) for c in columns})
+        times, tags, values = _concat_columns(parts, q.by)
+        buckets = times - times % q.every_ns if q.every_ns is not None else np.zeros_like(times)
+        keys = {"__t": buckets, **{f"__g{i}": tags[t].codes for i, t in enumerate(q.by)}}
         frame = pd.DataFrame({**keys, **{c: values[c] for c in columns}})
         grouped = frame.groupby(list(keys), sort=False)
         # a sum of nothing but missing values is missing, as InfluxQL's sum() of no points
@@ -210,7 +232,7 @@ class InfluxReader(Reader):
             else:
                 result[name] = out[f"{_ROLLUP_PARTS[agg][0]}_{field}"].to_numpy(dtype=np.float64)
         out_tags = {t: TagCodes(out[f"__g{i}"].to_numpy(dtype=np.int64), tags[t].uniques) for i, t in enumerate(q.by)}
-        return out["__t"].to_numpy(dtype=np.int64), out_tags, result
+        return (out["__t"].to_numpy(dtype=np.int64) if q.every_ns is not None else None), out_tags, result
 
     def _aggregate(self, q: AggregateQuery):
         """One statement for the value stats (influxd reads each field once per call, never a row per point
@@ -395,6 +417,33 @@ def _columns(series_iter, by, names):
     values = {f: (np.full(len(times), np.nan) if f not in index else _numeric_or_raw(table[:, index[f]]))
               for f in names}
     return times, tags, values
+
+
+def _as_rollup(values, part: str):
+    """Raw points' values as the rollup column `part` (sum, count, max or min) of one point each."""
+    import numpy as np
+    import pandas as pd
+
+    if part == "count":
+        return pd.notna(values).astype(np.float64)
+    return values
+
+
+def _concat_columns(parts: list, by) -> tuple:
+    """_columns' answers of several statements as one (tags recoded onto one list of values)."""
+    import numpy as np
+
+    if len(parts) == 1:
+        return parts[0]
+    tags = {}
+    for t in by:
+        uniques = list(dict.fromkeys(u for _, part_tags, _ in parts for u in part_tags[t].uniques))
+        index = {u: i for i, u in enumerate(uniques)}
+        tags[t] = TagCodes(np.concatenate([
+            np.asarray([index[u] for u in part_tags[t].uniques], dtype=np.int64)[np.asarray(part_tags[t].codes)]
+            for _, part_tags, _ in parts]), uniques)
+    values = {c: _concat([cols[c] for _, _, cols in parts]) for c in parts[0][2]}
+    return np.concatenate([times for times, _, _ in parts]), tags, values
 
 
 def _raw_columns(series_iter, n_tags: int, n_fields: int):
