@@ -1,26 +1,30 @@
 """The fleet page's numbers: per-resource utilization per node and bucket, pools, node states, GPU-hours.
 
-Every resource is a 0-1 ratio per (host, bucket). The store is asked once per measurement and bucket width
-for every column the page needs from it (fetch(): all queries at once), the resources derived from those:
+Every resource is a 0-1 ratio per (host, bucket):
 
 - cpu: `cpu` busy_ratio of the host's cpu="total" series;
-- gpu: `gpu` utilization_ratio, mean over the host's GPU points in the bucket (asked per host and model as
-  sums and counts: a host's mean is its sums over its counts, exact, whatever its GPUs' sample counts);
+- gpu: `gpu` utilization_ratio, mean over the host's GPU points in the bucket (the store's mean per host);
 - gpu_memory: `gpu` mean memory_used_bytes / mean memory_total_bytes (the same way);
 - interconnect: the busier direction over the link rate, InfiniBand (xmit/rcv bytes per second over
   rate_bytes_per_second) where the host has it, else Ethernet (`net` tx/rx over speed_bytes_per_second);
 - storage: `disk` busy_ratio (share of time with I/O in flight) of the host's busiest device.
 
+What the page asks the store (fetch(): every query of a callback at once, one per measurement and width):
+
+- the heatmap: the chosen resource alone, per host, at the window's bucket width (as many buckets as the
+  plot has room for; dashboard.timerange);
+- the lines per pool and the node states: every resource per host at the line width, a few times coarser
+  (dashboard.timerange.line_every: a line needs fewer points than a heatmap has columns);
+- the GPU-hours and the pools: `gpu` per GPU (host, gpu, model) as utilization sums and counts, and `job_gpu`
+  counts per GPU, in hour buckets (COARSE, or the line width when coarser): a week is 168 buckets a GPU where
+  the heatmap's width gave 672. A bucket the window's start or end cuts counts the part of it inside the
+  window (bucket_hours()). An hour's GPU-hours equal the sum of its narrower buckets' when the GPU reports
+  evenly through the hour (the agents' fixed interval); a GPU reporting in only part of an hour (started,
+  stopped, a gap) counts the whole hour at its mean and its share held, where narrower buckets counted only
+  the ones it reported in: the same rounding, to the hour.
+
 Pools follow analyzer.forecast.demand: one per accelerator type ("gpu:a100-80gb"), and one per CPU
 architecture ("cpu:x86_64") for hosts without GPUs; a GPU host's type is its most reported GPU model.
-
-GPU-hours need each GPU on its own (a GPU's mean and its share of samples held by jobs), so they are asked
-per GPU, but in hour buckets (COARSE) rather than the display's: a week is 168 buckets a GPU instead of 672,
-a day 24 instead of 288. The window's ends, when they are not on the hour, are asked at the display width
-(spans()), so every bucket lies inside the window. An hour's figures equal the sum of its display buckets'
-when a GPU reports evenly through the hour (the agents' fixed interval); a GPU that reports in only part of
-an hour (started, stopped, a gap) counts the whole hour at its mean, where the display buckets counted only
-the buckets it reported in (the same rounding, at a coarser width).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ IDLE_BELOW = GPU_RED  # jobstats' red line: a node whose main resource averages 
 SATURATED_FROM = 0.9  # and one averaging 90% or more has no headroom left
 STATES = ("idle", "busy", "saturated")
 HEAT_COLUMNS = ["time", "host", "value"]
-COARSE = "1h"  # the GPU-hours' bucket (a store rollup level: agents.stores.embedded_rollup, the influx deploy's)
+COARSE = "1h"  # the GPU-hours' bucket: a rollup level of both stores (embedded rollups, the influx deploy's 5 min)
 
 
 def _empty() -> pd.DataFrame:
@@ -45,27 +49,43 @@ def _empty() -> pd.DataFrame:
                          "value": pd.Series([], dtype=float)})
 
 
-def _ratio(num, den):
-    den = np.where(np.asarray(den, dtype=float) > 0, den, np.nan)
-    return np.clip(np.asarray(num, dtype=float) / den, 0.0, None)
+def _ratio(num, den) -> np.ndarray:
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.clip(num / np.where(den > 0, den, np.nan), 0.0, None)
 
 
-# -- what the page asks the store: one query per measurement, every column the page needs from it at once --
+def _ns(times) -> np.ndarray:
+    """Epoch nanoseconds (int64) of a time column or index, without a Timestamp per row."""
+    return np.asarray(pd.DatetimeIndex(times).as_unit("ns").asi8)
+
+
+# -- what the page asks the store: per measurement, every column it needs from it at once --
 
 def _gpu_hosts(reader, start, end, every):
-    """Per host, model and bucket (whole window when every is None): sums and counts of utilization, memory
-    used and memory total, from which a host's means follow exactly (its sums over its counts) and its pool
-    (its most reported model). Per host rather than per GPU: a quarter of the rows on 4- and 8-GPU hosts."""
-    return reader.aggregate("gpu", {"u_sum": ("utilization_ratio", "sum"), "u_n": ("utilization_ratio", "count"),
-                                    "used_sum": ("memory_used_bytes", "sum"), "used_n": ("memory_used_bytes", "count"),
-                                    "total_sum": ("memory_total_bytes", "sum"),
-                                    "total_n": ("memory_total_bytes", "count")},
-                            start, end, every=every, by=["host", "model"])
+    """Per host and bucket: mean utilization, memory used and memory total over the host's GPU points (one
+    mean over all its GPUs' points, as the store computes it). Per host, not per GPU: a quarter of the rows
+    on 4-GPU hosts, an eighth on 8-GPU ones."""
+    return reader.aggregate("gpu", {"u": ("utilization_ratio", "mean"), "used": ("memory_used_bytes", "mean"),
+                                    "total": ("memory_total_bytes", "mean")},
+                            start, end, every=every, by=["host"])
+
+
+def _gpu_util(reader, start, end, every):
+    """The GPU heatmap alone: mean utilization per host and bucket."""
+    return reader.aggregate("gpu", {"u": ("utilization_ratio", "mean")}, start, end, every=every, by=["host"])
+
+
+def _gpu_memory(reader, start, end, every):
+    """The GPU memory heatmap alone: mean memory used and total per host and bucket."""
+    return reader.aggregate("gpu", {"used": ("memory_used_bytes", "mean"), "total": ("memory_total_bytes", "mean")},
+                            start, end, every=every, by=["host"])
 
 
 def _gpu_gpus(reader, start, end, every):
     """Per GPU (host, gpu, model) and bucket: utilization sum and count, for the GPU-hours used (each GPU's
-    bucket mean) and allocated (its sample count against job_gpu's)."""
+    bucket mean) and allocated (its sample count against job_gpu's), and the pools (each host's most
+    reported model)."""
     return reader.aggregate("gpu", {"u_sum": ("utilization_ratio", "sum"), "u_n": ("utilization_ratio", "count")},
                             start, end, every=every, by=["host", "gpu", "model"])
 
@@ -81,7 +101,8 @@ def _cpu(reader, start, end, every):
 
 
 def _cpu_info(reader, start, end, every):
-    return reader.frame("cpu_info", ["arch"], start, end, by=["host"])
+    """[host, arch]: each host's latest reported CPU architecture in the window (`every` is not used)."""
+    return reader.aggregate("cpu_info", {"arch": ("arch", "last")}, start, end, every=None, by=["host"])
 
 
 def _infiniband(reader, start, end, every):
@@ -101,119 +122,124 @@ def _disk(reader, start, end, every):
     return reader.frame("disk", ["busy_ratio"], start, end, every=every, by=["host", "device"])
 
 
-# name -> (measurement, query); the GPU-hours' queries (SPANNED) are asked per span of spans()
-QUERIES = {"gpu_hosts": ("gpu", _gpu_hosts), "gpu_gpus": ("gpu", _gpu_gpus), "job_gpu": ("job_gpu", _job_gpu),
-           "cpu": ("cpu", _cpu), "cpu_info": ("cpu_info", _cpu_info), "infiniband": ("infiniband", _infiniband),
-           "net": ("net", _net), "disk": ("disk", _disk)}
-SPANNED = ("gpu_gpus", "job_gpu")
-# what each product of the page reads (a subset is fetched when only one is asked for)
-NEEDS = {"cpu": ("cpu",), "gpu": ("gpu_hosts",), "gpu_memory": ("gpu_hosts",), "interconnect": ("infiniband", "net"),
-         "storage": ("disk",), "pools": ("gpu_hosts", "cpu_info"), "gpu_hours": ("gpu_gpus", "job_gpu")}
+# name -> (measurement, query)
+QUERIES = {"gpu_hosts": ("gpu", _gpu_hosts), "gpu_util": ("gpu", _gpu_util), "gpu_memory": ("gpu", _gpu_memory),
+           "gpu_gpus": ("gpu", _gpu_gpus), "job_gpu": ("job_gpu", _job_gpu), "cpu": ("cpu", _cpu),
+           "cpu_info": ("cpu_info", _cpu_info), "infiniband": ("infiniband", _infiniband), "net": ("net", _net),
+           "disk": ("disk", _disk)}
+# what each product of the page reads: a resource alone (the heatmap), every resource at once (the lines
+# per pool: `gpu` asked once for both GPU resources), the pools, the GPU-hours
+NEEDS = {"cpu": ("cpu",), "gpu": ("gpu_util",), "gpu_memory": ("gpu_memory",), "interconnect": ("infiniband", "net"),
+         "storage": ("disk",), "resources": ("cpu", "gpu_hosts", "infiniband", "net", "disk"),
+         "pools": ("gpu_gpus", "cpu_info"), "gpu_hours": ("gpu_gpus", "job_gpu")}
 
 
-def spans(start, end, every: str) -> list[tuple[pd.Timestamp, pd.Timestamp, str]]:
-    """[start, end) cut for the GPU-hours' queries: the whole COARSE buckets inside it at COARSE, the parts
-    before the first and after the last at `every` (the window's own width, which divides COARSE), so that
-    no bucket reaches outside the window and each query is one a store's rollup level answers. One span at
-    `every` when that is COARSE or wider, or when the window holds no whole COARSE bucket."""
-    from agents.query.base import influx_duration, parse_every
-
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    step, coarse = parse_every(every), parse_every(COARSE)
-    lo, hi = -(-start.value // coarse) * coarse, end.value // coarse * coarse
-    if step >= coarse or coarse % step or hi <= lo:
-        return [(start, end, every)]
-    out = [(start, pd.Timestamp(lo, unit="ns", tz=start.tz), every)] if start.value < lo else []
-    out.append((pd.Timestamp(lo, unit="ns", tz=start.tz), pd.Timestamp(hi, unit="ns", tz=start.tz),
-                influx_duration(coarse)))
-    if hi < end.value:
-        out.append((pd.Timestamp(hi, unit="ns", tz=start.tz), end, every))
-    return out
-
-
-def fetch(reader, start, end, every: str | None, needs=tuple(QUERIES)) -> dict[str, pd.DataFrame]:
-    """{name: frame} of the queries in `needs` whose measurement the store has, run at once
-    (dashboard.context.gather: on a Context's workers, each with its own reader). The GPU-hours' queries
-    are asked per span (spans()) and their frames carry each bucket's length in hours (`hours`)."""
+def hours_every(every: str | None) -> str | None:
+    """The GPU-hours' bucket width for a window asked at `every`: COARSE, or `every` when that is coarser
+    (None: the whole window)."""
     from agents.query.base import parse_every
+
+    if every is None:
+        return None
+    return every if parse_every(every) >= parse_every(COARSE) else COARSE
+
+
+def fetch(reader, start, end, asks: dict[str, tuple[str, str | None]]) -> dict[str, pd.DataFrame]:
+    """{key: frame} for each ask (key -> (QUERIES name, bucket width; None for the whole window)) whose
+    measurement the store has, run at once (dashboard.context.gather: on a Context's workers, each with its
+    own reader)."""
     from dashboard.context import gather
 
     present = set(reader.measurements())
-    tasks, parts = {}, {}
-    for name in dict.fromkeys(needs):
-        measurement, query = QUERIES[name]
-        if measurement not in present:
-            continue
-        cuts = spans(start, end, every) if name in SPANNED and every is not None else [(start, end, every)]
-        parts[name] = []
-        for i, (s, e, width) in enumerate(cuts):
-            key = f"{name}#{i}"
-            tasks[key] = lambda r, q=query, s=s, e=e, width=width: q(r, s, e, width)
-            parts[name].append((key, None if width is None else parse_every(width) / 3.6e12))
-    got = gather(reader, tasks)
+    tasks = {key: (lambda r, q=QUERIES[name][1], every=every: q(r, start, end, every))
+             for key, (name, every) in asks.items() if QUERIES[name][0] in present}
+    return gather(reader, tasks)
+
+
+def asks(products, every: str | None, prefix: str = "") -> dict[str, tuple[str, str | None]]:
+    """fetch()'s asks for products (NEEDS keys) over a window at `every`, keyed prefix + query name: the
+    GPU-hours' queries at hours_every(every), the others at every."""
     out = {}
-    for name, keys in parts.items():
-        if name not in SPANNED:
-            out[name] = got[keys[0][0]]
-            continue
-        frames = [got[k].assign(hours=h) for k, h in keys]
-        out[name] = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    for product in products:
+        for name in NEEDS[product]:
+            out[prefix + name] = (name, hours_every(every) if name in ("gpu_gpus", "job_gpu") else every)
     return out
 
 
-def fleet_data(reader, start, end, every: str) -> dict:
-    """Everything /fleet shows for a window: {"frames": {resource: [time, host, value]}, "pools", "gpu_hours"},
-    from one query per measurement and width (eight to twelve, at once)."""
-    got = fetch(reader, start, end, every)
-    return {"frames": {r: resource_from(got, r) for r in RESOURCES}, "pools": pools_from(got),
-            "gpu_hours": gpu_hours_from(got)}
+def fetch_products(reader, products, start, end, every: str | None) -> dict[str, pd.DataFrame]:
+    """{query name: frame} of what products (NEEDS keys) read, over [start, end) at `every`."""
+    return fetch(reader, start, end, asks(products, every))
+
+
+def fleet_data(reader, start, end, every: str, heat: str | None = None, heat_every: str | None = None) -> dict:
+    """Everything /fleet shows for a window: {"frames": {resource: [time, host, value]} at `every` (the lines
+    per pool, the node states), "pools", "gpu_hours"} and, with heat (one of RESOURCES), "heat": that
+    resource's frame at heat_every (the heatmap), every query at once."""
+    if heat is not None and heat not in RESOURCES:
+        raise ValueError(f"unknown resource {heat!r}: use one of {', '.join(RESOURCES)}")
+    wanted = asks(("resources", "pools", "gpu_hours"), every)
+    own_heat = heat is not None and heat_every is not None and heat_every != every
+    if own_heat:
+        wanted.update(asks((heat,), heat_every, prefix="heat:"))
+    got = fetch(reader, start, end, wanted)
+    frames = {r: resource_from(got, r) for r in RESOURCES}
+    out = {"frames": frames, "pools": pools_from(got), "gpu_hours": gpu_hours_from(got, start, end, hours_every(every))}
+    if heat is not None:
+        out["heat"] = resource_from({k[5:]: v for k, v in got.items() if k.startswith("heat:")}, heat) \
+            if own_heat else frames[heat]
+    return out
 
 
 # -- the numbers, from the fetched frames --
 
-def _by_host_time(f: pd.DataFrame, columns: dict[str, str], how: str = "sum") -> pd.DataFrame:
-    """[time, host, *columns] per (host, bucket) of f (rows of several series per host), sorted by host then
-    time: each output column is the sum (how="sum", NaN as 0) or the largest (how="max", NaN skipped) of the
-    input column it names. Integer codes and one sort, not a groupby on a string and a timestamp column:
-    a week of 256 hosts is 170 k rows a resource."""
+def bucket_hours(times, start, end, every: str) -> np.ndarray:
+    """Hours of each bucket (starting at times, `every` wide) inside [start, end): the whole width but for a
+    bucket the window's start or end cuts."""
+    from agents.query.base import parse_every
+
+    t = _ns(times)
+    lo = np.maximum(t, pd.Timestamp(start).value)
+    hi = np.minimum(t + parse_every(every), pd.Timestamp(end).value)
+    return np.clip(hi - lo, 0, None) / 3.6e12
+
+
+def _by_host_time(f: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """[time, host, *columns] per (host, bucket) of f (rows of several series a host), sorted by host then
+    time: each output column the largest of the input column it names (NaN skipped). Integer codes and one
+    sort, not a groupby on a string and a timestamp column (a week of 256 hosts is 170 k rows)."""
     host_codes, hosts = pd.factorize(f["host"].to_numpy(dtype=object), sort=True)
-    t_ns = f["time"].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    time_codes, times = pd.factorize(t_ns, sort=True)
-    key = host_codes.astype(np.int64) * len(times) + time_codes
+    time_codes, times = pd.factorize(_ns(f["time"]), sort=True)
+    width = max(len(times), 1)
+    key = host_codes.astype(np.int64) * width + time_codes
     order = np.argsort(key, kind="stable")
     key = key[order]
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
     cells = key[first]
-    out = {"time": pd.to_datetime(times[cells % max(len(times), 1)], unit="ns", utc=True).as_unit("ns"),
-           "host": pd.Series(np.asarray(hosts, dtype=object)[cells // max(len(times), 1)], dtype=object)}
+    out = {"time": pd.to_datetime(times[cells % width], unit="ns", utc=True).as_unit("ns"),
+           "host": pd.Series(np.asarray(hosts, dtype=object)[cells // width], dtype=object)}
     for name, col in columns.items():
         v = f[col].to_numpy(dtype=float)[order]
-        if how == "sum":
-            out[name] = np.add.reduceat(np.nan_to_num(v), first) if len(first) else v
-        else:
-            out[name] = np.fmax.reduceat(v, first) if len(first) else v
+        out[name] = np.fmax.reduceat(v, first) if len(first) else v
     return pd.DataFrame(out)
 
 
 def resource_from(got: dict[str, pd.DataFrame], resource: str) -> pd.DataFrame:
     """[time, host, value] for one of RESOURCES (value a 0-1 ratio, NaN rows dropped, sorted by host then
-    time) from fetch()'s frames."""
+    time) from fetch()'s frames (keyed by query name)."""
     if resource not in RESOURCES:
         raise ValueError(f"unknown resource {resource!r}: use one of {', '.join(RESOURCES)}")
     out = _empty()
-    gpu = got.get("gpu_hosts")
-    if resource == "cpu" and "cpu" in got and len(got["cpu"]):
-        out = _by_host_time(got["cpu"], {"value": "busy_ratio"}, "max")  # one row a host and bucket: as is
-    elif resource == "gpu" and gpu is not None and len(gpu):
-        g = _by_host_time(gpu, {"s": "u_sum", "n": "u_n"})
-        out = g[["time", "host"]].assign(value=_ratio(g["s"], g["n"]))
-    elif resource == "gpu_memory" and gpu is not None and len(gpu):
-        g = _by_host_time(gpu, {"us": "used_sum", "un": "used_n", "ts": "total_sum", "tn": "total_n"})
-        out = g[["time", "host"]].assign(value=_ratio(_ratio(g["us"], g["un"]), _ratio(g["ts"], g["tn"])))
+    if resource in ("gpu", "gpu_memory"):
+        gpu = got.get("gpu_util" if resource == "gpu" else "gpu_memory", got.get("gpu_hosts"))
+        if gpu is not None and len(gpu):  # one row a host and bucket, sorted by host then time (the store's)
+            value = gpu["u"] if resource == "gpu" else _ratio(gpu["used"], gpu["total"])
+            out = gpu[["time", "host"]].assign(value=np.asarray(value, dtype=float))
+    elif resource == "cpu" and "cpu" in got and len(got["cpu"]):
+        out = got["cpu"].rename(columns={"busy_ratio": "value"})[HEAT_COLUMNS]  # likewise
     elif resource == "interconnect":
         out = _interconnect(got)
     elif resource == "storage" and "disk" in got and len(got["disk"]):
-        out = _by_host_time(got["disk"], {"value": "busy_ratio"}, "max")
+        out = _by_host_time(got["disk"], {"value": "busy_ratio"})
     out = out[np.isfinite(out["value"].to_numpy(dtype=float))]
     return out.reset_index(drop=True)[HEAT_COLUMNS]
 
@@ -222,7 +248,7 @@ def resource_frame(reader, resource: str, start, end, every: str) -> pd.DataFram
     """[time, host, value] for one of RESOURCES, asking the store for that resource alone."""
     if resource not in RESOURCES:
         raise ValueError(f"unknown resource {resource!r}: use one of {', '.join(RESOURCES)}")
-    return resource_from(fetch(reader, start, end, every, NEEDS[resource]), resource)
+    return resource_from(fetch_products(reader, (resource,), start, end, every), resource)
 
 
 def _interconnect(got: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -238,11 +264,11 @@ def _interconnect(got: dict[str, pd.DataFrame]) -> pd.DataFrame:
     both = both[~np.isnan(both["value"].to_numpy())]
     # A host with InfiniBand is judged by it (its fabric); Ethernet only where there is no InfiniBand.
     if len(parts) > 1:
-        fabric = set(both.loc[both["kind"] == 0, "host"])
+        fabric = pd.unique(both.loc[both["kind"] == 0, "host"].to_numpy(dtype=object))
         both = both[(both["kind"] == 0) | ~both["host"].isin(fabric)]
     if both.empty:
         return _empty()
-    return _by_host_time(both, {"value": "value"}, "max")
+    return _by_host_time(both, {"value": "value"})
 
 
 def pools_from(got: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -253,9 +279,9 @@ def pools_from(got: dict[str, pd.DataFrame]) -> pd.DataFrame:
     arch = pd.Series(dtype=object)
     info = got.get("cpu_info")
     if info is not None and len(info):
-        arch = info.sort_values("time", kind="stable").groupby("host")["arch"].last()
+        arch = pd.Series(info["arch"].to_numpy(dtype=object), index=info["host"].to_numpy(dtype=object))
     acc = pd.Series(dtype=object)
-    gpu = got.get("gpu_hosts")
+    gpu = got.get("gpu_gpus")
     if gpu is not None and len(gpu):
         g = gpu.groupby(["host", "model"], as_index=False)["u_n"].sum()
         g = g[g["u_n"] > 0].sort_values(["host", "u_n"], ascending=[True, False], kind="stable")
@@ -272,7 +298,7 @@ def pools_from(got: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def host_pools(reader, start, end) -> pd.DataFrame:
     """pools_from() over [start, end), asking the store for the pools alone."""
-    return pools_from(fetch(reader, start, end, None, NEEDS["pools"]))
+    return pools_from(fetch_products(reader, ("pools",), start, end, None))
 
 
 def pool_utilization(frames: dict[str, pd.DataFrame], pools: pd.DataFrame) -> pd.DataFrame:
@@ -311,27 +337,37 @@ def heatmap_matrix(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.pivot(index="host", columns="time", values="value").sort_index()
 
 
-def node_states(frames: dict[str, pd.DataFrame], pools: pd.DataFrame) -> pd.DataFrame:
+def node_states(frames: dict[str, pd.DataFrame], pools: pd.DataFrame, window: tuple | None = None) -> pd.DataFrame:
     """[host, pool, resource, mean, state]: each host's main resource (GPU for GPU hosts, else CPU) averaged
-    over the window's buckets, and idle (< IDLE_BELOW), saturated (>= SATURATED_FROM) or busy between."""
+    over the window's buckets, and idle (< IDLE_BELOW), saturated (>= SATURATED_FROM) or busy between.
+    window (start, end, every): each bucket weighs its hours inside [start, end) (bucket_hours(): a bucket
+    the window's start or end cuts weighs less); None: every bucket weighs the same."""
     rows = []
-    means = {r: f.groupby("host")["value"].mean() for r, f in frames.items() if r in ("cpu", "gpu") and len(f)}
-    for rec in pools.to_dict("records"):
-        resource = "gpu" if rec["pool"].startswith(GPU_PREFIX) else "cpu"
-        value = means.get(resource, pd.Series(dtype=float)).get(rec["host"], np.nan)
+    means = {}
+    for r, f in frames.items():
+        if r not in ("cpu", "gpu") or not len(f):
+            continue
+        w = np.ones(len(f)) if window is None else bucket_hours(f["time"], *window)
+        codes, hosts = pd.factorize(f["host"].to_numpy(dtype=object))
+        total = np.bincount(codes, weights=w, minlength=len(hosts))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            means[r] = pd.Series(np.bincount(codes, weights=w * f["value"].to_numpy(dtype=float),
+                                             minlength=len(hosts)) / total, index=np.asarray(hosts, dtype=object))
+    for host, pool in zip(pools["host"].tolist(), pools["pool"].tolist(), strict=True):
+        resource = "gpu" if pool.startswith(GPU_PREFIX) else "cpu"
+        value = means.get(resource, pd.Series(dtype=float)).get(host, np.nan)
         if value != value:
             continue
         state = "idle" if value < IDLE_BELOW else ("saturated" if value >= SATURATED_FROM else "busy")
-        rows.append({"host": rec["host"], "pool": rec["pool"], "resource": resource, "mean": float(value),
-                     "state": state})
+        rows.append({"host": host, "pool": pool, "resource": resource, "mean": float(value), "state": state})
     return pd.DataFrame(rows, columns=["host", "pool", "resource", "mean", "state"])
 
 
-def gpu_hours_from(got: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """[pool, allocated, used] GPU-hours in the window: allocated = GPUs held by jobs (the forecast's demand:
-    the share of each GPU's samples with a job on it), used = the GPUs' mean utilization, both times the
-    bucket length (fetch()'s `hours`: COARSE, or the display width at the window's ends) and summed over the
-    buckets."""
+def gpu_hours_from(got: dict[str, pd.DataFrame], start, end, every: str) -> pd.DataFrame:
+    """[pool, allocated, used] GPU-hours in [start, end) from fetch()'s `gpu_gpus` and `job_gpu` frames at
+    bucket width `every`: allocated = GPUs held by jobs (the forecast's demand: the share of each GPU's samples
+    with a job on it), used = the GPUs' mean utilization, both times the bucket's hours inside the window
+    (bucket_hours()) and summed over the buckets."""
     from agents.schema.accelerators import accelerator_key
     from analyzer.forecast.demand import gpu_demand_from_counts
 
@@ -343,23 +379,23 @@ def gpu_hours_from(got: dict[str, pd.DataFrame]) -> pd.DataFrame:
     if held is None:
         held = pd.DataFrame({"time": gpu["time"].iloc[:0], "host": [], "gpu": [], "held": []})
     demand = gpu_demand_from_counts(gpu[["time", "host", "gpu", "model"]].assign(samples=gpu["u_n"]), held)
+    allocated = pd.Series(dtype=float)
     if len(demand):
-        # each bucket's length: the spans do not overlap, so a bucket start names one span's width
-        t_ns = gpu["time"].to_numpy(dtype="datetime64[ns]").view(np.int64)
-        starts, first = np.unique(t_ns, return_index=True)
-        at = np.searchsorted(starts, demand["time"].to_numpy(dtype="datetime64[ns]").view(np.int64))
-        weight = gpu["hours"].to_numpy(dtype=float)[first][at]
-        allocated = (demand["demand"] * weight).groupby(demand["pool"].to_numpy(dtype=object)).sum()
-    else:
-        allocated = pd.Series(dtype=float)
+        weight = bucket_hours(demand["time"], start, end, every)
+        allocated = pd.Series(demand["demand"].to_numpy(dtype=float) * weight).groupby(
+            demand["pool"].to_numpy(dtype=object)).sum()
     util = gpu[gpu["u_n"] > 0]
     codes, models = pd.factorize(util["model"].to_numpy(dtype=object))  # the key of each model, not of each row
     pool = np.asarray([GPU_PREFIX + accelerator_key(m) for m in models], dtype=object)[codes]
-    used = (util["u_sum"] / util["u_n"] * util["hours"]).groupby(pool).sum()
+    used = util["u_sum"].to_numpy(dtype=float) / util["u_n"].to_numpy(dtype=float) \
+        * bucket_hours(util["time"], start, end, every)
+    used = pd.Series(used).groupby(pool).sum()
     out = pd.DataFrame({"allocated": allocated, "used": used}).fillna(0.0).rename_axis("pool").reset_index()
     return out[cols]
 
 
 def gpu_hours(reader, start, end, every: str) -> pd.DataFrame:
-    """gpu_hours_from() over [start, end), asking the store for the GPU-hours alone."""
-    return gpu_hours_from(fetch(reader, start, end, every, NEEDS["gpu_hours"]))
+    """gpu_hours_from() over [start, end) for a window at `every` (the GPU-hours at hours_every(every)),
+    asking the store for the GPU-hours alone."""
+    got = fetch_products(reader, ("gpu_hours",), start, end, every)
+    return gpu_hours_from(got, start, end, hours_every(every))
