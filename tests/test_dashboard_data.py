@@ -182,10 +182,10 @@ def test_metric_picker_offers_only_schema_fields():
 
 
 def test_gpu_hours_count_the_part_of_each_hour_inside_the_window(reader):
-    # [00:30, 01:45) at 15-minute buckets: the GPU-hours are asked in hour buckets, 00:00 half inside the
-    # window and 01:00 three quarters inside, each weighted by its hours inside
+    # [00:30, 01:45) in hour buckets: 00:00 half inside the window and 01:00 three quarters inside, each
+    # weighted by its hours inside
     start, end = START + pd.Timedelta(minutes=30), START + pd.Timedelta(minutes=105)
-    hours = fleet.gpu_hours(reader, start, end, "15m").set_index("pool")
+    hours = fleet.gpu_hours(reader, start, end, "1h").set_index("pool")
     # GPU 0 is held from minute 60 on: 45 of the 45 samples of 01:00 inside the window, x 0.75 h
     assert hours.loc["gpu:a100-80gb", "allocated"] == pytest.approx(0.75, rel=1e-12)
     used = sum(hour_mean(gpu_util(g, k) for k in range(30, 60)) * 0.5

@@ -1,5 +1,6 @@
 """How /fleet cuts a window: the line width next to the heatmap's, the hours of a bucket inside the window,
-node states weighted by them, and GPU-hours in hour buckets (every expected value worked out by hand)."""
+node states weighted by them, and GPU-hours at a bucket width coarser than the heatmap's (every expected
+value worked out by hand)."""
 
 from __future__ import annotations
 
@@ -67,11 +68,13 @@ def part_hour_reader(tmp_path_factory):
         yield r
 
 
-def test_gpu_hours_round_a_gpu_reporting_in_part_of_an_hour_to_the_whole_hour(part_hour_reader):
-    hours = fleet.gpu_hours(part_hour_reader, T0, T0 + 120 * MIN, "15m").set_index("pool")
+def test_gpu_hours_round_a_gpu_reporting_in_part_of_a_bucket_to_the_whole_bucket(part_hour_reader):
+    hours = fleet.gpu_hours(part_hour_reader, T0, T0 + 120 * MIN, "1h").set_index("pool")
     # hour buckets: GPU 0 counts all of 00:00 at its mean (0.4 x 1 h) and half of it held (15 of 30 samples);
-    # GPU 1 0.2 x 2 h. At 15-minute buckets it would have counted two quarters: 0.4 x 0.5 h and 0.25 h held.
+    # GPU 1 0.2 x 2 h
     assert hours.loc["gpu:a100-80gb", "used"] == pytest.approx(0.4 * 1.0 + 0.2 * 2.0)
     assert hours.loc["gpu:a100-80gb", "allocated"] == pytest.approx(0.5)
-    # asked at hour buckets or wider, the GPU-hours use the window's own width
-    assert fleet.hours_every("15m") == "1h" and fleet.hours_every("3h") == "3h" and fleet.hours_every(None) is None
+    # 15-minute buckets count the two quarters GPU 0 reported in: 0.4 x 0.5 h, and the one it was held in
+    quarters = fleet.gpu_hours(part_hour_reader, T0, T0 + 120 * MIN, "15m").set_index("pool")
+    assert quarters.loc["gpu:a100-80gb", "used"] == pytest.approx(0.4 * 0.5 + 0.2 * 2.0)
+    assert quarters.loc["gpu:a100-80gb", "allocated"] == pytest.approx(0.25)

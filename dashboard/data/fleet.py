@@ -13,15 +13,17 @@ What the page asks the store (fetch(): every query of a callback at once, one pe
 
 - the heatmap: the chosen resource alone, per host, at the window's bucket width (as many buckets as the
   plot has room for; dashboard.timerange);
-- the lines per pool and the node states: every resource per host at the line width, a few times coarser
-  (dashboard.timerange.line_every: a line needs fewer points than a heatmap has columns);
-- the GPU-hours and the pools: `gpu` per GPU (host, gpu, model) as utilization sums and counts, and `job_gpu`
-  counts per GPU, in hour buckets (COARSE, or the line width when coarser): a week is 168 buckets a GPU where
-  the heatmap's width gave 672. A bucket the window's start or end cuts counts the part of it inside the
-  window (bucket_hours()). An hour's GPU-hours equal the sum of its narrower buckets' when the GPU reports
-  evenly through the hour (the agents' fixed interval); a GPU reporting in only part of an hour (started,
-  stopped, a gap) counts the whole hour at its mean and its share held, where narrower buckets counted only
-  the ones it reported in: the same rounding, to the hour.
+- the lines per pool, the node states, the GPU-hours and the pools: every resource per host at the line
+  width, a few times coarser (dashboard.timerange.line_every: a line needs fewer points than a heatmap has
+  columns); `gpu` per GPU (host, gpu, model) there, as sums and counts of utilization, memory used and
+  memory total, from which each host's means (its GPUs' sums over their counts: exact), each GPU's mean and
+  sample count (GPU-hours used and allocated, against `job_gpu`'s counts per GPU) and each host's most
+  reported model (its pool) all follow. A week at 1 hour is 168 buckets a GPU where the heatmap's 15
+  minutes gave 672. A bucket the window's start or end cuts counts the part of it inside the window
+  (bucket_hours()). A bucket's GPU-hours equal the sum of its narrower buckets' when the GPU reports evenly
+  through it (the agents' fixed interval); a GPU reporting in only part of a bucket (started, stopped, a
+  gap) counts the whole bucket at its mean and its share held: the display width's rounding, at the line
+  width.
 
 Pools follow analyzer.forecast.demand: one per accelerator type ("gpu:a100-80gb"), and one per CPU
 architecture ("cpu:x86_64") for hosts without GPUs; a GPU host's type is its most reported GPU model.
@@ -41,7 +43,6 @@ IDLE_BELOW = GPU_RED  # jobstats' red line: a node whose main resource averages 
 SATURATED_FROM = 0.9  # and one averaging 90% or more has no headroom left
 STATES = ("idle", "busy", "saturated")
 HEAT_COLUMNS = ["time", "host", "value"]
-COARSE = "1h"  # the GPU-hours' bucket: a rollup level of both stores (embedded rollups, the influx deploy's 5 min)
 
 
 def _empty() -> pd.DataFrame:
@@ -62,15 +63,6 @@ def _ns(times) -> np.ndarray:
 
 # -- what the page asks the store: per measurement, every column it needs from it at once --
 
-def _gpu_hosts(reader, start, end, every):
-    """Per host and bucket: mean utilization, memory used and memory total over the host's GPU points (one
-    mean over all its GPUs' points, as the store computes it). Per host, not per GPU: a quarter of the rows
-    on 4-GPU hosts, an eighth on 8-GPU ones."""
-    return reader.aggregate("gpu", {"u": ("utilization_ratio", "mean"), "used": ("memory_used_bytes", "mean"),
-                                    "total": ("memory_total_bytes", "mean")},
-                            start, end, every=every, by=["host"])
-
-
 def _gpu_util(reader, start, end, every):
     """The GPU heatmap alone: mean utilization per host and bucket."""
     return reader.aggregate("gpu", {"u": ("utilization_ratio", "mean")}, start, end, every=every, by=["host"])
@@ -83,10 +75,13 @@ def _gpu_memory(reader, start, end, every):
 
 
 def _gpu_gpus(reader, start, end, every):
-    """Per GPU (host, gpu, model) and bucket: utilization sum and count, for the GPU-hours used (each GPU's
-    bucket mean) and allocated (its sample count against job_gpu's), and the pools (each host's most
-    reported model)."""
-    return reader.aggregate("gpu", {"u_sum": ("utilization_ratio", "sum"), "u_n": ("utilization_ratio", "count")},
+    """Per GPU (host, gpu, model) and bucket: sums and counts of utilization, memory used and memory total.
+    A host's means are its GPUs' sums over their counts (exact, whatever each GPU's sample count), a GPU's
+    mean and count give the GPU-hours used and allocated, a host's counts per model its pool."""
+    return reader.aggregate("gpu", {"u_sum": ("utilization_ratio", "sum"), "u_n": ("utilization_ratio", "count"),
+                                    "used_sum": ("memory_used_bytes", "sum"), "used_n": ("memory_used_bytes", "count"),
+                                    "total_sum": ("memory_total_bytes", "sum"),
+                                    "total_n": ("memory_total_bytes", "count")},
                             start, end, every=every, by=["host", "gpu", "model"])
 
 
@@ -123,25 +118,14 @@ def _disk(reader, start, end, every):
 
 
 # name -> (measurement, query)
-QUERIES = {"gpu_hosts": ("gpu", _gpu_hosts), "gpu_util": ("gpu", _gpu_util), "gpu_memory": ("gpu", _gpu_memory),
-           "gpu_gpus": ("gpu", _gpu_gpus), "job_gpu": ("job_gpu", _job_gpu), "cpu": ("cpu", _cpu),
-           "cpu_info": ("cpu_info", _cpu_info), "infiniband": ("infiniband", _infiniband), "net": ("net", _net),
-           "disk": ("disk", _disk)}
+QUERIES = {"gpu_util": ("gpu", _gpu_util), "gpu_memory": ("gpu", _gpu_memory), "gpu_gpus": ("gpu", _gpu_gpus),
+           "job_gpu": ("job_gpu", _job_gpu), "cpu": ("cpu", _cpu), "cpu_info": ("cpu_info", _cpu_info),
+           "infiniband": ("infiniband", _infiniband), "net": ("net", _net), "disk": ("disk", _disk)}
 # what each product of the page reads: a resource alone (the heatmap), every resource at once (the lines
-# per pool: `gpu` asked once for both GPU resources), the pools, the GPU-hours
+# per pool: `gpu` per GPU, also read by the pools and the GPU-hours), the pools, the GPU-hours
 NEEDS = {"cpu": ("cpu",), "gpu": ("gpu_util",), "gpu_memory": ("gpu_memory",), "interconnect": ("infiniband", "net"),
-         "storage": ("disk",), "resources": ("cpu", "gpu_hosts", "infiniband", "net", "disk"),
+         "storage": ("disk",), "resources": ("cpu", "gpu_gpus", "infiniband", "net", "disk"),
          "pools": ("gpu_gpus", "cpu_info"), "gpu_hours": ("gpu_gpus", "job_gpu")}
-
-
-def hours_every(every: str | None) -> str | None:
-    """The GPU-hours' bucket width for a window asked at `every`: COARSE, or `every` when that is coarser
-    (None: the whole window)."""
-    from agents.query.base import parse_every
-
-    if every is None:
-        return None
-    return every if parse_every(every) >= parse_every(COARSE) else COARSE
 
 
 def fetch(reader, start, end, asks: dict[str, tuple[str, str | None]]) -> dict[str, pd.DataFrame]:
@@ -157,13 +141,8 @@ def fetch(reader, start, end, asks: dict[str, tuple[str, str | None]]) -> dict[s
 
 
 def asks(products, every: str | None, prefix: str = "") -> dict[str, tuple[str, str | None]]:
-    """fetch()'s asks for products (NEEDS keys) over a window at `every`, keyed prefix + query name: the
-    GPU-hours' queries at hours_every(every), the others at every."""
-    out = {}
-    for product in products:
-        for name in NEEDS[product]:
-            out[prefix + name] = (name, hours_every(every) if name in ("gpu_gpus", "job_gpu") else every)
-    return out
+    """fetch()'s asks for products (NEEDS keys) over a window at `every`, keyed prefix + query name."""
+    return {prefix + name: (name, every) for product in products for name in NEEDS[product]}
 
 
 def fetch_products(reader, products, start, end, every: str | None) -> dict[str, pd.DataFrame]:
@@ -183,7 +162,7 @@ def fleet_data(reader, start, end, every: str, heat: str | None = None, heat_eve
         wanted.update(asks((heat,), heat_every, prefix="heat:"))
     got = fetch(reader, start, end, wanted)
     frames = {r: resource_from(got, r) for r in RESOURCES}
-    out = {"frames": frames, "pools": pools_from(got), "gpu_hours": gpu_hours_from(got, start, end, hours_every(every))}
+    out = {"frames": frames, "pools": pools_from(got), "gpu_hours": gpu_hours_from(got, start, end, every)}
     if heat is not None:
         out["heat"] = resource_from({k[5:]: v for k, v in got.items() if k.startswith("heat:")}, heat) \
             if own_heat else frames[heat]
@@ -203,10 +182,11 @@ def bucket_hours(times, start, end, every: str) -> np.ndarray:
     return np.clip(hi - lo, 0, None) / 3.6e12
 
 
-def _by_host_time(f: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+def _by_host_time(f: pd.DataFrame, columns: dict[str, str], how: str = "max") -> pd.DataFrame:
     """[time, host, *columns] per (host, bucket) of f (rows of several series a host), sorted by host then
-    time: each output column the largest of the input column it names (NaN skipped). Integer codes and one
-    sort, not a groupby on a string and a timestamp column (a week of 256 hosts is 170 k rows)."""
+    time: each output column the largest (how="max", NaN skipped) or the sum (how="sum", NaN as 0) of the
+    input column it names. Integer codes and one sort, not a groupby on a string and a timestamp column
+    (a week of 256 hosts is 170 k rows)."""
     host_codes, hosts = pd.factorize(f["host"].to_numpy(dtype=object), sort=True)
     time_codes, times = pd.factorize(_ns(f["time"]), sort=True)
     width = max(len(times), 1)
@@ -219,8 +199,32 @@ def _by_host_time(f: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
            "host": pd.Series(np.asarray(hosts, dtype=object)[cells // width], dtype=object)}
     for name, col in columns.items():
         v = f[col].to_numpy(dtype=float)[order]
-        out[name] = np.fmax.reduceat(v, first) if len(first) else v
+        if not len(first):
+            out[name] = v
+        elif how == "sum":
+            out[name] = np.add.reduceat(np.nan_to_num(v), first)
+        else:
+            out[name] = np.fmax.reduceat(v, first)
     return pd.DataFrame(out)
+
+
+def _gpu_resource(got: dict[str, pd.DataFrame], resource: str) -> pd.DataFrame:
+    """[time, host, value] of gpu or gpu_memory: from the heatmap's own per-host means when fetched, else
+    from the per-GPU sums and counts (a host's sums over its counts)."""
+    own = got.get("gpu_util" if resource == "gpu" else "gpu_memory")
+    if own is not None:
+        if not len(own):
+            return _empty()
+        value = own["u"] if resource == "gpu" else _ratio(own["used"], own["total"])
+        return own[["time", "host"]].assign(value=np.asarray(value, dtype=float))  # one row a host and bucket
+    gpu = got.get("gpu_gpus")
+    if gpu is None or not len(gpu):
+        return _empty()
+    if resource == "gpu":
+        g = _by_host_time(gpu, {"s": "u_sum", "n": "u_n"}, "sum")
+        return g[["time", "host"]].assign(value=_ratio(g["s"], g["n"]))
+    g = _by_host_time(gpu, {"us": "used_sum", "un": "used_n", "ts": "total_sum", "tn": "total_n"}, "sum")
+    return g[["time", "host"]].assign(value=_ratio(_ratio(g["us"], g["un"]), _ratio(g["ts"], g["tn"])))
 
 
 def resource_from(got: dict[str, pd.DataFrame], resource: str) -> pd.DataFrame:
@@ -230,12 +234,10 @@ def resource_from(got: dict[str, pd.DataFrame], resource: str) -> pd.DataFrame:
         raise ValueError(f"unknown resource {resource!r}: use one of {', '.join(RESOURCES)}")
     out = _empty()
     if resource in ("gpu", "gpu_memory"):
-        gpu = got.get("gpu_util" if resource == "gpu" else "gpu_memory", got.get("gpu_hosts"))
-        if gpu is not None and len(gpu):  # one row a host and bucket, sorted by host then time (the store's)
-            value = gpu["u"] if resource == "gpu" else _ratio(gpu["used"], gpu["total"])
-            out = gpu[["time", "host"]].assign(value=np.asarray(value, dtype=float))
+        out = _gpu_resource(got, resource)
     elif resource == "cpu" and "cpu" in got and len(got["cpu"]):
-        out = got["cpu"].rename(columns={"busy_ratio": "value"})[HEAT_COLUMNS]  # likewise
+        # one row a host and bucket, in the store's order (bucketed frames come sorted by tags, then time)
+        out = got["cpu"].rename(columns={"busy_ratio": "value"})[HEAT_COLUMNS]
     elif resource == "interconnect":
         out = _interconnect(got)
     elif resource == "storage" and "disk" in got and len(got["disk"]):
@@ -283,10 +285,15 @@ def pools_from(got: dict[str, pd.DataFrame]) -> pd.DataFrame:
     acc = pd.Series(dtype=object)
     gpu = got.get("gpu_gpus")
     if gpu is not None and len(gpu):
-        g = gpu.groupby(["host", "model"], as_index=False)["u_n"].sum()
-        g = g[g["u_n"] > 0].sort_values(["host", "u_n"], ascending=[True, False], kind="stable")
-        g = g.drop_duplicates("host")
-        acc = pd.Series(g["model"].map(accelerator_key).to_numpy(), index=g["host"].to_numpy())
+        # samples per (host, model) over integer codes; each host's most reported model (ties: the first
+        # model in sorted order)
+        h_codes, hosts = pd.factorize(gpu["host"].to_numpy(dtype=object), sort=True)
+        m_codes, models = pd.factorize(gpu["model"].to_numpy(dtype=object), sort=True)
+        n = np.bincount(h_codes * len(models) + m_codes, weights=gpu["u_n"].to_numpy(dtype=float),
+                        minlength=len(hosts) * len(models)).reshape(len(hosts), len(models))
+        has = n.max(axis=1) > 0
+        keys = np.asarray([accelerator_key(m) for m in models], dtype=object)
+        acc = pd.Series(keys[n.argmax(axis=1)][has], index=np.asarray(hosts, dtype=object)[has])
     hosts = sorted(set(arch.index) | set(acc.index))
     out = pd.DataFrame({"host": pd.Series(hosts, dtype=object)})
     out["accelerator"] = out["host"].map(acc).fillna("").astype(object)
@@ -353,9 +360,10 @@ def node_states(frames: dict[str, pd.DataFrame], pools: pd.DataFrame, window: tu
         with np.errstate(divide="ignore", invalid="ignore"):
             means[r] = pd.Series(np.bincount(codes, weights=w * f["value"].to_numpy(dtype=float),
                                              minlength=len(hosts)) / total, index=np.asarray(hosts, dtype=object))
+    means = {r: m.to_dict() for r, m in means.items()}
     for host, pool in zip(pools["host"].tolist(), pools["pool"].tolist(), strict=True):
         resource = "gpu" if pool.startswith(GPU_PREFIX) else "cpu"
-        value = means.get(resource, pd.Series(dtype=float)).get(host, np.nan)
+        value = means.get(resource, {}).get(host, np.nan)
         if value != value:
             continue
         state = "idle" if value < IDLE_BELOW else ("saturated" if value >= SATURATED_FROM else "busy")
@@ -395,7 +403,5 @@ def gpu_hours_from(got: dict[str, pd.DataFrame], start, end, every: str) -> pd.D
 
 
 def gpu_hours(reader, start, end, every: str) -> pd.DataFrame:
-    """gpu_hours_from() over [start, end) for a window at `every` (the GPU-hours at hours_every(every)),
-    asking the store for the GPU-hours alone."""
-    got = fetch_products(reader, ("gpu_hours",), start, end, every)
-    return gpu_hours_from(got, start, end, hours_every(every))
+    """gpu_hours_from() over [start, end) in buckets of `every`, asking the store for the GPU-hours alone."""
+    return gpu_hours_from(fetch_products(reader, ("gpu_hours",), start, end, every), start, end, every)
