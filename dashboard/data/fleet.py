@@ -156,11 +156,12 @@ def fleet_data(reader, start, end, every: str, heat: str | None = None, heat_eve
     resource's frame at heat_every (the heatmap), every query at once."""
     if heat is not None and heat not in RESOURCES:
         raise ValueError(f"unknown resource {heat!r}: use one of {', '.join(RESOURCES)}")
-    wanted = asks(("resources", "pools", "gpu_hours"), every)
     own_heat = heat is not None and heat_every is not None and heat_every != every
-    if own_heat:
-        wanted.update(asks((heat,), heat_every, prefix="heat:"))
+    # the longest queries first (the heatmap's, then `gpu` per GPU): the workers take them in this order
+    wanted = asks((heat,), heat_every, prefix="heat:") if own_heat else {}
+    wanted.update(asks(("gpu_hours", "resources", "pools"), every))
     got = fetch(reader, start, end, wanted)
+    got["gpu_host_sums"] = host_sums(got.get("gpu_gpus"))  # once for both GPU resources
     frames = {r: resource_from(got, r) for r in RESOURCES}
     out = {"frames": frames, "pools": pools_from(got), "gpu_hours": gpu_hours_from(got, start, end, every)}
     if heat is not None:
@@ -217,14 +218,25 @@ def _gpu_resource(got: dict[str, pd.DataFrame], resource: str) -> pd.DataFrame:
             return _empty()
         value = own["u"] if resource == "gpu" else _ratio(own["used"], own["total"])
         return own[["time", "host"]].assign(value=np.asarray(value, dtype=float))  # one row a host and bucket
-    gpu = got.get("gpu_gpus")
-    if gpu is None or not len(gpu):
+    g = got.get("gpu_host_sums")
+    if g is None:
+        g = host_sums(got.get("gpu_gpus"))
+    if not len(g):
         return _empty()
     if resource == "gpu":
-        g = _by_host_time(gpu, {"s": "u_sum", "n": "u_n"}, "sum")
-        return g[["time", "host"]].assign(value=_ratio(g["s"], g["n"]))
-    g = _by_host_time(gpu, {"us": "used_sum", "un": "used_n", "ts": "total_sum", "tn": "total_n"}, "sum")
-    return g[["time", "host"]].assign(value=_ratio(_ratio(g["us"], g["un"]), _ratio(g["ts"], g["tn"])))
+        return g[["time", "host"]].assign(value=_ratio(g["u_sum"], g["u_n"]))
+    return g[["time", "host"]].assign(value=_ratio(_ratio(g["used_sum"], g["used_n"]),
+                                                   _ratio(g["total_sum"], g["total_n"])))
+
+
+GPU_SUMS = ("u_sum", "u_n", "used_sum", "used_n", "total_sum", "total_n")
+
+
+def host_sums(gpu: pd.DataFrame | None) -> pd.DataFrame:
+    """[time, host, *GPU_SUMS] per host and bucket from `gpu_gpus`' per-GPU sums and counts (empty without)."""
+    if gpu is None or not len(gpu):
+        return pd.DataFrame(columns=["time", "host", *GPU_SUMS])
+    return _by_host_time(gpu, {c: c for c in GPU_SUMS}, "sum")
 
 
 def resource_from(got: dict[str, pd.DataFrame], resource: str) -> pd.DataFrame:
