@@ -68,20 +68,22 @@ def gpu_demand_from_counts(present, held):
     import numpy as np
     import pandas as pd
 
+    from analyzer.runcodes import factorize_runs
+
     present = present[present["samples"] > 0]
     if present.empty:
         return pd.DataFrame({c: [] for c in COLUMNS})
     # Keys as integers (bucket, host, gpu): a week of 2,000 GPUs at 15 minutes is half a million rows, and a
     # merge on three string columns took seconds where this takes tens of milliseconds.
-    # One hashing pass over both frames' host and gpu strings (held's first-seen values after present's).
+    # One pass over both frames' host and gpu strings (each frame comes in runs of a host, then a gpu).
     t_ns = np.asarray(pd.DatetimeIndex(present["time"]).as_unit("ns").asi8)
     t_codes, times_ns = pd.factorize(t_ns, sort=True)
     times = pd.to_datetime(times_ns, unit="ns", utc=True).as_unit("ns")
     n_present = len(present)
-    h_codes, hosts = pd.factorize(np.concatenate([present["host"].to_numpy(dtype=object),
-                                                  held["host"].to_numpy(dtype=object)]))
-    g_codes, gpus = pd.factorize(np.concatenate([present["gpu"].to_numpy(dtype=object),
-                                                 held["gpu"].to_numpy(dtype=object)]))
+    h_codes, hosts = factorize_runs(np.concatenate([present["host"].to_numpy(dtype=object),
+                                                    held["host"].to_numpy(dtype=object)]))
+    g_codes, gpus = factorize_runs(np.concatenate([present["gpu"].to_numpy(dtype=object),
+                                                   held["gpu"].to_numpy(dtype=object)]))
 
     def key(t, h, g):
         k = (t.astype(np.int64) * len(hosts) + h) * len(gpus) + g
@@ -99,7 +101,7 @@ def gpu_demand_from_counts(present, held):
     held_sum = pd.Series(held["held"].to_numpy(dtype=float)[ok]).groupby(held_keys[ok]).sum()
     got = held_sum.reindex(key(t_codes, h_codes[:n_present], g_codes[:n_present])).fillna(0.0).to_numpy()
     busy = np.minimum(got / present["samples"].to_numpy(dtype=float), 1.0)
-    m_codes, models = pd.factorize(present["model"].to_numpy(dtype=object))
+    m_codes, models = factorize_runs(present["model"])
     p_codes, pools = pd.factorize(np.asarray([GPU_PREFIX + accelerator_key(m) for m in models], dtype=object),
                                   sort=True)
     cell = t_codes.astype(np.int64) * len(pools) + p_codes[m_codes]

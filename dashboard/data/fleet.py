@@ -36,6 +36,7 @@ import pandas as pd
 
 from analyzer.efficiency import GPU_RED
 from analyzer.forecast.demand import CPU_PREFIX, GPU_PREFIX
+from analyzer.runcodes import factorize_runs
 
 RESOURCES = {"cpu": "CPU busy", "gpu": "GPU utilization", "gpu_memory": "GPU memory used",
              "interconnect": "Interconnect (busier direction / link rate)", "storage": "Storage busy (busiest disk)"}
@@ -188,7 +189,7 @@ def _by_host_time(f: pd.DataFrame, columns: dict[str, str], how: str = "max") ->
     time: each output column the largest (how="max", NaN skipped) or the sum (how="sum", NaN as 0) of the
     input column it names. Integer codes and one sort, not a groupby on a string and a timestamp column
     (a week of 256 hosts is 170 k rows)."""
-    host_codes, hosts = pd.factorize(f["host"].to_numpy(dtype=object), sort=True)
+    host_codes, hosts = factorize_runs(f["host"])
     time_codes, times = pd.factorize(_ns(f["time"]), sort=True)
     width = max(len(times), 1)
     key = host_codes.astype(np.int64) * width + time_codes
@@ -299,8 +300,8 @@ def pools_from(got: dict[str, pd.DataFrame]) -> pd.DataFrame:
     if gpu is not None and len(gpu):
         # samples per (host, model) over integer codes; each host's most reported model (ties: the first
         # model in sorted order)
-        h_codes, hosts = pd.factorize(gpu["host"].to_numpy(dtype=object), sort=True)
-        m_codes, models = pd.factorize(gpu["model"].to_numpy(dtype=object), sort=True)
+        h_codes, hosts = factorize_runs(gpu["host"])
+        m_codes, models = factorize_runs(gpu["model"])
         n = np.bincount(h_codes * len(models) + m_codes, weights=gpu["u_n"].to_numpy(dtype=float),
                         minlength=len(hosts) * len(models)).reshape(len(hosts), len(models))
         has = n.max(axis=1) > 0
@@ -331,10 +332,11 @@ def pool_utilization(frames: dict[str, pd.DataFrame], pools: pd.DataFrame) -> pd
     for resource, f in frames.items():
         if f.empty:
             continue
-        host_codes, hosts = pd.factorize(f["host"].to_numpy(dtype=object))
+        host_codes, hosts = factorize_runs(f["host"])
         names = np.asarray([pool_of.get(h, CPU_PREFIX + "unknown") for h in hosts], dtype=object)
         pool_codes, pool_names = pd.factorize(names, sort=True)
-        time_codes, times = pd.factorize(f["time"], sort=True)
+        time_codes, times_ns = pd.factorize(_ns(f["time"]), sort=True)
+        times = pd.to_datetime(times_ns, unit="ns", utc=True).as_unit("ns")
         key = pool_codes[host_codes].astype(np.int64) * len(times) + time_codes
         n = len(pool_names) * len(times)
         counts = np.bincount(key, minlength=n)
@@ -367,7 +369,7 @@ def node_states(frames: dict[str, pd.DataFrame], pools: pd.DataFrame, window: tu
         if r not in ("cpu", "gpu") or not len(f):
             continue
         w = np.ones(len(f)) if window is None else bucket_hours(f["time"], *window)
-        codes, hosts = pd.factorize(f["host"].to_numpy(dtype=object))
+        codes, hosts = factorize_runs(f["host"])
         total = np.bincount(codes, weights=w, minlength=len(hosts))
         with np.errstate(divide="ignore", invalid="ignore"):
             means[r] = pd.Series(np.bincount(codes, weights=w * f["value"].to_numpy(dtype=float),
@@ -405,11 +407,11 @@ def gpu_hours_from(got: dict[str, pd.DataFrame], start, end, every: str) -> pd.D
         allocated = pd.Series(demand["demand"].to_numpy(dtype=float) * weight).groupby(
             demand["pool"].to_numpy(dtype=object)).sum()
     util = gpu[gpu["u_n"] > 0]
-    codes, models = pd.factorize(util["model"].to_numpy(dtype=object))  # the key of each model, not of each row
-    pool = np.asarray([GPU_PREFIX + accelerator_key(m) for m in models], dtype=object)[codes]
+    codes, models = factorize_runs(util["model"])  # the key of each model, not of each row
     used = util["u_sum"].to_numpy(dtype=float) / util["u_n"].to_numpy(dtype=float) \
         * bucket_hours(util["time"], start, end, every)
-    used = pd.Series(used).groupby(pool).sum()
+    used = pd.Series(np.bincount(codes, weights=used, minlength=len(models))).groupby(
+        np.asarray([GPU_PREFIX + accelerator_key(m) for m in models], dtype=object)).sum()
     out = pd.DataFrame({"allocated": allocated, "used": used}).fillna(0.0).rename_axis("pool").reset_index()
     return out[cols]
 
