@@ -79,6 +79,11 @@ class EmbeddedReader(Reader):
     def close(self) -> None:
         self._con.close()
 
+    def limit_threads(self, n: int) -> None:
+        """Run each query on at most n threads: for callers that run several readers' queries at once (the
+        dashboard's workers), where one query's own parallelism only adds contention."""
+        self._con.execute(f"SET threads = {max(int(n), 1)}")
+
     # -- file selection -------------------------------------------------------------------------
     def _footer_of(self, path: Path) -> tuple[list[str], list[str]]:
         if path not in self._footers:
