@@ -78,3 +78,13 @@ def test_gpu_hours_round_a_gpu_reporting_in_part_of_a_bucket_to_the_whole_bucket
     quarters = fleet.gpu_hours(part_hour_reader, T0, T0 + 120 * MIN, "15m").set_index("pool")
     assert quarters.loc["gpu:a100-80gb", "used"] == pytest.approx(0.4 * 0.5 + 0.2 * 2.0)
     assert quarters.loc["gpu:a100-80gb", "allocated"] == pytest.approx(0.25)
+
+
+def test_heatmap_matrix_places_each_cell_as_a_pivot_would():
+    frame = pd.DataFrame({"time": pd.to_datetime(["2026-11-26T01:00Z", "2026-11-26T00:00Z", "2026-11-26T00:00Z"]),
+                          "host": ["n2", "n2", "n1"], "value": [0.3, 0.2, 0.1]})
+    m = fleet.heatmap_matrix(frame)
+    assert list(m.index) == ["n1", "n2"] and list(m.columns) == sorted(set(frame["time"]))
+    assert m.loc["n2"].tolist() == [0.2, 0.3] and m.loc["n1", m.columns[0]] == 0.1
+    assert m.loc["n1", m.columns[1]] != m.loc["n1", m.columns[1]]  # n1 has no 01:00 bucket: NaN
+    pd.testing.assert_frame_equal(m, frame.pivot(index="host", columns="time", values="value").sort_index())

@@ -352,10 +352,17 @@ def pool_utilization(frames: dict[str, pd.DataFrame], pools: pd.DataFrame) -> pd
 
 
 def heatmap_matrix(frame: pd.DataFrame) -> pd.DataFrame:
-    """Hosts (rows, sorted) x bucket times (columns) of a resource frame; NaN where a host has no bucket."""
+    """Hosts (rows, sorted) x bucket times (columns) of a resource frame (one row a host and bucket); NaN
+    where a host has no bucket. Placed by integer codes (a pivot of a week's 170 k cells took 50 ms)."""
     if frame.empty:
         return pd.DataFrame()
-    return frame.pivot(index="host", columns="time", values="value").sort_index()
+    host_codes, hosts = factorize_runs(frame["host"])
+    time_codes, times = pd.factorize(_ns(frame["time"]), sort=True)
+    cells = np.full((len(hosts), len(times)), np.nan)
+    cells[host_codes, time_codes] = frame["value"].to_numpy(dtype=float)
+    return pd.DataFrame(cells, index=pd.Index(hosts.tolist(), name="host"),
+                        columns=pd.DatetimeIndex(pd.to_datetime(times, unit="ns", utc=True), name="time").as_unit(
+                            frame["time"].dt.unit))
 
 
 def node_states(frames: dict[str, pd.DataFrame], pools: pd.DataFrame, window: tuple | None = None) -> pd.DataFrame:
