@@ -182,3 +182,19 @@ def test_windows_end_on_a_bucket_boundary_and_hold_the_newest_point():
         assert w.end - w.start == pd.Timedelta(parse_every(range_key), unit="ns")
         newest = pd.Timestamp(end)
         assert w.start <= newest < w.end and w.end - newest <= pd.Timedelta(step, unit="ns") + pd.Timedelta("1min")
+
+
+def test_embedded_query_workers_run_one_duckdb_thread_each_and_no_more_than_the_cores(store):
+    import os
+
+    ctx = Context(f"embedded:{store}")
+    assert 2 <= ctx.workers() <= max(2, os.cpu_count() or 1)
+    seen = ctx.reader().gather({i: (lambda r: r._reader._con.sql("SELECT current_setting('threads')").fetchall()[0][0])
+                                for i in range(4)})
+    assert set(seen.values()) == {1}
+    # the callback's own reader keeps DuckDB's default (a lone query runs there)
+    import duckdb
+
+    default = duckdb.connect().sql("SELECT current_setting('threads')").fetchall()[0][0]
+    assert ctx.thread_reader()._con.sql("SELECT current_setting('threads')").fetchall()[0][0] == default
+    assert Context("influxdb://127.0.0.1:1/db").workers() == 4  # a server's waits overlap
