@@ -17,6 +17,7 @@ RANGES = {"6h": "6 hours", "24h": "24 hours", "3d": "3 days", "7d": "7 days", "1
 DEFAULT_RANGE = "24h"
 PLOT_PIXELS = 800  # plot width the server assumes when the browser did not say (a heatmap column per 2 px)
 MAX_PIXELS = 4000
+LINE_PIXELS = 8  # a line chart's point per 8 px of the plot: a line needs fewer points than a heatmap has columns
 MIN_EVERY = "1m"  # below the agent's usual 10-60 s sampling a bucket holds one point or none
 # measurements whose newest point says where the data ends, in order of preference
 CLOCK_MEASUREMENTS = ("cpu", "gpu", "job", "job_gpu", "memory")
@@ -68,6 +69,10 @@ def data_end(reader) -> pd.Timestamp | None:
     return None
 
 
+def _pixels(pixels: int | None) -> int:
+    return min(max(int(pixels or PLOT_PIXELS), 100), MAX_PIXELS)
+
+
 def resolve(reader, range_key: str | None, end: str | None, pixels: int | None = None,
             ttl: float | None = None) -> Window:
     """The window [end - range, end) and the bucket width for a plot `pixels` wide. The end of the data is
@@ -81,11 +86,20 @@ def resolve(reader, range_key: str | None, end: str | None, pixels: int | None =
         pd.Timestamp(dt.datetime.now(dt.UTC))
     # the newest point belongs inside the window: [start, end) excludes end itself
     stop = stop.floor("min") + pd.Timedelta(minutes=1)
-    width = min(max(int(pixels or PLOT_PIXELS), 100), MAX_PIXELS)
-    every = choose_every(stop - span, stop, max_points=width // 2, min_every=MIN_EVERY)
+    every = choose_every(stop - span, stop, max_points=_pixels(pixels) // 2, min_every=MIN_EVERY)
     # Whole buckets: the window ends on a multiple of the bucket width (the last bucket, holding the newest
     # point, is not cut short) and, the ranges being multiples of the widths chosen for them, starts on one, so
     # no bucket straddles the window's start and a store's rollup can answer it (agents.query.influx).
     step = parse_every(every)
     stop = pd.Timestamp(-(-stop.value // step) * step, unit="ns", tz="UTC")
     return Window(stop - span, stop, every)
+
+
+def line_every(w: Window, pixels: int | None = None) -> str:
+    """The bucket width of a line chart over w on a plot `pixels` wide: a point per LINE_PIXELS, never
+    narrower than w.every and a multiple of it (a store's rollup answering w.every answers it too)."""
+    from agents.query import choose_every
+    from agents.query.base import parse_every
+
+    every = choose_every(w.start, w.end, max_points=max(_pixels(pixels) // LINE_PIXELS, 1), min_every=w.every)
+    return every if parse_every(every) % parse_every(w.every) == 0 else w.every

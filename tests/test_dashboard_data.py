@@ -179,3 +179,31 @@ def test_metric_picker_offers_only_schema_fields():
     options = node.metric_options({"gpu", "memory"})
     assert "gpu.utilization_ratio" in options and "memory.used_ratio" in options
     assert not any(o.startswith("cpu.") for o in options)
+
+
+def test_gpu_hours_count_the_part_of_each_hour_inside_the_window(reader):
+    # [00:30, 01:45) in hour buckets: 00:00 half inside the window and 01:00 three quarters inside, each
+    # weighted by its hours inside
+    start, end = START + pd.Timedelta(minutes=30), START + pd.Timedelta(minutes=105)
+    hours = fleet.gpu_hours(reader, start, end, "1h").set_index("pool")
+    # GPU 0 is held from minute 60 on: 45 of the 45 samples of 01:00 inside the window, x 0.75 h
+    assert hours.loc["gpu:a100-80gb", "allocated"] == pytest.approx(0.75, rel=1e-12)
+    used = sum(hour_mean(gpu_util(g, k) for k in range(30, 60)) * 0.5
+               + hour_mean(gpu_util(g, k) for k in range(60, 105)) * 0.75 for g in (0, 1))
+    assert hours.loc["gpu:a100-80gb", "used"] == pytest.approx(used, rel=1e-12)
+
+
+def test_fleet_data_asks_the_heatmap_at_its_own_width_with_the_rest(reader):
+    d = fleet.fleet_data(reader, START, END, "1h", heat="gpu", heat_every="15m")
+    # the lines' frames at the line width (1 h), the heatmap at 15 minutes: each cell the mean of the
+    # node's GPU points in that quarter hour
+    assert d["frames"]["gpu"]["value"].tolist() == pytest.approx(
+        [hour_mean(gpu_util(g, k) for g in (0, 1) for k in range(60 * h, 60 * h + 60)) for h in (0, 1)], rel=1e-12)
+    heat = fleet.heatmap_matrix(d["heat"])
+    assert list(heat.index) == ["n1"] and heat.shape == (1, 8)
+    for q in range(8):
+        assert heat.iloc[0, q] == pytest.approx(hour_mean(gpu_util(g, k) for g in (0, 1)
+                                                          for k in range(15 * q, 15 * q + 15)), rel=1e-12)
+    # the same width as the lines: the heatmap is the lines' frame
+    same = fleet.fleet_data(reader, START, END, "1h", heat="cpu", heat_every="1h")
+    pd.testing.assert_frame_equal(same["heat"], same["frames"]["cpu"])

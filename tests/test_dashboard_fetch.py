@@ -131,17 +131,26 @@ def test_the_fleet_page_asks_the_store_once_per_window_and_refresh_interval(stor
     state = fleet_page.read({"range": "6h", "end": end, "resource": "gpu"})
     first = fleet_page.compute(ctx.reader(), state, 1000)
     misses = ctx.cache.misses
-    # another resource and a pool over the same window: from the cache, with the same numbers
+    # another pool over the same window: from the cache, with the same numbers
+    pooled = fleet_page.compute(ctx.reader(), {**state, "pool": "gpu:a100-80gb"}, 1000)
+    assert ctx.cache.misses == misses and ctx.cache.hits >= 2
+    pd.testing.assert_frame_equal(pooled["heat"], first["heat"])  # n1 is the pool's only host
+    # another heatmap resource: that resource alone is asked of the store (one new entry), the rest is kept
     other = fleet_page.compute(ctx.reader(), {**state, "resource": "cpu", "pool": "cpu:x86_64"}, 1000)
-    assert ctx.cache.misses == misses and ctx.cache.hits >= 1
+    assert ctx.cache.misses == misses + 1
     assert list(other["heat"].index) == ["n2"]
     pd.testing.assert_frame_equal(other["utilization"], first["utilization"])
-    # another window is another key
-    fleet_page.compute(ctx.reader(), {**state, "range": "24h"}, 1000)
+    # and each resource's heatmap is kept too: going back asks nothing
+    fleet_page.compute(ctx.reader(), {**state, "resource": "cpu"}, 1000)
+    again = fleet_page.compute(ctx.reader(), state, 1000)
     assert ctx.cache.misses == misses + 1
+    pd.testing.assert_frame_equal(again["heat"], first["heat"])
+    # another window is another key (its window's entry and its heatmap's)
+    fleet_page.compute(ctx.reader(), {**state, "range": "24h"}, 1000)
+    assert ctx.cache.misses == misses + 3
     # a node page over the same window has its own entries
     node_page.update(ctx.reader(), node_page.read({"node": "n1", "range": "6h", "end": end}), 1000)
-    assert ctx.cache.misses > misses + 1
+    assert ctx.cache.misses > misses + 3
     # the TTL is the page's auto-refresh interval, the cache's default when auto-refresh is off
     assert fleet_page.controls.ttl({"refresh": "30s"}) == 30.0
     assert fleet_page.controls.ttl({"refresh": "off"}) is None
@@ -173,3 +182,19 @@ def test_windows_end_on_a_bucket_boundary_and_hold_the_newest_point():
         assert w.end - w.start == pd.Timedelta(parse_every(range_key), unit="ns")
         newest = pd.Timestamp(end)
         assert w.start <= newest < w.end and w.end - newest <= pd.Timedelta(step, unit="ns") + pd.Timedelta("1min")
+
+
+def test_embedded_query_workers_run_one_duckdb_thread_each_and_no_more_than_the_cores(store):
+    import os
+
+    ctx = Context(f"embedded:{store}")
+    assert 2 <= ctx.workers() <= max(2, os.cpu_count() or 1)
+    seen = ctx.reader().gather({i: (lambda r: r._reader._con.sql("SELECT current_setting('threads')").fetchall()[0][0])
+                                for i in range(4)})
+    assert set(seen.values()) == {1}
+    # the callback's own reader keeps DuckDB's default (a lone query runs there)
+    import duckdb
+
+    default = duckdb.connect().sql("SELECT current_setting('threads')").fetchall()[0][0]
+    assert ctx.thread_reader()._con.sql("SELECT current_setting('threads')").fetchall()[0][0] == default
+    assert Context("influxdb://127.0.0.1:1/db").workers() == 4  # a server's waits overlap

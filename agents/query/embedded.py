@@ -72,11 +72,17 @@ class EmbeddedReader(Reader):
         self.rollup_queries = 0  # queries answered (in part) from rollups
         self._con = duckdb.connect(":memory:")
         self._footers: dict[Path, tuple[list[str], list[str]]] = {}  # files never change: footers can be cached
+        self._described: dict[tuple, dict[str, str]] = {}  # and so do the columns of a list of them
         self._pending: dict[Path, dict[str, list]] = {}  # pending file -> measurement -> points (never change)
         self._bad: set[Path] = set()  # unreadable files, left out (and logged once)
 
     def close(self) -> None:
         self._con.close()
+
+    def limit_threads(self, n: int) -> None:
+        """Run each query on at most n threads: for callers that run several readers' queries at once (the
+        dashboard's workers), where one query's own parallelism only adds contention."""
+        self._con.execute(f"SET threads = {max(int(n), 1)}")
 
     # -- file selection -------------------------------------------------------------------------
     def _footer_of(self, path: Path) -> tuple[list[str], list[str]]:
@@ -183,8 +189,20 @@ class EmbeddedReader(Reader):
         return found
 
     def _columns(self, src: Source) -> dict[str, str]:
+        """Column name -> DuckDB type of src. Kept per list of files (files never change; a query's
+        DESCRIBE reads every footer again, ~10 ms over a week's files): not when pending rows are in it."""
+        key = None
+        if _PENDING_VIEW not in src.sql and all(isinstance(v, list) for v in src.params.values()):
+            key = (src.sql, *((k, tuple(v)) for k, v in sorted(src.params.items())))
+            if key in self._described:
+                return self._described[key]
         described = self._con.execute(f"DESCRIBE SELECT * FROM {src.sql}", src.params).fetchall()
-        return {r[0]: r[1] for r in described}
+        cols = {r[0]: r[1] for r in described}
+        if key is not None:
+            if len(self._described) > 10_000:  # a dashboard's reader lives long, maintenance makes new files
+                self._described.clear()
+            self._described[key] = cols
+        return cols
 
     def _rollup(self, directory: Path, bucket_ns: int, live: set[str]) -> tuple[Path, dict] | None:
         """A rollup of bucket_ns in directory (a day's rollups) whose source files are all live, with its

@@ -68,28 +68,40 @@ def gpu_demand_from_counts(present, held):
     import numpy as np
     import pandas as pd
 
+    from analyzer.runcodes import factorize_runs
+
     present = present[present["samples"] > 0]
     if present.empty:
         return pd.DataFrame({c: [] for c in COLUMNS})
     # Keys as integers (bucket, host, gpu): a week of 2,000 GPUs at 15 minutes is half a million rows, and a
     # merge on three string columns took seconds where this takes tens of milliseconds.
-    t_codes, times = pd.factorize(present["time"], sort=True)
-    hosts = pd.Index(pd.unique(present["host"].to_numpy(dtype=object)))
-    gpus = pd.Index(pd.unique(present["gpu"].to_numpy(dtype=object)))
+    # One pass over both frames' host and gpu strings (each frame comes in runs of a host, then a gpu).
+    t_ns = np.asarray(pd.DatetimeIndex(present["time"]).as_unit("ns").asi8)
+    t_codes, times_ns = pd.factorize(t_ns, sort=True)
+    times = pd.to_datetime(times_ns, unit="ns", utc=True).as_unit("ns")
+    n_present = len(present)
+    h_codes, hosts = factorize_runs(np.concatenate([present["host"].to_numpy(dtype=object),
+                                                    held["host"].to_numpy(dtype=object)]))
+    g_codes, gpus = factorize_runs(np.concatenate([present["gpu"].to_numpy(dtype=object),
+                                                   held["gpu"].to_numpy(dtype=object)]))
 
-    def key(t, f):
-        h, g = hosts.get_indexer(f["host"].to_numpy(dtype=object)), gpus.get_indexer(f["gpu"].to_numpy(dtype=object))
+    def key(t, h, g):
         k = (t.astype(np.int64) * len(hosts) + h) * len(gpus) + g
         return np.where((t < 0) | (h < 0) | (g < 0), -1, k)
 
     # Several jobs on one GPU (time slicing, MPS) give one row each: count the GPU once, never more than
     # the samples it reported.
-    held_keys = key(times.get_indexer(held["time"]), held) if len(held) else np.zeros(0, dtype=np.int64)
+    held_keys = np.zeros(0, dtype=np.int64)
+    if len(held):
+        held_ns = np.asarray(pd.DatetimeIndex(held["time"]).as_unit("ns").asi8)
+        at = np.searchsorted(times_ns, held_ns).clip(max=max(len(times_ns) - 1, 0))
+        held_t = np.where(times_ns[at] == held_ns, at, -1)
+        held_keys = key(held_t, h_codes[n_present:], g_codes[n_present:])
     ok = held_keys >= 0
     held_sum = pd.Series(held["held"].to_numpy(dtype=float)[ok]).groupby(held_keys[ok]).sum()
-    got = held_sum.reindex(key(t_codes, present)).fillna(0.0).to_numpy()
+    got = held_sum.reindex(key(t_codes, h_codes[:n_present], g_codes[:n_present])).fillna(0.0).to_numpy()
     busy = np.minimum(got / present["samples"].to_numpy(dtype=float), 1.0)
-    m_codes, models = pd.factorize(present["model"].to_numpy(dtype=object))
+    m_codes, models = factorize_runs(present["model"])
     p_codes, pools = pd.factorize(np.asarray([GPU_PREFIX + accelerator_key(m) for m in models], dtype=object),
                                   sort=True)
     cell = t_codes.astype(np.int64) * len(pools) + p_codes[m_codes]

@@ -48,32 +48,38 @@ def layout(**query) -> html.Div:
 
 
 def compute(reader, state: dict, width: int | None = None) -> dict:
-    """Every number the page shows, for a checked state (see read()). The store's answers for the window are
-    kept for the auto-refresh interval (dashboard.context.cached): another resource or pool for the same
-    window asks the store nothing."""
+    """Every number the page shows, for a checked state (see read()). What the store answers for a window is
+    kept for the auto-refresh interval (dashboard.context.cached): another pool for the same window asks the
+    store nothing, another heatmap resource asks for that resource alone."""
     ttl = controls.ttl(state)
     w = timerange.resolve(reader, state["range"], state["end"], width, ttl)
-    d = cached(reader, ("fleet", w.start, w.end, w.every), lambda: _window_data(reader, w), ttl)
-    pools, frames = d["pools"], d["frames"]
+    line = timerange.line_every(w, width)
+    key = ("fleet", w.start, w.end, w.every, line)
+    resource = state["resource"]
+    d = cached(reader, key, lambda: _window_data(reader, w, line, resource), ttl)
+    heat = cached(reader, (*key, "heat", resource),
+                  lambda: d["heat"] if d["heat_resource"] == resource else
+                  data.resource_frame(reader, resource, w.start, w.end, w.every), ttl)
+    pools = d["pools"]
     pool = state["pool"] if state["pool"] in set(pools["pool"]) else None
     hosts = set(pools.loc[pools["pool"] == pool, "host"]) if pool else None
-    chosen = frames[state["resource"]]
     states = d["states"]
     if hosts is not None:
-        chosen = chosen[chosen["host"].isin(hosts)]
+        heat = heat[heat["host"].isin(hosts)]
         states = states[states["host"].isin(hosts)]
-    return {"window": w, "pools": pools, "pool": pool, "utilization": d["utilization"],
-            "heat": data.heatmap_matrix(chosen), "states": states, "gpu_hours": d["gpu_hours"]}
+    return {"window": w, "line_every": line, "pools": pools, "pool": pool, "utilization": d["utilization"],
+            "heat": data.heatmap_matrix(heat), "states": states, "gpu_hours": d["gpu_hours"]}
 
 
-def _window_data(reader, w: timerange.Window) -> dict:
-    """What the page shows of a window whatever the resource and pool picked."""
-    d = data.fleet_data(reader, w.start, w.end, w.every)
-    return {**d, "utilization": data.pool_utilization(d["frames"], d["pools"]),
-            "states": data.node_states(d["frames"], d["pools"])}
+def _window_data(reader, w: timerange.Window, line: str, resource: str) -> dict:
+    """What the page shows of a window whatever the pool picked: the lines per pool and the node states at
+    the line width, the GPU-hours, and the heatmap of `resource` at the window's width, asked at once."""
+    d = data.fleet_data(reader, w.start, w.end, line, heat=resource, heat_every=w.every)
+    return {**d, "heat_resource": resource, "utilization": data.pool_utilization(d["frames"], d["pools"]),
+            "states": data.node_states(d["frames"], d["pools"], (w.start, w.end, line))}
 
 
-def pool_figure(util: pd.DataFrame) -> dict:
+def pool_figure(util: pd.DataFrame, every: str | None = None) -> dict:
     """One panel per resource (stacked, shared time axis), one line per pool, the same colour in every panel."""
     if util.empty:
         return figures.empty("no utilization data in this window")
@@ -93,7 +99,8 @@ def pool_figure(util: pd.DataFrame) -> dict:
                            "y": g["value"].to_numpy(), "name": p, "legendgroup": p, "showlegend": row == 0,
                            "line": {"color": colors[p]}, "xaxis": "x", "yaxis": f"y{suffix}",
                            "hovertemplate": f"{p}: %{{y:.1%}}<extra>{data.RESOURCES[r]}</extra>"})
-    return figures.figure(traces, "Utilization per pool", height=150 * n + 120, **layout)
+    title = "Utilization per pool" + (f" ({every} buckets)" if every else "")
+    return figures.figure(traces, title, height=150 * n + 120, **layout)
 
 
 def hours_figure(hours: pd.DataFrame) -> dict:
@@ -125,7 +132,7 @@ def update(reader, state: dict, width: int | None = None) -> tuple:
     title = f"{data.RESOURCES[state['resource']]} per node"
     shown = {**state, "pool": v["pool"]}
     return (f"{w.start:%Y-%m-%d %H:%M} to {w.end:%Y-%m-%d %H:%M} UTC, {w.every} buckets",
-            counts(v["states"]), figures.heatmap(v["heat"], title), pool_figure(v["utilization"]),
+            counts(v["states"]), figures.heatmap(v["heat"], title), pool_figure(v["utilization"], v["line_every"]),
             hours_figure(v["gpu_hours"]), [{"label": p, "value": p} for p in sorted(set(v["pools"]["pool"]))],
             urlstate.search(shown, DEFAULTS))
 
