@@ -6,7 +6,7 @@ variants alternated call by call in one process so that all see the same load:
 
 - before: the five-minute level only, influxd grouping by time (GROUP BY time(...)), JSON answers;
 - the three levels (the coarsest whose width divides the bucket), still grouped by influxd;
-- the three levels, the level's points read as they are and summed here (agents.query.influx._rollup_scan);
+- the three levels, the level's points read as they are and summed here (agents.query.influx._rollup_read);
 - the same with MessagePack answers (the reader's default).
 
 Per variant: the median page time (callbacks, dashboard caches cleared before each call) and the median CPU

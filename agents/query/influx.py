@@ -133,14 +133,11 @@ class InfluxReader(Reader):
                                                             + where), len(q.by), len(q.fields))
             return finalize(q, times, dict(zip(q.by, tags, strict=True)), dict(zip(q.fields, values, strict=True)))
         source = self._rollup_source(q, [(q.agg.name, f) for f in q.fields])
-        if source is not None and self._scan_rollup(q):
-            times, tags, values = self._rollup_scan(q, source, [(f, q.agg.name, f) for f in q.fields])
-            return finalize(q, times, tags, values)
         if source is not None:
-            select = ", ".join(f"{_rollup_agg(q.agg.name, f)} AS {qi(f, 'field')}" for f in q.fields)
-        else:
-            source = qi(q.measurement, "measurement")
-            select = ", ".join(f"{_agg(q, qi(f, 'field'))} AS {qi(f, 'field')}" for f in q.fields)
+            times, tags, values = self._rollup_read(q, source, [(f, q.agg.name, f) for f in q.fields])
+            return finalize(q, times, tags, values)
+        source = qi(q.measurement, "measurement")
+        select = ", ".join(f"{_agg(q, qi(f, 'field'))} AS {qi(f, 'field')}" for f in q.fields)
         group = [f"time({influx_duration(q.every_ns)})", *(qi(t, "tag") for t in q.by)]
         text = f"SELECT {select} FROM {source}{where} GROUP BY {', '.join(group)} fill(none)"
         return _assemble(q, self._series(text))
@@ -164,7 +161,7 @@ class InfluxReader(Reader):
         """The retention policy _rollup_source reads for q (None: the raw points)."""
         if not self.rollups or not self.url.database:
             return None
-        if getattr(q, "where", ()) or any(agg not in _ROLLUP_AGGS for agg, _ in aggs):
+        if getattr(q, "where", ()) or any(agg not in _ROLLUP_PARTS for agg, _ in aggs):
             return None
         if q.every_ns is None and isinstance(q, FrameQuery):
             return None  # a frame without buckets is the raw points themselves
@@ -177,26 +174,25 @@ class InfluxReader(Reader):
     def _level_end(self, width: int, every_ns: int | None) -> int:
         """Up to where a level of `width` surely holds its buckets, on the query's grid: its continuous query
         writes a bucket once it has closed, so all but the last closed one (its query may not have run yet);
-        the rest of a window is read from the raw points (_rollup_scan)."""
+        the rest of a window is read from the raw points (_rollup_read)."""
         end = (self.now_ns() // width - 1) * width
         return end if every_ns is None else end // every_ns * every_ns
 
     def _scan_rollup(self, q: FrameQuery | AggregateQuery) -> bool:
-        """Whether to read the rollup level's points as they are and sum them here (_rollup_scan) rather than
+        """Whether _rollup_read reads the rollup level's points as they are and sums them here rather than
         have influxd group them by time: influxd 1.x spends a few microseconds on each (series, bucket,
         aggregate) of a GROUP BY time, however few points the bucket holds, five times what reading a point
         and summing it here costs, so where a bucket holds at most SCAN_POINTS points of a series (the
         dashboard's buckets: the level's own width) the points are read."""
-        level = self._rollup_level(q, [])
-        width = dict(self.rollups).get(level)
-        if width is not None and q.end_ns > self._level_end(width, q.every_ns):
-            return True  # the window's newest part is read raw, and only this path adds the two up
+        width = dict(self.rollups).get(self._rollup_level(q, []))
         return q.every_ns is not None and width is not None and q.every_ns // width <= SCAN_POINTS
 
-    def _rollup_scan(self, q: FrameQuery | AggregateQuery, source: str, specs: list[tuple[str, str, str]]):
-        """(times, tags, columns) of q from the rollup's points, read ungrouped by time (series per q.by tags
-        only) and combined here per bucket and tags: sums and counts added, maxima and minima kept, means as
-        the sum of sums over the sum of counts; specs: (output column, aggregate, field)."""
+    def _rollup_read(self, q: FrameQuery | AggregateQuery, source: str, specs: list[tuple[str, str, str]]):
+        """(times, tags, columns) of q from a rollup level: partial sums, counts, maxima and minima per bucket
+        and q.by tags (the level's points as they are where _scan_rollup says so, else influxd's per-bucket
+        sums of them; the raw points for what the level may not hold yet), combined here: sums and counts
+        added, maxima and minima kept, means the sum of sums over the sum of counts; specs: (output column,
+        aggregate, field)."""
         import numpy as np
         import pandas as pd
 
@@ -205,8 +201,17 @@ class InfluxReader(Reader):
         fields = list(dict.fromkeys(field for _, _, field in specs))
         group = " GROUP BY " + ", ".join(qi(t, "tag") for t in q.by) if q.by else ""
         cut = min(q.end_ns, self._level_end(dict(self.rollups)[self._rollup_level(q, [])], q.every_ns))
-        texts = [f"SELECT {', '.join(qi(c, 'field') for c in columns)} FROM {source} WHERE time >= {int(q.start_ns)}"
-                 f" AND time < {int(cut)}{_tag_conditions(q)}{group}"]
+        if self._scan_rollup(q):
+            select, level_group = ", ".join(qi(c, "field") for c in columns), group
+        else:  # many points a bucket: influxd adds them up (whole window: one row per group)
+            select = ", ".join(f"{_PART_AGG[c.split('_', 1)[0]]}({qi(c, 'field')}) AS {qi(c, 'field')}"
+                               for c in columns)
+            keys = ([f"time({influx_duration(q.every_ns)})"] if q.every_ns is not None else []) + \
+                [qi(t, "tag") for t in q.by]
+            level_group = (" GROUP BY " + ", ".join(keys) if keys else "") + \
+                (" fill(none)" if q.every_ns is not None else "")
+        texts = [f"SELECT {select} FROM {source} WHERE time >= {int(q.start_ns)} AND time < {int(cut)}"
+                 f"{_tag_conditions(q)}{level_group}"]
         if cut < q.end_ns:  # what the level may not hold yet: the raw points, each its own sum, count, max, min
             texts.append(f"SELECT {', '.join(qi(f, 'field') for f in fields)} FROM {qi(q.measurement, 'measurement')}"
                          f" WHERE time >= {int(cut)} AND time < {int(q.end_ns)}{_tag_conditions(q)}{group}")
@@ -246,14 +251,9 @@ class InfluxReader(Reader):
         group += [qi(t, "tag") for t in q.by]
         tail = (" GROUP BY " + ", ".join(group) if group else "") + (" fill(none)" if q.every_ns is not None else "")
         rollup = self._rollup_source(q, [(s.agg.name, s.field) for s in q.stats])
-        if rollup is not None and self._scan_rollup(q):
-            times, tags, cols = self._rollup_scan(q, rollup, [(s.name, s.agg.name, s.field) for s in q.stats])
-            return finalize_stats(q, times, tags, cols)
         if rollup is not None:
-            select = ", ".join(f"{_rollup_agg(s.agg.name, s.field)} AS {qi(s.name, 'column')}" for s in q.stats)
-            times, tags, cols = _columns(self._series(f"SELECT {select} FROM {rollup}{where}{tail}"), q.by,
-                                         [s.name for s in q.stats])
-            return finalize_stats(q, times if q.every_ns is not None else None, tags, cols)
+            times, tags, cols = self._rollup_read(q, rollup, [(s.name, s.agg.name, s.field) for s in q.stats])
+            return finalize_stats(q, times, tags, cols)
         source = f" FROM {qi(q.measurement, 'measurement')}{where}{tail}"
         # one selector statement per (first|last, field) asked for with a time: it also answers that field's
         # first/last value (the value at that time), so asking for both costs one scan
@@ -339,21 +339,12 @@ def _tag_conditions(q: FrameQuery | AggregateQuery) -> str:
                    for tag, values in q.where_tags)
 
 
-# what a rollup point holds of each field (the deploy's continuous query: mean(*), sum(*), count(*), max(*),
-# min(*) into fields mean_<field>, sum_<field>, ...) and how a bucket of several rollup points is answered
-_ROLLUP_AGGS = {"mean": "sum({sum}) / sum({count})", "sum": "sum({sum})", "count": "sum({count})",
-                "max": "max({max})", "min": "min({min})"}
-
-
-# the rollup columns each aggregate is made of (_rollup_scan)
+# the rollup columns each aggregate is made of (_rollup_read; the deploy's continuous queries write mean(*),
+# sum(*), count(*), max(*), min(*) into fields mean_<field>, sum_<field>, ...), and how influxd adds up
+# several points' columns
 _ROLLUP_PARTS = {"mean": ("sum", "count"), "sum": ("sum",), "count": ("count",), "max": ("max",), "min": ("min",)}
+_PART_AGG = {"sum": "sum", "count": "sum", "max": "max", "min": "min"}
 SCAN_POINTS = 3  # a bucket of at most this many rollup points per series: read them (_scan_rollup)
-
-
-def _rollup_agg(agg: str, field: str) -> str:
-    """InfluxQL over the rollup's columns of field for agg (one of _ROLLUP_AGGS)."""
-    qi = identifiers.influxql
-    return _ROLLUP_AGGS[agg].format(**{k: qi(f"{k}_{field}", "field") for k in ("sum", "count", "max", "min")})
 
 
 def _number(value: float) -> str:
