@@ -216,3 +216,17 @@ def rollup_query(start, end, every):
     from agents.query.base import AggregateQuery
 
     return AggregateQuery.build("gpu", {"m": ("utilization_ratio", "mean")}, start, end, every, (), ())
+
+
+@pytest.mark.parametrize("every", ["15m", "1h", None])
+def test_a_window_without_points_is_empty_as_from_the_raw_points(stores, every):
+    raw_url, rollup_url, t0 = stores
+    start, end = t0 - pd.Timedelta(hours=2), t0  # before anything was written
+    stats = {"mean": ("utilization_ratio", "mean"), "n": ("utilization_ratio", "count")}
+    with open_reader(raw_url) as raw, open_reader(rollup_url) as rollup:
+        assert rollup._rollup_level(rollup_query(start, end, every), [("mean", "utilization_ratio")]) is not None
+        for by in ((), ("host",)):
+            got = rollup.aggregate("gpu", stats, start, end, every=every, by=list(by))
+            want = raw.aggregate("gpu", stats, start, end, every=every, by=list(by))
+            assert len(want) == 0
+            pd.testing.assert_frame_equal(got, want)
