@@ -190,12 +190,21 @@ def influx_prepare(base: str, work: Path, store_dir: Path, prep: dict) -> dict:
             done["rollups"][rp] = load(store_dir, base, "fleet", rolled, rp=rp, rollup_every_s=seconds)
             marker.write_text(json.dumps(done))
             reused = False
+        by = f"{rp} by {ROLLUP_BY}"  # the level's companions (gpu per host, job_gpu per GPU)
+        if by not in done["rollups"]:
+            done["rollups"][by] = load(store_dir, base, "fleet", rolled, rp=rp, rollup_every_s=seconds,
+                                       companions=COMPANIONS)
+            marker.write_text(json.dumps(done))
+            reused = False
     return {**done, "reused": reused}
 
 
 # the deploy's rollup levels (deploy/influxdb/influxdb-1x.iql) and their bucket widths in seconds
 ROLLUP_LEVELS = {"five_minutes": 300, "fifteen_minutes": 900, "one_hour": 3600}
-ROLLUP_URL = "?rollup=" + ",".join(ROLLUP_LEVELS)
+# and the companions its fleet_*_by_* continuous queries write beside each level (what ?rollup_by= names)
+COMPANIONS = {"gpu": ("host",), "job_gpu": ("host", "gpu")}
+ROLLUP_BY = ",".join(":".join((m, *tags)) for m, tags in COMPANIONS.items())
+ROLLUP_URL = "?rollup=" + ",".join(ROLLUP_LEVELS) + "&rollup_by=" + ROLLUP_BY
 
 
 def influx_pages(work: Path, args, state: Path, prep: dict) -> dict:

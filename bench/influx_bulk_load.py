@@ -134,15 +134,18 @@ class _Poster:
 
 
 def load(store_dir: Path, base_url: str, db: str, fields: dict[str, list[str]], log=None, rp: str = "",
-         rollup_every_s: int | None = None) -> dict:
+         rollup_every_s: int | None = None, companions: dict[str, tuple[str, ...]] | None = None) -> dict:
     """Copy `fields` of each measurement (the keys) from the embedded store at store_dir into db (retention
     policy rp, default the database's); with rollup_every_s, their per-bucket sums and counts instead (see
-    rollup_source). Returns {"lines", "bytes", "seconds", "per_measurement": {m: lines}}. Progress lines go to
-    log (stderr)."""
+    rollup_source); with companions ({measurement: tags kept}, with rollup_every_s) only those measurements,
+    rolled up by their kept tags alone into agents.query.influx.companion(measurement, tags), as the deploy's
+    fleet_*_by_* continuous queries write them. Returns {"lines", "bytes", "seconds", "per_measurement":
+    {m: lines}}. Progress lines go to log (stderr)."""
     import duckdb
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from agents.query.influx import companion
     from agents.schema import MEASUREMENTS
 
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -153,12 +156,16 @@ def load(store_dir: Path, base_url: str, db: str, fields: dict[str, list[str]], 
     try:
         for m, wanted in fields.items():
             files = str(Path(store_dir) / m / "*" / "*.parquet")
-            tags = list(MEASUREMENTS[m].tags)
+            tags, name = list(MEASUREMENTS[m].tags), m
+            if companions is not None:
+                if m not in companions:
+                    continue
+                tags, name = list(companions[m]), companion(m, companions[m])
             if rollup_every_s:
                 source, columns = rollup_source(con, files, tags, list(wanted), rollup_every_s)
             else:
                 source, columns = f"read_parquet({files!r})", list(wanted)
-            sql = line_protocol_sql(con, source, m, tags, columns)
+            sql = line_protocol_sql(con, source, name, tags, columns)
             reader = con.sql(sql).fetch_record_batch(BATCH_LINES)
             n = 0
             for batch in reader:
@@ -169,8 +176,8 @@ def load(store_dir: Path, base_url: str, db: str, fields: dict[str, list[str]], 
                 body = pc.binary_join(whole, "\n")[0].as_py().encode()
                 poster.put(body, len(lines))
                 n += len(lines)
-            per[m] = n
-            log(f"influx load: {m}: {n:,} lines queued, {poster.lines:,} written, "
+            per[name] = n
+            log(f"influx load: {name}: {n:,} lines queued, {poster.lines:,} written, "
                 f"{time.perf_counter() - t0:.0f} s")
     finally:
         poster.close()

@@ -402,10 +402,16 @@ def test_influxdb_1x_file_creates_the_policies_and_its_continuous_query_downsamp
     (cq_series,) = [s for s in influx_query(url, "SHOW CONTINUOUS QUERIES")["results"][0]["series"]
                     if s["name"] == "fleet"]
     cqs = dict(cq_series["values"])
-    assert sorted(cqs) == ["fleet_15m", "fleet_1h", "fleet_5m"]
-    assert all(f'INTO fleet.{rp}.:MEASUREMENT' in cqs[name] and f"time({width})" in cqs[name]
-               for name, rp, width in (("fleet_5m", "five_minutes", "5m"), ("fleet_15m", "fifteen_minutes", "15m"),
-                                       ("fleet_1h", "one_hour", "1h")))
+    levels = (("5m", "five_minutes"), ("15m", "fifteen_minutes"), ("1h", "one_hour"))
+    companions = {"gpu_by_host": ("gpu", "host"), "job_gpu_by_host_gpu": ("job_gpu", "host, gpu")}
+    assert sorted(cqs) == sorted([f"fleet_{w}" for w, _ in levels] + [f"fleet_{c}_{w}" for c in companions
+                                                                      for w, _ in levels])
+    assert all(f'INTO fleet.{rp}.:MEASUREMENT' in cqs[f"fleet_{width}"] and f"time({width})" in cqs[f"fleet_{width}"]
+               for width, rp in levels)
+    # the companions: one measurement each, rolled up by time and their tags alone, into every level
+    assert all(f"INTO fleet.{rp}.{c} FROM fleet.raw.{m}" in cqs[f"fleet_{c}_{w}"]
+               and cqs[f"fleet_{c}_{w}"].endswith(f"GROUP BY time({w}), {tags} END")
+               for c, (m, tags) in companions.items() for w, rp in levels)
     cq_text = cqs["fleet_5m"]
     # The CQ's own SELECT, run once over explicit bounds (what a backfill does): 5-minute means per series.
     # An hour ago, on a 5-minute boundary: inside the 15-day raw policy whenever the test runs.

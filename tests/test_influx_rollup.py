@@ -43,15 +43,23 @@ def stores(tmp_path_factory):
             uneven = np.sort(rng.choice(3600, size=30, replace=False))
             for s in uneven:
                 lines.append(f"gpu,host=b,gpu={g} utilization_ratio={rng.random():.6f} {(t0 + int(s)) * 10**9}")
+        # jobs on host a's GPUs: j1 on both for the first 40 minutes, j2 sharing GPU 0 from minute 20 to 50
+        for job, gpus, first, last in (("j1", (0, 1), 0, 240), ("j2", (0,), 120, 300)):
+            for g in gpus:
+                lines += [f"job_gpu,host=a,gpu={g},job={job} utilization_ratio={0.5 + g / 10} {(t0 + 10 * i) * 10**9}"
+                          for i in range(first, last)]
         write_lines(url, "fleet", lines)
         cqs = [s for s in iql_statements() if s.startswith("CREATE CONTINUOUS QUERY")]
-        assert len(cqs) == 3
+        assert len(cqs) == 9  # three levels: every series, gpu_by_host, job_gpu_by_host_gpu
         for cq in cqs:
             select = cq[cq.index("SELECT"):cq.rindex(" END")].replace(
                 "GROUP BY", f"WHERE time >= {t0}s AND time < {t0 + 3600}s GROUP BY")
             assert "error" not in influx_query(url, select, db="fleet")["results"][0]
         base = "influxdb://" + url.split("://", 1)[1] + "/fleet"
         yield base, base + "?rollup=five_minutes,fifteen_minutes,one_hour", pd.Timestamp(t0, unit="s", tz="UTC")
+
+
+COMPANIONS = "&rollup_by=gpu:host,job_gpu:host:gpu"
 
 
 def test_rollup_answers_bucketed_means_sums_counts_and_extremes_as_the_raw_points(stores):
@@ -212,10 +220,11 @@ def test_a_rollup_name_reaches_influxql_only_as_a_quoted_identifier(stores):
                                        "SHOW DATABASES"))
 
 
-def rollup_query(start, end, every):
+def rollup_query(start, end, every, measurement="gpu", by=(), where_tags=None):
     from agents.query.base import AggregateQuery
 
-    return AggregateQuery.build("gpu", {"m": ("utilization_ratio", "mean")}, start, end, every, (), ())
+    return AggregateQuery.build(measurement, {"m": ("utilization_ratio", "mean")}, start, end, every, by, (),
+                                where_tags)
 
 
 @pytest.mark.parametrize("every", ["15m", "1h", None])
@@ -230,3 +239,49 @@ def test_a_window_without_points_is_empty_as_from_the_raw_points(stores, every):
             want = raw.aggregate("gpu", stats, start, end, every=every, by=list(by))
             assert len(want) == 0
             pd.testing.assert_frame_equal(got, want)
+
+
+@pytest.mark.parametrize("every", ["5m", "15m", "1h", None])
+def test_companions_answer_queries_by_their_tags_with_the_raw_numbers(stores, every):
+    """gpu per host (and over the fleet) from gpu_by_host, job_gpu per GPU from job_gpu_by_host_gpu: the same
+    frames as from the raw points; a query by a tag the companion dropped reads the per-series level."""
+    raw_url, rollup_url, t0 = stores
+    start, end = t0, t0 + pd.Timedelta(hours=1)
+    stats = {"mean": ("utilization_ratio", "mean"), "n": ("utilization_ratio", "count"),
+             "hi": ("power_watts", "max")}
+    with open_reader(raw_url) as raw, open_reader(rollup_url + COMPANIONS) as rollup:
+        for by, where in ((["host"], None), ([], None), (["host"], {"host": "b"})):
+            q = rollup_query(start, end, every, by=by, where_tags=where)
+            assert '"gpu_by_host"' in rollup._rollup_source(q, [("mean", "utilization_ratio")])
+            want = raw.aggregate("gpu", stats, start, end, every=every, by=by, where_tags=where)
+            got = rollup.aggregate("gpu", stats, start, end, every=every, by=by, where_tags=where)
+            assert len(want)
+            pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
+        # host a: 2 GPUs x 6 points a minute
+        a = raw.aggregate("gpu", stats, start, end, by=["host"], where_tags={"host": "a"})
+        assert a["n"].tolist() == [2 * 6 * 60]
+        for by, where in ((["host", "gpu"], None), (["host"], {"gpu": "0"})):
+            q = rollup_query(start, end, every, by=by, where_tags=where)
+            assert '"gpu_by_host"' not in rollup._rollup_source(q, [("mean", "utilization_ratio")])
+        held = {"held": ("utilization_ratio", "count")}
+        want = raw.aggregate("job_gpu", held, start, end, every=every, by=["host", "gpu"])
+        pd.testing.assert_frame_equal(rollup.aggregate("job_gpu", held, start, end, every=every, by=["host", "gpu"]),
+                                      want)
+        # GPU 0 held by j1 for 240 samples and j2 for 180, GPU 1 by j1 alone: 240
+        assert want.groupby("gpu")["held"].sum().to_dict() == {"0": 420, "1": 240}
+        if every is not None:  # the fleet page's form of it (a frame without buckets is the points themselves)
+            args = dict(every=every, by=["host", "gpu"], agg="count")
+            pd.testing.assert_frame_equal(rollup.frame("job_gpu", ["utilization_ratio"], start, end, **args),
+                                          raw.frame("job_gpu", ["utilization_ratio"], start, end, **args))
+        q = rollup_query(start, end, every, measurement="job_gpu", by=["host", "gpu"])
+        assert '"job_gpu_by_host_gpu"' in rollup._rollup_source(q, [("count", "utilization_ratio")])
+
+
+def test_rollup_by_names_reach_influxql_only_as_checked_identifiers():
+    from agents.query.influx import rollup_groups
+
+    assert rollup_groups("gpu:host, job_gpu:host:gpu") == {"gpu": ("host",), "job_gpu": ("host", "gpu")}
+    assert rollup_groups("") == {}
+    for bad in ("gpu", "gpu:", ":host", "gpu:ho\nst"):
+        with pytest.raises(Exception, match=r"rollup_by|empty|newline"):
+            rollup_groups(bad)

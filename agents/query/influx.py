@@ -62,6 +62,9 @@ class InfluxReader(Reader):
         # ?rollup=RP[:WIDTH][,RP[:WIDTH]...]: the rollup levels (retention policies) and their bucket widths;
         # each aggregate reads the coarsest level that answers it exactly (see _rollup_source)
         self.rollups = rollup_levels(url.params.get("rollup", ""), url.params.get("rollup_every"))
+        # ?rollup_by=MEASUREMENT:TAG[:TAG...][,...]: measurements whose levels also hold a companion rolled up
+        # over only those tags (the deploy's gpu per host, job_gpu per GPU: see rollup_groups)
+        self.rollup_by = rollup_groups(url.params.get("rollup_by", ""))
         self.now_ns = time.time_ns  # what a level holds yet depends on the time (_level_end)
 
     # -- transport ------------------------------------------------------------------------------
@@ -154,8 +157,14 @@ class InfluxReader(Reader):
         if level is None:
             return None
         qi = identifiers.influxql
+        measurement = q.measurement
+        kept = self.rollup_by.get(measurement)
+        # a query grouped and filtered by the companion's tags alone reads the companion: the same sums and
+        # counts over fewer series (the fleet page's GPU heatmap: one series a host instead of one a GPU)
+        if kept is not None and set(q.by) | {tag for tag, _ in q.where_tags} <= set(kept):
+            measurement = companion(measurement, kept)
         return f"{qi(self.url.database, 'database')}.{qi(level, 'retention policy')}." \
-               f"{qi(q.measurement, 'measurement')}"
+               f"{qi(measurement, 'measurement')}"
 
     def _rollup_level(self, q: FrameQuery | AggregateQuery, aggs: list[tuple[str, str]]) -> str | None:
         """The retention policy _rollup_source reads for q (None: the raw points)."""
@@ -329,6 +338,26 @@ def rollup_levels(spec: str, every: str | None = None) -> list[tuple[str, int]]:
         except ValueError as e:
             raise QueryError(f"store URL: rollup {name!r}: {e}") from None
     return sorted(levels.items(), key=lambda level: -level[1])
+
+
+def companion(measurement: str, tags) -> str:
+    """The name of measurement's rollup companion over `tags` alone: "gpu_by_host", "job_gpu_by_host_gpu"."""
+    return f"{measurement}_by_{'_'.join(tags)}"
+
+
+def rollup_groups(spec: str) -> dict[str, tuple[str, ...]]:
+    """{measurement: tags kept} from a store URL's ?rollup_by= value ("gpu:host,job_gpu:host:gpu"): each
+    rollup level holds, beside measurement, companion(measurement, tags), rolled up by time and those tags
+    only (deploy/influxdb/influxdb-1x.iql's fleet_*_by_* continuous queries)."""
+    groups = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        measurement, *tags = item.split(":")
+        if not tags:
+            raise QueryError(f"store URL: rollup_by {item!r}: name the tags kept (MEASUREMENT:TAG[:TAG...])")
+        for name, what in ((measurement, "measurement"), *((t, "tag") for t in tags)):
+            identifiers.validate(name, what)
+        groups[measurement] = tuple(tags)
+    return groups
 
 
 def _tag_conditions(q: FrameQuery | AggregateQuery) -> str:
