@@ -128,7 +128,10 @@ def test_the_demo_ends_serving_the_dashboard_on_localhost_until_ctrl_c(tmp_path,
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETWISE_DASHBOARD_")}
     proc = subprocess.Popen([sys.executable, "-c", "from fleetwise.demo import serve_dashboard; "
                              "raise SystemExit(serve_dashboard())"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=tmp_path)
+                            text=True, env=env, cwd=tmp_path,
+                            # Ctrl-C reaches a terminal's foreground job with SIGINT at its default; a suite run
+                            # as a background job (`cmd &` without job control) would hand it down ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         said = []
         while not (said and said[-1].startswith("fleetwise dashboard on ")):
