@@ -126,12 +126,12 @@ def test_the_demo_ends_serving_the_dashboard_on_localhost_until_ctrl_c(tmp_path,
     (tmp_path / "var" / "demo-store").symlink_to(small_fleet / "store")
     (tmp_path / "var" / "state").symlink_to(small_fleet / "state")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETWISE_DASHBOARD_")}
-    proc = subprocess.Popen([sys.executable, "-c", "from fleetwise.demo import serve_dashboard; "
+    # Ctrl-C reaches a terminal's foreground job with SIGINT handled; a suite run as a background job (`cmd &`
+    # without job control) hands it down ignored, so the child takes Python's default handler back itself
+    proc = subprocess.Popen([sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, "
+                             "signal.default_int_handler); from fleetwise.demo import serve_dashboard; "
                              "raise SystemExit(serve_dashboard())"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=tmp_path,
-                            # Ctrl-C reaches a terminal's foreground job with SIGINT at its default; a suite run
-                            # as a background job (`cmd &` without job control) would hand it down ignored
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            text=True, env=env, cwd=tmp_path)
     try:
         said = []
         while not (said and said[-1].startswith("fleetwise dashboard on ")):
