@@ -45,6 +45,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from agents.query.influx import DEPLOY_COMPANIONS as COMPANIONS  # noqa: E402 - the companions beside each level
+
 START = "2026-11-16T00:00:00Z"
 WIDTH = 1400
 
@@ -201,8 +203,6 @@ def influx_prepare(base: str, work: Path, store_dir: Path, prep: dict) -> dict:
 
 # the deploy's rollup levels (deploy/influxdb/influxdb-1x.iql) and their bucket widths in seconds
 ROLLUP_LEVELS = {"five_minutes": 300, "fifteen_minutes": 900, "one_hour": 3600}
-# and the companions its fleet_*_by_* continuous queries write beside each level (what ?rollup_by= names)
-COMPANIONS = {"gpu": ("host",), "job_gpu": ("host", "gpu")}
 ROLLUP_BY = ",".join(":".join((m, *tags)) for m, tags in COMPANIONS.items())
 ROLLUP_URL = "?rollup=" + ",".join(ROLLUP_LEVELS) + "&rollup_by=" + ROLLUP_BY
 

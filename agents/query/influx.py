@@ -323,6 +323,8 @@ class InfluxReader(Reader):
 
 # the deploy's rollup levels (deploy/influxdb/influxdb-1x.iql): retention policy -> bucket width
 DEPLOY_ROLLUPS = {"five_minutes": "5m", "fifteen_minutes": "15m", "one_hour": "1h"}
+# and the companions its fleet_*_by_* continuous queries write beside each level (what ?rollup_by= names)
+DEPLOY_COMPANIONS = {"gpu": ("host",), "job_gpu": ("host", "gpu")}
 
 
 def rollup_levels(spec: str, every: str | None = None) -> list[tuple[str, int]]:
