@@ -207,3 +207,37 @@ def test_fleet_data_asks_the_heatmap_at_its_own_width_with_the_rest(reader):
     # the same width as the lines: the heatmap is the lines' frame
     same = fleet.fleet_data(reader, START, END, "1h", heat="cpu", heat_every="1h")
     pd.testing.assert_frame_equal(same["heat"], same["frames"]["cpu"])
+
+
+class Counting:
+    """A reader noting the measurement and bucket width of each query it passes on."""
+
+    def __init__(self, reader):
+        self.reader, self.asked = reader, []
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+    def frame(self, measurement, *args, **kwargs):
+        self.asked.append((measurement, kwargs.get("every")))
+        return self.reader.frame(measurement, *args, **kwargs)
+
+    def aggregate(self, measurement, *args, **kwargs):
+        self.asked.append((measurement, kwargs.get("every")))
+        return self.reader.aggregate(measurement, *args, **kwargs)
+
+
+@pytest.mark.parametrize("heat", ["cpu", "storage", "interconnect"])
+def test_a_cpu_storage_or_interconnect_heatmap_reads_its_measurements_once_for_both_widths(reader, heat):
+    # The reference is each frame asked of the store on its own (fleet.resource_frame). The second window
+    # starts 10 minutes into an hour: its first quarter hour holds 5 points and the next ones 15, so the
+    # hour's mean of the quarters' means would be off; the sums and counts give the hour's mean exactly.
+    measurements = {"cpu": ["cpu"], "storage": ["disk"], "interconnect": ["infiniband", "net"]}[heat]
+    for start in (START, pd.Timestamp(T0 + 10 * MIN, tz="UTC")):
+        counting = Counting(reader)
+        d = fleet.fleet_data(counting, start, END, "1h", heat=heat, heat_every="15m")
+        assert sorted((m, e) for m, e in counting.asked if m in measurements) == [(m, "15m") for m in measurements]
+        for got, every, cells in ((d["heat"], "15m", 16), (d["frames"][heat], "1h", 4)):
+            want = fleet.resource_frame(reader, heat, start, END, every)
+            assert len(want) == cells  # 2 hosts x 8 quarter hours or 2 hours
+            pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12, atol=0)

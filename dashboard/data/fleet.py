@@ -31,6 +31,8 @@ architecture ("cpu:x86_64") for hosts without GPUs; a GPU host's type is its mos
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 
@@ -92,36 +94,41 @@ def _job_gpu(reader, start, end, every):
     return f.rename(columns={"utilization_ratio": "held"})
 
 
-def _cpu(reader, start, end, every):
-    return reader.frame("cpu", ["busy_ratio"], start, end, every=every, by=["host"], where_tags={"cpu": "total"})
-
-
 def _cpu_info(reader, start, end, every):
     """[host, arch]: each host's latest reported CPU architecture in the window (`every` is not used)."""
     return reader.aggregate("cpu_info", {"arch": ("arch", "last")}, start, end, every=None, by=["host"])
 
 
-def _infiniband(reader, start, end, every):
-    return reader.aggregate("infiniband", {"x": ("xmit_bytes_per_second", "mean"),
-                                           "r": ("rcv_bytes_per_second", "mean"),
-                                           "rate": ("rate_bytes_per_second", "mean")},
-                            start, end, every=every, by=["host", "device", "port"])
+# measurement -> (the tags of a series, {column: field} averaged per series and bucket, tag filter): what the
+# resource frames of cpu, storage and interconnect read (resource_from)
+SERIES = {"cpu": (("host",), {"busy_ratio": "busy_ratio"}, {"cpu": "total"}),
+          "disk": (("host", "device"), {"busy_ratio": "busy_ratio"}, None),
+          "infiniband": (("host", "device", "port"), {"x": "xmit_bytes_per_second", "r": "rcv_bytes_per_second",
+                                                      "rate": "rate_bytes_per_second"}, None),
+          "net": (("host", "interface"), {"x": "tx_bytes_per_second", "r": "rx_bytes_per_second",
+                                          "rate": "speed_bytes_per_second"}, None)}
 
 
-def _net(reader, start, end, every):
-    return reader.aggregate("net", {"x": ("tx_bytes_per_second", "mean"), "r": ("rx_bytes_per_second", "mean"),
-                                    "rate": ("speed_bytes_per_second", "mean")},
-                            start, end, every=every, by=["host", "interface"])
+def _series_means(measurement, reader, start, end, every):
+    """[time, *series tags, *columns]: each column's mean per series and bucket."""
+    by, columns, tags = SERIES[measurement]
+    return reader.aggregate(measurement, {c: (f, "mean") for c, f in columns.items()}, start, end, every=every,
+                            by=list(by), where_tags=tags)
 
 
-def _disk(reader, start, end, every):
-    return reader.frame("disk", ["busy_ratio"], start, end, every=every, by=["host", "device"])
+def _series_sums(measurement, reader, start, end, every):
+    """[time, *series tags, c_sum, c_n for each column]: each column's sum and count per series and bucket, from
+    which its means at this width and at any multiple of it follow exactly (_series_from_sums)."""
+    by, columns, tags = SERIES[measurement]
+    stats = {f"{c}_{k}": (f, agg) for c, f in columns.items() for k, agg in (("sum", "sum"), ("n", "count"))}
+    return reader.aggregate(measurement, stats, start, end, every=every, by=list(by), where_tags=tags)
 
 
 # name -> (measurement, query)
 QUERIES = {"gpu_util": ("gpu", _gpu_util), "gpu_memory": ("gpu", _gpu_memory), "gpu_gpus": ("gpu", _gpu_gpus),
-           "job_gpu": ("job_gpu", _job_gpu), "cpu": ("cpu", _cpu), "cpu_info": ("cpu_info", _cpu_info),
-           "infiniband": ("infiniband", _infiniband), "net": ("net", _net), "disk": ("disk", _disk)}
+           "job_gpu": ("job_gpu", _job_gpu), "cpu_info": ("cpu_info", _cpu_info),
+           **{m: (m, partial(_series_means, m)) for m in SERIES},
+           **{m + "_sums": (m, partial(_series_sums, m)) for m in SERIES}}
 # what each product of the page reads: a resource alone (the heatmap), every resource at once (the lines
 # per pool: `gpu` per GPU, also read by the pools and the GPU-hours), the pools, the GPU-hours
 NEEDS = {"cpu": ("cpu",), "gpu": ("gpu_util",), "gpu_memory": ("gpu_memory",), "interconnect": ("infiniband", "net"),
@@ -154,14 +161,25 @@ def fetch_products(reader, products, start, end, every: str | None) -> dict[str,
 def fleet_data(reader, start, end, every: str, heat: str | None = None, heat_every: str | None = None) -> dict:
     """Everything /fleet shows for a window: {"frames": {resource: [time, host, value]} at `every` (the lines
     per pool, the node states), "pools", "gpu_hours"} and, with heat (one of RESOURCES), "heat": that
-    resource's frame at heat_every (the heatmap), every query at once."""
+    resource's frame at heat_every (the heatmap), every query at once. A cpu, storage or interconnect
+    heatmap at a width dividing `every` reads its measurements once, as sums and counts at heat_every, from
+    which both its frames follow (_series_from_sums)."""
+    from agents.query.base import parse_every
+
     if heat is not None and heat not in RESOURCES:
         raise ValueError(f"unknown resource {heat!r}: use one of {', '.join(RESOURCES)}")
     own_heat = heat is not None and heat_every is not None and heat_every != every
+    summed = NEEDS[heat] if own_heat and heat in ("cpu", "storage", "interconnect") \
+        and parse_every(every) % parse_every(heat_every) == 0 else ()
     # the longest queries first (the heatmap's, then `gpu` per GPU): the workers take them in this order
     wanted = asks((heat,), heat_every, prefix="heat:") if own_heat else {}
-    wanted.update(asks(("gpu_hours", "resources", "pools"), every))
+    wanted.update({"heat:" + m: (m + "_sums", heat_every) for m in summed})
+    wanted.update({k: v for k, v in asks(("gpu_hours", "resources", "pools"), every).items() if k not in summed})
     got = fetch(reader, start, end, wanted)
+    for m in summed:
+        if "heat:" + m in got:
+            got[m] = _series_from_sums(got["heat:" + m], m, parse_every(every))
+            got["heat:" + m] = _series_from_sums(got["heat:" + m], m)
     got["gpu_host_sums"] = host_sums(got.get("gpu_gpus"))  # once for both GPU resources
     frames = {r: resource_from(got, r) for r in RESOURCES}
     out = {"frames": frames, "pools": pools_from(got), "gpu_hours": gpu_hours_from(got, start, end, every)}
@@ -169,6 +187,19 @@ def fleet_data(reader, start, end, every: str, heat: str | None = None, heat_eve
         out["heat"] = resource_from({k[5:]: v for k, v in got.items() if k.startswith("heat:")}, heat) \
             if own_heat else frames[heat]
     return out
+
+
+def _series_from_sums(sums: pd.DataFrame, measurement: str, every_ns: int | None = None) -> pd.DataFrame:
+    """_series_means()' frame of measurement from _series_sums()' (at that width, or at every_ns, a multiple
+    of it: each time floored to a multiple of every_ns in epoch nanoseconds, as the stores align buckets, and
+    the sums and counts added): each column its sum over its count. Exact, not a mean of means."""
+    by, columns, _ = SERIES[measurement]
+    if every_ns is not None:
+        sums = _by_host_time(sums, {c: c for c in sums.columns if c != "time" and c not in by}, "sum", by, every_ns)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = {c: sums[f"{c}_sum"].to_numpy(dtype=float) / np.where(sums[f"{c}_n"] > 0, sums[f"{c}_n"], np.nan)
+                 for c in columns}
+    return sums[["time", *by]].assign(**means)
 
 
 # -- the numbers, from the fetched frames --
@@ -184,21 +215,29 @@ def bucket_hours(times, start, end, every: str) -> np.ndarray:
     return np.clip(hi - lo, 0, None) / 3.6e12
 
 
-def _by_host_time(f: pd.DataFrame, columns: dict[str, str], how: str = "max") -> pd.DataFrame:
-    """[time, host, *columns] per (host, bucket) of f (rows of several series a host), sorted by host then
-    time: each output column the largest (how="max", NaN skipped) or the sum (how="sum", NaN as 0) of the
-    input column it names. Integer codes and one sort, not a groupby on a string and a timestamp column
-    (a week of 256 hosts is 170 k rows)."""
-    host_codes, hosts = factorize_runs(f["host"])
-    time_codes, times = pd.factorize(_ns(f["time"]), sort=True)
+def _by_host_time(f: pd.DataFrame, columns: dict[str, str], how: str = "max", by=("host",),
+                  every_ns: int | None = None) -> pd.DataFrame:
+    """[time, *by, *columns] per (series of the `by` tags, bucket) of f (rows of several series a host; with
+    every_ns, times floored to multiples of every_ns in epoch nanoseconds), sorted by the tags then time:
+    each output column the largest (how="max", NaN skipped) or the sum (how="sum", NaN as 0) of the input
+    column it names. Integer codes and one sort, not a groupby on a string and a timestamp column (a week of
+    256 hosts is 170 k rows)."""
+    series = np.zeros(len(f), dtype=np.int64)
+    for tag in by:  # mixed-radix codes: they rank like the tag tuples
+        codes, values = factorize_runs(f[tag])
+        series = series * len(values) + codes
+    t = _ns(f["time"])
+    if every_ns is not None:
+        t = t - t % every_ns  # numpy's % takes the divisor's sign: a floor before 1970 too
+    time_codes, times = pd.factorize(t, sort=True)
     width = max(len(times), 1)
-    key = host_codes.astype(np.int64) * width + time_codes
+    key = series * width + time_codes
     order = np.argsort(key, kind="stable")
     key = key[order]
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
-    cells = key[first]
-    out = {"time": pd.to_datetime(times[cells % width], unit="ns", utc=True).as_unit("ns"),
-           "host": pd.Series(np.asarray(hosts, dtype=object)[cells // width], dtype=object)}
+    out = {"time": pd.to_datetime(times[key[first] % width], unit="ns", utc=True).as_unit("ns")}
+    for tag in by:
+        out[tag] = pd.Series(f[tag].to_numpy(dtype=object)[order[first]], dtype=object)
     for name, col in columns.items():
         v = f[col].to_numpy(dtype=float)[order]
         if not len(first):
