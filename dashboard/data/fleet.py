@@ -12,7 +12,11 @@ Every resource is a 0-1 ratio per (host, bucket):
 What the page asks the store (fetch(): every query of a callback at once, one per measurement and width):
 
 - the heatmap: the chosen resource alone, per host, at the window's bucket width (as many buckets as the
-  plot has room for; dashboard.timerange);
+  plot has room for; dashboard.timerange). For cpu, storage and interconnect, its measurements per series
+  (`cpu` per host, `disk` per device, `infiniband` per port, `net` per interface) as sums and counts, from
+  which both its heatmap (each bucket's sum over its count) and its lines (the sums and counts added over
+  each line bucket, the times floored to its width in epoch nanoseconds as the stores align buckets) follow
+  exactly: the measurement is read once, not again at the line width below;
 - the lines per pool, the node states, the GPU-hours and the pools: every resource per host at the line
   width, a few times coarser (dashboard.timerange.line_every: a line needs fewer points than a heatmap has
   columns); `gpu` per GPU (host, gpu, model) there, as sums and counts of utilization, memory used and
@@ -169,11 +173,13 @@ def fleet_data(reader, start, end, every: str, heat: str | None = None, heat_eve
     if heat is not None and heat not in RESOURCES:
         raise ValueError(f"unknown resource {heat!r}: use one of {', '.join(RESOURCES)}")
     own_heat = heat is not None and heat_every is not None and heat_every != every
-    summed = NEEDS[heat] if own_heat and heat in ("cpu", "storage", "interconnect") \
+    # cpu, storage, interconnect: their measurements' sums and counts at heat_every give their lines too
+    summed = NEEDS[heat] if own_heat and all(m in SERIES for m in NEEDS[heat]) \
         and parse_every(every) % parse_every(heat_every) == 0 else ()
     # the longest queries first (the heatmap's, then `gpu` per GPU): the workers take them in this order
     wanted = asks((heat,), heat_every, prefix="heat:") if own_heat else {}
-    wanted.update({"heat:" + m: (m + "_sums", heat_every) for m in summed})
+    if summed:
+        wanted = {key: (name + "_sums", width) for key, (name, width) in wanted.items()}
     wanted.update({k: v for k, v in asks(("gpu_hours", "resources", "pools"), every).items() if k not in summed})
     got = fetch(reader, start, end, wanted)
     for m in summed:
@@ -195,7 +201,7 @@ def _series_from_sums(sums: pd.DataFrame, measurement: str, every_ns: int | None
     the sums and counts added): each column its sum over its count. Exact, not a mean of means."""
     by, columns, _ = SERIES[measurement]
     if every_ns is not None:
-        sums = _by_host_time(sums, {c: c for c in sums.columns if c != "time" and c not in by}, "sum", by, every_ns)
+        sums = _by_series_time(sums, {c: c for c in sums.columns if c != "time" and c not in by}, "sum", by, every_ns)
     with np.errstate(divide="ignore", invalid="ignore"):
         means = {c: sums[f"{c}_sum"].to_numpy(dtype=float) / np.where(sums[f"{c}_n"] > 0, sums[f"{c}_n"], np.nan)
                  for c in columns}
@@ -215,13 +221,13 @@ def bucket_hours(times, start, end, every: str) -> np.ndarray:
     return np.clip(hi - lo, 0, None) / 3.6e12
 
 
-def _by_host_time(f: pd.DataFrame, columns: dict[str, str], how: str = "max", by=("host",),
-                  every_ns: int | None = None) -> pd.DataFrame:
-    """[time, *by, *columns] per (series of the `by` tags, bucket) of f (rows of several series a host; with
-    every_ns, times floored to multiples of every_ns in epoch nanoseconds), sorted by the tags then time:
-    each output column the largest (how="max", NaN skipped) or the sum (how="sum", NaN as 0) of the input
-    column it names. Integer codes and one sort, not a groupby on a string and a timestamp column (a week of
-    256 hosts is 170 k rows)."""
+def _by_series_time(f: pd.DataFrame, columns: dict[str, str], how: str = "max", by: tuple[str, ...] = ("host",),
+                    every_ns: int | None = None) -> pd.DataFrame:
+    """[time, *by, *columns] per (by-tag values, bucket) of f (e.g. a host's several series into one row a host
+    and bucket; with every_ns, each time floored to a multiple of every_ns in epoch nanoseconds first), sorted
+    by the tags then time: each output column the largest (how="max", NaN skipped) or the sum (how="sum", NaN
+    as 0) of the input column it names. Integer codes and one sort, not a groupby on a string and a timestamp
+    column (a week of 256 hosts is 170 k rows)."""
     series = np.zeros(len(f), dtype=np.int64)
     for tag in by:  # mixed-radix codes: they rank like the tag tuples
         codes, values = factorize_runs(f[tag])
@@ -276,7 +282,7 @@ def host_sums(gpu: pd.DataFrame | None) -> pd.DataFrame:
     """[time, host, *GPU_SUMS] per host and bucket from `gpu_gpus`' per-GPU sums and counts (empty without)."""
     if gpu is None or not len(gpu):
         return pd.DataFrame(columns=["time", "host", *GPU_SUMS])
-    return _by_host_time(gpu, {c: c for c in GPU_SUMS}, "sum")
+    return _by_series_time(gpu, {c: c for c in GPU_SUMS}, "sum")
 
 
 def resource_from(got: dict[str, pd.DataFrame], resource: str) -> pd.DataFrame:
@@ -293,7 +299,7 @@ def resource_from(got: dict[str, pd.DataFrame], resource: str) -> pd.DataFrame:
     elif resource == "interconnect":
         out = _interconnect(got)
     elif resource == "storage" and "disk" in got and len(got["disk"]):
-        out = _by_host_time(got["disk"], {"value": "busy_ratio"})
+        out = _by_series_time(got["disk"], {"value": "busy_ratio"})
     out = out[np.isfinite(out["value"].to_numpy(dtype=float))]
     return out.reset_index(drop=True)[HEAT_COLUMNS]
 
@@ -322,7 +328,7 @@ def _interconnect(got: dict[str, pd.DataFrame]) -> pd.DataFrame:
         both = both[(both["kind"] == 0) | ~both["host"].isin(fabric)]
     if both.empty:
         return _empty()
-    return _by_host_time(both, {"value": "value"})
+    return _by_series_time(both, {"value": "value"})
 
 
 def pools_from(got: dict[str, pd.DataFrame]) -> pd.DataFrame:
