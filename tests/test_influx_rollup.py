@@ -285,3 +285,28 @@ def test_rollup_by_names_reach_influxql_only_as_checked_identifiers():
     for bad in ("gpu", "gpu:", ":host", "gpu:ho\nst"):
         with pytest.raises(Exception, match=r"rollup_by|empty|newline"):
             rollup_groups(bad)
+
+
+def test_one_statements_rows_combined_per_bucket_and_group_as_pandas_groupby_does():
+    """_combine_runs (adjacent rows of a (bucket, group) added with reduceat) against the groupby it replaced:
+    runs of 1 to 3 rows, missing values inside a run and whole runs missing."""
+    from agents.query.influx import _combine_runs
+
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(40), 30)  # 40 groups in turn, each its rows in time order
+    buckets = np.concatenate([np.sort(rng.integers(0, 12, 30)) for _ in range(40)]) * 900 * 10**9
+    keys = {"__t": buckets, "__g0": groups % 7, "__g1": groups // 7}
+    values = rng.random((len(groups), 4))
+    values[rng.random(values.shape) < 0.3] = np.nan
+    columns = {"sum_u": values[:, 0], "count_u": np.where(np.isnan(values[:, 0]), np.nan, 1.0),
+               "max_p": values[:, 2], "min_p": values[:, 3]}
+    got = _combine_runs(keys, columns)
+    grouped = pd.DataFrame({**keys, **columns}).groupby(list(keys), sort=False)
+    want = pd.concat([grouped["sum_u"].sum(min_count=1), grouped["count_u"].sum(min_count=1),
+                      grouped["max_p"].max(), grouped["min_p"].min()], axis=1).reset_index()
+    assert len(got) < len(groups) and got["sum_u"].isna().any()  # runs were combined, some wholly missing
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
+    # one row a (bucket, group): the rows as they came
+    one = {"__t": np.arange(5) * 10, "__g0": np.zeros(5, dtype=np.int64)}
+    pd.testing.assert_frame_equal(_combine_runs(one, {"sum_u": np.arange(5.0)}),
+                                  pd.DataFrame({**one, "sum_u": np.arange(5.0)}))
