@@ -141,18 +141,22 @@ def recent(stores):
     return now
 
 
+@pytest.mark.parametrize("companions", ["", COMPANIONS])
 @pytest.mark.parametrize("every", ["15m", "1h", None])
-def test_what_no_continuous_query_has_rolled_up_yet_is_read_from_the_raw_points(stores, recent, every):
+def test_what_no_continuous_query_has_rolled_up_yet_is_read_from_the_raw_points(stores, recent, every, companions):
     """A window reaching now: the levels hold the old hour, not the last minutes (no continuous query runs
-    here); those come from the raw points, added to the level's sums and counts bucket by bucket."""
+    here); those come from the raw points, added to the level's sums and counts bucket by bucket (also where
+    the level read is gpu_by_host, the per-host companion)."""
     raw_url, rollup_url, t0 = stores
     now = recent
     start, end = t0, pd.Timestamp(now - now % 3_600_000_000_000 + 3_600_000_000_000, unit="ns", tz="UTC")
     stats = {"mean": ("utilization_ratio", "mean"), "n": ("utilization_ratio", "count"),
              "hi": ("power_watts", "max")}
     args = dict(every=every, by=["host"], where_tags={"host": ["a", "c"]})
-    with open_reader(raw_url) as raw, open_reader(rollup_url) as rollup:
-        assert rollup._rollup_level(rollup_query(start, end, every), [("mean", "utilization_ratio")]) is not None
+    with open_reader(raw_url) as raw, open_reader(rollup_url + companions) as rollup:
+        q = rollup_query(start, end, every, by=["host"], where_tags=args["where_tags"])
+        assert rollup._rollup_level(q, [("mean", "utilization_ratio")]) is not None
+        assert ('"gpu_by_host"' in rollup._rollup_source(q, [("mean", "utilization_ratio")])) == bool(companions)
         want = raw.aggregate("gpu", stats, start, end, **args)
         got = rollup.aggregate("gpu", stats, start, end, **args)
         assert want[want["host"] == "c"]["n"].sum() == 7 and want[want["host"] == "a"]["n"].sum() == 720
