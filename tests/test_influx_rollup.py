@@ -141,18 +141,22 @@ def recent(stores):
     return now
 
 
+@pytest.mark.parametrize("companions", ["", COMPANIONS])
 @pytest.mark.parametrize("every", ["15m", "1h", None])
-def test_what_no_continuous_query_has_rolled_up_yet_is_read_from_the_raw_points(stores, recent, every):
+def test_what_no_continuous_query_has_rolled_up_yet_is_read_from_the_raw_points(stores, recent, every, companions):
     """A window reaching now: the levels hold the old hour, not the last minutes (no continuous query runs
-    here); those come from the raw points, added to the level's sums and counts bucket by bucket."""
+    here); those come from the raw points, added to the level's sums and counts bucket by bucket (also where
+    the level read is gpu_by_host, the per-host companion)."""
     raw_url, rollup_url, t0 = stores
     now = recent
     start, end = t0, pd.Timestamp(now - now % 3_600_000_000_000 + 3_600_000_000_000, unit="ns", tz="UTC")
     stats = {"mean": ("utilization_ratio", "mean"), "n": ("utilization_ratio", "count"),
              "hi": ("power_watts", "max")}
     args = dict(every=every, by=["host"], where_tags={"host": ["a", "c"]})
-    with open_reader(raw_url) as raw, open_reader(rollup_url) as rollup:
-        assert rollup._rollup_level(rollup_query(start, end, every), [("mean", "utilization_ratio")]) is not None
+    with open_reader(raw_url) as raw, open_reader(rollup_url + companions) as rollup:
+        q = rollup_query(start, end, every, by=["host"], where_tags=args["where_tags"])
+        assert rollup._rollup_level(q, [("mean", "utilization_ratio")]) is not None
+        assert ('"gpu_by_host"' in rollup._rollup_source(q, [("mean", "utilization_ratio")])) == bool(companions)
         want = raw.aggregate("gpu", stats, start, end, **args)
         got = rollup.aggregate("gpu", stats, start, end, **args)
         assert want[want["host"] == "c"]["n"].sum() == 7 and want[want["host"] == "a"]["n"].sum() == 720
@@ -285,3 +289,28 @@ def test_rollup_by_names_reach_influxql_only_as_checked_identifiers():
     for bad in ("gpu", "gpu:", ":host", "gpu:ho\nst"):
         with pytest.raises(Exception, match=r"rollup_by|empty|newline"):
             rollup_groups(bad)
+
+
+def test_one_statements_rows_combined_per_bucket_and_group_as_pandas_groupby_does():
+    """_combine_runs (adjacent rows of a (bucket, group) added with reduceat) against the groupby it replaced:
+    runs of 1 to 3 rows, missing values inside a run and whole runs missing."""
+    from agents.query.influx import _combine_runs
+
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(40), 30)  # 40 groups in turn, each its rows in time order
+    buckets = np.concatenate([np.sort(rng.integers(0, 12, 30)) for _ in range(40)]) * 900 * 10**9
+    keys = {"__t": buckets, "__g0": groups % 7, "__g1": groups // 7}
+    values = rng.random((len(groups), 4))
+    values[rng.random(values.shape) < 0.3] = np.nan
+    columns = {"sum_u": values[:, 0], "count_u": np.where(np.isnan(values[:, 0]), np.nan, 1.0),
+               "max_p": values[:, 2], "min_p": values[:, 3]}
+    got = _combine_runs(keys, columns)
+    grouped = pd.DataFrame({**keys, **columns}).groupby(list(keys), sort=False)
+    want = pd.concat([grouped["sum_u"].sum(min_count=1), grouped["count_u"].sum(min_count=1),
+                      grouped["max_p"].max(), grouped["min_p"].min()], axis=1).reset_index()
+    assert len(got) < len(groups) and got["sum_u"].isna().any()  # runs were combined, some wholly missing
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12)
+    # one row a (bucket, group): the rows as they came
+    one = {"__t": np.arange(5) * 10, "__g0": np.zeros(5, dtype=np.int64)}
+    pd.testing.assert_frame_equal(_combine_runs(one, {"sum_u": np.arange(5.0)}),
+                                  pd.DataFrame({**one, "sum_u": np.arange(5.0)}))

@@ -30,6 +30,7 @@ from agents.query.base import (
     influx_duration,
     parse_every,
 )
+from agents.query.gc_pause import gc_paused
 from agents.stores.connection import describe_foreign, endpoint, influx_error, is_influx_answer
 from agents.stores.secrets import Credentials
 from agents.stores.url import StoreURL
@@ -231,11 +232,14 @@ class InfluxReader(Reader):
         times, tags, values = _concat_columns(parts, q.by)
         buckets = times - times % q.every_ns if q.every_ns is not None else np.zeros_like(times)
         keys = {"__t": buckets, **{f"__g{i}": tags[t].codes for i, t in enumerate(q.by)}}
-        frame = pd.DataFrame({**keys, **{c: values[c] for c in columns}})
-        grouped = frame.groupby(list(keys), sort=False)
-        # a sum of nothing but missing values is missing, as InfluxQL's sum() of no points
-        out = pd.concat([grouped[c].max() if c.startswith("max_") else grouped[c].min() if c.startswith("min_")
-                         else grouped[c].sum(min_count=1) for c in columns], axis=1).reset_index()
+        if len(parts) == 1:
+            out = _combine_runs(keys, {c: values[c] for c in columns})
+        else:  # the raw tail's rows follow the level's: a (bucket, group) may come in two places
+            frame = pd.DataFrame({**keys, **{c: values[c] for c in columns}})
+            grouped = frame.groupby(list(keys), sort=False)
+            # a sum of nothing but missing values is missing, as InfluxQL's sum() of no points
+            out = pd.concat([grouped[c].max() if c.startswith("max_") else grouped[c].min() if c.startswith("min_")
+                             else grouped[c].sum(min_count=1) for c in columns], axis=1).reset_index()
         result = {}
         for name, agg, field in specs:
             s, n = out.get(f"sum_{field}"), out.get(f"count_{field}")
@@ -400,6 +404,7 @@ def _assemble(q: FrameQuery, series_iter):
     return finalize(q, times, tags, values)
 
 
+@gc_paused
 def _columns(series_iter, by, names):
     """Series documents -> (times, TagCodes per tag, column per name): rows of all series gathered into one
     table converted once per column (many series of one row each are the common answer of a per-series
@@ -441,6 +446,34 @@ def _columns(series_iter, by, names):
     return times, tags, values
 
 
+def _combine_runs(keys: dict, columns: dict):
+    """The rollup parts of one statement's rows combined per (bucket, group) as a frame [*keys, *columns]:
+    maxima and minima kept (missing values skipped), the rest added (missing when every value is). One
+    statement answers each group's rows in time order, so the rows of a (bucket, group) are adjacent: added
+    by np.*.reduceat over the runs, and the rows are the answer itself where every bucket holds one point
+    of a group (the level's own width: the dashboard's buckets), where a pandas groupby over the keys took
+    a tenth of a second per 100,000 rows."""
+    import numpy as np
+    import pandas as pd
+
+    n = len(keys["__t"])
+    change = np.zeros(max(n - 1, 0), dtype=bool)
+    for k in keys.values():
+        change |= k[1:] != k[:-1]
+    starts = np.flatnonzero(np.r_[True, change]) if n else np.zeros(0, dtype=np.int64)
+    if len(starts) == n:
+        return pd.DataFrame({**keys, **columns})
+    out = {k: v[starts] for k, v in keys.items()}
+    for c, v in columns.items():
+        v = np.asarray(v, dtype=np.float64)
+        if c.startswith(("max_", "min_")):
+            out[c] = (np.fmax if c.startswith("max_") else np.fmin).reduceat(v, starts)
+        else:
+            present = np.add.reduceat(~np.isnan(v), starts)
+            out[c] = np.where(present > 0, np.add.reduceat(np.nan_to_num(v), starts), np.nan)
+    return pd.DataFrame(out)
+
+
 def _as_rollup(values, part: str):
     """Raw points' values as the rollup column `part` (sum, count, max or min) of one point each."""
     import numpy as np
@@ -468,6 +501,7 @@ def _concat_columns(parts: list, by) -> tuple:
     return np.concatenate([times for times, _, _ in parts]), tags, values
 
 
+@gc_paused
 def _raw_columns(series_iter, n_tags: int, n_fields: int):
     """A raw query's rows (tags selected as __g columns, fields as __f) -> (times, tag columns, field columns)."""
     import numpy as np
