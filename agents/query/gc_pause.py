@@ -4,8 +4,8 @@ Decoding an InfluxDB answer builds a Python list for every row (a week of a flee
 several hundred thousand), none of them part of a reference cycle: reference counting frees them all once
 the rows are turned into arrays. Each 700 new containers start a collection, and the older generations get
 scanned as the rows pile up, so in a process that already holds much (the dashboard's caches, a loaded
-run) the collector took as long as the decoding itself: about 1 s of a 2.3 s fleet page's Python time
-(docs/benchmarks.md). Paused while decoding, it catches up when resumed.
+run) the collector took about as long as the decoding itself: 0.7 s of the 1.9 s of Python CPU the week's
+fleet page spent on InfluxDB (docs/benchmarks.md). Paused while decoding, it catches up when resumed.
 
 The pause is counted across threads (queries decode at once on the dashboard's workers): the collector
 resumes when the last decoder leaves, and only if it was enabled when the first one came in.
