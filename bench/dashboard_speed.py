@@ -45,7 +45,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from agents.query.base import parse_every  # noqa: E402
 from agents.query.influx import DEPLOY_COMPANIONS as COMPANIONS  # noqa: E402 - the companions beside each level
+from agents.query.influx import DEPLOY_ROLLUPS  # noqa: E402
 
 START = "2026-11-16T00:00:00Z"
 WIDTH = 1400
@@ -202,7 +204,7 @@ def influx_prepare(base: str, work: Path, store_dir: Path, prep: dict) -> dict:
 
 
 # the deploy's rollup levels (deploy/influxdb/influxdb-1x.iql) and their bucket widths in seconds
-ROLLUP_LEVELS = {"five_minutes": 300, "fifteen_minutes": 900, "one_hour": 3600}
+ROLLUP_LEVELS = {rp: parse_every(width) // 10**9 for rp, width in DEPLOY_ROLLUPS.items()}
 ROLLUP_BY = ",".join(":".join((m, *tags)) for m, tags in COMPANIONS.items())
 ROLLUP_URL = "?rollup=" + ",".join(ROLLUP_LEVELS) + "&rollup_by=" + ROLLUP_BY
 

@@ -124,8 +124,8 @@ class Context:
         return reader
 
     def workers(self) -> int:
-        """How many queries run at once: WORKERS against a server (its waits overlap), no more than the cores
-        for the embedded store (its queries run here)."""
+        """How many queries run at once: WORKERS against a server (its waits overlap); for the embedded store
+        (its queries run here) no more than the cores, and two at least."""
         if self.store.startswith("embedded:"):
             return max(2, min(WORKERS, os.cpu_count() or 1))
         return WORKERS

@@ -121,7 +121,7 @@ def test_each_aggregate_reads_the_coarsest_level_that_answers_it_and_gets_the_ra
     with open_reader(raw_url) as raw, open_reader(rollup_url) as rollup:
         q = rollup_query(start, end, every)
         assert rollup._rollup_level(q, [("mean", "utilization_ratio")]) == level
-        assert (level is not None and rollup._scan_rollup(q)) == scan
+        assert (level is not None and rollup._scan_rollup(q, level)) == scan
         want = raw.aggregate("gpu", stats, start, end, **args)
         got = rollup.aggregate("gpu", stats, start, end, **args)
         assert len(want) and (every is not None or len(want) == 4)

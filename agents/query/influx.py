@@ -136,9 +136,9 @@ class InfluxReader(Reader):
             times, tags, values = _raw_columns(self._series(f"SELECT {select} FROM {qi(q.measurement, 'measurement')}"
                                                             + where), len(q.by), len(q.fields))
             return finalize(q, times, dict(zip(q.by, tags, strict=True)), dict(zip(q.fields, values, strict=True)))
-        source = self._rollup_source(q, [(q.agg.name, f) for f in q.fields])
-        if source is not None:
-            times, tags, values = self._rollup_read(q, source, [(f, q.agg.name, f) for f in q.fields])
+        level = self._rollup_level(q, [(q.agg.name, f) for f in q.fields])
+        if level is not None:
+            times, tags, values = self._rollup_read(q, level, [(f, q.agg.name, f) for f in q.fields])
             return finalize(q, times, tags, values)
         source = qi(q.measurement, "measurement")
         select = ", ".join(f"{_agg(q, qi(f, 'field'))} AS {qi(f, 'field')}" for f in q.fields)
@@ -155,8 +155,10 @@ class InfluxReader(Reader):
         and whose every aggregate is one the rollup's sums, counts, maxima and minima give (mean = sum of sums /
         sum of counts), with no conditions on field values (those need the points)."""
         level = self._rollup_level(q, aggs)
-        if level is None:
-            return None
+        return None if level is None else self._level_source(q, level)
+
+    def _level_source(self, q: FrameQuery | AggregateQuery, level: str) -> str:
+        """FROM "db"."level"."measurement" for q: the measurement, or its companion where one answers q."""
         qi = identifiers.influxql
         measurement = q.measurement
         kept = self.rollup_by.get(measurement)
@@ -188,17 +190,17 @@ class InfluxReader(Reader):
         end = (self.now_ns() // width - 1) * width
         return end if every_ns is None else end // every_ns * every_ns
 
-    def _scan_rollup(self, q: FrameQuery | AggregateQuery) -> bool:
+    def _scan_rollup(self, q: FrameQuery | AggregateQuery, level: str) -> bool:
         """Whether _rollup_read reads the rollup level's points as they are and sums them here rather than
         have influxd group them by time: influxd 1.x spends a few microseconds on each (series, bucket,
         aggregate) of a GROUP BY time, however few points the bucket holds, five times what reading a point
         and summing it here costs, so where a bucket holds at most SCAN_POINTS points of a series (the
         dashboard's buckets: the level's own width) the points are read."""
-        width = dict(self.rollups).get(self._rollup_level(q, []))
-        return q.every_ns is not None and width is not None and q.every_ns // width <= SCAN_POINTS
+        return q.every_ns is not None and q.every_ns // dict(self.rollups)[level] <= SCAN_POINTS
 
-    def _rollup_read(self, q: FrameQuery | AggregateQuery, source: str, specs: list[tuple[str, str, str]]):
-        """(times, tags, columns) of q from a rollup level: partial sums, counts, maxima and minima per bucket
+    def _rollup_read(self, q: FrameQuery | AggregateQuery, level: str, specs: list[tuple[str, str, str]]):
+        """(times, tags, columns) of q from a rollup level (_rollup_level's, chosen once: the time moves on
+        between calls): partial sums, counts, maxima and minima per bucket
         and q.by tags (the level's points as they are where _scan_rollup says so, else influxd's per-bucket
         sums of them; the raw points for what the level may not hold yet), combined here: sums and counts
         added, maxima and minima kept, means the sum of sums over the sum of counts; specs: (output column,
@@ -210,8 +212,9 @@ class InfluxReader(Reader):
         columns = list(dict.fromkeys(f"{k}_{field}" for _, agg, field in specs for k in _ROLLUP_PARTS[agg]))
         fields = list(dict.fromkeys(field for _, _, field in specs))
         group = " GROUP BY " + ", ".join(qi(t, "tag") for t in q.by) if q.by else ""
-        cut = min(q.end_ns, self._level_end(dict(self.rollups)[self._rollup_level(q, [])], q.every_ns))
-        if self._scan_rollup(q):
+        source = self._level_source(q, level)
+        cut = min(q.end_ns, self._level_end(dict(self.rollups)[level], q.every_ns))
+        if self._scan_rollup(q, level):
             select, level_group = ", ".join(qi(c, "field") for c in columns), group
         else:  # many points a bucket: influxd adds them up (whole window: one row per group)
             select = ", ".join(f"{_PART_AGG[c.split('_', 1)[0]]}({qi(c, 'field')}) AS {qi(c, 'field')}"
@@ -263,9 +266,9 @@ class InfluxReader(Reader):
         group = [f"time({influx_duration(q.every_ns)})"] if q.every_ns is not None else []
         group += [qi(t, "tag") for t in q.by]
         tail = (" GROUP BY " + ", ".join(group) if group else "") + (" fill(none)" if q.every_ns is not None else "")
-        rollup = self._rollup_source(q, [(s.agg.name, s.field) for s in q.stats])
-        if rollup is not None:
-            times, tags, cols = self._rollup_read(q, rollup, [(s.name, s.agg.name, s.field) for s in q.stats])
+        level = self._rollup_level(q, [(s.agg.name, s.field) for s in q.stats])
+        if level is not None:
+            times, tags, cols = self._rollup_read(q, level, [(s.name, s.agg.name, s.field) for s in q.stats])
             return finalize_stats(q, times, tags, cols)
         source = f" FROM {qi(q.measurement, 'measurement')}{where}{tail}"
         # one selector statement per (first|last, field) asked for with a time: it also answers that field's
